@@ -1,0 +1,125 @@
+"""Job payload encoding: arq's wire format with a JSON (default) or pickle serializer.
+
+A job is what arq's ``serialize_job`` writes: ``{"t": try, "f": function, "a": args,
+"k": kwargs, "et": enqueue ms}``. The serializer is shared by emitters and workers through
+settings (arq's ``job_serializer`` / ``job_deserializer``), so a stock arq worker started with
+taskemit's WorkerSettings decodes the same bytes.
+
+JSON carries the JSON types plus datetime, date, time, UUID, Decimal and bytes (tagged
+objects); tuples and sets arrive as lists. Exceptions in results become
+:class:`~taskemit.errors.ListenerError` when read back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from .errors import ListenerError, PayloadEncodeError
+
+__all__ = ("Codec", "get_codec")
+
+_TAG = "__taskemit_type__"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime):
+        return {_TAG: "datetime", "v": obj.isoformat()}
+    if isinstance(obj, dt.date):
+        return {_TAG: "date", "v": obj.isoformat()}
+    if isinstance(obj, dt.time):
+        return {_TAG: "time", "v": obj.isoformat()}
+    if isinstance(obj, UUID):
+        return {_TAG: "uuid", "v": str(obj)}
+    if isinstance(obj, Decimal):
+        return {_TAG: "decimal", "v": str(obj)}
+    if isinstance(obj, bytes):
+        return {_TAG: "bytes", "v": base64.b64encode(obj).decode("ascii")}
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, BaseException):
+        kind = type(obj)
+        return {_TAG: "exception", "type": f"{kind.__module__}.{kind.__qualname__}", "message": str(obj)}
+    raise TypeError(f"Object of type {type(obj).__qualname__} is not JSON serializable")
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "datetime": lambda d: dt.datetime.fromisoformat(d["v"]),
+    "date": lambda d: dt.date.fromisoformat(d["v"]),
+    "time": lambda d: dt.time.fromisoformat(d["v"]),
+    "uuid": lambda d: UUID(d["v"]),
+    "decimal": lambda d: Decimal(d["v"]),
+    "bytes": lambda d: base64.b64decode(d["v"]),
+    "exception": lambda d: ListenerError(d["type"], d["message"]),
+}
+
+
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None:
+        return obj
+    decode = _DECODERS.get(tag)
+    return obj if decode is None else decode(obj)
+
+
+def _json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_loads(data: bytes) -> Any:
+    return json.loads(data, object_hook=_json_object_hook)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A named pair of functions that turn job payloads into bytes and back."""
+
+    name: str
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+
+    def encode_job(
+        self,
+        function: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        enqueue_ms: int,
+        job_try: int | None = None,
+    ) -> bytes:
+        """arq's job payload for one listener call; raises PayloadEncodeError if it cannot be encoded."""
+        data = {"t": job_try, "f": function, "a": args, "k": kwargs, "et": enqueue_ms}
+        try:
+            return self.dumps(data)
+        except (TypeError, ValueError, pickle.PicklingError, AttributeError, RecursionError) as exc:
+            raise PayloadEncodeError(
+                f"cannot encode the arguments for listener {function!r} with the {self.name!r} "
+                f"serializer: {exc}. Pass JSON-friendly values (str, int, float, bool, None, "
+                "list, dict, datetime, UUID, Decimal, bytes) or set serializer = \"pickle\"."
+            ) from exc
+
+    def decode_job(self, data: bytes) -> dict[str, Any]:
+        """The job dict (``t``, ``f``, ``a``, ``k``, ``et``) from its stored bytes."""
+        decoded: dict[str, Any] = self.loads(data)
+        return decoded
+
+
+_CODECS = {
+    "json": Codec("json", _json_dumps, _json_loads),
+    "pickle": Codec("pickle", pickle.dumps, pickle.loads),
+}
+
+
+def get_codec(name: str) -> Codec:
+    """The codec called ``name`` (``"json"`` or ``"pickle"``)."""
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown serializer {name!r}; choose one of {sorted(_CODECS)}") from None

@@ -1,0 +1,315 @@
+"""``Emitter``: turns ``emit(event_id, ...)`` into one stored arq job per listener.
+
+``emit`` is synchronous and never waits for Redis: it checks the arguments against every
+listener, encodes the jobs, and appends them to an in-memory buffer. A single flusher task
+stores whatever has accumulated in one pipelined round trip, so concurrent emits coalesce
+into batches. ``emit`` may be called from the emitter's event loop or from any other thread
+(Litestar runs sync handlers in worker threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from arq.constants import expires_extra_ms
+from redis import asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from . import keys, lua
+from .codec import get_codec
+from .errors import EmitBufferFull, ListenerConfigError, UnknownEventError
+from .listener import Listener, index_listeners
+from .settings import Settings, load_settings
+
+__all__ = ("EmitReceipt", "Emitter")
+
+logger = logging.getLogger("taskemit.emitter")
+
+_EMIT = lua.script("emit")
+_BATCH_SIZE = 500
+_RETRY_FIRST_DELAY = 0.05
+_RETRY_MAX_DELAY = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmitReceipt:
+    """What ``publish`` stored: the event's uuid and the arq job id of each listener."""
+
+    event_uuid: str
+    event_id: str
+    jobs: Mapping[str, str]
+
+
+@dataclass(slots=True)
+class _PendingEvent:
+    receipt: EmitReceipt
+    emitted_ms: int
+    payloads: list[bytes]
+    future: asyncio.Future[EmitReceipt] | None = field(default=None)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+class Emitter:
+    """Durable event emitter: an async context manager with Litestar's ``emit`` signature."""
+
+    __slots__ = (
+        "_buffer",
+        "_closing",
+        "_codec",
+        "_flusher",
+        "_listeners",
+        "_loop",
+        "_loop_thread",
+        "_redis",
+        "_stored_jobs",
+        "_wake",
+        "listeners",
+        "settings",
+    )
+
+    def __init__(
+        self,
+        listeners: Iterable[Any],
+        settings: Settings | None = None,
+        *,
+        redis: aioredis.Redis | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self._listeners = index_listeners(listeners)
+        #: event id -> listeners, as Litestar's backends expose it.
+        self.listeners: Mapping[str, tuple[Listener, ...]] = self._listeners
+        self._codec = get_codec(self.settings.serializer)
+        self._redis = redis
+        self._buffer: deque[_PendingEvent] = deque()
+        self._stored_jobs: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Emitter:
+        if self._flusher is not None:
+            raise RuntimeError("Emitter is already entered")
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        try:
+            await _EMIT.load(self._redis)
+        except (RedisError, OSError) as exc:  # emits are buffered until Redis answers
+            logger.warning("Redis at %s is not reachable yet: %s", _redacted(self.settings.redis_url), exc)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._flusher = self._loop.create_task(self._flush_forever(), name="taskemit-flusher")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is None:
+            return
+        self._closing = True
+        assert self._wake is not None and self._redis is not None
+        self._wake.set()
+        try:
+            await asyncio.wait_for(flusher, self.settings.shutdown_timeout)
+        except asyncio.TimeoutError:
+            self._fail_buffered(
+                f"Redis did not accept them within shutdown_timeout={self.settings.shutdown_timeout}s"
+            )
+        try:
+            if self.settings.drain_on_exit and exc_type is None:
+                await self.drain()
+        finally:
+            await self._redis.aclose()
+            self._redis = None
+            self._loop = None
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Run an in-process worker until every job this emitter stored has finished.
+
+        For tests: after it returns, the listeners' side effects have happened (or their
+        jobs failed). Raises TimeoutError if ``timeout`` seconds pass first.
+        """
+        from .worker import run_until_finished  # the worker side is only needed here
+
+        job_ids, self._stored_jobs = self._stored_jobs, []
+        if job_ids:
+            assert self._redis is not None, "drain() needs an entered emitter"
+            listeners = {item.name: item for items in self._listeners.values() for item in items}
+            await run_until_finished(self._redis, job_ids, list(listeners.values()), self.settings, timeout)
+
+    # -- emitting ----------------------------------------------------------------------
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
+        """Enqueue one job per listener of ``event_id``; returns without waiting for Redis.
+
+        Raises, before anything is enqueued: RuntimeError if the emitter is not entered,
+        UnknownEventError for an event without listeners, ListenerArgumentError if a
+        listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
+        EmitBufferFull if too many events are waiting for Redis.
+        """
+        pending = self._prepare(event_id, args, kwargs)
+        if pending is not None:
+            self._submit(pending)
+
+    async def publish(self, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        """Like ``emit``, but return once the jobs are stored, with their ids.
+
+        Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
+        """
+        pending = self._prepare(event_id, args, kwargs)
+        if pending is None:
+            return None
+        assert self._loop is not None
+        pending.future = self._loop.create_future()
+        self._submit(pending)
+        return await pending.future
+
+    def _prepare(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _PendingEvent | None:
+        if self._flusher is None or self._closing:
+            raise RuntimeError("Emitter not initialized")
+        listeners = self._listeners.get(event_id)
+        if not listeners:
+            if self.settings.on_unknown_event == "ignore":
+                logger.info("ignoring event %r: no listener is registered for it", event_id)
+                return None
+            raise self._unknown_event(event_id)
+        if keys.META_KWARG in kwargs:
+            raise ListenerConfigError(f"{keys.META_KWARG!r} is reserved by taskemit and cannot be emitted")
+        for item in listeners:
+            item.check_arguments(event_id, args, kwargs)
+        event_uuid = str(uuid.uuid4())
+        emitted_ms = int(time.time() * 1000)
+        job_kwargs = {**kwargs, keys.META_KWARG: {"event": event_uuid, "event_id": event_id}}
+        jobs: dict[str, str] = {}
+        payloads: list[bytes] = []
+        for item in listeners:
+            jobs[item.name] = uuid.uuid4().hex
+            payloads.append(self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms))
+        return _PendingEvent(EmitReceipt(event_uuid, event_id, jobs), emitted_ms, payloads)
+
+    def _unknown_event(self, event_id: str) -> Exception:
+        return UnknownEventError(event_id)
+
+    def _submit(self, pending: _PendingEvent) -> None:
+        if len(self._buffer) >= self.settings.emit_buffer_size:
+            raise EmitBufferFull(
+                f"{len(self._buffer)} events are waiting to be stored in Redis "
+                f"(emit_buffer_size={self.settings.emit_buffer_size}); is Redis reachable?"
+            )
+        self._buffer.append(pending)  # deque.append is thread-safe
+        assert self._loop is not None and self._wake is not None
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- storing -----------------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush_buffer()
+            if self._closing and not self._buffer:
+                return
+
+    async def _flush_buffer(self) -> None:
+        delay = _RETRY_FIRST_DELAY
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(_BATCH_SIZE, len(self._buffer)))]
+            try:
+                await self._store(batch)
+            except asyncio.CancelledError:
+                self._buffer.extendleft(reversed(batch))
+                raise
+            except NoScriptError:  # Redis restarted or its script cache was flushed
+                self._buffer.extendleft(reversed(batch))
+                await self._load_script()
+                continue
+            except (RedisError, OSError) as exc:
+                self._buffer.extendleft(reversed(batch))
+                logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_DELAY)
+                continue
+            except Exception as exc:  # a bug, not an outage: report it to whoever waits
+                logger.exception("storing %d events failed", len(batch))
+                for pending in batch:
+                    if pending.future is not None and not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            delay = _RETRY_FIRST_DELAY
+            for pending in batch:
+                if self.settings.drain_on_exit:
+                    self._stored_jobs.extend(pending.receipt.jobs.values())
+                if pending.future is not None and not pending.future.done():
+                    pending.future.set_result(pending.receipt)
+
+    async def _load_script(self) -> None:
+        assert self._redis is not None
+        try:
+            await _EMIT.load(self._redis)
+        except (RedisError, OSError) as exc:
+            logger.warning("loading the emit script failed (%s); retrying", exc)
+            await asyncio.sleep(_RETRY_FIRST_DELAY)
+
+    async def _store(self, batch: list[_PendingEvent]) -> None:
+        assert self._redis is not None
+        settings = self.settings
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pending in batch:
+                receipt = pending.receipt
+                job_ids = list(receipt.jobs.values())
+                argv: list[Any] = [
+                    pending.emitted_ms,
+                    expires_extra_ms,
+                    settings.event_retention,
+                    receipt.event_id,
+                    pending.emitted_ms,
+                    json.dumps(receipt.jobs),
+                ]
+                for job_id, payload in zip(job_ids, pending.payloads):
+                    argv += (job_id, payload)
+                _EMIT.queue(
+                    pipe,
+                    [settings.queue_name, keys.event_key(receipt.event_uuid)]
+                    + [keys.job_key(job_id) for job_id in job_ids],
+                    argv,
+                )
+            await pipe.execute()
+
+    def _fail_buffered(self, reason: str) -> None:
+        lost = len(self._buffer)
+        while self._buffer:
+            pending = self._buffer.popleft()
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_exception(ConnectionError(reason))
+        if lost:
+            logger.error("%d emitted events were not stored: %s", lost, reason)

@@ -1,0 +1,55 @@
+"""Every Redis key taskemit reads or writes, in one place.
+
+arq's own keys (job payloads, in-progress markers, results) keep arq's prefixes so a stock
+arq worker and arq's ``Job`` API see taskemit's jobs as ordinary arq jobs.
+"""
+
+from __future__ import annotations
+
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+__all__ = (
+    "EVENT_PREFIX",
+    "META_KWARG",
+    "event_key",
+    "in_progress_key",
+    "job_key",
+    "result_key",
+    "retry_key",
+)
+
+EVENT_PREFIX = "taskemit:event:"
+
+#: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
+#: The job wrapper removes it before the listener is called.
+META_KWARG = "__taskemit__"
+
+
+def event_key(event_uuid: str) -> str:
+    """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
+    return EVENT_PREFIX + event_uuid
+
+
+def job_key(job_id: str) -> str:
+    """arq's job payload (deleted by arq when the job finishes)."""
+    return job_key_prefix + job_id
+
+
+def in_progress_key(job_id: str) -> str:
+    """arq's marker that a worker is running the job."""
+    return in_progress_key_prefix + job_id
+
+
+def result_key(job_id: str) -> str:
+    """arq's stored result of a finished job."""
+    return result_key_prefix + job_id
+
+
+def retry_key(job_id: str) -> str:
+    """arq's try counter of a job."""
+    return retry_key_prefix + job_id

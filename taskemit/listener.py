@@ -1,0 +1,190 @@
+"""The ``listener`` decorator: Litestar's shape, but the user's function is kept as it is.
+
+Litestar's ``EventListener`` wraps the function in a handler that logs and swallows every
+exception; a durable listener needs the exception to reach the worker so the job fails
+visibly. :func:`as_listener` also accepts a Litestar ``EventListener`` and unwraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .errors import ListenerArgumentError, ListenerConfigError
+
+__all__ = ("Listener", "as_listener", "discover_listeners", "index_listeners", "listener")
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "<unknown>"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}:{qualname}"
+
+
+def _check_event_ids(event_ids: tuple[Any, ...]) -> frozenset[str]:
+    if not event_ids:
+        raise ListenerConfigError("listener() needs at least one event id, e.g. @listener(\"user_created\")")
+    for event_id in event_ids:
+        if callable(event_id) and not isinstance(event_id, str):
+            raise ListenerConfigError(
+                f"listener() was applied to {event_id!r} directly; call it with the event ids "
+                "first: @listener(\"user_created\")"
+            )
+        if not isinstance(event_id, str) or not event_id:
+            raise ListenerConfigError(f"event ids must be non-empty strings, got {event_id!r}")
+    return frozenset(event_ids)
+
+
+class Listener:
+    """A function registered for one or more event ids, run by a worker as its own arq job.
+
+    ``event_ids`` and ``fn`` match Litestar's ``EventListener`` so ``Litestar(listeners=[...])``
+    accepts it; ``fn`` is the user's own function, unwrapped, so its exceptions propagate.
+    """
+
+    __slots__ = ("_accepts_anything", "_signature", "event_ids", "fn", "name", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        event_ids: Iterable[str],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ListenerConfigError(f"listener name must be a non-empty string, got {name!r}")
+        if timeout is not None and not timeout > 0:
+            raise ListenerConfigError(f"listener timeout must be a positive number of seconds, got {timeout!r}")
+        self.fn = fn
+        self.event_ids: frozenset[str] = _check_event_ids(tuple(event_ids))
+        self.name: str = name or _default_name(fn)
+        self.timeout = timeout
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature: accept anything
+            self._signature = None
+        kinds = {p.kind for p in self._signature.parameters.values()} if self._signature else set()
+        self._accepts_anything = self._signature is None or {
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        } <= kinds and all(
+            p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            for p in self._signature.parameters.values()
+        )
+
+    def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Raise ListenerArgumentError if ``fn(*args, **kwargs)`` would be a TypeError."""
+        if self._accepts_anything:
+            return
+        assert self._signature is not None
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ListenerArgumentError(
+                f"listener {self.name!r} cannot accept the arguments emitted with event {event_id!r}: "
+                f"{exc}. Add **kwargs to the listener or emit only the arguments it takes."
+            ) from None
+
+    async def run(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Call the function: awaited if async, in a worker thread if sync."""
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(*args, **kwargs)
+        result = await asyncio.to_thread(self.fn, *args, **kwargs)
+        if inspect.isawaitable(result):  # a sync callable returning a coroutine
+            return await result
+        return result
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Listener):
+            return NotImplemented
+        return self.name == other.name and self.fn is other.fn and self.event_ids == other.event_ids
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.name} on {sorted(self.event_ids)}>"
+
+
+def listener(
+    *event_ids: str, name: str | None = None, timeout: float | None = None
+) -> Callable[[Callable[..., Any]], Listener]:
+    """Register the decorated function as a listener of ``event_ids``.
+
+    Args:
+        *event_ids: the events it listens to.
+        name: its stable name, the arq function name of its jobs (default ``module:qualname``).
+        timeout: seconds one run may take (default: the ``job_timeout`` setting).
+    """
+    ids = _check_event_ids(event_ids)
+
+    def decorate(fn: Callable[..., Any]) -> Listener:
+        return Listener(fn, ids, name=name, timeout=timeout)
+
+    return decorate
+
+
+def _unwrap_litestar(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Litestar stores wrap_in_error_handler(ensure_async_callable(user_fn)); the user's function
+    # is in the closure, itself inside an AsyncCallable (``.func``) when it was sync.
+    for cell in getattr(fn, "__closure__", None) or ():
+        inner = cell.cell_contents
+        if callable(inner):
+            return getattr(inner, "func", inner) if type(inner).__name__ == "AsyncCallable" else inner
+    return fn
+
+
+def as_listener(obj: Any) -> Listener:
+    """A :class:`Listener` for ``obj``: itself, or the unwrapped form of a Litestar ``EventListener``."""
+    if isinstance(obj, Listener):
+        return obj
+    event_ids = getattr(obj, "event_ids", None)
+    fn = getattr(obj, "fn", None)
+    if event_ids is None or fn is None:
+        raise ListenerConfigError(
+            f"{obj!r} is not a listener; decorate the function with @taskemit.listener(\"event_id\")"
+        )
+    return Listener(_unwrap_litestar(fn), event_ids)
+
+
+def index_listeners(listeners: Iterable[Any]) -> dict[str, tuple[Listener, ...]]:
+    """Map each event id to its listeners; reject two different functions under one name."""
+    by_name: dict[str, Listener] = {}
+    by_event: dict[str, list[Listener]] = {}
+    for obj in listeners:
+        item = as_listener(obj)
+        seen = by_name.get(item.name)
+        if seen is not None:
+            if seen.fn is item.fn and seen.event_ids == item.event_ids:
+                continue
+            raise ListenerConfigError(
+                f"two listeners are named {item.name!r}; give one of them name=\"...\""
+            )
+        by_name[item.name] = item
+        for event_id in sorted(item.event_ids):
+            by_event.setdefault(event_id, []).append(item)
+    return {event_id: tuple(items) for event_id, items in by_event.items()}
+
+
+def discover_listeners(modules: Iterable[str]) -> list[Listener]:
+    """Import each module and collect the listeners defined at its top level."""
+    import importlib
+
+    found: list[Listener] = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ListenerConfigError(
+                f"cannot import listener module {module_name!r} (from the listeners setting): {exc}"
+            ) from exc
+        found.extend(value for value in vars(module).values() if isinstance(value, Listener))
+    return found

@@ -1,0 +1,42 @@
+"""The Lua scripts taskemit runs in Redis, one file each, called by SHA."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+__all__ = ("LuaScript", "script")
+
+
+class LuaScript:
+    """One script from ``taskemit/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
+        """Add a call to a pipeline; the caller loads the script first (``load``)."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def load(self, client: Any) -> None:
+        await client.script_load(self.source)
+
+
+@cache
+def script(name: str) -> LuaScript:
+    """The shared :class:`LuaScript` for ``taskemit/lua/<name>.lua``."""
+    return LuaScript(name)

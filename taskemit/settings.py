@@ -1,0 +1,137 @@
+"""taskemit's settings: ``settings.toml`` overridden by ``TASKEMIT_*`` environment variables.
+
+The file is ``settings.toml`` in the working directory unless ``TASKEMIT_SETTINGS`` names
+another one. Emitters and workers read the same model, so both sides agree on the queue,
+the serializer and the Redis URL.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ("Settings", "load_settings", "settings_path")
+
+SETTINGS_ENV_VAR = "TASKEMIT_SETTINGS"
+DEFAULT_SETTINGS_FILE = "settings.toml"
+
+_explicit_path: ContextVar[Path | None] = ContextVar("taskemit_settings_path", default=None)
+
+
+def settings_path() -> Path | None:
+    """The settings file in force: an explicit path, ``$TASKEMIT_SETTINGS``, or ``./settings.toml``.
+
+    Returns None when no file is named and ``./settings.toml`` does not exist (defaults apply).
+    A file named explicitly or by the environment must exist: a typo there is an error, not
+    a silent fallback to defaults.
+    """
+    named = _explicit_path.get() or os.environ.get(SETTINGS_ENV_VAR)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"taskemit settings file {str(path)!r} (from {SETTINGS_ENV_VAR} or load_settings()) "
+                "does not exist"
+            )
+        return path
+    default = Path(DEFAULT_SETTINGS_FILE)
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything an emitter and a worker need to agree on, with production defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKEMIT_",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis to store jobs and event records in (redis://, rediss:// or unix://).",
+    )
+    queue_name: str = Field("taskemit:queue", min_length=1, description="The arq queue (sorted set) jobs go to.")
+    job_timeout: float = Field(300.0, gt=0, description="Seconds a listener may run before it is cancelled.")
+    result_retention: int = Field(
+        86_400, ge=0, description="Seconds arq keeps a finished job's result (0: do not keep results)."
+    )
+    event_retention: int = Field(
+        7 * 86_400, gt=0, description="Seconds an event record (its jobs and their outcomes) is kept."
+    )
+    serializer: Literal["json", "pickle"] = Field(
+        "json", description="Job payload encoding. JSON is inspectable and never runs code from Redis."
+    )
+    listeners: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules holding listeners, imported by `taskemit worker` when no target is given.",
+    )
+    max_jobs: int = Field(10, gt=0, description="Jobs one worker process runs at the same time.")
+    drain_on_exit: bool = Field(
+        False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."
+    )
+    on_unknown_event: Literal["raise", "ignore"] = Field(
+        "raise", description="What emit does with an event id no listener listens to."
+    )
+    emit_buffer_size: int = Field(
+        10_000, gt=0, description="Events an emitter holds in memory while they wait to be stored."
+    )
+    shutdown_timeout: float = Field(
+        10.0, gt=0, description="Seconds a closing emitter keeps trying to store buffered events."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+    @field_validator("listeners", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        # TASKEMIT_LISTENERS="app.listeners,app.more" as well as a TOML list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = settings_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``path`` (or the default file) and the environment.
+
+    Keyword overrides win over both. Raises ``pydantic.ValidationError`` naming the field
+    when a value is invalid.
+    """
+    token = _explicit_path.set(Path(path) if path is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _explicit_path.reset(token)
