@@ -294,12 +294,13 @@ class Emitter:
                     receipt.event_id,
                     pending.emitted_ms,
                     json.dumps(receipt.jobs),
+                    receipt.event_uuid,
                 ]
                 for job_id, payload in zip(job_ids, pending.payloads):
                     argv += (job_id, payload)
                 _EMIT.queue(
                     pipe,
-                    [settings.queue_name, keys.event_key(receipt.event_uuid)]
+                    [settings.queue_name, keys.event_key(receipt.event_uuid), keys.EVENTS_INDEX]
                     + [keys.job_key(job_id) for job_id in job_ids],
                     argv,
                 )

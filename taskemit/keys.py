@@ -14,6 +14,7 @@ from arq.constants import (
 )
 
 __all__ = (
+    "EVENTS_INDEX",
     "EVENT_PREFIX",
     "META_KWARG",
     "event_key",
@@ -24,6 +25,8 @@ __all__ = (
 )
 
 EVENT_PREFIX = "taskemit:event:"
+#: Sorted set of event uuids scored by emit time (ms), trimmed to the event retention.
+EVENTS_INDEX = "taskemit:events"
 
 #: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
 #: The job wrapper removes it before the listener is called.

@@ -28,7 +28,7 @@ _UNUSED: dict[str, object] = {"first": 0.0, "step": 0.0, "factor": 1.0, "cap": N
 
 
 def _seconds(name: str, value: object, minimum: float = 0.0, *, positive: bool = False) -> float:
-    """``value`` as a finite float >= ``minimum`` (> 0 if ``positive``), or an error naming ``name``."""
+    """``value`` as a finite float >= ``minimum`` (> 0 if ``positive``); errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
     try:
@@ -66,9 +66,9 @@ class Backoff:
         for field, default in _UNUSED.items():
             if field not in _PARAMS[self.kind].values() and getattr(self, field) != default:
                 raise ValueError(f"{field} does not apply to kind={self.kind!r}")
+        object.__setattr__(self, "step", _seconds("step", self.step))  # before first: its default
         first = _seconds("seconds" if self.kind == "fixed" else "first", self.first)
         object.__setattr__(self, "first", first)
-        object.__setattr__(self, "step", _seconds("step", self.step))
         object.__setattr__(self, "factor", _seconds("factor", self.factor, minimum=1.0))
         if self.cap is not None:
             cap = _seconds("cap", self.cap)
@@ -77,7 +77,7 @@ class Backoff:
             object.__setattr__(self, "cap", cap)
         if self.kind == "explicit":
             if not isinstance(self.delays, tuple) or not self.delays:
-                raise ValueError(f"delays must be a non-empty sequence of seconds, got {self.delays!r}")
+                raise ValueError(f"delays must be a non-empty list of seconds, got {self.delays!r}")
             delays = tuple(_seconds(f"delays[{i}]", d) for i, d in enumerate(self.delays))
             object.__setattr__(self, "delays", delays)
 
@@ -88,8 +88,7 @@ class Backoff:
 
     @classmethod
     def linear(
-        cls, step: float, *, first: float | None = None, cap: float | None = None,
-        jitter: Jitter = "none",
+        cls, step: float, *, first: float | None = None, cap: float | None = None, jitter: Jitter = "none"
     ) -> Backoff:
         """Wait ``first + step * (n - 1)`` before retry ``n`` (``first`` defaults to ``step``)."""
         first = step if first is None else first
@@ -97,8 +96,7 @@ class Backoff:
 
     @classmethod
     def exponential(
-        cls, *, first: float = 1.0, factor: float = 2.0, cap: float | None = 300.0,
-        jitter: Jitter = "none",
+        cls, *, first: float = 1.0, factor: float = 2.0, cap: float | None = 300.0, jitter: Jitter = "none"
     ) -> Backoff:
         """Wait ``first * factor ** (n - 1)`` before retry ``n``, at most ``cap``."""
         return cls("exponential", first=first, factor=factor, cap=cap, jitter=jitter)
@@ -161,13 +159,13 @@ class Backoff:
         settings loaders such as pydantic turn into a validation error naming the setting.
         """
         if not isinstance(data, Mapping):  # ValueError on purpose, see above
-            raise ValueError(f"a backoff must be given as a mapping, got {data!r}")  # noqa: TRY004
+            raise ValueError(f"a backoff must be given as a mapping, got {data!r}")
         kind = data.get("kind")
         if kind not in tuple(_PARAMS):
             raise ValueError(f"backoff kind must be one of {', '.join(_PARAMS)}; got {kind!r}")
         allowed = {"kind", "jitter", *_PARAMS[kind]}
         if unknown := sorted(set(data) - allowed):
-            raise ValueError(f"unknown key(s) {unknown} for kind={kind!r}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown key(s) {unknown} for kind={kind!r}; use {sorted(allowed)}")
         factory: Callable[..., Backoff] = getattr(cls, kind)
         try:
             return factory(**{k: v for k, v in data.items() if k != "kind"})
@@ -193,10 +191,8 @@ class Backoff:
 
     def _base(self, n: int) -> float:
         """The un-jittered delay before retry ``n``: the upper bound of the jittered one."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"retry number must be an int, got {n!r}")
-        if n < 1:
-            raise ValueError(f"retry number must be >= 1 (1 = after the first failure), got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"retry number must be an int >= 1 (1 = after the first try), got {n!r}")
         if self.kind == "explicit":
             return self.delays[min(n, len(self.delays)) - 1]
         if self._is_constant():
@@ -255,10 +251,9 @@ class RetryPolicy:
     timeout: float | None = None  # per-attempt seconds; None = the worker's job timeout
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int):
-            raise TypeError(f"max_tries must be an int, got {self.max_tries!r}")
-        if self.max_tries < 1:
-            raise ValueError(f"max_tries must be >= 1 (it counts the first try), got {self.max_tries}")
+        tries = self.max_tries
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"max_tries must be an int >= 1 (it counts the first try), got {tries!r}")
         if not isinstance(self.backoff, Backoff):
             raise TypeError(f"backoff must be a Backoff, got {self.backoff!r}")
         object.__setattr__(self, "retry_on", _exception_classes("retry_on", self.retry_on))

@@ -41,6 +41,13 @@ class ListenerTimeout(TimeoutError):
     """A listener ran longer than its timeout and was cancelled."""
 
 
+def _short_repr(value: Any, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _error_summary(exc: BaseException) -> dict[str, Any]:
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
     return {
@@ -90,7 +97,10 @@ def job_function(item: Listener, settings: Settings) -> Callable[..., Awaitable[
             )
             raise
         await _record_outcome(
-            ctx, meta, item.name, {"status": "complete", "started": started, "finished": time.time()}
+            ctx,
+            meta,
+            item.name,
+            {"status": "complete", "started": started, "finished": time.time(), "result": _short_repr(result)},
         )
         return result
 

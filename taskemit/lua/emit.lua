@@ -2,20 +2,25 @@
 --
 -- KEYS[1]      the arq queue (sorted set of job ids, scored by run time in ms)
 -- KEYS[2]      the event record (hash)
--- KEYS[3..]    one arq job key per listener
+-- KEYS[3]      the index of events (sorted set of event uuids, scored by emit time in ms)
+-- KEYS[4..]    one arq job key per listener
 -- ARGV[1]      score: when the jobs may run, ms since the epoch
 -- ARGV[2]      job key TTL in ms (arq's expiry: score - now + expires_extra_ms)
 -- ARGV[3]      event record TTL in seconds
 -- ARGV[4]      event id
 -- ARGV[5]      emitted at, ms since the epoch
 -- ARGV[6]      JSON object {listener name: job id}
--- ARGV[7..]    job id, payload; one pair per job key, in KEYS order
-local jobs = #KEYS - 2
+-- ARGV[7]      event uuid
+-- ARGV[8..]    job id, payload; one pair per job key, in KEYS order
+local jobs = #KEYS - 3
 for i = 1, jobs do
-  local job_id = ARGV[5 + 2 * i]
-  redis.call('SET', KEYS[2 + i], ARGV[6 + 2 * i], 'PX', ARGV[2])
+  local job_id = ARGV[6 + 2 * i]
+  redis.call('SET', KEYS[3 + i], ARGV[7 + 2 * i], 'PX', ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[1], job_id)
 end
 redis.call('HSET', KEYS[2], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+-- the index forgets events whose records have expired, so it never outgrows the retention
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[3]) * 1000))
 return jobs

@@ -1,0 +1,3 @@
+from taskemit.cli import main
+
+main()

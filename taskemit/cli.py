@@ -1,0 +1,115 @@
+"""The ``taskemit`` command: ``demo``, ``worker``."""
+
+from __future__ import annotations
+
+import logging.config
+import os
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from . import __version__
+from .settings import load_settings
+
+__all__ = ("main",)
+
+
+def _import_target(target: str) -> Any:
+    """``module:attr`` or arq's ``module.attr``, importable from the working directory like arq."""
+    import importlib
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        module_name, _, attr = target.rpartition(".")
+    if not module_name or not attr:
+        raise click.BadParameter(f"{target!r} is not of the form module:WorkerSettings", param_hint="TARGET")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="TARGET") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}", param_hint="TARGET") from None
+
+
+def _configure_logging(verbose: bool) -> None:
+    from arq.logs import default_log_config
+
+    config = default_log_config(verbose)
+    config["loggers"]["taskemit"] = {"handlers": ["arq.standard"], "level": "DEBUG" if verbose else "INFO"}
+    logging.config.dictConfig(config)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="taskemit")
+def cli() -> None:
+    """Durable, retrying, scheduled events on arq and Redis."""
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes to run and supervise.")
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty, as arq's --burst does.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every job.")
+def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> None:
+    """Run worker processes for TARGET (module:WorkerSettings).
+
+    Without TARGET the listeners come from the modules of the `listeners` setting.
+    With --processes N > 1, N processes run under a supervisor that restarts a crashed one
+    and forwards SIGTERM/SIGINT for a graceful stop.
+    """
+    _configure_logging(verbose)
+    if processes > 1:
+        from .pool import WorkerPool
+
+        command = [sys.executable, "-m", "taskemit", "worker"]
+        command += [target] if target else []
+        command += ["--burst"] if burst else []
+        command += ["--verbose"] if verbose else []
+        sys.exit(WorkerPool(command, processes, burst=burst).run())
+
+    from arq.worker import run_worker
+
+    if target:
+        settings_cls = _import_target(target)
+    else:
+        from .worker import worker_settings
+
+        settings = load_settings()
+        if not settings.listeners:
+            raise click.UsageError(
+                "give a TARGET (module:WorkerSettings) or set `listeners` (modules) in settings.toml"
+            )
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        settings_cls = worker_settings(settings=settings)
+    run_worker(settings_cls, **({"burst": True} if burst else {}))
+
+
+@cli.command()
+def demo() -> None:
+    """Run Litestar's events example end to end and print what happened to each event."""
+    try:
+        import litestar  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the demo needs Litestar: pip install 'taskemit[demo]'") from None
+    from .demo.run import run_demo
+
+    sys.exit(run_demo())
+
+
+def main() -> None:
+    try:
+        cli()
+    except ValidationError as exc:
+        click.echo(f"Error: invalid taskemit settings:\n{exc}", err=True)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,73 @@
+"""The Litestar drop-in: ``Litestar(..., event_emitter_backend=ArqEventEmitter)``.
+
+Litestar constructs the backend with ``listeners=`` only, so the Redis URL and every other
+option come from taskemit's settings (``settings.toml`` and ``TASKEMIT_*``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+try:
+    from litestar.events import BaseEventEmitterBackend
+    from litestar.exceptions import ImproperlyConfiguredException
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("taskemit.litestar needs Litestar: pip install 'taskemit[litestar]'") from exc
+
+from .emitter import EmitReceipt, Emitter
+from .errors import UnknownEventError
+from .settings import Settings
+
+__all__ = ("ArqEventEmitter", "LitestarUnknownEventError")
+
+
+class LitestarUnknownEventError(UnknownEventError, ImproperlyConfiguredException):
+    """No listener for an emitted event: Litestar's exception type, and a taskemit error."""
+
+    def __init__(self, event_id: str) -> None:
+        UnknownEventError.__init__(self, event_id)
+        ImproperlyConfiguredException.__init__(self, str(self.args[0]))
+
+
+class _LitestarEmitter(Emitter):
+    __slots__ = ()
+
+    def _unknown_event(self, event_id: str) -> Exception:
+        return LitestarUnknownEventError(event_id)
+
+
+class ArqEventEmitter(BaseEventEmitterBackend):
+    """Litestar event emitter backend that stores one arq job per listener in Redis."""
+
+    __slots__ = ("_emitter",)
+
+    def __init__(self, listeners: Sequence[Any], settings: Settings | None = None) -> None:
+        self._emitter = _LitestarEmitter(listeners, settings)
+        super().__init__(listeners=[item for items in self._emitter.listeners.values() for item in items])
+
+    @property
+    def emitter(self) -> Emitter:
+        """The framework-free :class:`~taskemit.Emitter` doing the work."""
+        return self._emitter
+
+    async def __aenter__(self) -> ArqEventEmitter:
+        await self._emitter.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._emitter.__aexit__(exc_type, exc, tb)
+
+    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
+        """Enqueue one job per listener of ``event_id`` and return at once (see ``Emitter.emit``)."""
+        self._emitter.emit(event_id, *args, **kwargs)
+
+    async def publish(self, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        """Enqueue and wait until the jobs are stored; returns their ids."""
+        return await self._emitter.publish(event_id, *args, **kwargs)
