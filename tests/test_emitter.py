@@ -1,0 +1,244 @@
+"""Emitter: emit stores one arq job per listener, atomically with the event record."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from arq.jobs import Job, JobStatus
+from redis import asyncio as aioredis
+
+from taskemit import (
+    EmitBufferFull,
+    Emitter,
+    ListenerArgumentError,
+    PayloadEncodeError,
+    TaskEmitError,
+    UnknownEventError,
+    listener,
+)
+from taskemit.codec import get_codec
+from taskemit.keys import EVENTS_INDEX, META_KWARG, event_key
+from taskemit.monitor import event_record
+from taskemit.settings import Settings
+
+received: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+
+@listener("user_created")
+async def welcome(email: str) -> None:
+    received.append(("welcome", (email,), {}))
+
+
+@listener("user_created", "password_changed")
+async def send_email(email: str, message: str = "") -> None:
+    received.append(("send_email", (email,), {"message": message}))
+
+
+@listener("user_deleted")
+async def farewell(email: str, **kwargs: Any) -> None:
+    received.append(("farewell", (email,), kwargs))
+
+
+@listener("user_deleted")
+async def support_strict(reason: str) -> None:
+    received.append(("support", (reason,), {}))
+
+
+LISTENERS = [welcome, send_email, farewell]
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    received.clear()
+
+
+def no_drain(settings: Settings, **changes: Any) -> Settings:
+    return settings.model_copy(update={"drain_on_exit": False, **changes})
+
+
+async def job_ids_in_queue(redis: aioredis.Redis, settings: Settings) -> list[str]:
+    return [m.decode() for m in await redis.zrange(settings.queue_name, 0, -1)]
+
+
+async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings) as emitter:
+        receipt = await emitter.publish("user_created", email="ada@example.com")
+    assert receipt is not None
+    assert set(receipt.jobs) == {welcome.name, send_email.name}
+    assert sorted(await job_ids_in_queue(redis, settings)) == sorted(receipt.jobs.values())
+    codec = get_codec("json")
+    for name, job_id in receipt.jobs.items():
+        # arq's own Job API reads the job: the wire format is arq's
+        info = await Job(job_id, redis, _queue_name=settings.queue_name, _deserializer=codec.loads).info()
+        assert info is not None
+        assert info.function == name
+        assert list(info.args) == []
+        assert info.kwargs["email"] == "ada@example.com"
+        assert info.kwargs[META_KWARG] == {"event": receipt.event_uuid, "event_id": "user_created"}
+        assert await Job(job_id, redis, _queue_name=settings.queue_name).status() == JobStatus.queued
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None and record.event_id == "user_created"
+    assert {job.job_id for job in record.jobs} == set(receipt.jobs.values())
+    assert all(job.status == "pending" for job in record.jobs)
+    assert 0 < await redis.ttl(event_key(receipt.event_uuid)) <= settings.event_retention
+    assert await redis.zscore(EVENTS_INDEX, receipt.event_uuid) is not None
+
+
+async def test_emit_is_flushed_on_exit(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings) as emitter:
+        for n in range(300):
+            emitter.emit("password_changed", email=f"u{n}@example.com", message="x")
+    # nothing is lost on a clean shutdown: every emit is in Redis once __aexit__ returns
+    assert len(await job_ids_in_queue(redis, settings)) == 300
+
+
+async def test_emit_does_not_wait_for_redis(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings) as emitter:
+        await redis.execute_command("CLIENT", "PAUSE", 700, "WRITE")  # Redis accepts no writes for 0.7 s
+        emitter.emit("password_changed", email="a@example.com")
+        emitter.emit("password_changed", email="b@example.com")
+        # both emits returned while their writes could not have happened (reads still answer)
+        assert await job_ids_in_queue(redis, settings) == []
+    assert len(await job_ids_in_queue(redis, settings)) == 2
+
+
+async def test_emit_from_another_thread(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    errors: list[BaseException] = []
+
+    def in_thread(emitter: Emitter) -> None:
+        try:
+            for n in range(50):
+                emitter.emit("password_changed", email=f"t{n}@example.com")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    async with Emitter(LISTENERS, settings) as emitter:
+        threads = [threading.Thread(target=in_thread, args=(emitter,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+    assert errors == []
+    assert len(await job_ids_in_queue(redis, settings)) == 200
+
+
+async def test_emit_before_enter_raises_runtime_error(taskemit_settings: Settings) -> None:
+    emitter = Emitter(LISTENERS, taskemit_settings)
+    with pytest.raises(RuntimeError, match="Emitter not initialized"):
+        emitter.emit("user_created", email="a@example.com")
+    async with emitter:
+        pass
+    with pytest.raises(RuntimeError, match="Emitter not initialized"):
+        emitter.emit("user_created", email="a@example.com")
+
+
+async def test_unknown_event_raises_naming_it(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter(LISTENERS, no_drain(taskemit_settings)) as emitter:
+        with pytest.raises(UnknownEventError, match="'user_renamed'") as info:
+            emitter.emit("user_renamed", name="x")
+    assert isinstance(info.value, TaskEmitError)
+    assert await redis.dbsize() == 0
+
+
+async def test_unknown_event_ignored_when_configured(
+    taskemit_settings: Settings, redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = no_drain(taskemit_settings, on_unknown_event="ignore")
+    caplog.set_level("INFO", logger="taskemit")
+    async with Emitter(LISTENERS, settings) as emitter:
+        emitter.emit("user_renamed", name="x")
+        assert await emitter.publish("user_renamed", name="x") is None
+    assert "user_renamed" in caplog.text
+    assert await redis.dbsize() == 0
+
+
+async def test_mismatched_arguments_raise_type_error_before_enqueue(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    # the seeds' "would raise an exception" example: support_strict has no **kwargs
+    async with Emitter([farewell, support_strict], no_drain(taskemit_settings)) as emitter:
+        with pytest.raises(TypeError, match="support_strict") as info:
+            emitter.emit("user_deleted", email="a@example.com", reason="deleted")
+        assert isinstance(info.value, ListenerArgumentError)
+        assert "email" in str(info.value)
+    # not even the listener that could take the arguments got a job
+    assert await redis.dbsize() == 0
+
+
+async def test_missing_argument_raises_naming_listener(taskemit_settings: Settings) -> None:
+    async with Emitter(LISTENERS, no_drain(taskemit_settings)) as emitter:
+        with pytest.raises(ListenerArgumentError, match=r"welcome.*email"):
+            emitter.emit("user_created")
+
+
+async def test_unencodable_arguments_raise_at_emit(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter(LISTENERS, no_drain(taskemit_settings)) as emitter:
+        with pytest.raises(PayloadEncodeError, match="json") as info:
+            emitter.emit("user_created", email=object())
+        assert isinstance(info.value, TypeError)
+    assert await redis.dbsize() == 0
+
+
+async def test_reserved_keyword_is_rejected(taskemit_settings: Settings) -> None:
+    async with Emitter(LISTENERS, no_drain(taskemit_settings)) as emitter:
+        with pytest.raises(TaskEmitError, match=META_KWARG):
+            emitter.emit("user_deleted", email="a", **{META_KWARG: 1})
+
+
+async def test_buffer_limit_raises_clear_error(taskemit_settings: Settings) -> None:
+    settings = no_drain(taskemit_settings, emit_buffer_size=3)
+    async with Emitter(LISTENERS, settings) as emitter:
+        for _ in range(3):
+            emitter.emit("password_changed", email="a@example.com")
+        with pytest.raises(EmitBufferFull, match="emit_buffer_size=3"):
+            emitter.emit("password_changed", email="a@example.com")
+
+
+async def test_pickle_serializer_round_trip(taskemit_settings: Settings) -> None:
+    settings = taskemit_settings.model_copy(update={"serializer": "pickle"})
+    payload = {"nested": (1, 2), "when": frozenset({3})}
+    async with Emitter(LISTENERS, settings) as emitter:
+        emitter.emit("user_deleted", email="a@example.com", extra=payload)
+    assert received == [("farewell", ("a@example.com",), {"extra": payload})]
+
+
+async def test_drain_on_exit_runs_the_listeners(taskemit_settings: Settings) -> None:
+    assert taskemit_settings.drain_on_exit
+    async with Emitter(LISTENERS, taskemit_settings) as emitter:
+        emitter.emit("user_created", email="ada@example.com")
+        emitter.emit("user_deleted", "positional@example.com", reason="gone")
+        assert received == []
+    assert sorted(received) == [
+        ("farewell", ("positional@example.com",), {"reason": "gone"}),
+        ("send_email", ("ada@example.com",), {"message": ""}),
+        ("welcome", ("ada@example.com",), {}),
+    ]
+
+
+async def test_emits_survive_a_redis_restart(tmp_path: Any) -> None:
+    from taskemit import load_settings
+    from taskemit.redis_server import RedisServer
+
+    with RedisServer() as server:
+        settings = load_settings(redis_url=server.url, queue_name="q", shutdown_timeout=20)
+        async with Emitter(LISTENERS, settings) as emitter:
+            await emitter.publish("password_changed", email="before@example.com")
+            server.stop()  # Redis dies: its script cache and data are gone
+            emitter.emit("password_changed", email="during@example.com")
+            await asyncio.sleep(0.3)
+            server.start()
+            receipt = await asyncio.wait_for(emitter.publish("password_changed", email="after@example.com"), 15)
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            queued = {m.decode() for m in await client.zrange("q", 0, -1)}
+        finally:
+            await client.aclose()
+    # the emit made while Redis was down was buffered and stored once it came back
+    assert receipt is not None and set(receipt.jobs.values()) <= queued
+    assert len(queued) == 2

@@ -1,0 +1,113 @@
+"""The listener decorator: Litestar's shape, the user's function kept, errors at decoration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from litestar.events import listener as litestar_listener
+
+from taskemit import Listener, ListenerArgumentError, ListenerConfigError, listener
+from taskemit.listener import as_listener, index_listeners
+
+
+@listener("user_created")
+async def welcome(email: str) -> str:
+    return f"hi {email}"
+
+
+@listener("user_created", "password_changed", name="mailer")
+def send_email(email: str, message: str = "") -> str:
+    raise ConnectionError("smtp down")
+
+
+def test_decorator_has_litestar_shape_and_keeps_the_function() -> None:
+    assert isinstance(welcome, Listener)
+    assert welcome.event_ids == frozenset({"user_created"})
+    assert welcome.name == f"{__name__}:welcome"
+    assert asyncio.run(welcome.fn("a@b")) == "hi a@b"
+    assert send_email.event_ids == frozenset({"user_created", "password_changed"})
+    assert send_email.name == "mailer"
+
+
+def test_exceptions_are_not_swallowed() -> None:
+    with pytest.raises(ConnectionError, match="smtp down"):
+        asyncio.run(send_email.run(("a@b",), {}))
+
+
+@pytest.mark.parametrize(
+    ("event_ids", "match"),
+    [((), "at least one event id"), (("",), "non-empty strings"), ((3,), "non-empty strings")],
+)
+def test_bad_event_ids_fail_at_decoration(event_ids: tuple[Any, ...], match: str) -> None:
+    with pytest.raises(ListenerConfigError, match=match):
+        listener(*event_ids)
+
+
+def test_bare_decorator_use_is_explained() -> None:
+    with pytest.raises(ListenerConfigError, match="call it with the event ids"):
+        listener(welcome.fn)  # type: ignore[arg-type]
+
+
+def test_bad_options_fail_at_decoration() -> None:
+    with pytest.raises(ListenerConfigError, match="timeout"):
+        listener("e", timeout=0)(welcome.fn)
+    with pytest.raises(ListenerConfigError, match="name"):
+        listener("e", name="")(welcome.fn)
+    with pytest.raises(ListenerConfigError, match="must be a function"):
+        Listener("not callable", ["e"])  # type: ignore[arg-type]
+
+
+def test_litestar_event_listener_is_unwrapped() -> None:
+    seen: list[str] = []
+
+    async def async_fn(email: str) -> None:
+        seen.append(email)
+        raise RuntimeError("boom")
+
+    def sync_fn(email: str) -> None:
+        raise KeyError(email)
+
+    for fn in (async_fn, sync_fn):
+        converted = as_listener(litestar_listener("user_created")(fn))
+        assert converted.fn is fn  # the original, not Litestar's exception-swallowing wrapper
+        assert converted.event_ids == frozenset({"user_created"})
+        assert converted.name.endswith(fn.__qualname__)
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(as_listener(litestar_listener("x")(async_fn)).run(("a",), {}))
+
+
+def test_non_listener_is_rejected() -> None:
+    with pytest.raises(ListenerConfigError, match="not a listener"):
+        as_listener(print)
+
+
+def test_duplicate_names_are_rejected() -> None:
+    other = listener("user_created", name=welcome.name)(lambda email: None)
+    with pytest.raises(ListenerConfigError, match="two listeners are named"):
+        index_listeners([welcome, other])
+    # the same listener twice is harmless
+    assert index_listeners([welcome, welcome]) == {"user_created": (welcome,)}
+
+
+def test_index_by_event() -> None:
+    index = index_listeners([welcome, send_email])
+    assert index == {"user_created": (welcome, send_email), "password_changed": (send_email,)}
+
+
+def test_check_arguments() -> None:
+    welcome.check_arguments("user_created", (), {"email": "a"})
+    with pytest.raises(ListenerArgumentError, match="unexpected keyword argument 'reason'"):
+        welcome.check_arguments("user_created", (), {"email": "a", "reason": "x"})
+    with pytest.raises(ListenerArgumentError, match="missing a required argument: 'email'"):
+        welcome.check_arguments("user_created", (), {})
+
+    @listener("any")
+    def takes_all(*args: Any, **kwargs: Any) -> None: ...
+
+    takes_all.check_arguments("any", (1, 2), {"x": 3})
+
+
+def test_listener_is_hashable_for_litestar() -> None:
+    assert len({welcome, welcome, send_email}) == 2

@@ -1,0 +1,172 @@
+"""Worker side: a real arq worker runs each listener with exactly the emitted arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from arq.jobs import Job, JobStatus
+from arq.worker import create_worker
+from redis import asyncio as aioredis
+
+from taskemit import Emitter, ListenerError, listener, worker_settings
+from taskemit.codec import get_codec
+from taskemit.monitor import event_record
+from taskemit.settings import Settings
+from taskemit.testing import InProcessWorker
+
+calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+thread_names: list[str] = []
+
+
+@listener("order_placed")
+async def record_order(*args: Any, **kwargs: Any) -> str:
+    calls.append(("record_order", args, kwargs))
+    return "recorded"
+
+
+@listener("order_placed")
+def sync_listener(order_id: int, **kwargs: Any) -> None:
+    thread_names.append(threading.current_thread().name)
+    calls.append(("sync_listener", (order_id,), kwargs))
+
+
+@listener("payment_failed")
+async def always_fails(order_id: int) -> None:
+    raise ValueError(f"card declined for order {order_id}")
+
+
+@listener("payment_failed")
+async def sibling_ok(order_id: int) -> None:
+    calls.append(("sibling_ok", (order_id,), {}))
+
+
+@listener("slow", timeout=0.2)
+async def too_slow() -> None:
+    await asyncio.sleep(5)
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    calls.clear()
+    thread_names.clear()
+
+
+async def test_listener_receives_exactly_the_emitted_arguments(taskemit_settings: Settings) -> None:
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    ident = uuid.uuid4()
+    async with Emitter([record_order], taskemit_settings) as emitter:
+        emitter.emit(
+            "order_placed", 42, "two", when=when, ident=ident, amount=Decimal("9.99"),
+            raw=b"\x00\xff", nested={"a": [1, {"b": None}]}, day=dt.date(2026, 1, 2),
+        )
+    expected_kwargs = {
+        "when": when, "ident": ident, "amount": Decimal("9.99"), "raw": b"\x00\xff",
+        "nested": {"a": [1, {"b": None}]}, "day": dt.date(2026, 1, 2),
+    }
+    assert calls == [("record_order", (42, "two"), expected_kwargs)]
+    assert type(calls[0][2]["when"]) is dt.datetime and type(calls[0][2]["day"]) is dt.date
+
+
+async def test_sync_listener_runs_in_a_thread(taskemit_settings: Settings) -> None:
+    async with Emitter([sync_listener], taskemit_settings) as emitter:
+        emitter.emit("order_placed", 7, note="x")
+    assert calls == [("sync_listener", (7,), {"note": "x"})]
+    assert thread_names and thread_names[0] != threading.main_thread().name
+
+
+async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter([always_fails, sibling_ok], taskemit_settings) as emitter:
+        receipt = await emitter.publish("payment_failed", order_id=5)
+    assert receipt is not None
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None and record.done
+    outcomes = {job.listener: job for job in record.jobs}
+    failed = outcomes[always_fails.name]
+    assert failed.status == "failed"
+    assert failed.error is not None and failed.error["type"] == "builtins.ValueError"
+    assert failed.error["message"] == "card declined for order 5"
+    assert any("always_fails" in frame for frame in failed.error["where"])
+    ok = outcomes[sibling_ok.name]
+    assert ok.status == "complete" and ok.duration is not None and ok.duration >= 0
+    # each listener is its own job: the sibling ran once, unaffected by the failure
+    assert calls == [("sibling_ok", (5,), {})]
+    # arq's own result API sees the failure, with the exception readable over JSON
+    job = Job(receipt.jobs[always_fails.name], redis, _queue_name=taskemit_settings.queue_name,
+              _deserializer=get_codec("json").loads)
+    assert await job.status() == JobStatus.complete
+    with pytest.raises(ListenerError, match="card declined"):
+        await job.result(timeout=1)
+
+
+async def test_timeout_fails_the_job_with_a_clear_error(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter([too_slow], taskemit_settings) as emitter:
+        receipt = await emitter.publish("slow")
+    assert receipt is not None
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None
+    (job,) = record.jobs
+    assert job.status == "failed"
+    assert job.error is not None and job.error["type"] == "taskemit.worker.ListenerTimeout"
+    assert "timed out after 0.2s" in job.error["message"]
+
+
+async def test_unknown_listener_fails_the_job_and_worker_keeps_running(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    # deploy skew: the emitter knows a listener the worker does not
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([always_fails, sibling_ok], settings) as emitter:
+        receipt = await emitter.publish("payment_failed", order_id=9)
+    assert receipt is not None
+    async with InProcessWorker([sibling_ok], settings) as worker:
+        missing = Job(receipt.jobs[always_fails.name], redis, _queue_name=settings.queue_name,
+                      _deserializer=get_codec("json").loads)
+        with pytest.raises(ListenerError, match=f"function '{always_fails.name}' not found"):
+            await missing.result(timeout=10, poll_delay=0.05)
+        # the worker is still alive and runs the next job
+        async with Emitter([sibling_ok], settings) as emitter2:
+            await emitter2.publish("payment_failed", order_id=10)
+        for _ in range(200):
+            if ("sibling_ok", (10,), {}) in calls:
+                break
+            await asyncio.sleep(0.02)
+        assert ("sibling_ok", (10,), {}) in calls
+        assert worker.worker.main_task is not None and not worker.worker.main_task.done()
+
+
+async def test_stock_arq_worker_runs_the_jobs(taskemit_settings: Settings) -> None:
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([record_order], settings) as emitter:
+        emitter.emit("order_placed", 1, via="arq")
+    # arq's own Worker class, configured only by the WorkerSettings taskemit generates
+    worker = create_worker(worker_settings([record_order], settings=settings), burst=True, poll_delay=0.01,
+                           handle_signals=False)
+    await worker.async_run()
+    await worker.close()
+    assert calls == [("record_order", (1,), {"via": "arq"})]
+    assert worker.jobs_complete == 1
+
+
+def test_worker_settings_shape(taskemit_settings: Settings) -> None:
+    cls = worker_settings([record_order, sync_listener, too_slow], settings=taskemit_settings, max_jobs=3)
+    names = {f.name for f in cls.functions}
+    assert names == {record_order.name, sync_listener.name, too_slow.name}
+    assert cls.queue_name == taskemit_settings.queue_name
+    assert cls.max_jobs == 3
+    assert cls.job_serializer is get_codec("json").dumps
+    slow_fn = next(f for f in cls.functions if f.name == too_slow.name)
+    assert slow_fn.timeout_s > 0.2  # arq's timeout stays above the listener's own
+
+
+def test_worker_settings_from_listener_modules(taskemit_settings: Settings) -> None:
+    settings = taskemit_settings.model_copy(update={"listeners": ["taskemit.demo.listeners"]})
+    cls = worker_settings(settings=settings)
+    assert {f.name.rsplit(":", 1)[1] for f in cls.functions} == {
+        "send_welcome_email_handler", "send_email_handler", "send_farewell_email_handler", "notify_customer_support",
+    }
