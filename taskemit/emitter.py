@@ -10,6 +10,7 @@ into batches. ``emit`` may be called from the emitter's event loop or from any o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import threading
@@ -55,7 +56,7 @@ class _PendingEvent:
     receipt: EmitReceipt
     emitted_ms: int
     payloads: list[bytes]
-    future: asyncio.Future[EmitReceipt] | None = field(default=None)
+    future: concurrent.futures.Future[EmitReceipt] | None = field(default=None)
 
 
 def _redacted(url: str) -> str:
@@ -185,10 +186,11 @@ class Emitter:
         pending = self._prepare(event_id, args, kwargs)
         if pending is None:
             return None
-        assert self._loop is not None
-        pending.future = self._loop.create_future()
+        # a thread-safe future: publish may be awaited on another loop than the emitter's
+        # (Litestar's test clients run the app's loop in a thread of its own)
+        pending.future = concurrent.futures.Future()
         self._submit(pending)
-        return await pending.future
+        return await asyncio.wrap_future(pending.future)
 
     def _prepare(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _PendingEvent | None:
         if self._flusher is None or self._closing:

@@ -1,0 +1,168 @@
+"""Workers as separate OS processes: the stock arq CLI, and `taskemit worker` pools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+import proc_listeners
+import pytest
+from redis import asyncio as aioredis
+
+from taskemit import Emitter
+from taskemit.settings import Settings
+
+TESTS = Path(__file__).resolve().parent
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env.update(
+        TASKEMIT_REDIS_URL=settings.redis_url,
+        TASKEMIT_QUEUE_NAME=settings.queue_name,
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+        **extra,
+    )
+    return env
+
+
+async def emit_calls(settings: Settings, count: int) -> None:
+    async with Emitter(proc_listeners.WorkerSettings.taskemit_listeners, settings) as emitter:
+        for n in range(count):
+            emitter.emit("proc_event", n, source="test")
+
+
+async def wait_for_calls(redis: aioredis.Redis, count: int, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        calls = [c.decode() for c in await redis.lrange("proc:calls", 0, -1)]
+        if len(calls) >= count:
+            return calls
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"only {await redis.llen('proc:calls')} of {count} calls arrived")
+
+
+@pytest.fixture
+def settings(taskemit_settings: Settings) -> Settings:
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+async def test_stock_arq_cli_runs_the_jobs(settings: Settings, redis: aioredis.Redis, tmp_path: Path) -> None:
+    await emit_calls(settings, 5)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "arq", "proc_listeners.WorkerSettings", "--burst"],
+        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    calls = await wait_for_calls(redis, 5, timeout=1)
+    assert sorted(int(c.split(":")[0]) for c in calls) == list(range(5))
+    assert all(int(c.split(":")[1]) != os.getpid() for c in calls)  # ran in the arq process
+
+
+async def test_pool_in_burst_mode_runs_everything_and_exits(
+    settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    await emit_calls(settings, 30)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings", "-p", "2", "--burst"],
+        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=90,
+    )
+    log = result.stderr.decode() + result.stdout.decode()
+    assert result.returncode == 0, log
+    assert "worker 0 started" in log and "worker 1 started" in log
+    calls = await wait_for_calls(redis, 30, timeout=1)
+    assert sorted(int(c.split(":")[0]) for c in calls) == list(range(30))
+    assert await redis.zcard(settings.queue_name) == 0
+
+
+async def test_worker_from_settings_alone(settings: Settings, redis: aioredis.Redis, tmp_path: Path) -> None:
+    await emit_calls(settings, 3)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "taskemit", "worker", "--burst"],
+        env=child_env(settings, TASKEMIT_LISTENERS="proc_listeners"), cwd=tmp_path, capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(await wait_for_calls(redis, 3, timeout=1)) == 3
+
+
+def test_worker_without_target_or_listeners_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskemit", "worker"], env=child_env(settings), cwd=tmp_path,
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"give a TARGET" in result.stderr
+
+
+def test_bad_target_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskemit", "worker", "no_such_module:WorkerSettings"],
+        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"cannot import 'no_such_module'" in result.stderr
+
+
+def test_invalid_settings_stop_the_worker_at_start(settings: Settings, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings"],
+        env=child_env(settings, TASKEMIT_JOB_TIMEOUT="soon"), cwd=tmp_path, capture_output=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert b"job_timeout" in result.stderr
+
+
+def started_pids(log_path: Path) -> list[int]:
+    return [
+        int(line.split(b"(pid ")[1].split(b")")[0])
+        for line in log_path.read_bytes().splitlines()
+        if b"started (pid" in line
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_pool_restarts_a_crashed_worker_and_stops_on_sigterm(
+    settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "pool.log"
+    child_pids: list[int] = []
+    with log_path.open("wb") as log:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings", "-p", "2"],
+            env=child_env(settings), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        async with Emitter(proc_listeners.WorkerSettings.taskemit_listeners, settings) as emitter:
+            emitter.emit("proc_crash")
+        deadline = time.monotonic() + 30
+        while len(child_pids := started_pids(log_path)) < 3:  # two at start, then one restart
+            assert time.monotonic() < deadline, log_path.read_text()
+            assert pool.poll() is None, log_path.read_text()
+            await asyncio.sleep(0.1)
+        assert b"exited with code 3; restarting" in log_path.read_bytes()
+        # the pool still serves jobs after the crash
+        await emit_calls(settings, 4)
+        await wait_for_calls(redis, 4)
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(pool.wait, 60)
+    assert code == 0, log_path.read_text()
+    assert b"received SIGTERM" in log_path.read_bytes()
+    assert not any(_alive(pid) for pid in child_pids)
+
+
