@@ -53,8 +53,14 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("target", required=False)
-@click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes to run and supervise.")
+@click.option(
+    "-p",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes to run and supervise.",
+)
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty, as arq's --burst does.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every job.")
 def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> None:

@@ -102,7 +102,7 @@ class Codec:
             raise PayloadEncodeError(
                 f"cannot encode the arguments for listener {function!r} with the {self.name!r} "
                 f"serializer: {exc}. Pass JSON-friendly values (str, int, float, bool, None, "
-                "list, dict, datetime, UUID, Decimal, bytes) or set serializer = \"pickle\"."
+                'list, dict, datetime, UUID, Decimal, bytes) or set serializer = "pickle".'
             ) from exc
 
     def decode_job(self, data: bytes) -> dict[str, Any]:

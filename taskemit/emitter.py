@@ -138,10 +138,8 @@ class Emitter:
         self._wake.set()
         try:
             await asyncio.wait_for(flusher, self.settings.shutdown_timeout)
-        except asyncio.TimeoutError:
-            self._fail_buffered(
-                f"Redis did not accept them within shutdown_timeout={self.settings.shutdown_timeout}s"
-            )
+        except TimeoutError:
+            self._fail_buffered(f"Redis did not accept them within shutdown_timeout={self.settings.shutdown_timeout}s")
         try:
             if self.settings.drain_on_exit and exc_type is None:
                 await self.drain()
@@ -298,7 +296,7 @@ class Emitter:
                     json.dumps(receipt.jobs),
                     receipt.event_uuid,
                 ]
-                for job_id, payload in zip(job_ids, pending.payloads):
+                for job_id, payload in zip(job_ids, pending.payloads, strict=True):
                     argv += (job_id, payload)
                 _EMIT.queue(
                     pipe,

@@ -28,7 +28,7 @@ class UnknownEventError(TaskEmitError, LookupError):
         self.event_id = event_id
         super().__init__(
             f"no event listeners are registered for event ID: {event_id!r} "
-            "(register a listener for it, or set on_unknown_event = \"ignore\")"
+            '(register a listener for it, or set on_unknown_event = "ignore")'
         )
 
 

@@ -25,12 +25,12 @@ def _default_name(fn: Callable[..., Any]) -> str:
 
 def _check_event_ids(event_ids: tuple[Any, ...]) -> frozenset[str]:
     if not event_ids:
-        raise ListenerConfigError("listener() needs at least one event id, e.g. @listener(\"user_created\")")
+        raise ListenerConfigError('listener() needs at least one event id, e.g. @listener("user_created")')
     for event_id in event_ids:
         if callable(event_id) and not isinstance(event_id, str):
             raise ListenerConfigError(
                 f"listener() was applied to {event_id!r} directly; call it with the event ids "
-                "first: @listener(\"user_created\")"
+                'first: @listener("user_created")'
             )
         if not isinstance(event_id, str) or not event_id:
             raise ListenerConfigError(f"event ids must be non-empty strings, got {event_id!r}")
@@ -69,12 +69,16 @@ class Listener:
         except (TypeError, ValueError):  # some builtins have no signature: accept anything
             self._signature = None
         kinds = {p.kind for p in self._signature.parameters.values()} if self._signature else set()
-        self._accepts_anything = self._signature is None or {
-            inspect.Parameter.VAR_POSITIONAL,
-            inspect.Parameter.VAR_KEYWORD,
-        } <= kinds and all(
-            p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-            for p in self._signature.parameters.values()
+        self._accepts_anything = self._signature is None or (
+            {
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.VAR_KEYWORD,
+            }
+            <= kinds
+            and all(
+                p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                for p in self._signature.parameters.values()
+            )
         )
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -136,9 +140,10 @@ def _unwrap_litestar(fn: Callable[..., Any]) -> Callable[..., Any]:
     # Litestar stores wrap_in_error_handler(ensure_async_callable(user_fn)); the user's function
     # is in the closure, itself inside an AsyncCallable (``.func``) when it was sync.
     for cell in getattr(fn, "__closure__", None) or ():
-        inner = cell.cell_contents
+        inner: Callable[..., Any] = cell.cell_contents
         if callable(inner):
-            return getattr(inner, "func", inner) if type(inner).__name__ == "AsyncCallable" else inner
+            original: Callable[..., Any] = getattr(inner, "func", inner)
+            return original if type(inner).__name__ == "AsyncCallable" else inner
     return fn
 
 
@@ -150,7 +155,7 @@ def as_listener(obj: Any) -> Listener:
     fn = getattr(obj, "fn", None)
     if event_ids is None or fn is None:
         raise ListenerConfigError(
-            f"{obj!r} is not a listener; decorate the function with @taskemit.listener(\"event_id\")"
+            f'{obj!r} is not a listener; decorate the function with @taskemit.listener("event_id")'
         )
     return Listener(_unwrap_litestar(fn), event_ids)
 
@@ -165,9 +170,7 @@ def index_listeners(listeners: Iterable[Any]) -> dict[str, tuple[Listener, ...]]
         if seen is not None:
             if seen.fn is item.fn and seen.event_ids == item.event_ids:
                 continue
-            raise ListenerConfigError(
-                f"two listeners are named {item.name!r}; give one of them name=\"...\""
-            )
+            raise ListenerConfigError(f'two listeners are named {item.name!r}; give one of them name="..."')
         by_name[item.name] = item
         for event_id in sorted(item.event_ids):
             by_event.setdefault(event_id, []).append(item)

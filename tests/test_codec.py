@@ -18,8 +18,15 @@ from taskemit.codec import get_codec
 json_codec = get_codec("json")
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text()
-    | st.floats(allow_nan=False) | st.datetimes() | st.uuids() | st.binary() | st.dates()
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False)
+    | st.datetimes()
+    | st.uuids()
+    | st.binary()
+    | st.dates()
     | st.decimals(allow_nan=False, allow_infinity=False),
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),
     max_leaves=10,
@@ -38,8 +45,7 @@ def test_json_round_trip_through_arq(args: list[object], kwargs: dict[str, objec
 def test_json_is_inspectable_text() -> None:
     data = json_codec.encode_job("m:f", (1,), {"when": dt.datetime(2026, 1, 1)}, enqueue_ms=5)
     assert data.decode() == (
-        '{"t":null,"f":"m:f","a":[1],"k":{"when":{"__taskemit_type__":"datetime",'
-        '"v":"2026-01-01T00:00:00"}},"et":5}'
+        '{"t":null,"f":"m:f","a":[1],"k":{"when":{"__taskemit_type__":"datetime","v":"2026-01-01T00:00:00"}},"et":5}'
     )
 
 

@@ -28,8 +28,14 @@ def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
     assert "started an embedded redis-server" in out
-    for name in ("user_created", "password_changed", "user_deleted", "send_welcome_email_handler",
-                 "send_farewell_email_handler", "notify_customer_support"):
+    for name in (
+        "user_created",
+        "password_changed",
+        "user_deleted",
+        "send_welcome_email_handler",
+        "send_farewell_email_handler",
+        "notify_customer_support",
+    ):
         assert name in out
     assert "4 events, 7 listener jobs, 7 complete." in out
     assert "failed" not in out and "pending" not in out

@@ -56,7 +56,10 @@ async def test_stock_arq_cli_runs_the_jobs(settings: Settings, redis: aioredis.R
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "arq", "proc_listeners.WorkerSettings", "--burst"],
-        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=60,
+        env=child_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()
     calls = await wait_for_calls(redis, 5, timeout=1)
@@ -71,7 +74,10 @@ async def test_pool_in_burst_mode_runs_everything_and_exits(
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings", "-p", "2", "--burst"],
-        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=90,
+        env=child_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=90,
     )
     log = result.stderr.decode() + result.stdout.decode()
     assert result.returncode == 0, log
@@ -86,7 +92,9 @@ async def test_worker_from_settings_alone(settings: Settings, redis: aioredis.Re
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "taskemit", "worker", "--burst"],
-        env=child_env(settings, TASKEMIT_LISTENERS="proc_listeners"), cwd=tmp_path, capture_output=True,
+        env=child_env(settings, TASKEMIT_LISTENERS="proc_listeners"),
+        cwd=tmp_path,
+        capture_output=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()
@@ -95,8 +103,11 @@ async def test_worker_from_settings_alone(settings: Settings, redis: aioredis.Re
 
 def test_worker_without_target_or_listeners_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "taskemit", "worker"], env=child_env(settings), cwd=tmp_path,
-        capture_output=True, timeout=60,
+        [sys.executable, "-m", "taskemit", "worker"],
+        env=child_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert b"give a TARGET" in result.stderr
@@ -105,7 +116,10 @@ def test_worker_without_target_or_listeners_is_a_usage_error(settings: Settings,
 def test_bad_target_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "taskemit", "worker", "no_such_module:WorkerSettings"],
-        env=child_env(settings), cwd=tmp_path, capture_output=True, timeout=60,
+        env=child_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert b"cannot import 'no_such_module'" in result.stderr
@@ -114,7 +128,10 @@ def test_bad_target_is_a_clear_error(settings: Settings, tmp_path: Path) -> None
 def test_invalid_settings_stop_the_worker_at_start(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings"],
-        env=child_env(settings, TASKEMIT_JOB_TIMEOUT="soon"), cwd=tmp_path, capture_output=True, timeout=60,
+        env=child_env(settings, TASKEMIT_JOB_TIMEOUT="soon"),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert b"job_timeout" in result.stderr
@@ -144,7 +161,10 @@ async def test_pool_restarts_a_crashed_worker_and_stops_on_sigterm(
     with log_path.open("wb") as log:
         pool = subprocess.Popen(
             [sys.executable, "-m", "taskemit", "worker", "proc_listeners:WorkerSettings", "-p", "2"],
-            env=child_env(settings), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            env=child_env(settings),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         async with Emitter(proc_listeners.WorkerSettings.taskemit_listeners, settings) as emitter:
@@ -164,5 +184,3 @@ async def test_pool_restarts_a_crashed_worker_and_stops_on_sigterm(
     assert code == 0, log_path.read_text()
     assert b"received SIGTERM" in log_path.read_bytes()
     assert not any(_alive(pid) for pid in child_pids)
-
-

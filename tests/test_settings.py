@@ -29,9 +29,9 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_shipped_settings_toml_matches_the_defaults() -> None:
-    assert load_settings(ROOT / "settings.toml") == Settings.model_construct(**{
-        name: field.get_default(call_default_factory=True) for name, field in Settings.model_fields.items()
-    })
+    assert load_settings(ROOT / "settings.toml") == Settings.model_construct(
+        **{name: field.get_default(call_default_factory=True) for name, field in Settings.model_fields.items()}
+    )
 
 
 def test_file_in_working_directory_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

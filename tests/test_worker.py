@@ -62,12 +62,23 @@ async def test_listener_receives_exactly_the_emitted_arguments(taskemit_settings
     ident = uuid.uuid4()
     async with Emitter([record_order], taskemit_settings) as emitter:
         emitter.emit(
-            "order_placed", 42, "two", when=when, ident=ident, amount=Decimal("9.99"),
-            raw=b"\x00\xff", nested={"a": [1, {"b": None}]}, day=dt.date(2026, 1, 2),
+            "order_placed",
+            42,
+            "two",
+            when=when,
+            ident=ident,
+            amount=Decimal("9.99"),
+            raw=b"\x00\xff",
+            nested={"a": [1, {"b": None}]},
+            day=dt.date(2026, 1, 2),
         )
     expected_kwargs = {
-        "when": when, "ident": ident, "amount": Decimal("9.99"), "raw": b"\x00\xff",
-        "nested": {"a": [1, {"b": None}]}, "day": dt.date(2026, 1, 2),
+        "when": when,
+        "ident": ident,
+        "amount": Decimal("9.99"),
+        "raw": b"\x00\xff",
+        "nested": {"a": [1, {"b": None}]},
+        "day": dt.date(2026, 1, 2),
     }
     assert calls == [("record_order", (42, "two"), expected_kwargs)]
     assert type(calls[0][2]["when"]) is dt.datetime and type(calls[0][2]["day"]) is dt.date
@@ -97,8 +108,12 @@ async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, r
     # each listener is its own job: the sibling ran once, unaffected by the failure
     assert calls == [("sibling_ok", (5,), {})]
     # arq's own result API sees the failure, with the exception readable over JSON
-    job = Job(receipt.jobs[always_fails.name], redis, _queue_name=taskemit_settings.queue_name,
-              _deserializer=get_codec("json").loads)
+    job = Job(
+        receipt.jobs[always_fails.name],
+        redis,
+        _queue_name=taskemit_settings.queue_name,
+        _deserializer=get_codec("json").loads,
+    )
     assert await job.status() == JobStatus.complete
     with pytest.raises(ListenerError, match="card declined"):
         await job.result(timeout=1)
@@ -125,8 +140,12 @@ async def test_unknown_listener_fails_the_job_and_worker_keeps_running(
         receipt = await emitter.publish("payment_failed", order_id=9)
     assert receipt is not None
     async with InProcessWorker([sibling_ok], settings) as worker:
-        missing = Job(receipt.jobs[always_fails.name], redis, _queue_name=settings.queue_name,
-                      _deserializer=get_codec("json").loads)
+        missing = Job(
+            receipt.jobs[always_fails.name],
+            redis,
+            _queue_name=settings.queue_name,
+            _deserializer=get_codec("json").loads,
+        )
         with pytest.raises(ListenerError, match=f"function '{always_fails.name}' not found"):
             await missing.result(timeout=10, poll_delay=0.05)
         # the worker is still alive and runs the next job
@@ -145,8 +164,9 @@ async def test_stock_arq_worker_runs_the_jobs(taskemit_settings: Settings) -> No
     async with Emitter([record_order], settings) as emitter:
         emitter.emit("order_placed", 1, via="arq")
     # arq's own Worker class, configured only by the WorkerSettings taskemit generates
-    worker = create_worker(worker_settings([record_order], settings=settings), burst=True, poll_delay=0.01,
-                           handle_signals=False)
+    worker = create_worker(
+        worker_settings([record_order], settings=settings), burst=True, poll_delay=0.01, handle_signals=False
+    )
     await worker.async_run()
     await worker.close()
     assert calls == [("record_order", (1,), {"via": "arq"})]
@@ -168,5 +188,8 @@ def test_worker_settings_from_listener_modules(taskemit_settings: Settings) -> N
     settings = taskemit_settings.model_copy(update={"listeners": ["taskemit.demo.listeners"]})
     cls = worker_settings(settings=settings)
     assert {f.name.rsplit(":", 1)[1] for f in cls.functions} == {
-        "send_welcome_email_handler", "send_email_handler", "send_farewell_email_handler", "notify_customer_support",
+        "send_welcome_email_handler",
+        "send_email_handler",
+        "send_farewell_email_handler",
+        "notify_customer_support",
     }

@@ -105,7 +105,9 @@ def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
         else:
             server = stack.enter_context(RedisServer())
             url = server.url
-            console.print(f"No Redis answered at {settings.redis_url}; started an embedded redis-server at [bold]{url}[/]")
+            console.print(
+                f"No Redis answered at {settings.redis_url}; started an embedded redis-server at [bold]{url}[/]"
+            )
         # a queue of its own, so the demo never runs or steals jobs of a real deployment
         os.environ["TASKEMIT_REDIS_URL"] = url
         os.environ["TASKEMIT_QUEUE_NAME"] = f"taskemit:demo:{uuid.uuid4().hex[:8]}"
