@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attempt import Attempt, Retry
 from .emitter import EmitReceipt, Emitter
 from .errors import (
     EmitBufferFull,
@@ -12,11 +13,16 @@ from .errors import (
     TaskEmitError,
     UnknownEventError,
 )
+from .jobrun import AttemptsExhausted, ListenerTimeout
 from .listener import Listener, listener
+from .policy import Backoff, RetryPolicy
 from .settings import Settings, load_settings
-from .worker import ListenerTimeout, worker_settings
+from .worker import worker_settings
 
 __all__ = (
+    "Attempt",
+    "AttemptsExhausted",
+    "Backoff",
     "EmitBufferFull",
     "EmitReceipt",
     "Emitter",
@@ -26,6 +32,8 @@ __all__ = (
     "ListenerError",
     "ListenerTimeout",
     "PayloadEncodeError",
+    "Retry",
+    "RetryPolicy",
     "Settings",
     "TaskEmitError",
     "UnknownEventError",

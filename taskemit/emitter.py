@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from arq.constants import expires_extra_ms
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
@@ -289,7 +288,7 @@ class Emitter:
                 job_ids = list(receipt.jobs.values())
                 argv: list[Any] = [
                     pending.emitted_ms,
-                    expires_extra_ms,
+                    settings.job_expiry * 1000,
                     settings.event_retention,
                     receipt.event_id,
                     pending.emitted_ms,

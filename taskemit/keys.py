@@ -14,9 +14,15 @@ from arq.constants import (
 )
 
 __all__ = (
+    "DEAD_INDEX",
+    "DEAD_PREFIX",
     "EVENTS_INDEX",
     "EVENT_PREFIX",
     "META_KWARG",
+    "attempts_key",
+    "dead_by_event_key",
+    "dead_by_listener_key",
+    "dead_key",
     "event_key",
     "in_progress_key",
     "job_key",
@@ -28,6 +34,10 @@ EVENT_PREFIX = "taskemit:event:"
 #: Sorted set of event uuids scored by emit time (ms), trimmed to the event retention.
 EVENTS_INDEX = "taskemit:events"
 
+DEAD_PREFIX = "taskemit:dead:"
+#: Sorted set of dead-lettered job ids scored by the time they died (ms).
+DEAD_INDEX = "taskemit:dead"
+
 #: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
 #: The job wrapper removes it before the listener is called.
 META_KWARG = "__taskemit__"
@@ -36,6 +46,26 @@ META_KWARG = "__taskemit__"
 def event_key(event_uuid: str) -> str:
     """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
     return EVENT_PREFIX + event_uuid
+
+
+def attempts_key(job_id: str) -> str:
+    """List of a job's attempts (JSON each): outcome, error, timings; kept across replays."""
+    return "taskemit:attempts:" + job_id
+
+
+def dead_key(job_id: str) -> str:
+    """Hash with a dead letter: the job's payload, listener, event and attempt history."""
+    return DEAD_PREFIX + job_id
+
+
+def dead_by_listener_key(listener: str) -> str:
+    """Sorted set of the dead letters of one listener."""
+    return "taskemit:dead-by-listener:" + listener
+
+
+def dead_by_event_key(event_id: str) -> str:
+    """Sorted set of the dead letters of one event id."""
+    return "taskemit:dead-by-event:" + event_id
 
 
 def job_key(job_id: str) -> str:

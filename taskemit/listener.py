@@ -8,11 +8,15 @@ visibly. :func:`as_listener` also accepts a Litestar ``EventListener`` and unwra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .attempt import Attempt
 from .errors import ListenerArgumentError, ListenerConfigError
+from .policy import Backoff, RetryPolicy
 
 __all__ = ("Listener", "as_listener", "discover_listeners", "index_listeners", "listener")
 
@@ -37,6 +41,31 @@ def _check_event_ids(event_ids: tuple[Any, ...]) -> frozenset[str]:
     return frozenset(event_ids)
 
 
+def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - {"max_tries", "backoff", "retry_on", "give_up_on", "timeout"})
+    if unknown:
+        raise ListenerConfigError(f"listener {name!r}: unknown option(s) {unknown}")
+    try:  # validate now, at decoration, against the built-in defaults
+        policy = dataclasses.replace(RetryPolicy(), **options)
+    except (TypeError, ValueError) as exc:
+        raise ListenerConfigError(f"listener {name!r}: {exc}") from None
+    # keep the normalised values (a bare exception class becomes a tuple, ...)
+    return {key: getattr(policy, key) for key in options}
+
+
+def _attempt_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
+    """The parameter annotated ``Attempt``, which the worker fills in, if any."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: fall back to their text
+        hints = {}
+    for param in signature.parameters.values():
+        annotation = hints.get(param.name, param.annotation)
+        if annotation is Attempt or (isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "Attempt"):
+            return param.name
+    return None
+
+
 class Listener:
     """A function registered for one or more event ids, run by a worker as its own arq job.
 
@@ -44,7 +73,7 @@ class Listener:
     accepts it; ``fn`` is the user's own function, unwrapped, so its exceptions propagate.
     """
 
-    __slots__ = ("_accepts_anything", "_signature", "event_ids", "fn", "name", "timeout")
+    __slots__ = ("_accepts_anything", "_signature", "attempt_param", "event_ids", "fn", "name", "policy_options")
 
     def __init__(
         self,
@@ -52,22 +81,29 @@ class Listener:
         event_ids: Iterable[str],
         *,
         name: str | None = None,
-        timeout: float | None = None,
+        **policy_options: Any,
     ) -> None:
         if not callable(fn):
             raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ListenerConfigError(f"listener name must be a non-empty string, got {name!r}")
-        if timeout is not None and not timeout > 0:
-            raise ListenerConfigError(f"listener timeout must be a positive number of seconds, got {timeout!r}")
         self.fn = fn
         self.event_ids: frozenset[str] = _check_event_ids(tuple(event_ids))
         self.name: str = name or _default_name(fn)
-        self.timeout = timeout
+        #: the retry options this listener sets; the rest come from settings (see ``policy``)
+        self.policy_options: dict[str, Any] = _check_policy_options(self.name, policy_options)
+        self.attempt_param: str | None = None
         try:
-            self._signature: inspect.Signature | None = inspect.signature(fn)
+            signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):  # some builtins have no signature: accept anything
-            self._signature = None
+            signature = None
+        if signature is not None:
+            self.attempt_param = _attempt_parameter(fn, signature)
+            if self.attempt_param is not None:  # injected by the worker, never emitted
+                signature = signature.replace(
+                    parameters=[p for p in signature.parameters.values() if p.name != self.attempt_param]
+                )
+        self._signature = signature
         kinds = {p.kind for p in self._signature.parameters.values()} if self._signature else set()
         self._accepts_anything = self._signature is None or (
             {
@@ -94,8 +130,20 @@ class Listener:
                 f"{exc}. Add **kwargs to the listener or emit only the arguments it takes."
             ) from None
 
-    async def run(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        """Call the function: awaited if async, in a worker thread if sync."""
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one attempt may take, if this listener sets it."""
+        timeout: float | None = self.policy_options.get("timeout")
+        return timeout
+
+    def policy(self, defaults: RetryPolicy) -> RetryPolicy:
+        """This listener's retry policy: its own options over ``defaults`` (from settings)."""
+        return dataclasses.replace(defaults, **self.policy_options) if self.policy_options else defaults
+
+    async def run(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], attempt: Attempt | None = None) -> Any:
+        """Call the function (awaited if async, in a worker thread if sync), with ``attempt`` if it asks."""
+        if self.attempt_param is not None and attempt is not None:
+            kwargs = {**kwargs, self.attempt_param: attempt}
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(*args, **kwargs)
         result = await asyncio.to_thread(self.fn, *args, **kwargs)
@@ -119,19 +167,37 @@ class Listener:
 
 
 def listener(
-    *event_ids: str, name: str | None = None, timeout: float | None = None
+    *event_ids: str,
+    name: str | None = None,
+    max_tries: int | None = None,
+    backoff: Backoff | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    give_up_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], Listener]:
     """Register the decorated function as a listener of ``event_ids``.
 
     Args:
         *event_ids: the events it listens to.
         name: its stable name, the arq function name of its jobs (default ``module:qualname``).
-        timeout: seconds one run may take (default: the ``job_timeout`` setting).
+        max_tries: attempts in all, the first included (default: the ``max_tries`` setting).
+        backoff: the wait between attempts, a :class:`~taskemit.Backoff` (default: ``backoff`` setting).
+        retry_on: retry only these exception types (default: any ``Exception``).
+        give_up_on: never retry these; the job goes to the dead letters at once.
+        timeout: seconds one attempt may take (default: the ``job_timeout`` setting).
     """
     ids = _check_event_ids(event_ids)
+    given = {
+        "max_tries": max_tries,
+        "backoff": backoff,
+        "retry_on": retry_on,
+        "give_up_on": give_up_on,
+        "timeout": timeout,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
 
     def decorate(fn: Callable[..., Any]) -> Listener:
-        return Listener(fn, ids, name=name, timeout=timeout)
+        return Listener(fn, ids, name=name, **options)
 
     return decorate
 

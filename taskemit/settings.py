@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .policy import Backoff, RetryPolicy
+
 __all__ = ("Settings", "load_settings", "settings_path")
 
 SETTINGS_ENV_VAR = "TASKEMIT_SETTINGS"
@@ -63,7 +65,20 @@ class Settings(BaseSettings):
         description="Redis to store jobs and event records in (redis://, rediss:// or unix://).",
     )
     queue_name: str = Field("taskemit:queue", min_length=1, description="The arq queue (sorted set) jobs go to.")
-    job_timeout: float = Field(300.0, gt=0, description="Seconds a listener may run before it is cancelled.")
+    job_timeout: float = Field(
+        300.0, gt=0, description="Seconds one attempt of a listener may run before it is cancelled (and retried)."
+    )
+    max_tries: int = Field(5, ge=1, description="Attempts per listener job, the first included (default policy).")
+    backoff: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "exponential", "first": 1.0, "factor": 2.0, "cap": 300.0, "jitter": "full"},
+        description="Default backoff curve between attempts, as Backoff.to_dict() writes it.",
+    )
+    job_expiry: int = Field(
+        86_400, gt=0, description="Seconds a job may wait in the queue (after its scheduled time) before it expires."
+    )
+    dead_letter_retention: int = Field(
+        30 * 86_400, gt=0, description="Seconds a dead letter is kept for inspection and replay."
+    )
     result_retention: int = Field(
         86_400, ge=0, description="Seconds arq keeps a finished job's result (0: do not keep results)."
     )
@@ -98,6 +113,16 @@ class Settings(BaseSettings):
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
         return value
+
+    @field_validator("backoff")
+    @classmethod
+    def _valid_backoff(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return Backoff.from_dict(value).to_dict()  # ValueError -> a validation error naming "backoff"
+
+    @property
+    def default_policy(self) -> RetryPolicy:
+        """The retry policy of a listener that declares none of its own."""
+        return RetryPolicy(max_tries=self.max_tries, backoff=Backoff.from_dict(self.backoff), timeout=self.job_timeout)
 
     @field_validator("listeners", mode="before")
     @classmethod

@@ -10,12 +10,12 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
 - ``taskemit_worker``: ``async with taskemit_worker(listeners): ...`` runs a real arq
   worker in-process while the block runs.
 
-``InProcessWorker`` is the same worker for use outside pytest.
+``InProcessWorker`` (from ``taskemit.worker``, re-exported here) is the same worker for use
+outside pytest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -26,44 +26,11 @@ import pytest
 
 from .redis_server import RedisServer
 from .settings import Settings, load_settings
+from .worker import InProcessWorker
 
 __all__ = ("InProcessWorker", "taskemit_redis_url", "taskemit_settings", "taskemit_worker")
 
 TEST_REDIS_ENV_VAR = "TASKEMIT_TEST_REDIS_URL"
-
-
-class InProcessWorker:
-    """A real arq worker for ``listeners`` running as a task in the current event loop."""
-
-    def __init__(self, listeners: Sequence[Any], settings: Settings, **arq_options: Any) -> None:
-        from arq.worker import create_worker
-
-        from .worker import worker_settings
-
-        options = {"handle_signals": False, "poll_delay": 0.02, **arq_options}
-        self.worker = create_worker(worker_settings(listeners, settings=settings), **options)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> InProcessWorker:
-        self._task = asyncio.create_task(self.worker.async_run(), name="taskemit-test-worker")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def run_burst(self) -> None:
-        """Run until the queue is empty (arq's burst mode), then stop."""
-        self.worker.burst = True
-        await self.worker.async_run()
-        await self.close()
-
-    async def close(self) -> None:
-        await self.worker.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
 
 
 @pytest.fixture(scope="session")

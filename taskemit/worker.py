@@ -1,9 +1,8 @@
-"""The worker side: ``worker_settings()`` for arq, and the job function that runs a listener.
+"""The worker side: ``worker_settings()`` for arq, and the worker class taskemit runs.
 
-Each listener becomes one arq function named after the listener. Its job function strips
-taskemit's metadata keyword, runs the user's function under the listener's timeout, records
-the outcome on the event record, and lets the exception propagate so arq marks the job
-failed. Nothing here replaces arq's worker: the stock ``arq`` CLI runs these settings.
+Each listener becomes one arq function named after the listener (see ``jobrun`` for what
+that function does). The settings are plain arq ``WorkerSettings``: the stock ``arq`` CLI
+runs them. ``TaskEmitWorker`` adds dead letters for jobs arq fails before any listener runs.
 """
 
 from __future__ import annotations
@@ -12,114 +11,113 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.worker import Function, create_worker, func
-from redis.exceptions import RedisError
+from arq.jobs import deserialize_result
+from arq.worker import Function, Worker, func, get_kwargs
 
-from . import keys, lua
-from .codec import get_codec
+from . import keys
+from .codec import Codec, get_codec
+from .deadletter import record_dead_letter
+from .errors import ListenerError
+from .jobrun import WORKER_ID, job_function
 from .listener import Listener, discover_listeners, index_listeners
 from .settings import Settings, load_settings
 
-__all__ = ("ListenerTimeout", "run_until_finished", "worker_settings")
+__all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "run_until_finished", "worker_settings")
 
 logger = logging.getLogger("taskemit.worker")
 
-_RECORD_OUTCOME = lua.script("record_outcome")
 #: arq's own timeout sits above the listener's so the listener's fires first and is recorded.
 _ARQ_TIMEOUT_MARGIN = 5.0
-_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-class ListenerTimeout(TimeoutError):
-    """A listener ran longer than its timeout and was cancelled."""
+#: arq's own try limit is set out of reach: the job function applies the listener's policy
+#: and dead-letters the job itself, which arq's limit would pre-empt without a record.
+_ARQ_MAX_TRIES = 2**31
 
 
-def _short_repr(value: Any, limit: int = 200) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+class TaskEmitWorker(Worker):
+    """arq's Worker, plus dead letters for jobs arq fails before a listener runs.
 
+    arq fails a job without calling any function when the function name is unknown (deploy
+    skew), the payload cannot be decoded, or the job expired. ``taskemit worker`` and the
+    in-process workers use this class so those jobs are dead-lettered too; the stock
+    ``arq`` CLI stores them as failed arq results only.
+    """
 
-def _error_summary(exc: BaseException) -> dict[str, Any]:
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "where": [f"{f.filename}:{f.lineno} in {f.name}" for f in frames],
-    }
-
-
-async def _record_outcome(
-    ctx: dict[str, Any], meta: dict[str, Any] | None, listener_name: str, outcome: dict[str, Any]
-) -> None:
-    if not meta or "event" not in meta:
-        return  # a job enqueued by plain arq code, not by an emit: nothing to record on
-    outcome.update(listener=listener_name, job_try=ctx.get("job_try"), worker=_WORKER_ID)
-    try:
-        await _RECORD_OUTCOME(
-            ctx["redis"],
-            [keys.event_key(meta["event"])],
-            ["job:" + ctx["job_id"], json.dumps(outcome)],
-        )
-    except (RedisError, OSError):  # the job's own result is still stored by arq
-        logger.warning("could not record the outcome of job %s", ctx.get("job_id"), exc_info=True)
-
-
-def job_function(item: Listener, settings: Settings) -> Callable[..., Awaitable[Any]]:
-    """The arq coroutine that runs ``item`` for one job."""
-    timeout = item.timeout or settings.job_timeout
-
-    async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        meta = kwargs.pop(keys.META_KWARG, None)
-        started = time.time()
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         try:
-            async with asyncio.timeout(timeout):
-                result = await item.run(args, kwargs)
-        except TimeoutError as exc:
-            error = ListenerTimeout(f"listener {item.name!r} timed out after {timeout:g}s")
-            await _record_outcome(
-                ctx,
-                meta,
-                item.name,
-                {"status": "failed", "started": started, "finished": time.time(), "error": _error_summary(error)},
-            )
-            raise error from exc
-        except Exception as exc:
-            await _record_outcome(
-                ctx,
-                meta,
-                item.name,
-                {"status": "failed", "started": started, "finished": time.time(), "error": _error_summary(exc)},
-            )
-            raise
-        await _record_outcome(
-            ctx,
-            meta,
-            item.name,
-            {"status": "complete", "started": started, "finished": time.time(), "result": _short_repr(result)},
+            await self._dead_letter_unrun(job_id, result_data)
+        except Exception:  # never let bookkeeping kill the worker
+            logger.exception("could not dead-letter job %s", job_id)
+        await super().finish_failed_job(job_id, result_data)
+
+    async def _dead_letter_unrun(self, job_id: str, result_data: bytes | None) -> None:
+        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        if settings is None or result_data is None:
+            return
+        result = deserialize_result(result_data, deserializer=self.job_deserializer)
+        failure = result.result
+        if isinstance(failure, ListenerError):  # read back through the JSON serializer
+            kind, message = failure.type_name, failure.message
+        else:
+            kind, message = f"{type(failure).__module__}.{type(failure).__qualname__}", str(failure)
+        if kind.endswith("CancelledError"):
+            return  # aborted on request: not a failure to keep
+        payload = await self.pool.get(keys.job_key(job_id)) or b""
+        meta: dict[str, Any] = {}
+        if isinstance(result.kwargs, dict):
+            meta = result.kwargs.get(keys.META_KWARG) or {}
+        error = {"type": kind, "message": message, "where": []}
+        reason = message or kind
+        outcome = json.dumps(
+            {
+                "status": "failed",
+                "dead_letter": True,
+                "listener": result.function,
+                "reason": reason,
+                "error": error,
+                "finished": time.time(),
+                "worker": WORKER_ID,
+            }
         )
-        return result
+        await record_dead_letter(
+            self.pool,
+            settings,
+            job_id=job_id,
+            listener=result.function,
+            event_uuid=meta.get("event"),
+            event_id=meta.get("event_id"),
+            reason=reason,
+            payload=payload,
+            error=error,
+            final_attempt="",
+            outcome=outcome,
+            enqueued_ms=int(result.enqueue_time.timestamp() * 1000),
+        )
 
-    run_listener.__qualname__ = run_listener.__name__ = item.name
-    return run_listener
+
+def create_taskemit_worker(settings_cls: Any, **overrides: Any) -> TaskEmitWorker:
+    """A :class:`TaskEmitWorker` from an arq WorkerSettings, as ``arq.worker.create_worker`` does."""
+    worker = TaskEmitWorker(**{**get_kwargs(settings_cls), **overrides})
+    worker.taskemit_settings = getattr(settings_cls, "taskemit_settings", None)  # type: ignore[attr-defined]
+    return worker
 
 
-def _arq_function(item: Listener, settings: Settings) -> Function:
-    timeout = (item.timeout or settings.job_timeout) + _ARQ_TIMEOUT_MARGIN
+def _arq_function(item: Listener, settings: Settings, codec: Codec) -> Function:
+    policy = item.policy(settings.default_policy)
+    timeout = (policy.timeout or settings.job_timeout) + _ARQ_TIMEOUT_MARGIN
     return func(
-        job_function(item, settings),  # type: ignore[arg-type]  # arq's WorkerCoroutine is a Protocol
+        job_function(item, settings, codec),  # type: ignore[arg-type]  # arq's WorkerCoroutine is a Protocol
         name=item.name,
         timeout=timeout,
         keep_result=settings.result_retention,
+        max_tries=_ARQ_MAX_TRIES,
     )
 
 
@@ -143,12 +141,14 @@ def worker_settings(
     unique = {item.name: item for items in index_listeners(listeners).values() for item in items}
     codec = get_codec(settings.serializer)
     attributes: dict[str, Any] = {
-        "functions": [_arq_function(item, settings) for item in unique.values()],
+        "functions": [_arq_function(item, settings, codec) for item in unique.values()],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": codec.dumps,
         "job_deserializer": codec.loads,
         "job_timeout": settings.job_timeout + _ARQ_TIMEOUT_MARGIN,
+        "max_tries": _ARQ_MAX_TRIES,
+        "expires_extra_ms": settings.job_expiry * 1000,
         "keep_result": settings.result_retention,
         "max_jobs": settings.max_jobs,
         "health_check_key": settings.queue_name + ":health-check",
@@ -160,6 +160,57 @@ def worker_settings(
     return type("WorkerSettings", (), attributes)
 
 
+class InProcessWorker:
+    """A real arq worker (``TaskEmitWorker``) for ``listeners``, running as a task in this event loop.
+
+    ``async with InProcessWorker(listeners, settings): ...`` runs it for the block; leaving
+    lets running jobs finish (up to ``grace`` seconds) before the worker stops.
+    """
+
+    def __init__(
+        self, listeners: Sequence[Any], settings: Settings, *, grace: float = 10.0, **arq_options: Any
+    ) -> None:
+        options = {"handle_signals": False, "poll_delay": 0.02, **arq_options}
+        self.worker = create_taskemit_worker(worker_settings(listeners, settings=settings), **options)
+        self.grace = grace
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> InProcessWorker:
+        self._task = asyncio.create_task(self.worker.async_run(), name="taskemit-in-process-worker")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def raise_if_crashed(self) -> None:
+        """Re-raise the worker's own error if it stopped by itself."""
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            self._task.result()
+            raise RuntimeError("the in-process worker stopped unexpectedly")
+
+    async def close(self) -> None:
+        running = [task for task in self.worker.tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=self.grace)
+        try:
+            with warnings.catch_warnings():  # arq calls redis-py's deprecated close()
+                warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
+                await self.worker.close()  # cancels what is still running
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+
 async def run_until_finished(
     redis: Any,
     job_ids: Sequence[str],
@@ -167,25 +218,16 @@ async def run_until_finished(
     settings: Settings,
     timeout: float | None = None,
 ) -> None:
-    """Run an in-process arq worker until none of ``job_ids`` is still waiting or running.
+    """Run an in-process worker until none of ``job_ids`` is still waiting, running or retrying.
 
-    A job is finished when arq has deleted its payload key, which it does for success and
-    failure alike.
+    A job is finished when arq has deleted its payload key, which it does once the job
+    succeeded or failed for good (a job waiting for a retry keeps its payload).
     """
-    worker = create_worker(
-        worker_settings(listeners, settings=settings),
-        handle_signals=False,
-        burst=False,
-        poll_delay=0.02,
-    )
-    task = asyncio.create_task(worker.async_run(), name="taskemit-drain-worker")
     pending = list(job_ids)
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
+    async with InProcessWorker(listeners, settings) as worker:
         while pending:
-            if task.done():
-                task.result()
-                raise RuntimeError("the in-process worker stopped before the jobs finished")
+            worker.raise_if_crashed()
             async with redis.pipeline(transaction=False) as pipe:
                 for job_id in pending:
                     pipe.exists(keys.job_key(job_id))
@@ -195,8 +237,3 @@ async def run_until_finished(
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"{len(pending)} jobs did not finish within {timeout}s")
                 await asyncio.sleep(0.02)
-    finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task

@@ -97,7 +97,10 @@ async def test_handler_returns_before_the_listener_runs(monkeypatch: pytest.Monk
     assert sent == []
 
 
-async def test_litestar_event_listener_failure_reaches_the_job(redis: aioredis.Redis) -> None:
+async def test_litestar_event_listener_failure_reaches_the_job(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKEMIT_MAX_TRIES", "1")
     async with AsyncTestClient(app=make_app()) as client:
         await client.post("/delete", json={"email": "bye@example.com"})
     (uuid,) = await events_between(redis, 0, 2**40)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 import proc_listeners
 import pytest
 from redis import asyncio as aioredis

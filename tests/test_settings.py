@@ -53,7 +53,7 @@ def test_taskemit_settings_names_another_file(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("TASKEMIT_SETTINGS", str(other))
     assert load_settings().redis_url == "redis://redis.internal:6380/2"
     monkeypatch.setenv("TASKEMIT_SETTINGS", str(tmp_path / "missing.toml"))
-    with pytest.raises(FileNotFoundError, match="missing.toml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
         load_settings()
 
 

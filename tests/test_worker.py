@@ -36,7 +36,7 @@ def sync_listener(order_id: int, **kwargs: Any) -> None:
     calls.append(("sync_listener", (order_id,), kwargs))
 
 
-@listener("payment_failed")
+@listener("payment_failed", max_tries=1)
 async def always_fails(order_id: int) -> None:
     raise ValueError(f"card declined for order {order_id}")
 
@@ -46,7 +46,7 @@ async def sibling_ok(order_id: int) -> None:
     calls.append(("sibling_ok", (order_id,), {}))
 
 
-@listener("slow", timeout=0.2)
+@listener("slow", timeout=0.2, max_tries=1)
 async def too_slow() -> None:
     await asyncio.sleep(5)
 
@@ -58,7 +58,7 @@ def _clear() -> None:
 
 
 async def test_listener_receives_exactly_the_emitted_arguments(taskemit_settings: Settings) -> None:
-    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     ident = uuid.uuid4()
     async with Emitter([record_order], taskemit_settings) as emitter:
         emitter.emit(
@@ -127,7 +127,7 @@ async def test_timeout_fails_the_job_with_a_clear_error(taskemit_settings: Setti
     assert record is not None
     (job,) = record.jobs
     assert job.status == "failed"
-    assert job.error is not None and job.error["type"] == "taskemit.worker.ListenerTimeout"
+    assert job.error is not None and job.error["type"] == "taskemit.jobrun.ListenerTimeout"
     assert "timed out after 0.2s" in job.error["message"]
 
 

@@ -1,4 +1,4 @@
-"""The ``taskemit`` command: ``demo``, ``worker``."""
+"""The ``taskemit`` command: ``demo``, ``worker``, ``dead``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from . import __version__
-from .settings import load_settings
+from .. import __version__
+from ..settings import load_settings
+from .dead import dead
 
 __all__ = ("main",)
 
@@ -72,7 +73,7 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
     """
     _configure_logging(verbose)
     if processes > 1:
-        from .pool import WorkerPool
+        from ..pool import WorkerPool
 
         command = [sys.executable, "-m", "taskemit", "worker"]
         command += [target] if target else []
@@ -80,12 +81,12 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
         command += ["--verbose"] if verbose else []
         sys.exit(WorkerPool(command, processes, burst=burst).run())
 
-    from arq.worker import run_worker
+    from ..worker import create_taskemit_worker
 
     if target:
         settings_cls = _import_target(target)
     else:
-        from .worker import worker_settings
+        from ..worker import worker_settings
 
         settings = load_settings()
         if not settings.listeners:
@@ -95,7 +96,7 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         settings_cls = worker_settings(settings=settings)
-    run_worker(settings_cls, **({"burst": True} if burst else {}))
+    create_taskemit_worker(settings_cls, **({"burst": True} if burst else {})).run()
 
 
 @cli.command()
@@ -105,9 +106,12 @@ def demo() -> None:
         import litestar  # noqa: F401
     except ImportError:
         raise click.ClickException("the demo needs Litestar: pip install 'taskemit[demo]'") from None
-    from .demo.run import run_demo
+    from ..demo.run import run_demo
 
     sys.exit(run_demo())
+
+
+cli.add_command(dead)
 
 
 def main() -> None:

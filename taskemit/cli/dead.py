@@ -1,0 +1,198 @@
+"""``taskemit dead``: list, show, replay and purge dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from redis import asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+
+from ..deadletter import (
+    DeadLetter,
+    get_dead_letter,
+    iter_dead_letters,
+    list_dead_letters,
+    purge_dead_letters,
+    replay_dead_letter,
+)
+from ..settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[aioredis.Redis, Settings], Awaitable[T]]) -> T:
+    settings = load_settings()
+
+    async def main() -> T:
+        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+            return await action(redis, settings)
+
+    return asyncio.run(main())
+
+
+def _console() -> Console:
+    console = Console()
+    # piped or captured output: do not fold ids and errors into 80 columns
+    return console if console.is_terminal else Console(width=200)
+
+
+def _when(epoch: float | None) -> str:
+    return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds") if epoch else ""
+
+
+def _as_dict(letter: DeadLetter, serializer: str) -> dict[str, Any]:
+    try:
+        args, kwargs = letter.arguments(serializer)
+        arguments: Any = {"args": list(args), "kwargs": kwargs}
+    except Exception as exc:  # an undecodable payload is one reason a job dies
+        arguments = {"undecodable": str(exc)}
+    return {
+        "job_id": letter.job_id,
+        "listener": letter.listener,
+        "event_id": letter.event_id,
+        "event_uuid": letter.event_uuid,
+        "reason": letter.reason,
+        "died_at": letter.died_at,
+        "enqueued_at": letter.enqueued_at,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "arguments": arguments,
+    }
+
+
+@click.group()
+def dead() -> None:
+    """Jobs that will not be tried again: inspect, replay, purge."""
+
+
+@dead.command("list")
+@click.option("--listener", "listener_name", help="Only this listener's dead letters.")
+@click.option("--event", help="Only dead letters of this event id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Page size.")
+@click.option("--cursor", type=click.IntRange(0), default=0, help="Cursor printed by the previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object with items and next_cursor).")
+def list_command(listener_name: str | None, event: str | None, limit: int, cursor: int, as_json: bool) -> None:
+    """List dead letters, newest first, one page at a time."""
+    page = _run(
+        lambda redis, _: list_dead_letters(redis, listener=listener_name, event=event, limit=limit, cursor=cursor)
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "items": [
+                        {k: v for k, v in _as_dict(letter, "json").items() if k != "attempts"}
+                        | {"attempts": len(letter.attempts)}
+                        for letter in page.items
+                    ],
+                    "next_cursor": page.next_cursor,
+                },
+                default=str,
+            )
+        )
+        return
+    console = _console()
+    table = Table(title="Dead letters", title_justify="left")
+    for column in ("job id", "listener", "event", "died", "tries", "reason", "last error"):
+        table.add_column(column, overflow="fold")
+    for letter in page.items:
+        table.add_row(
+            letter.job_id,
+            letter.listener,
+            letter.event_id or "",
+            _when(letter.died_at),
+            str(sum(1 for a in letter.attempts if a.get("status") == "failed")),
+            letter.reason,
+            f"{letter.error.get('type', '')}: {letter.error.get('message', '')}",
+        )
+    console.print(table)
+    if page.next_cursor is not None:
+        console.print(f"More: taskemit dead list --cursor {page.next_cursor}")
+
+
+@dead.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_command(job_id: str, as_json: bool) -> None:
+    """Show one dead letter with its arguments and every attempt."""
+    letter, serializer = _run(lambda redis, settings: _with_serializer(get_dead_letter(redis, job_id), settings))
+    if letter is None:
+        raise click.ClickException(f"no dead letter with job id {job_id!r}")
+    data = _as_dict(letter, serializer)
+    if as_json:
+        click.echo(json.dumps(data, default=str, indent=2))
+        return
+    console = _console()
+    for key in ("job_id", "listener", "event_id", "event_uuid", "reason", "arguments"):
+        console.print(f"[bold]{key}[/]: {data[key]}")
+    console.print(f"[bold]enqueued[/]: {_when(letter.enqueued_at)}   [bold]died[/]: {_when(letter.died_at)}")
+    table = Table(title="Attempts", title_justify="left")
+    for column in ("#", "status", "started", "took", "worker", "error"):
+        table.add_column(column, overflow="fold")
+    for entry in letter.attempts:
+        error = entry.get("error") or {}
+        started, finished = entry.get("started"), entry.get("finished")
+        took = f"{(finished - started) * 1000:.0f} ms" if started and finished else ""
+        where = ("\n  " + "\n  ".join(error.get("where", []))) if error.get("where") else ""
+        table.add_row(
+            str(entry.get("attempt", "")),
+            entry.get("status", ""),
+            _when(started or entry.get("at")),
+            took,
+            entry.get("worker", ""),
+            f"{error.get('type', '')}: {error.get('message', '')}{where}" if error else "",
+        )
+    console.print(table)
+
+
+async def _with_serializer(lookup: Awaitable[T], settings: Settings) -> tuple[T, str]:
+    return await lookup, settings.serializer
+
+
+@dead.command("replay")
+@click.argument("job_id", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (matching the filters).")
+@click.option("--listener", "listener_name", help="With --all: only this listener's.")
+@click.option("--event", help="With --all: only this event id's.")
+def replay_command(job_id: str | None, replay_all: bool, listener_name: str | None, event: str | None) -> None:
+    """Enqueue dead jobs again with a fresh attempt count (their history is kept)."""
+    if bool(job_id) == replay_all:
+        raise click.UsageError("give either a JOB_ID or --all")
+    if job_id and (listener_name or event):
+        raise click.UsageError("--listener and --event filter --all; they do not apply to one JOB_ID")
+
+    async def replay(redis: aioredis.Redis, settings: Settings) -> list[tuple[str, str]]:
+        if job_id:
+            new = await replay_dead_letter(redis, settings, job_id)
+            if new is None:
+                raise click.ClickException(f"no dead letter with job id {job_id!r}")
+            return [(job_id, new)]
+        letters = [letter async for letter in iter_dead_letters(redis, listener=listener_name, event=event)]
+        done = []
+        for letter in letters:
+            new = await replay_dead_letter(redis, settings, letter.job_id)
+            if new is not None:
+                done.append((letter.job_id, new))
+        return done
+
+    for old, new in _run(replay):
+        click.echo(f"replayed {old} as {new}")
+
+
+@dead.command("purge")
+@click.option("--listener", "listener_name", help="Only this listener's dead letters.")
+@click.option("--event", help="Only this event id's dead letters.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge_command(listener_name: str | None, event: str | None, yes: bool) -> None:
+    """Delete dead letters for good."""
+    scope = " and ".join(filter(None, [listener_name and f"listener {listener_name}", event and f"event {event}"]))
+    if not yes:
+        click.confirm(f"Delete every dead letter{' of ' + scope if scope else ''}?", abort=True)
+    removed = _run(lambda redis, _: purge_dead_letters(redis, listener=listener_name, event=event))
+    click.echo(f"purged {removed} dead letters")

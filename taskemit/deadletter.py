@@ -1,0 +1,265 @@
+"""Dead letters: jobs that will not be tried again, kept for inspection and replay.
+
+A dead letter holds the job's payload, its listener and event, why it died, and every
+attempt's error. Listing walks sorted-set indexes (all, by listener, by event id) page by
+page, never ``KEYS``; replay enqueues a new job with a fresh attempt count and carries the
+history over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import keys, lua
+from .codec import get_codec
+from .settings import Settings
+
+__all__ = (
+    "DeadLetter",
+    "DeadLetterPage",
+    "get_dead_letter",
+    "iter_dead_letters",
+    "list_dead_letters",
+    "purge_dead_letters",
+    "record_dead_letter",
+    "replay_dead_letter",
+)
+
+_DEAD_LETTER = lua.script("dead_letter")
+_REPLAY = lua.script("replay")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that will not be tried again, and why."""
+
+    job_id: str
+    listener: str
+    event_uuid: str | None
+    event_id: str | None
+    reason: str
+    died_at: float
+    enqueued_at: float | None
+    error: dict[str, Any]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    payload: bytes = b""
+
+    def arguments(self, serializer: str = "json") -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The ``(args, kwargs)`` the listener was emitted with (taskemit's metadata removed)."""
+        if not self.payload:
+            return (), {}
+        job = get_codec(serializer).decode_job(self.payload)
+        kwargs = {k: v for k, v in job["k"].items() if k != keys.META_KWARG}
+        return tuple(job["a"]), kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    items: list[DeadLetter]
+    next_cursor: int | None
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _index_for(listener: str | None, event: str | None) -> str:
+    if listener is not None:
+        return keys.dead_by_listener_key(listener)
+    if event is not None:
+        return keys.dead_by_event_key(event)
+    return keys.DEAD_INDEX
+
+
+async def record_dead_letter(
+    redis: Any,
+    settings: Settings,
+    *,
+    job_id: str,
+    listener: str,
+    event_uuid: str | None,
+    event_id: str | None,
+    reason: str,
+    payload: bytes,
+    error: dict[str, Any],
+    final_attempt: str,
+    outcome: str,
+    enqueued_ms: int | None,
+) -> None:
+    """Store a dead letter (and the job's final attempt) in one atomic step."""
+    now_ms = int(time.time() * 1000)
+    fields: list[Any] = [
+        "job_id",
+        job_id,
+        "listener",
+        listener,
+        "event_uuid",
+        event_uuid or "",
+        "event_id",
+        event_id or "",
+        "reason",
+        reason,
+        "died_at",
+        now_ms,
+        "enqueued_at",
+        enqueued_ms or "",
+        "error",
+        json.dumps(error),
+        "payload",
+        payload,
+    ]
+    await _DEAD_LETTER(
+        redis,
+        [
+            keys.dead_key(job_id),
+            keys.DEAD_INDEX,
+            keys.dead_by_listener_key(listener),
+            keys.dead_by_event_key(event_id or ""),
+            keys.attempts_key(job_id),
+            keys.event_key(event_uuid or "-"),
+        ],
+        [
+            job_id,
+            now_ms,
+            settings.dead_letter_retention,
+            final_attempt,
+            settings.event_retention,
+            "job:" + job_id,
+            outcome,
+            *fields,
+        ],
+    )
+
+
+def _parse(raw: dict[bytes, bytes]) -> DeadLetter:
+    fields = {k.decode(): v for k, v in raw.items()}
+
+    def text(name: str) -> str:
+        return _text(fields.get(name)) or ""
+
+    enqueued = text("enqueued_at")
+    return DeadLetter(
+        job_id=text("job_id"),
+        listener=text("listener"),
+        event_uuid=text("event_uuid") or None,
+        event_id=text("event_id") or None,
+        reason=text("reason"),
+        died_at=int(text("died_at")) / 1000,
+        enqueued_at=int(enqueued) / 1000 if enqueued else None,
+        error=json.loads(text("error") or "{}"),
+        attempts=json.loads(text("attempts") or "[]"),
+        payload=fields.get("payload", b""),
+    )
+
+
+async def get_dead_letter(redis: Any, job_id: str) -> DeadLetter | None:
+    """The dead letter of ``job_id``, or None."""
+    raw = await redis.hgetall(keys.dead_key(job_id))
+    return _parse(raw) if raw else None
+
+
+async def list_dead_letters(
+    redis: Any, *, listener: str | None = None, event: str | None = None, limit: int = 50, cursor: int = 0
+) -> DeadLetterPage:
+    """One page of dead letters, newest first; pass ``next_cursor`` back for the next page."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    index = _index_for(listener, event)
+    items: list[DeadLetter] = []
+    position = cursor
+    while len(items) < limit:
+        ids = [_text(i) for i in await redis.zrevrange(index, position, position + limit - 1)]
+        if not ids:
+            return DeadLetterPage(items, None)
+        position += len(ids)
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.dead_key(str(job_id)))
+            records = await pipe.execute()
+        expired = [job_id for job_id, raw in zip(ids, records, strict=True) if not raw]
+        if expired:  # the record outlived by its index entry: tidy the index as we go
+            await redis.zrem(index, *expired)
+            position -= len(expired)
+        for raw in records:
+            if raw:
+                letter = _parse(raw)
+                if event is None or letter.event_id == event:
+                    items.append(letter)
+    more = await redis.zcard(index) > position
+    return DeadLetterPage(items, position if more else None)
+
+
+async def iter_dead_letters(
+    redis: Any, *, listener: str | None = None, event: str | None = None, page_size: int = 100
+) -> AsyncIterator[DeadLetter]:
+    """Every dead letter matching the filters, page by page."""
+    cursor: int | None = 0
+    while cursor is not None:
+        page = await list_dead_letters(redis, listener=listener, event=event, limit=page_size, cursor=cursor)
+        for letter in page.items:
+            yield letter
+        cursor = page.next_cursor
+
+
+async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str | None:
+    """Enqueue the dead job again with a fresh attempt count; returns the new job id.
+
+    The new job keeps the old one's attempt history (plus a "replayed" entry) and replaces it
+    on the event record. Returns None if there is no such dead letter.
+    """
+    letter = await get_dead_letter(redis, job_id)
+    if letter is None or not letter.payload:
+        return None
+    codec = get_codec(settings.serializer)
+    job = codec.decode_job(letter.payload)
+    meta = dict(job["k"].get(keys.META_KWARG) or {})
+    meta["replay_of"] = job_id
+    new_job_id = uuid.uuid4().hex
+    now_ms = int(time.time() * 1000)
+    payload = codec.encode_job(job["f"], tuple(job["a"]), {**job["k"], keys.META_KWARG: meta}, enqueue_ms=now_ms)
+    entry = json.dumps({"status": "replayed", "at": now_ms / 1000, "replay_of": job_id, "new_job_id": new_job_id})
+    stored = await _REPLAY(
+        redis,
+        [
+            keys.dead_key(job_id),
+            keys.DEAD_INDEX,
+            keys.dead_by_listener_key(letter.listener),
+            keys.dead_by_event_key(letter.event_id or ""),
+            settings.queue_name,
+            keys.job_key(new_job_id),
+            keys.attempts_key(new_job_id),
+            keys.event_key(letter.event_uuid or "-"),
+        ],
+        [
+            job_id,
+            new_job_id,
+            payload,
+            now_ms,
+            settings.job_expiry * 1000,
+            entry,
+            settings.event_retention,
+            letter.listener,
+        ],
+    )
+    return new_job_id if stored else None
+
+
+async def purge_dead_letters(redis: Any, *, listener: str | None = None, event: str | None = None) -> int:
+    """Delete the dead letters matching the filters (all by default); returns how many."""
+    removed = 0
+    while page := (await list_dead_letters(redis, listener=listener, event=event, limit=100)).items:
+        # always the first page: each round removes what it read
+        async with redis.pipeline(transaction=True) as pipe:
+            for letter in page:
+                pipe.delete(keys.dead_key(letter.job_id))
+                pipe.zrem(keys.DEAD_INDEX, letter.job_id)
+                pipe.zrem(keys.dead_by_listener_key(letter.listener), letter.job_id)
+                pipe.zrem(keys.dead_by_event_key(letter.event_id or ""), letter.job_id)
+            await pipe.execute()
+        removed += len(page)
+    return removed

@@ -1,0 +1,275 @@
+"""Running one listener job: call the listener, apply its retry policy, record the outcome.
+
+The arq function registered for a listener is built here. Per attempt it strips
+taskemit's metadata keyword, hands the listener an :class:`~taskemit.Attempt` if it asks,
+enforces the per-attempt timeout, and then one of three things happens, each recorded in
+Redis by one Lua script call:
+
+- success: the attempt is appended to the job's history, the event record says complete;
+- a retry: the same, plus the job payload is kept alive past the retry time, and arq's
+  ``Retry`` defers the job by the policy's delay;
+- dead: the job goes to the dead letters with its payload and every attempt, and the
+  listener's exception propagates so arq stores the job as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.worker import Retry as ArqRetry
+from redis.exceptions import RedisError
+
+from . import keys, lua
+from .attempt import Attempt, Retry
+from .codec import Codec
+from .deadletter import record_dead_letter
+from .listener import Listener
+from .policy import RetryPolicy
+from .settings import Settings
+
+__all__ = ("AttemptsExhausted", "ListenerTimeout", "job_function")
+
+logger = logging.getLogger("taskemit.worker")
+
+_RECORD_ATTEMPT = lua.script("record_attempt")
+_SCHEDULE_RETRY = lua.script("schedule_retry")
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+_jitter = random.Random()
+
+
+class ListenerTimeout(TimeoutError):
+    """A listener attempt ran longer than its timeout and was cancelled."""
+
+
+class AttemptsExhausted(RuntimeError):
+    """A job started with no tries left (its last attempts were cut short by a crash or shutdown)."""
+
+
+def error_summary(exc: BaseException) -> dict[str, Any]:
+    """JSON-safe error: type, message and the last frames of the traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "where": [f"{f.filename}:{f.lineno} in {f.name}" for f in frames],
+    }
+
+
+def short_repr(value: Any, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _JobRun:
+    """One attempt of one job: the facts every record of it needs."""
+
+    __slots__ = ("args", "attempt", "ctx", "kwargs", "meta", "started")
+
+    def __init__(
+        self, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], attempt: Attempt, meta: dict[str, Any]
+    ) -> None:
+        self.ctx = ctx
+        self.args = args
+        self.kwargs = kwargs
+        self.attempt = attempt
+        self.meta = meta
+        self.started = time.time()
+
+    def attempt_json(self, status: str, **extra: Any) -> str:
+        return json.dumps(
+            {
+                "attempt": self.attempt.number,
+                "status": status,
+                "started": self.started,
+                "finished": time.time(),
+                "worker": WORKER_ID,
+                **extra,
+            }
+        )
+
+    def outcome_json(self, status: str, **extra: Any) -> str:
+        return json.dumps(
+            {
+                "status": status,
+                "listener": self.attempt.listener,
+                "job_try": self.attempt.number,
+                "max_tries": self.attempt.max_tries,
+                "started": self.started,
+                "finished": time.time(),
+                "worker": WORKER_ID,
+                **extra,
+            }
+        )
+
+    def record_keys(self) -> list[str]:
+        event = self.meta.get("event")
+        return [keys.attempts_key(self.attempt.job_id), keys.event_key(event) if event else keys.event_key("-")]
+
+
+def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[..., Awaitable[Any]]:
+    """The arq coroutine that runs ``item`` for one job, under its retry policy."""
+    policy = item.policy(settings.default_policy)
+    timeout = policy.timeout or settings.job_timeout
+
+    async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        meta = kwargs.pop(keys.META_KWARG, None) or {}
+        attempt = Attempt(
+            event_uuid=meta.get("event"),
+            event_id=meta.get("event_id"),
+            listener=item.name,
+            job_id=ctx["job_id"],
+            number=ctx["job_try"],
+            max_tries=policy.max_tries,
+            enqueued_at=ctx.get("enqueue_time"),
+        )
+        run = _JobRun(ctx, args, kwargs, attempt, meta)
+        if attempt.number > policy.max_tries:
+            exhausted = AttemptsExhausted(
+                f"listener {item.name!r} job {attempt.job_id} has no tries left: attempt {attempt.number} of "
+                f"{policy.max_tries} (earlier attempts were cut short by a crash or shutdown)"
+            )
+            await _dead(run, settings, codec, exhausted, "attempts exhausted", ran=False)
+            raise exhausted
+        try:
+            async with asyncio.timeout(timeout):
+                result = await item.run(args, kwargs, attempt)
+        except asyncio.CancelledError:
+            raise  # worker shutdown or abort: arq decides what happens to the job
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and not isinstance(exc, ListenerTimeout):
+                error: Exception = ListenerTimeout(f"listener {item.name!r} timed out after {timeout:g}s")
+                error.__cause__ = exc
+            else:
+                error = exc
+            await _failed(run, settings, codec, policy, error)  # raises arq's Retry to retry
+            if error is exc:
+                raise
+            raise error from exc
+        await _record(
+            run, run.attempt_json("complete"), run.outcome_json("complete", result=short_repr(result)), settings
+        )
+        return result
+
+    run_listener.__qualname__ = run_listener.__name__ = item.name
+    return run_listener
+
+
+async def _record(run: _JobRun, attempt_json: str, outcome_json: str, settings: Settings) -> None:
+    try:
+        await _RECORD_ATTEMPT(
+            run.ctx["redis"],
+            run.record_keys(),
+            [attempt_json, settings.event_retention, "job:" + run.attempt.job_id, outcome_json],
+        )
+    except (RedisError, OSError):  # the job's own result is still stored by arq
+        logger.warning("could not record attempt %d of job %s", run.attempt.number, run.attempt.job_id, exc_info=True)
+
+
+async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryPolicy, error: Exception) -> None:
+    """Schedule a retry (raising arq's Retry) or dead-letter the job."""
+    attempt = run.attempt
+    if isinstance(error, Retry):
+        retry = attempt.number < policy.max_tries
+        reason = "attempts exhausted"
+    else:
+        retry = policy.should_retry(error, attempt.number)
+        reason = (
+            "gave up on " + type(error).__qualname__
+            if isinstance(error, policy.give_up_on)
+            else (
+                "attempts exhausted"
+                if attempt.number >= policy.max_tries
+                else f"{type(error).__qualname__} is not in retry_on"
+            )
+        )
+    summary = error_summary(error)
+    if not retry:
+        await _dead(run, settings, codec, error, reason, ran=True)
+        return
+    delay = (
+        error.after
+        if isinstance(error, Retry) and error.after is not None
+        else policy.delay_for(attempt.number, _jitter)
+    )
+    next_at = time.time() + delay
+    payload = codec.encode_job(
+        attempt.listener,
+        run.args,
+        {**run.kwargs, keys.META_KWARG: run.meta},
+        enqueue_ms=_enqueue_ms(run),
+        job_try=attempt.number + 1,
+    )
+    ttl_ms = int((delay + settings.job_expiry) * 1000)
+    logger.info(
+        "listener %s job %s attempt %d/%d failed (%s); retrying in %.2fs",
+        attempt.listener,
+        attempt.job_id,
+        attempt.number,
+        policy.max_tries,
+        summary["type"],
+        delay,
+    )
+    await _SCHEDULE_RETRY(
+        run.ctx["redis"],
+        [*run.record_keys(), keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id)],
+        [
+            run.attempt_json("failed", error=summary, next_attempt_at=next_at),
+            settings.event_retention,
+            "job:" + attempt.job_id,
+            run.outcome_json("retrying", error=summary, next_attempt_at=next_at),
+            payload,
+            ttl_ms,
+        ],
+    )
+    raise ArqRetry(defer=delay)
+
+
+def _enqueue_ms(run: _JobRun) -> int:
+    enqueued = run.attempt.enqueued_at
+    return int(enqueued.timestamp() * 1000) if enqueued is not None else int(time.time() * 1000)
+
+
+async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception, reason: str, *, ran: bool) -> None:
+    attempt = run.attempt
+    summary = error_summary(error)
+    logger.warning(
+        "listener %s job %s is dead after attempt %d/%d: %s (%s: %s)",
+        attempt.listener,
+        attempt.job_id,
+        attempt.number,
+        attempt.max_tries,
+        reason,
+        summary["type"],
+        summary["message"],
+    )
+    payload = codec.encode_job(
+        attempt.listener, run.args, {**run.kwargs, keys.META_KWARG: run.meta}, enqueue_ms=_enqueue_ms(run)
+    )
+    try:
+        await record_dead_letter(
+            run.ctx["redis"],
+            settings,
+            job_id=attempt.job_id,
+            listener=attempt.listener,
+            event_uuid=run.meta.get("event"),
+            event_id=run.meta.get("event_id"),
+            reason=reason,
+            payload=payload,
+            error=summary,
+            final_attempt=run.attempt_json("failed", error=summary) if ran else "",
+            outcome=run.outcome_json("failed", error=summary, reason=reason, dead_letter=True),
+            enqueued_ms=_enqueue_ms(run),
+        )
+    except (RedisError, OSError):
+        logger.error("could not store the dead letter of job %s", attempt.job_id, exc_info=True)

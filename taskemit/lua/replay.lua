@@ -1,0 +1,39 @@
+-- Replay a dead letter: enqueue a new arq job for it (fresh attempt count), carry its
+-- attempt history over with a "replayed" entry, point its event record at the new job, and
+-- remove the dead letter. Returns 0 if the dead letter no longer exists.
+--
+-- KEYS[1]   the dead letter (hash)
+-- KEYS[2..4] dead letter indexes: all, by listener, by event id
+-- KEYS[5]   the queue (sorted set)
+-- KEYS[6]   the new job's payload key
+-- KEYS[7]   the new job's attempts (list)
+-- KEYS[8]   the event record (hash)
+-- ARGV[1]   old job id
+-- ARGV[2]   new job id
+-- ARGV[3]   new payload
+-- ARGV[4]   score (ms) = now
+-- ARGV[5]   payload TTL, ms
+-- ARGV[6]   the "replayed" history entry, JSON
+-- ARGV[7]   attempts list TTL, seconds
+-- ARGV[8]   listener name
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local history = cjson.decode(redis.call('HGET', KEYS[1], 'attempts') or '[]')
+for _, entry in ipairs(history) do
+  redis.call('RPUSH', KEYS[7], cjson.encode(entry))
+end
+redis.call('RPUSH', KEYS[7], ARGV[6])
+redis.call('EXPIRE', KEYS[7], ARGV[7])
+redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  local jobs = cjson.decode(redis.call('HGET', KEYS[8], 'jobs'))
+  jobs[ARGV[8]] = ARGV[2]
+  redis.call('HSET', KEYS[8], 'jobs', cjson.encode(jobs))
+end
+redis.call('DEL', KEYS[1])
+for i = 2, 4 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+return 1

@@ -1,0 +1,254 @@
+"""Retries: per-listener policies run by a real worker against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+
+import pytest
+from arq.jobs import Job, JobStatus
+from redis import asyncio as aioredis
+
+from taskemit import Attempt, Backoff, Emitter, Retry, listener
+from taskemit.codec import get_codec
+from taskemit.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
+from taskemit.keys import attempts_key
+from taskemit.monitor import event_record
+from taskemit.settings import Settings
+from taskemit.testing import InProcessWorker
+
+runs: dict[str, list[float]] = defaultdict(list)
+seen_attempts: list[Attempt] = []
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+@listener("flaky", max_tries=5, backoff=Backoff.exponential(first=0.2, factor=2, cap=5))
+async def fails_twice(order: int) -> str:
+    runs["fails_twice"].append(time.monotonic())
+    if len(runs["fails_twice"]) <= 2:
+        raise Flaky(f"attempt {len(runs['fails_twice'])} of order {order}")
+    return "ok"
+
+
+@listener("doomed", max_tries=3, backoff=Backoff.fixed(0.05))
+async def always_fails(order: int) -> None:
+    runs["always_fails"].append(time.monotonic())
+    raise Flaky(f"run {len(runs['always_fails'])}")
+
+
+@listener("doomed", backoff=Backoff.fixed(0.05))
+async def sibling(order: int) -> None:
+    runs["sibling"].append(time.monotonic())
+
+
+@listener("fatal", max_tries=5, give_up_on=Fatal, backoff=Backoff.fixed(0.05))
+async def gives_up(order: int) -> None:
+    runs["gives_up"].append(time.monotonic())
+    raise Fatal("no such customer")
+
+
+@listener("narrow", max_tries=5, retry_on=(ConnectionError,), backoff=Backoff.fixed(0.05))
+async def narrow(order: int) -> None:
+    runs["narrow"].append(time.monotonic())
+    raise ValueError("not a connection problem")
+
+
+@listener("sleepy", max_tries=3, timeout=0.2, backoff=Backoff.fixed(0.05))
+async def slow_then_fast(order: int) -> None:
+    runs["slow_then_fast"].append(time.monotonic())
+    if len(runs["slow_then_fast"]) == 1:
+        await asyncio.sleep(3)
+
+
+@listener("asks", max_tries=4, backoff=Backoff.fixed(30))
+async def asks_for_retry(order: int, attempt: Attempt) -> None:
+    runs["asks_for_retry"].append(time.monotonic())
+    seen_attempts.append(attempt)
+    if not attempt.is_last:
+        raise Retry(after=0.1)
+
+
+@listener("long", max_tries=4, backoff=Backoff.fixed(0.7))
+async def long_backoff(order: int) -> None:
+    runs["long_backoff"].append(time.monotonic())
+    if len(runs["long_backoff"]) < 4:
+        raise Flaky("not yet")
+
+
+ALL = [fails_twice, always_fails, sibling, gives_up, narrow, slow_then_fast, asks_for_retry, long_backoff]
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    runs.clear()
+    seen_attempts.clear()
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+async def test_fails_twice_then_succeeds_after_policy_delays(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("flaky", 1)
+    assert receipt is not None
+    assert len(runs["fails_twice"]) == 3
+    first, second = gaps(runs["fails_twice"])
+    # exponential(first=0.2, factor=2): 0.2 s then 0.4 s, plus the worker's polling (20 ms) and overhead
+    assert 0.2 <= first < 0.2 + 0.35
+    assert 0.4 <= second < 0.4 + 0.35
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None
+    (job,) = record.jobs
+    assert job.status == "complete" and job.job_try == 3
+    history = [await redis.lrange(attempts_key(job.job_id), 0, -1)]
+    assert [b'"status": "failed"' in a for a in history[0]] == [True, True, False]
+    assert await list_dead_letters(redis) == type(await list_dead_letters(redis))([], None)
+
+
+async def test_always_failing_listener_is_dead_lettered_and_replayable(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("doomed", 7)
+    assert receipt is not None
+    assert len(runs["always_fails"]) == 3
+    # each listener is its own job: the sibling ran once and was never re-run
+    assert len(runs["sibling"]) == 1
+    job_id = receipt.jobs[always_fails.name]
+    letter = await get_dead_letter(redis, job_id)
+    assert letter is not None
+    assert letter.listener == always_fails.name and letter.event_id == "doomed"
+    assert letter.event_uuid == receipt.event_uuid
+    assert letter.reason == "attempts exhausted"
+    assert [a["error"]["message"] for a in letter.attempts] == ["run 1", "run 2", "run 3"]
+    assert all(a["error"]["type"].endswith("Flaky") and a["error"]["where"] for a in letter.attempts)
+    assert letter.arguments() == ((7,), {})
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None
+    statuses = {job.listener: job.status for job in record.jobs}
+    assert statuses == {always_fails.name: "failed", sibling.name: "complete"}
+    # arq sees a failed job too
+    job = Job(job_id, redis, _queue_name=taskemit_settings.queue_name, _deserializer=get_codec("json").loads)
+    assert await job.status() == JobStatus.complete
+    assert (await job.result_info()).success is False  # type: ignore[union-attr]
+
+    new_job_id = await replay_dead_letter(redis, taskemit_settings, job_id)
+    assert new_job_id is not None and new_job_id != job_id
+    assert await get_dead_letter(redis, job_id) is None
+    async with InProcessWorker(ALL, taskemit_settings):
+        for _ in range(300):
+            if await get_dead_letter(redis, new_job_id):
+                break
+            await asyncio.sleep(0.02)
+    assert len(runs["always_fails"]) == 6  # a fresh attempt count: three more runs
+    again = await get_dead_letter(redis, new_job_id)
+    assert again is not None
+    # the history is kept: 3 old attempts, the replay marker, 3 new attempts
+    assert [a["status"] for a in again.attempts] == ["failed"] * 3 + ["replayed"] + ["failed"] * 3
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None and new_job_id in {job.job_id for job in record.jobs}
+    assert len(runs["sibling"]) == 1
+
+
+async def test_give_up_on_is_dead_at_once(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("fatal", 1)
+    assert receipt is not None
+    assert len(runs["gives_up"]) == 1
+    letter = await get_dead_letter(redis, receipt.jobs[gives_up.name])
+    assert letter is not None and letter.reason == "gave up on Fatal"
+    assert len(letter.attempts) == 1
+
+
+async def test_retry_on_narrows_what_is_retried(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("narrow", 1)
+    assert receipt is not None
+    assert len(runs["narrow"]) == 1
+    letter = await get_dead_letter(redis, receipt.jobs[narrow.name])
+    assert letter is not None and letter.reason == "ValueError is not in retry_on"
+
+
+async def test_timeout_counts_as_an_attempt_and_is_retried(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("sleepy", 1)
+    assert receipt is not None
+    assert len(runs["slow_then_fast"]) == 2
+    history = [a.decode() for a in await redis.lrange(attempts_key(receipt.jobs[slow_then_fast.name]), 0, -1)]
+    assert "ListenerTimeout" in history[0] and "timed out after 0.2s" in history[0]
+    assert '"status": "complete"' in history[1]
+
+
+async def test_listener_sees_its_attempt_and_can_ask_for_a_retry(taskemit_settings: Settings) -> None:
+    async with Emitter(ALL, taskemit_settings) as emitter:
+        receipt = await emitter.publish("asks", 3)
+    assert receipt is not None
+    assert [a.number for a in seen_attempts] == [1, 2, 3, 4]
+    assert all(a.max_tries == 4 and a.event_uuid == receipt.event_uuid and a.event_id == "asks" for a in seen_attempts)
+    assert {a.idempotency_key for a in seen_attempts} == {f"{receipt.event_uuid}:{asks_for_retry.name}"}
+    assert [a.is_last for a in seen_attempts] == [False, False, False, True]
+    # Retry(after=0.1) overrides the policy's 30 s
+    assert all(gap < 2 for gap in gaps(runs["asks_for_retry"]))
+
+
+async def test_backoff_longer_than_the_job_expiry_still_completes(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    # jobs expire 1 s after their scheduled time; three waits of 0.7 s add up to 2.1 s
+    settings = taskemit_settings.model_copy(update={"job_expiry": 1})
+    async with Emitter(ALL, settings) as emitter:
+        receipt = await emitter.publish("long", 1)
+    assert receipt is not None
+    assert len(runs["long_backoff"]) == 4
+    record = await event_record(redis, receipt.event_uuid)
+    assert record is not None and record.jobs[0].status == "complete"
+
+
+async def test_unknown_listener_is_dead_lettered(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([always_fails], settings) as emitter:
+        receipt = await emitter.publish("doomed", 1)
+    assert receipt is not None
+    job_id = receipt.jobs[always_fails.name]
+    async with InProcessWorker([sibling], settings):
+        for _ in range(300):
+            if letter := await get_dead_letter(redis, job_id):
+                break
+            await asyncio.sleep(0.02)
+    assert letter is not None
+    assert letter.reason == f"function '{always_fails.name}' not found"
+    assert letter.arguments() == ((1,), {})
+    assert runs["always_fails"] == []
+    # once the worker is deployed with the listener, replay runs it
+    new_job_id = await replay_dead_letter(redis, settings, job_id)
+    assert new_job_id is not None
+    async with InProcessWorker([always_fails], settings):
+        for _ in range(300):
+            if len(runs["always_fails"]) == 3:
+                break
+            await asyncio.sleep(0.02)
+    assert len(runs["always_fails"]) == 3
+
+
+async def test_undecodable_payload_is_dead_lettered(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    await redis.set("arq:job:broken", b"\x80not json", px=60_000)
+    await redis.zadd(taskemit_settings.queue_name, {"broken": int(time.time() * 1000)})
+    async with InProcessWorker([sibling], taskemit_settings):
+        for _ in range(300):
+            if letter := await get_dead_letter(redis, "broken"):
+                break
+            await asyncio.sleep(0.02)
+    assert letter is not None and "deserialize" in letter.reason
+    assert letter.payload == b"\x80not json"
