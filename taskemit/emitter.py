@@ -36,6 +36,8 @@ __all__ = ("EmitReceipt", "Emitter")
 logger = logging.getLogger("taskemit.emitter")
 
 _EMIT = lua.script("emit")
+#: uuid5 namespace of the event uuids and job ids that publish_once derives from its key
+_ONCE_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
@@ -55,7 +57,8 @@ class _PendingEvent:
     receipt: EmitReceipt
     emitted_ms: int
     payloads: list[bytes]
-    future: concurrent.futures.Future[EmitReceipt] | None = field(default=None)
+    future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
+    once: bool = False
 
 
 def _redacted(url: str) -> str:
@@ -189,7 +192,24 @@ class Emitter:
         self._submit(pending)
         return await asyncio.wrap_future(pending.future)
 
-    def _prepare(self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _PendingEvent | None:
+    async def publish_once(self, key: str, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        """Publish unless an event with the same ``key`` was already published; exactly once.
+
+        The event uuid and the job ids derive from ``key``, and the check and the writes are
+        one atomic step in Redis, so any number of processes publishing the same key store
+        one event between them (for as long as its record is kept: ``event_retention``).
+        Returns the receipt, or None when the key was already used.
+        """
+        pending = self._prepare(event_id, args, kwargs, once_key=key)
+        if pending is None:
+            return None
+        pending.future = concurrent.futures.Future()
+        self._submit(pending)
+        return await asyncio.wrap_future(pending.future)
+
+    def _prepare(
+        self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], once_key: str | None = None
+    ) -> _PendingEvent | None:
         if self._flusher is None or self._closing:
             raise RuntimeError("Emitter not initialized")
         listeners = self._listeners.get(event_id)
@@ -202,15 +222,18 @@ class Emitter:
             raise ListenerConfigError(f"{keys.META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
-        event_uuid = str(uuid.uuid4())
+        if once_key is None:
+            event_uuid = str(uuid.uuid4())
+            jobs = {item.name: uuid.uuid4().hex for item in listeners}
+        else:
+            event_uuid = str(uuid.uuid5(_ONCE_NAMESPACE, once_key))
+            jobs = {item.name: uuid.uuid5(_ONCE_NAMESPACE, f"{event_uuid}:{item.name}").hex for item in listeners}
         emitted_ms = int(time.time() * 1000)
         job_kwargs = {**kwargs, keys.META_KWARG: {"event": event_uuid, "event_id": event_id}}
-        jobs: dict[str, str] = {}
-        payloads: list[bytes] = []
-        for item in listeners:
-            jobs[item.name] = uuid.uuid4().hex
-            payloads.append(self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms))
-        return _PendingEvent(EmitReceipt(event_uuid, event_id, jobs), emitted_ms, payloads)
+        payloads = [
+            self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners
+        ]
+        return _PendingEvent(EmitReceipt(event_uuid, event_id, jobs), emitted_ms, payloads, once=once_key is not None)
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
@@ -244,7 +267,7 @@ class Emitter:
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(_BATCH_SIZE, len(self._buffer)))]
             try:
-                await self._store(batch)
+                stored = await self._store(batch)
             except asyncio.CancelledError:
                 self._buffer.extendleft(reversed(batch))
                 raise
@@ -265,11 +288,12 @@ class Emitter:
                         pending.future.set_exception(exc)
                 continue
             delay = _RETRY_FIRST_DELAY
-            for pending in batch:
-                if self.settings.drain_on_exit:
-                    self._stored_jobs.extend(pending.receipt.jobs.values())
+            for pending, jobs_stored in zip(batch, stored, strict=True):
+                receipt = pending.receipt if jobs_stored or not pending.once else None
+                if receipt is not None and self.settings.drain_on_exit:
+                    self._stored_jobs.extend(receipt.jobs.values())
                 if pending.future is not None and not pending.future.done():
-                    pending.future.set_result(pending.receipt)
+                    pending.future.set_result(receipt)
 
     async def _load_script(self) -> None:
         assert self._redis is not None
@@ -279,7 +303,8 @@ class Emitter:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)
 
-    async def _store(self, batch: list[_PendingEvent]) -> None:
+    async def _store(self, batch: list[_PendingEvent]) -> list[int]:
+        """Store a batch in one round trip; returns the number of jobs stored per event."""
         assert self._redis is not None
         settings = self.settings
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -294,6 +319,7 @@ class Emitter:
                     pending.emitted_ms,
                     json.dumps(receipt.jobs),
                     receipt.event_uuid,
+                    "1" if pending.once else "0",
                 ]
                 for job_id, payload in zip(job_ids, pending.payloads, strict=True):
                     argv += (job_id, payload)
@@ -303,7 +329,8 @@ class Emitter:
                     + [keys.job_key(job_id) for job_id in job_ids],
                     argv,
                 )
-            await pipe.execute()
+            results: list[int] = await pipe.execute()
+        return results
 
     def _fail_buffered(self, reason: str) -> None:
         lost = len(self._buffer)

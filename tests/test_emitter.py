@@ -242,3 +242,22 @@ async def test_emits_survive_a_redis_restart(tmp_path: Any) -> None:
     # the emit made while Redis was down was buffered and stored once it came back
     assert receipt is not None and set(receipt.jobs.values()) <= queued
     assert len(queued) == 2
+
+
+async def test_publish_once_stores_one_event_per_key(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    emitters = [Emitter(LISTENERS, settings) for _ in range(4)]
+    for emitter in emitters:
+        await emitter.__aenter__()
+    try:
+        # four processes' worth of emitters race to publish the same tick, ten times over
+        results = await asyncio.gather(
+            *(e.publish_once(f"tick-{n}", "user_created", email="a@example.com") for n in range(10) for e in emitters)
+        )
+    finally:
+        for emitter in emitters:
+            await emitter.__aexit__(None, None, None)
+    stored = [r for r in results if r is not None]
+    assert len(stored) == 10
+    assert len({r.event_uuid for r in stored}) == 10
+    assert await redis.zcard(settings.queue_name) == 20  # two listeners per event

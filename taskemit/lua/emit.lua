@@ -11,11 +11,17 @@
 -- ARGV[5]      emitted at, ms since the epoch
 -- ARGV[6]      JSON object {listener name: job id}
 -- ARGV[7]      event uuid
--- ARGV[8..]    job id, payload; one pair per job key, in KEYS order
+-- ARGV[8]      '1': store nothing if this event uuid is already recorded (exactly-once emits)
+-- ARGV[9..]    job id, payload; one pair per job key, in KEYS order
+--
+-- Returns the number of jobs stored (0 when ARGV[8] made it a no-op).
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
 local jobs = #KEYS - 3
 for i = 1, jobs do
-  local job_id = ARGV[6 + 2 * i]
-  redis.call('SET', KEYS[3 + i], ARGV[7 + 2 * i], 'PX', ARGV[2])
+  local job_id = ARGV[7 + 2 * i]
+  redis.call('SET', KEYS[3 + i], ARGV[8 + 2 * i], 'PX', ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[1], job_id)
 end
 redis.call('HSET', KEYS[2], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
