@@ -30,7 +30,7 @@ __all__ = (
     "replay_dead_letter",
 )
 
-_DEAD_LETTER = lua.script("dead_letter")
+_DEAD_LETTER = lua.script("dead_letter", "lib_stats")
 _REPLAY = lua.script("replay")
 
 
@@ -90,8 +90,12 @@ async def record_dead_letter(
     final_attempt: str,
     outcome: str,
     enqueued_ms: int | None,
+    stats: tuple[list[str], list[Any]],
 ) -> None:
-    """Store a dead letter (and the job's final attempt) in one atomic step."""
+    """Store a dead letter (and the job's final attempt and its counters) in one atomic step.
+
+    ``stats`` is ``stats.outcome_args(...)`` for the outcome being recorded.
+    """
     now_ms = int(time.time() * 1000)
     fields: list[Any] = [
         "job_id",
@@ -122,6 +126,7 @@ async def record_dead_letter(
             keys.dead_by_event_key(event_id or ""),
             keys.attempts_key(job_id),
             keys.event_key(event_uuid or "-"),
+            *stats[0],
         ],
         [
             job_id,
@@ -131,6 +136,7 @@ async def record_dead_letter(
             settings.event_retention,
             "job:" + job_id,
             outcome,
+            *stats[1],
             *fields,
         ],
     )

@@ -35,13 +35,14 @@ from .deadletter import record_dead_letter
 from .listener import Listener
 from .policy import RetryPolicy
 from .settings import Settings
+from .stats import outcome_args
 
 __all__ = ("AttemptsExhausted", "ListenerTimeout", "job_function")
 
 logger = logging.getLogger("taskemit.worker")
 
-_RECORD_ATTEMPT = lua.script("record_attempt")
-_SCHEDULE_RETRY = lua.script("schedule_retry")
+_RECORD_ATTEMPT = lua.script("record_attempt", "lib_stats")
+_SCHEDULE_RETRY = lua.script("schedule_retry", "lib_stats")
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 _jitter = random.Random()
 
@@ -166,11 +167,12 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
 
 
 async def _record(run: _JobRun, attempt_json: str, outcome_json: str, settings: Settings) -> None:
+    stats_keys, stats_args = outcome_args(run.attempt.listener, ["succeeded"], time.time() - run.started)
     try:
         await _RECORD_ATTEMPT(
             run.ctx["redis"],
-            run.record_keys(),
-            [attempt_json, settings.event_retention, "job:" + run.attempt.job_id, outcome_json],
+            [*run.record_keys(), *stats_keys],
+            [attempt_json, settings.event_retention, "job:" + run.attempt.job_id, outcome_json, *stats_args],
         )
     except (RedisError, OSError):  # the job's own result is still stored by arq
         logger.warning("could not record attempt %d of job %s", run.attempt.number, run.attempt.job_id, exc_info=True)
@@ -220,9 +222,10 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
         summary["type"],
         delay,
     )
+    stats_keys, stats_args = outcome_args(attempt.listener, ["failed", "retried"], time.time() - run.started)
     await _SCHEDULE_RETRY(
         run.ctx["redis"],
-        [*run.record_keys(), keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id)],
+        [*run.record_keys(), keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id), *stats_keys],
         [
             run.attempt_json("failed", error=summary, next_attempt_at=next_at),
             settings.event_retention,
@@ -230,6 +233,7 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
             run.outcome_json("retrying", error=summary, next_attempt_at=next_at),
             payload,
             ttl_ms,
+            *stats_args,
         ],
     )
     raise ArqRetry(defer=delay)
@@ -270,6 +274,9 @@ async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception
             final_attempt=run.attempt_json("failed", error=summary) if ran else "",
             outcome=run.outcome_json("failed", error=summary, reason=reason, dead_letter=True),
             enqueued_ms=_enqueue_ms(run),
+            stats=outcome_args(
+                attempt.listener, ["failed", "dead"] if ran else ["dead"], time.time() - run.started if ran else None
+            ),
         )
     except (RedisError, OSError):
         logger.error("could not store the dead letter of job %s", attempt.job_id, exc_info=True)

@@ -15,6 +15,8 @@ from arq.constants import (
 
 __all__ = (
     "DEAD_INDEX",
+    "EVENT_COUNTS",
+    "LISTENER_NAMES",
     "DEAD_PREFIX",
     "EVENTS_INDEX",
     "EVENT_PREFIX",
@@ -26,6 +28,8 @@ __all__ = (
     "event_key",
     "in_progress_key",
     "job_key",
+    "listener_rate_key",
+    "listener_stats_key",
     "result_key",
     "retry_key",
 )
@@ -66,6 +70,22 @@ def dead_by_listener_key(listener: str) -> str:
 def dead_by_event_key(event_id: str) -> str:
     """Sorted set of the dead letters of one event id."""
     return "taskemit:dead-by-event:" + event_id
+
+
+#: Set of listener names that have counters.
+LISTENER_NAMES = "taskemit:listeners"
+#: Hash of events emitted per event id.
+EVENT_COUNTS = "taskemit:stats:events"
+
+
+def listener_stats_key(listener: str) -> str:
+    """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
+    return "taskemit:stats:listener:" + listener
+
+
+def listener_rate_key(listener: str, minute: int) -> str:
+    """Hash of a listener's counters during one minute (epoch minutes), for rates."""
+    return f"taskemit:rate:{listener}:{minute}"
 
 
 def job_key(job_id: str) -> str:

@@ -27,6 +27,7 @@ from .errors import ListenerError
 from .jobrun import WORKER_ID, job_function
 from .listener import Listener, discover_listeners, index_listeners
 from .settings import Settings, load_settings
+from .stats import outcome_args
 
 __all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "run_until_finished", "worker_settings")
 
@@ -99,6 +100,7 @@ class TaskEmitWorker(Worker):
             final_attempt="",
             outcome=outcome,
             enqueued_ms=int(result.enqueue_time.timestamp() * 1000),
+            stats=outcome_args(result.function, ["dead"], None),
         )
 
 

@@ -22,6 +22,7 @@ from taskemit.deadletter import (
 )
 from taskemit.keys import DEAD_INDEX, dead_key
 from taskemit.settings import Settings
+from taskemit.stats import outcome_args
 
 calls: list[int] = []
 
@@ -52,6 +53,7 @@ async def bury(
         final_attempt=json.dumps({"attempt": 1, "status": "failed", "error": {"type": "E", "message": f"m{n}"}}),
         outcome="{}",
         enqueued_ms=1000,
+        stats=outcome_args(listener_name, ["dead"], None),
     )
     await asyncio.sleep(0.001)  # distinct died_at scores
     return job_id

@@ -12,14 +12,21 @@ from redis.exceptions import NoScriptError
 __all__ = ("LuaScript", "script")
 
 
+def _read(name: str) -> str:
+    return (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
+
+
 class LuaScript:
-    """One script from ``taskemit/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it."""
+    """One script from ``taskemit/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it.
+
+    ``libraries`` are files of shared local functions (``lib_*.lua``) put in front of it.
+    """
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, libraries: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.source = (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
+        self.source = "\n".join([*(_read(lib) for lib in libraries), _read(name)])
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
@@ -37,6 +44,6 @@ class LuaScript:
 
 
 @cache
-def script(name: str) -> LuaScript:
-    """The shared :class:`LuaScript` for ``taskemit/lua/<name>.lua``."""
-    return LuaScript(name)
+def script(name: str, *libraries: str) -> LuaScript:
+    """The shared :class:`LuaScript` for ``taskemit/lua/<name>.lua`` (after ``libraries``)."""
+    return LuaScript(name, libraries)

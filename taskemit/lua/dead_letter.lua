@@ -15,14 +15,16 @@
 -- ARGV[5]   attempts list TTL, seconds
 -- ARGV[6]   outcome field on the event record
 -- ARGV[7]   the outcome, JSON
--- ARGV[8..] field, value pairs of the dead letter
+-- ARGV[8..12] counters (with KEYS[7..9]), see count_outcome in lib_stats.lua
+-- ARGV[13..] field, value pairs of the dead letter
+count_outcome(KEYS[7], KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[5], ARGV[4])
   redis.call('EXPIRE', KEYS[5], ARGV[5])
 end
 local attempts = redis.call('LRANGE', KEYS[5], 0, -1)
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'attempts', '[' .. table.concat(attempts, ',') .. ']', unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], 'attempts', '[' .. table.concat(attempts, ',') .. ']', unpack(ARGV, 13))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 local horizon = '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3]) * 1000)
 for i = 2, 4 do

@@ -11,6 +11,8 @@
 -- ARGV[1..4] as record_attempt.lua
 -- ARGV[5]   the payload for the next attempt
 -- ARGV[6]   TTL of payload and counter, ms
+-- KEYS[5..7], ARGV[7..11]: counters, see count_outcome in lib_stats.lua
+count_outcome(KEYS[5], KEYS[6], KEYS[7], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then

@@ -1,0 +1,136 @@
+"""Per-listener counters and duration histograms: what workers record, and reading them back.
+
+Workers count every finished attempt in the same Lua call that records it (see
+``lua/lib_stats.lua``): succeeded, failed (attempts), retried, dead, and a duration
+histogram with fixed buckets. Percentiles are estimated from the buckets, as Prometheus'
+``histogram_quantile`` does. The pure part (buckets, quantiles) has no Redis in it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import keys
+
+__all__ = ("BUCKETS", "ListenerStats", "bucket_for", "outcome_args", "quantile", "read_listener_stats")
+
+#: Upper bounds (seconds) of the duration buckets; the last bucket is +Inf.
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+RATE_WINDOW_MINUTES = 5
+_RATE_TTL = 2 * 3600
+
+
+def bucket_for(duration: float) -> str:
+    """The label of the bucket ``duration`` falls in: its upper bound, or ``+Inf``."""
+    index = bisect.bisect_left(BUCKETS, duration)
+    return "+Inf" if index == len(BUCKETS) else f"{BUCKETS[index]:g}"
+
+
+def quantile(q: float, counts: Mapping[str, int]) -> float | None:
+    """Estimate the ``q`` quantile (0..1) from per-bucket counts, interpolating in the bucket."""
+    if not 0 <= q <= 1:
+        raise ValueError(f"q must be within [0, 1], got {q}")
+    bounds = [*BUCKETS, math.inf]
+    per_bucket = [counts.get(f"{b:g}" if b != math.inf else "+Inf", 0) for b in bounds]
+    total = sum(per_bucket)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for i, count in enumerate(per_bucket):
+        if count and seen + count >= rank:
+            lower = bounds[i - 1] if i else 0.0
+            upper = bounds[i]
+            if upper == math.inf:
+                return lower  # nothing to interpolate towards
+            return lower + (upper - lower) * ((rank - seen) / count)
+        seen += count
+    return bounds[-2]
+
+
+def outcome_args(
+    listener: str, outcomes: Sequence[str], duration: float | None, now: float | None = None
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call."""
+    minute = int((now if now is not None else time.time()) // 60)
+    return (
+        [keys.listener_stats_key(listener), keys.listener_rate_key(listener, minute), keys.LISTENER_NAMES],
+        [
+            listener,
+            ",".join(outcomes),
+            "" if duration is None else f"{duration:.6f}",
+            "" if duration is None else bucket_for(duration),
+            _RATE_TTL,
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStats:
+    """A listener's counters since they were first recorded, and its recent rates."""
+
+    listener: str
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    duration_count: int = 0
+    duration_sum: float = 0.0
+    buckets: dict[str, int] = field(default_factory=dict)
+    #: per second over the last RATE_WINDOW_MINUTES minutes
+    succeeded_rate: float = 0.0
+    failed_rate: float = 0.0
+
+    @property
+    def p50(self) -> float | None:
+        return quantile(0.5, self.buckets)
+
+    @property
+    def p95(self) -> float | None:
+        return quantile(0.95, self.buckets)
+
+    @property
+    def mean(self) -> float | None:
+        return self.duration_sum / self.duration_count if self.duration_count else None
+
+
+def _ints(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def read_listener_stats(redis: Any, now: float | None = None) -> list[ListenerStats]:
+    """Counters of every listener that has any, sorted by name; one round trip."""
+    names = sorted(n.decode() for n in await redis.smembers(keys.LISTENER_NAMES))
+    minute = int((now if now is not None else time.time()) // 60)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(keys.listener_stats_key(name))
+            for back in range(RATE_WINDOW_MINUTES):
+                pipe.hgetall(keys.listener_rate_key(name, minute - back))
+        replies = await pipe.execute()
+    result = []
+    per = 1 + RATE_WINDOW_MINUTES
+    for i, name in enumerate(names):
+        fields = _ints(replies[i * per])
+        rates = [_ints(r) for r in replies[i * per + 1 : (i + 1) * per]]
+        window = RATE_WINDOW_MINUTES * 60
+        result.append(
+            ListenerStats(
+                listener=name,
+                succeeded=int(fields.get("succeeded", 0)),
+                failed=int(fields.get("failed", 0)),
+                retried=int(fields.get("retried", 0)),
+                dead=int(fields.get("dead", 0)),
+                duration_count=int(fields.get("duration_count", 0)),
+                duration_sum=float(fields.get("duration_sum", 0.0)),
+                buckets={k[3:]: int(v) for k, v in fields.items() if k.startswith("le:")},
+                succeeded_rate=sum(int(r.get("succeeded", 0)) for r in rates) / window,
+                failed_rate=sum(int(r.get("failed", 0)) for r in rates) / window,
+            )
+        )
+    return result
