@@ -29,6 +29,7 @@ from . import keys, lua
 from .codec import get_codec
 from .errors import EmitBufferFull, ListenerConfigError, UnknownEventError
 from .listener import Listener, index_listeners
+from .monitor import EventStatus, event_status, wait_for_event
 from .settings import Settings, load_settings
 
 __all__ = ("EmitReceipt", "Emitter")
@@ -50,6 +51,28 @@ class EmitReceipt:
     event_uuid: str
     event_id: str
     jobs: Mapping[str, str]
+    settings: Settings | None = field(default=None, repr=False, compare=False)
+
+    async def status(self) -> EventStatus | None:
+        """The event's current status and its jobs' (see ``taskemit.monitor``)."""
+        async with self._client() as redis:
+            return await event_status(redis, self._settings(), self.event_uuid)
+
+    async def wait(self, timeout: float | None = None) -> EventStatus:
+        """Wait until every listener job is complete, failed or aborted; return their statuses.
+
+        Raises TimeoutError naming the jobs still unfinished when ``timeout`` seconds pass.
+        """
+        async with self._client() as redis:
+            return await wait_for_event(redis, self._settings(), self.event_uuid, timeout)
+
+    def _settings(self) -> Settings:
+        return self.settings if self.settings is not None else load_settings()
+
+    def _client(self) -> aioredis.Redis:
+        # a client of its own: the receipt may outlive its emitter, or be awaited on another loop
+        client: aioredis.Redis = aioredis.Redis.from_url(self._settings().redis_url)
+        return client
 
 
 @dataclass(slots=True)
@@ -230,10 +253,10 @@ class Emitter:
             jobs = {item.name: uuid.uuid5(_ONCE_NAMESPACE, f"{event_uuid}:{item.name}").hex for item in listeners}
         emitted_ms = int(time.time() * 1000)
         job_kwargs = {**kwargs, keys.META_KWARG: {"event": event_uuid, "event_id": event_id}}
-        payloads = [
-            self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners
-        ]
-        return _PendingEvent(EmitReceipt(event_uuid, event_id, jobs), emitted_ms, payloads, once=once_key is not None)
+        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
+        return _PendingEvent(
+            EmitReceipt(event_uuid, event_id, jobs, self.settings), emitted_ms, payloads, once=once_key is not None
+        )
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
@@ -325,7 +348,13 @@ class Emitter:
                     argv += (job_id, payload)
                 _EMIT.queue(
                     pipe,
-                    [settings.queue_name, keys.event_key(receipt.event_uuid), keys.EVENTS_INDEX]
+                    [
+                        settings.queue_name,
+                        keys.event_key(receipt.event_uuid),
+                        keys.EVENTS_INDEX,
+                        keys.events_by_id_key(receipt.event_id),
+                        keys.EVENT_COUNTS,
+                    ]
                     + [keys.job_key(job_id) for job_id in job_ids],
                     argv,
                 )

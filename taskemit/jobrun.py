@@ -90,6 +90,7 @@ class _JobRun:
     def attempt_json(self, status: str, **extra: Any) -> str:
         return json.dumps(
             {
+                "event": self.attempt.event_uuid,
                 "attempt": self.attempt.number,
                 "status": status,
                 "started": self.started,

@@ -15,17 +15,18 @@ from arq.constants import (
 
 __all__ = (
     "DEAD_INDEX",
-    "EVENT_COUNTS",
-    "LISTENER_NAMES",
     "DEAD_PREFIX",
     "EVENTS_INDEX",
+    "EVENT_COUNTS",
     "EVENT_PREFIX",
+    "LISTENER_NAMES",
     "META_KWARG",
     "attempts_key",
     "dead_by_event_key",
     "dead_by_listener_key",
     "dead_key",
     "event_key",
+    "events_by_id_key",
     "in_progress_key",
     "job_key",
     "listener_rate_key",
@@ -76,6 +77,11 @@ def dead_by_event_key(event_id: str) -> str:
 LISTENER_NAMES = "taskemit:listeners"
 #: Hash of events emitted per event id.
 EVENT_COUNTS = "taskemit:stats:events"
+
+
+def events_by_id_key(event_id: str) -> str:
+    """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
+    return "taskemit:events-by-id:" + event_id
 
 
 def listener_stats_key(listener: str) -> str:

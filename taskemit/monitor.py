@@ -1,26 +1,61 @@
-"""Reading what happened to an emitted event: its record and each listener job's outcome."""
+"""What happened to an event and to each listener job: statuses, lookups, listings, waiting.
+
+Everything here reads indexed structures: an event is one hash plus one pipelined round
+trip over its jobs (O(listeners)); listings walk sorted sets page by page with a cursor,
+never ``KEYS`` or ``SCAN``.
+
+Job statuses: ``queued`` (waiting to run), ``deferred`` (scheduled for later),
+``in_progress``, ``retrying`` (waiting for attempt n > 1), ``complete``, ``failed``
+(dead-lettered), ``aborted``, ``unknown`` (no trace left, or never existed).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys
+from arq.jobs import deserialize_result
 
-__all__ = ("EventRecord", "JobOutcome", "event_record", "events_between")
+from . import keys
+from .codec import get_codec
+from .errors import ListenerError
+from .settings import Settings
+
+__all__ = (
+    "DONE_STATUSES",
+    "EventPage",
+    "EventStatus",
+    "JobStatus",
+    "event_status",
+    "events_between",
+    "job_status",
+    "recent_events",
+    "wait_for_event",
+)
+
+DONE_STATUSES = frozenset({"complete", "failed", "aborted"})
+#: how an event's status follows from its jobs' (first match wins)
+_EVENT_PRECEDENCE = ("failed", "aborted", "in_progress", "retrying", "queued", "deferred", "unknown", "complete")
 
 
 @dataclass(frozen=True, slots=True)
-class JobOutcome:
-    """One listener job of an event; ``status`` is ``pending`` until a worker finishes it."""
+class JobStatus:
+    """One listener job of an event, as far as Redis knows."""
 
-    listener: str
     job_id: str
+    listener: str
     status: str
+    event_uuid: str | None = None
+    event_id: str | None = None
+    attempts: int = 0
+    max_tries: int | None = None
+    enqueued_at: float | None = None
     started: float | None = None
     finished: float | None = None
-    job_try: int | None = None
+    next_attempt_at: float | None = None
     worker: str | None = None
     error: dict[str, Any] | None = None
     result: str | None = None
@@ -33,53 +68,237 @@ class JobOutcome:
 
     @property
     def done(self) -> bool:
-        return self.status != "pending"
+        return self.status in DONE_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__} | {"duration": self.duration}
 
 
 @dataclass(frozen=True, slots=True)
-class EventRecord:
-    """An emitted event as stored in Redis."""
+class EventStatus:
+    """An emitted event and its listener jobs."""
 
     event_uuid: str
     event_id: str
     emitted_at: float
-    jobs: list[JobOutcome] = field(default_factory=list)
+    jobs: list[JobStatus] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        statuses = {job.status for job in self.jobs}
+        return next((s for s in _EVENT_PRECEDENCE if s in statuses), "complete")
 
     @property
     def done(self) -> bool:
         return all(job.done for job in self.jobs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_uuid": self.event_uuid,
+            "event_id": self.event_id,
+            "emitted_at": self.emitted_at,
+            "status": self.status,
+            "jobs": [job.to_dict() for job in self.jobs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[EventStatus]
+    next_cursor: str | None
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def event_record(redis: Any, event_uuid: str) -> EventRecord | None:
-    """The record of ``event_uuid``, or None if it never existed or has expired."""
+def _from_outcome(job_id: str, listener: str, outcome: dict[str, Any], **extra: Any) -> JobStatus:
+    return JobStatus(
+        job_id=job_id,
+        listener=listener,
+        status=outcome.get("status", "unknown"),
+        attempts=outcome.get("job_try") or 0,
+        max_tries=outcome.get("max_tries"),
+        started=outcome.get("started"),
+        finished=outcome.get("finished"),
+        next_attempt_at=outcome.get("next_attempt_at"),
+        worker=outcome.get("worker"),
+        error=outcome.get("error"),
+        result=outcome.get("result"),
+        **extra,
+    )
+
+
+def _live_status(outcome_status: str | None, in_progress: bool, score: float | None, now_ms: float) -> str | None:
+    """Status from arq's live keys; None when they say nothing (the job is not in the queue)."""
+    if in_progress:
+        return "in_progress"
+    if score is None:
+        return None
+    if outcome_status == "retrying":
+        return "retrying"
+    return "deferred" if score > now_ms else "queued"
+
+
+async def event_status(redis: Any, settings: Settings, event_uuid: str) -> EventStatus | None:
+    """The event and each of its jobs' status, or None if unknown (or expired)."""
     raw = await redis.hgetall(keys.event_key(event_uuid))
     if not raw:
         return None
     fields = {_text(k): _text(v) for k, v in raw.items()}
+    jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in jobs_by_listener.values():
+            pipe.exists(keys.in_progress_key(job_id))
+            pipe.zscore(settings.queue_name, job_id)
+            pipe.exists(keys.result_key(job_id))
+        live = await pipe.execute()
+    now_ms = time.time() * 1000
+    emitted_at = int(fields["emitted_at"]) / 1000
     jobs = []
-    for listener_name, job_id in json.loads(fields["jobs"]).items():
+    for n, (listener, job_id) in enumerate(jobs_by_listener.items()):
+        in_progress, score, has_result = live[3 * n : 3 * n + 3]
         outcome = json.loads(fields.get("job:" + job_id, "null")) or {}
-        jobs.append(
-            JobOutcome(
-                listener=listener_name,
-                job_id=job_id,
-                status=outcome.get("status", "pending"),
-                started=outcome.get("started"),
-                finished=outcome.get("finished"),
-                job_try=outcome.get("job_try"),
-                worker=outcome.get("worker"),
-                error=outcome.get("error"),
-                result=outcome.get("result"),
-            )
+        status = _live_status(outcome.get("status"), bool(in_progress), score, now_ms)
+        if status is None:
+            status = outcome.get("status") or ("unknown" if not has_result else "")
+        extra = {"event_uuid": event_uuid, "event_id": fields["event"], "enqueued_at": emitted_at}
+        job = _from_outcome(job_id, listener, {**outcome, "status": status}, **extra)
+        if status == "":  # finished without a record: read arq's result (a stock arq path)
+            job = await _from_arq_result(redis, settings, job_id) or job
+        jobs.append(job)
+    return EventStatus(event_uuid, fields["event"], emitted_at, jobs)
+
+
+async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobStatus | None:
+    data = await redis.get(keys.result_key(job_id))
+    if data is None:
+        return None
+    result = deserialize_result(data, deserializer=get_codec(settings.serializer).loads)
+    failure = result.result if not result.success else None
+    kind = failure.type_name if isinstance(failure, ListenerError) else type(failure).__qualname__
+    if failure is None:
+        status = "complete"
+    elif kind.endswith("CancelledError"):
+        status = "aborted"
+    else:
+        status = "failed"
+    meta = (result.kwargs or {}).get(keys.META_KWARG) or {}
+    return JobStatus(
+        job_id=job_id,
+        listener=result.function,
+        status=status,
+        event_uuid=meta.get("event"),
+        event_id=meta.get("event_id"),
+        attempts=result.job_try,
+        enqueued_at=result.enqueue_time.timestamp(),
+        started=result.start_time.timestamp(),
+        finished=result.finish_time.timestamp(),
+        error={"type": kind, "message": str(getattr(failure, "message", failure))} if failure is not None else None,
+    )
+
+
+async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
+    """The status of one job by its id (``unknown`` if Redis has no trace of it)."""
+    event_uuid = await _event_of_job(redis, settings, job_id)
+    if event_uuid is not None:
+        event = await event_status(redis, settings, event_uuid)
+        for job in event.jobs if event else []:
+            if job.job_id == job_id:
+                return job
+    found = await _from_arq_result(redis, settings, job_id)
+    if found is not None:
+        return found
+    dead = await redis.hgetall(keys.dead_key(job_id))
+    if dead:
+        fields = {_text(k): _text(v) for k, v in dead.items()}
+        return JobStatus(
+            job_id=job_id,
+            listener=fields.get("listener", ""),
+            status="failed",
+            event_id=fields.get("event_id") or None,
+            error=json.loads(fields.get("error") or "null"),
         )
-    return EventRecord(event_uuid, fields["event"], int(fields["emitted_at"]) / 1000, jobs)
+    return JobStatus(job_id=job_id, listener="", status="unknown")
+
+
+async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | None:
+    """The event a job belongs to: from its payload, its attempts, or its dead letter."""
+    codec = get_codec(settings.serializer)
+    payload = await redis.get(keys.job_key(job_id))
+    if payload is not None:
+        try:
+            meta = codec.decode_job(payload)["k"].get(keys.META_KWARG) or {}
+            return str(meta["event"]) if meta.get("event") else None
+        except Exception:
+            return None
+    last = await redis.lindex(keys.attempts_key(job_id), -1)
+    if last is not None:
+        event = json.loads(last).get("event")
+        return str(event) if event else None
+    event = await redis.hget(keys.dead_key(job_id), "event_uuid")
+    return _text(event) if event else None
 
 
 async def events_between(redis: Any, start: float, end: float, limit: int = 1000) -> list[str]:
     """Uuids of events emitted between ``start`` and ``end`` (epoch seconds), oldest first."""
     members = await redis.zrangebyscore(keys.EVENTS_INDEX, int(start * 1000), int(end * 1000), start=0, num=limit)
     return [_text(member) for member in members]
+
+
+async def recent_events(
+    redis: Any,
+    settings: Settings,
+    *,
+    event_id: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+    scan_limit: int = 1000,
+) -> EventPage:
+    """Events newest first, optionally of one event id and/or one status, a page at a time.
+
+    ``cursor`` is the ``next_cursor`` of the previous page. A status filter reads at most
+    ``scan_limit`` events per call; the cursor resumes where it stopped.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    index = keys.events_by_id_key(event_id) if event_id else keys.EVENTS_INDEX
+    max_score, skip = ("+inf", 0)
+    if cursor:
+        score_text, _, skip_text = cursor.partition(":")
+        max_score, skip = score_text, int(skip_text or 0)
+    items: list[EventStatus] = []
+    scanned = 0
+    while len(items) < limit and scanned < scan_limit:
+        batch = await redis.zrevrangebyscore(index, max_score, "-inf", start=skip, num=limit, withscores=True)
+        if not batch:
+            return EventPage(items, None)
+        for member, score in batch:
+            scanned += 1
+            # the cursor: the score of the last event read and how many at that score were read
+            skip = skip + 1 if str(int(score)) == str(max_score) else 1
+            max_score = str(int(score))
+            event = await event_status(redis, settings, _text(member))
+            if event is not None and (status is None or event.status == status):
+                items.append(event)
+                if len(items) == limit:
+                    break
+    return EventPage(items, f"{max_score}:{skip}")
+
+
+async def wait_for_event(
+    redis: Any, settings: Settings, event_uuid: str, timeout: float | None = None, poll: float = 0.05
+) -> EventStatus:
+    """Wait until every job of the event is complete, failed or aborted; return the statuses."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = poll
+    while True:
+        event = await event_status(redis, settings, event_uuid)
+        if event is not None and event.done:
+            return event
+        if deadline is not None and time.monotonic() >= deadline:
+            pending = [f"{j.listener}={j.status}" for j in event.jobs if not j.done] if event else ["no record"]
+            raise TimeoutError(f"event {event_uuid} not finished after {timeout}s: {', '.join(pending)}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 1.0)

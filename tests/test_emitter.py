@@ -21,7 +21,7 @@ from taskemit import (
 )
 from taskemit.codec import get_codec
 from taskemit.keys import EVENTS_INDEX, META_KWARG, event_key
-from taskemit.monitor import event_record
+from taskemit.monitor import event_status
 from taskemit.settings import Settings
 
 received: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
@@ -80,10 +80,10 @@ async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settin
         assert info.kwargs["email"] == "ada@example.com"
         assert info.kwargs[META_KWARG] == {"event": receipt.event_uuid, "event_id": "user_created"}
         assert await Job(job_id, redis, _queue_name=settings.queue_name).status() == JobStatus.queued
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, settings, receipt.event_uuid)
     assert record is not None and record.event_id == "user_created"
     assert {job.job_id for job in record.jobs} == set(receipt.jobs.values())
-    assert all(job.status == "pending" for job in record.jobs)
+    assert all(job.status == "queued" for job in record.jobs)
     assert 0 < await redis.ttl(event_key(receipt.event_uuid)) <= settings.event_retention
     assert await redis.zscore(EVENTS_INDEX, receipt.event_uuid) is not None
 

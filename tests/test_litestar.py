@@ -14,7 +14,7 @@ from redis import asyncio as aioredis
 
 from taskemit import TaskEmitError, UnknownEventError, listener
 from taskemit.litestar import ArqEventEmitter
-from taskemit.monitor import event_record, events_between
+from taskemit.monitor import event_status, events_between
 from taskemit.settings import Settings
 
 sent: list[tuple[str, str]] = []
@@ -72,7 +72,7 @@ def _env(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     sent.clear()
 
 
-async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis) -> None:
+async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis, taskemit_settings: Settings) -> None:
     async with AsyncTestClient(app=make_app()) as client:
         assert (await client.post("/users", json={"email": "ada@example.com"})).status_code == 201
         assert (await client.post("/password", json={"email": "alan@example.com"})).status_code == 201
@@ -85,7 +85,7 @@ async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis)
         ("welcome", "ada@example.com"),
     ]
     uuids = await events_between(redis, 0, 2**40)
-    records = [await event_record(redis, u) for u in uuids]
+    records = [await event_status(redis, taskemit_settings, u) for u in uuids]
     assert sorted(r.event_id for r in records if r) == ["password_changed", "user_created"]
 
 
@@ -98,13 +98,12 @@ async def test_handler_returns_before_the_listener_runs(monkeypatch: pytest.Monk
 
 
 async def test_litestar_event_listener_failure_reaches_the_job(
-    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, taskemit_settings: Settings) -> None:
     monkeypatch.setenv("TASKEMIT_MAX_TRIES", "1")
     async with AsyncTestClient(app=make_app()) as client:
         await client.post("/delete", json={"email": "bye@example.com"})
     (uuid,) = await events_between(redis, 0, 2**40)
-    record = await event_record(redis, uuid)
+    record = await event_status(redis, taskemit_settings, uuid)
     assert record is not None
     (job,) = record.jobs
     # Litestar's own wrapper would have logged and swallowed this; here the job fails visibly

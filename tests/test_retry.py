@@ -15,7 +15,7 @@ from taskemit import Attempt, Backoff, Emitter, Retry, listener
 from taskemit.codec import get_codec
 from taskemit.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
 from taskemit.keys import attempts_key
-from taskemit.monitor import event_record
+from taskemit.monitor import event_status
 from taskemit.settings import Settings
 from taskemit.testing import InProcessWorker
 
@@ -108,10 +108,10 @@ async def test_fails_twice_then_succeeds_after_policy_delays(
     # exponential(first=0.2, factor=2): 0.2 s then 0.4 s, plus the worker's polling (20 ms) and overhead
     assert 0.2 <= first < 0.2 + 0.35
     assert 0.4 <= second < 0.4 + 0.35
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, taskemit_settings, receipt.event_uuid)
     assert record is not None
     (job,) = record.jobs
-    assert job.status == "complete" and job.job_try == 3
+    assert job.status == "complete" and job.attempts == 3
     history = [await redis.lrange(attempts_key(job.job_id), 0, -1)]
     assert [b'"status": "failed"' in a for a in history[0]] == [True, True, False]
     assert await list_dead_letters(redis) == type(await list_dead_letters(redis))([], None)
@@ -135,7 +135,7 @@ async def test_always_failing_listener_is_dead_lettered_and_replayable(
     assert [a["error"]["message"] for a in letter.attempts] == ["run 1", "run 2", "run 3"]
     assert all(a["error"]["type"].endswith("Flaky") and a["error"]["where"] for a in letter.attempts)
     assert letter.arguments() == ((7,), {})
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, taskemit_settings, receipt.event_uuid)
     assert record is not None
     statuses = {job.listener: job.status for job in record.jobs}
     assert statuses == {always_fails.name: "failed", sibling.name: "complete"}
@@ -157,7 +157,7 @@ async def test_always_failing_listener_is_dead_lettered_and_replayable(
     assert again is not None
     # the history is kept: 3 old attempts, the replay marker, 3 new attempts
     assert [a["status"] for a in again.attempts] == ["failed"] * 3 + ["replayed"] + ["failed"] * 3
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, taskemit_settings, receipt.event_uuid)
     assert record is not None and new_job_id in {job.job_id for job in record.jobs}
     assert len(runs["sibling"]) == 1
 
@@ -212,7 +212,7 @@ async def test_backoff_longer_than_the_job_expiry_still_completes(
         receipt = await emitter.publish("long", 1)
     assert receipt is not None
     assert len(runs["long_backoff"]) == 4
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, settings, receipt.event_uuid)
     assert record is not None and record.jobs[0].status == "complete"
 
 

@@ -16,7 +16,7 @@ from redis import asyncio as aioredis
 
 from taskemit import Emitter, ListenerError, listener, worker_settings
 from taskemit.codec import get_codec
-from taskemit.monitor import event_record
+from taskemit.monitor import event_status
 from taskemit.settings import Settings
 from taskemit.testing import InProcessWorker
 
@@ -95,7 +95,7 @@ async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, r
     async with Emitter([always_fails, sibling_ok], taskemit_settings) as emitter:
         receipt = await emitter.publish("payment_failed", order_id=5)
     assert receipt is not None
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, taskemit_settings, receipt.event_uuid)
     assert record is not None and record.done
     outcomes = {job.listener: job for job in record.jobs}
     failed = outcomes[always_fails.name]
@@ -123,7 +123,7 @@ async def test_timeout_fails_the_job_with_a_clear_error(taskemit_settings: Setti
     async with Emitter([too_slow], taskemit_settings) as emitter:
         receipt = await emitter.publish("slow")
     assert receipt is not None
-    record = await event_record(redis, receipt.event_uuid)
+    record = await event_status(redis, taskemit_settings, receipt.event_uuid)
     assert record is not None
     (job,) = record.jobs
     assert job.status == "failed"

@@ -18,12 +18,12 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
-from ..monitor import EventRecord, event_record, events_between
+from ..monitor import EventStatus, event_status, events_between
 from ..redis_server import RedisServer
 from ..settings import load_settings
 
 _WORKER_TARGET = "taskemit.demo.listeners:WorkerSettings"
-_STATUS_STYLE = {"complete": "green", "failed": "red", "pending": "yellow"}
+_STATUS_STYLE = {"complete": "green", "failed": "red", "aborted": "red", "unknown": "red"}
 
 
 def _redis_answers(url: str) -> bool:
@@ -53,20 +53,21 @@ async def _call_the_api() -> None:
         response.raise_for_status()
 
 
-async def _wait_for_outcomes(url: str, start: float, timeout: float) -> list[EventRecord]:
+async def _wait_for_outcomes(url: str, start: float, timeout: float) -> list[EventStatus]:
     from redis import asyncio as aioredis
 
+    settings = load_settings()  # the demo's own URL and queue, from the environment
     async with aioredis.Redis.from_url(url) as redis:
         deadline = time.monotonic() + timeout
         while True:
             uuids = await events_between(redis, start, time.time())
-            records = [record for u in uuids if (record := await event_record(redis, u)) is not None]
+            records = [record for u in uuids if (record := await event_status(redis, settings, u)) is not None]
             if (records and all(record.done for record in records)) or time.monotonic() > deadline:
                 return records
             await asyncio.sleep(0.1)
 
 
-def _table(records: list[EventRecord]) -> Table:
+def _table(records: list[EventStatus]) -> Table:
     table = Table(title="Events and their listener jobs", title_justify="left")
     table.add_column("event", no_wrap=True)
     table.add_column("uuid", no_wrap=True)
@@ -84,7 +85,7 @@ def _table(records: list[EventRecord]) -> Table:
                 record.event_id if n == 0 else "",
                 record.event_uuid[:8] if n == 0 else "",
                 job.listener.rsplit(":", 1)[-1],
-                f"[{_STATUS_STYLE.get(job.status, 'white')}]{job.status}[/]",
+                f"[{_STATUS_STYLE.get(job.status, 'yellow')}]{job.status}[/]",
                 took,
                 outcome,
             )
