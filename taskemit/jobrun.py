@@ -32,6 +32,7 @@ from . import keys, lua
 from .attempt import Attempt, Retry
 from .codec import Codec
 from .deadletter import record_dead_letter
+from .heartbeat import running_listeners
 from .listener import Listener
 from .policy import RetryPolicy
 from .settings import Settings
@@ -143,6 +144,7 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
             )
             await _dead(run, settings, codec, exhausted, "attempts exhausted", ran=False)
             raise exhausted
+        running_listeners[item.name] += 1
         try:
             async with asyncio.timeout(timeout):
                 result = await item.run(args, kwargs, attempt)
@@ -158,6 +160,8 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            running_listeners[item.name] -= 1
         await _record(
             run, run.attempt_json("complete"), run.outcome_json("complete", result=short_repr(result)), settings
         )

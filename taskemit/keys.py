@@ -79,6 +79,15 @@ LISTENER_NAMES = "taskemit:listeners"
 EVENT_COUNTS = "taskemit:stats:events"
 
 
+#: Sorted set of worker ids by the time of their last heartbeat.
+WORKERS_INDEX = "taskemit:workers"
+
+
+def worker_key(worker_id: str) -> str:
+    """Hash with a worker's last heartbeat (expires when the worker stops renewing it)."""
+    return "taskemit:worker:" + worker_id
+
+
 def events_by_id_key(event_id: str) -> str:
     """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
     return "taskemit:events-by-id:" + event_id

@@ -11,16 +11,20 @@ from types import TracebackType
 from typing import Any
 
 try:
+    from litestar import Response, get
     from litestar.events import BaseEventEmitterBackend
     from litestar.exceptions import ImproperlyConfiguredException
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("taskemit.litestar needs Litestar: pip install 'taskemit[litestar]'") from exc
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from .emitter import EmitReceipt, Emitter
 from .errors import UnknownEventError
-from .settings import Settings
+from .metrics import metrics_registry
+from .settings import Settings, load_settings
 
-__all__ = ("ArqEventEmitter", "LitestarUnknownEventError")
+__all__ = ("ArqEventEmitter", "LitestarUnknownEventError", "metrics_route")
 
 
 class LitestarUnknownEventError(UnknownEventError, ImproperlyConfiguredException):
@@ -73,3 +77,15 @@ class ArqEventEmitter(BaseEventEmitterBackend):
     async def publish(self, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         """Enqueue and wait until the jobs are stored; returns their ids."""
         return await self._emitter.publish(event_id, *args, **kwargs)
+
+
+def metrics_route(path: str = "/metrics", settings: Settings | None = None) -> Any:
+    """A Litestar route serving taskemit's Prometheus metrics: ``route_handlers=[metrics_route()]``."""
+    registry = metrics_registry(settings if settings is not None else load_settings())
+
+    # sync_to_thread: the collector reads Redis with a blocking client at scrape time
+    @get(path, sync_to_thread=True, include_in_schema=False)
+    def taskemit_metrics() -> Response[bytes]:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return taskemit_metrics

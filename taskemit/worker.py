@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -19,11 +21,13 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.jobs import deserialize_result
 from arq.worker import Function, Worker, func, get_kwargs
+from redis.exceptions import RedisError
 
 from . import keys
 from .codec import Codec, get_codec
 from .deadletter import record_dead_letter
 from .errors import ListenerError
+from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, running_listeners, write_heartbeat
 from .jobrun import WORKER_ID, job_function
 from .listener import Listener, discover_listeners, index_listeners
 from .settings import Settings, load_settings
@@ -50,6 +54,46 @@ class TaskEmitWorker(Worker):
     in-process workers use this class so those jobs are dead-lettered too; the stock
     ``arq`` CLI stores them as failed arq results only.
     """
+
+    _taskemit_worker_id: str | None = None
+    _taskemit_last_beat: float = 0.0
+    _taskemit_started: float = 0.0
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id in heartbeats: host, pid and a random suffix."""
+        if self._taskemit_worker_id is None:
+            self._taskemit_worker_id = new_worker_id()
+            self._taskemit_started = time.time()
+        return self._taskemit_worker_id
+
+    async def record_health(self) -> None:
+        await super().record_health()  # arq's own health-check key (``arq --check``)
+        now = time.time()
+        if now - self._taskemit_last_beat < HEARTBEAT_INTERVAL:
+            return
+        self._taskemit_last_beat = now
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queue": self.queue_name,
+            "started": self._taskemit_started or now,
+            "jobs_running": sum(not t.done() for t in self.tasks.values()),
+            "jobs_complete": self.jobs_complete,
+            "jobs_failed": self.jobs_failed,
+            "jobs_retried": self.jobs_retried,
+            "running": {name: n for name, n in running_listeners.items() if n > 0},
+        }
+        try:
+            await write_heartbeat(self.pool, self.worker_id, info, HEARTBEAT_INTERVAL, now)
+        except (RedisError, OSError):
+            logger.warning("could not record the heartbeat of worker %s", self.worker_id, exc_info=True)
+
+    async def close(self) -> None:
+        if self._pool is not None and self._taskemit_worker_id is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await remove_heartbeat(self.pool, self._taskemit_worker_id)
+        await super().close()
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         try:
@@ -154,6 +198,7 @@ def worker_settings(
         "keep_result": settings.result_retention,
         "max_jobs": settings.max_jobs,
         "health_check_key": settings.queue_name + ":health-check",
+        "health_check_interval": HEARTBEAT_INTERVAL,
         # not arq options: what taskemit's own commands read back
         "taskemit_settings": settings,
         "taskemit_listeners": tuple(unique.values()),

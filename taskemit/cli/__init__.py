@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..settings import load_settings
 from .dead import dead
+from .monitor import COMMANDS as MONITOR_COMMANDS
 
 __all__ = ("main",)
 
@@ -112,6 +113,8 @@ def demo() -> None:
 
 
 cli.add_command(dead)
+for _command in MONITOR_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,359 @@
+"""Monitoring commands: ``status``, ``events``, ``stats``, ``workers``, ``check``, ``metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from redis import asyncio as aioredis
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+
+from ..heartbeat import HEARTBEAT_INTERVAL, live_workers
+from ..monitor import EventStatus, JobStatus, event_status, job_status, recent_events
+from ..settings import Settings, load_settings
+from ..stats import read_listener_stats
+
+T = TypeVar("T")
+_STYLE = {
+    "complete": "green",
+    "failed": "red",
+    "aborted": "red",
+    "unknown": "red",
+    "retrying": "yellow",
+    "in_progress": "cyan",
+    "queued": "white",
+    "deferred": "white",
+}
+
+watch_option = click.option("--watch", "-w", is_flag=True, help="Refresh in place until Ctrl-C.")
+interval_option = click.option(
+    "--interval",
+    type=click.FloatRange(0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _when(epoch: float | None) -> str:
+    return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="milliseconds") if epoch else ""
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _status(status: str) -> str:
+    return f"[{_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _show(
+    fetch: Callable[[aioredis.Redis, Settings], Awaitable[T]],
+    render: Callable[[T], RenderableType],
+    to_json: Callable[[T], Any],
+    *,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> T:
+    """Fetch once and print (table or JSON), or keep refreshing a live table with --watch."""
+    settings = load_settings()
+
+    async def main() -> T:
+        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+            data = await fetch(redis, settings)
+            if as_json:
+                click.echo(json.dumps(to_json(data), default=str, indent=2))
+                return data
+            if not watch:
+                _console().print(render(data))
+                return data
+            with Live(render(data), console=_console(), auto_refresh=False) as live:
+                try:
+                    while True:
+                        await asyncio.sleep(interval)
+                        data = await fetch(redis, settings)
+                        live.update(render(data), refresh=True)
+                except (KeyboardInterrupt, asyncio.CancelledError):
+                    pass
+            return data
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _jobs_table(jobs: list[JobStatus], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("listener", "job id", "status", "tries", "started", "took", "worker", "outcome"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        outcome = job.result or ""
+        if job.error:
+            outcome = f"{job.error.get('type', '')}: {job.error.get('message', '')}"
+        if job.next_attempt_at:
+            outcome += f" (next attempt {_when(job.next_attempt_at)})"
+        tries = f"{job.attempts}/{job.max_tries}" if job.max_tries else str(job.attempts or "")
+        table.add_row(
+            job.listener,
+            job.job_id,
+            _status(job.status),
+            tries,
+            _when(job.started),
+            _ms(job.duration),
+            job.worker or "",
+            outcome,
+        )
+    return table
+
+
+@click.command()
+@click.argument("ident", metavar="ID")
+@json_option
+@watch_option
+@interval_option
+def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
+    """What happened to an event (its uuid) or a listener job (its job id)."""
+
+    async def fetch(redis: aioredis.Redis, settings: Settings) -> EventStatus | JobStatus:
+        event = await event_status(redis, settings, ident)
+        return event if event is not None else await job_status(redis, settings, ident)
+
+    def render(found: EventStatus | JobStatus) -> RenderableType:
+        if isinstance(found, EventStatus):
+            return _jobs_table(
+                found.jobs,
+                f"Event {found.event_id} {found.event_uuid} emitted {_when(found.emitted_at)}: {_status(found.status)}",
+            )
+        return _jobs_table(
+            [found], f"Job {found.job_id}" + (f" of event {found.event_uuid}" if found.event_uuid else "")
+        )
+
+    found = _show(fetch, render, lambda f: f.to_dict(), as_json=as_json, watch=watch, interval=interval)
+    if isinstance(found, JobStatus) and found.status == "unknown" and not found.listener:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--event", "event_id", help="Only events with this event id.")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["queued", "deferred", "in_progress", "retrying", "complete", "failed", "aborted", "unknown"]),
+    help="Only events in this status.",
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cursor", help="Cursor printed by the previous page.")
+@json_option
+@watch_option
+@interval_option
+def events(
+    event_id: str | None,
+    status_filter: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Recent events, newest first, with the status of their listener jobs."""
+
+    async def fetch(redis: aioredis.Redis, settings: Settings) -> Any:
+        return await recent_events(redis, settings, event_id=event_id, status=status_filter, limit=limit, cursor=cursor)
+
+    def render(page: Any) -> RenderableType:
+        table = Table(title="Events", title_justify="left")
+        for column in ("emitted", "event", "uuid", "status", "jobs"):
+            table.add_column(column, overflow="fold")
+        for event in page.items:
+            jobs = ", ".join(f"{j.listener.rsplit(':', 1)[-1]}={_status(j.status)}" for j in event.jobs)
+            table.add_row(_when(event.emitted_at), event.event_id, event.event_uuid, _status(event.status), jobs)
+        more = f"\nMore: taskemit events --cursor {page.next_cursor}" if page.next_cursor and page.items else ""
+        return Group(table, more) if more else table
+
+    _show(
+        fetch,
+        render,
+        lambda p: {"items": [e.to_dict() for e in p.items], "next_cursor": p.next_cursor},
+        as_json=as_json,
+        watch=watch,
+        interval=interval,
+    )
+
+
+@click.command()
+@json_option
+@watch_option
+@interval_option
+def stats(as_json: bool, watch: bool, interval: float) -> None:
+    """Per listener and per queue: queued, running, rates, failures, p50/p95 durations."""
+
+    async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
+        now_ms = time.time() * 1000
+        workers = await live_workers(redis, settings.queue_name)
+        running: dict[str, int] = {}
+        for worker in workers:
+            for name, count in worker.running.items():
+                running[name] = running.get(name, 0) + count
+        listeners = [
+            {
+                "listener": s.listener,
+                "succeeded": s.succeeded,
+                "failed": s.failed,
+                "retried": s.retried,
+                "dead": s.dead,
+                "running": running.get(s.listener, 0),
+                "succeeded_per_s": s.succeeded_rate,
+                "failed_per_s": s.failed_rate,
+                "p50": s.p50,
+                "p95": s.p95,
+                "mean": s.mean,
+            }
+            for s in await read_listener_stats(redis)
+        ]
+        queue = {
+            "queue": settings.queue_name,
+            "queued": await redis.zcount(settings.queue_name, "-inf", now_ms),
+            "deferred": await redis.zcount(settings.queue_name, f"({now_ms}", "+inf"),
+            "in_progress": sum(w.jobs_running for w in workers),
+            "workers": len(workers),
+        }
+        return {"queue": queue, "listeners": listeners}
+
+    def render(data: dict[str, Any]) -> RenderableType:
+        q = data["queue"]
+        queue = Table(title="Queue", title_justify="left")
+        for column in ("queue", "queued", "deferred", "in progress", "live workers"):
+            queue.add_column(column)
+        queue.add_row(q["queue"], str(q["queued"]), str(q["deferred"]), str(q["in_progress"]), str(q["workers"]))
+        table = Table(title="Listeners", title_justify="left")
+        for column in (
+            "listener",
+            "succeeded",
+            "failed",
+            "retried",
+            "dead",
+            "running",
+            "ok/s",
+            "failed/s",
+            "p50",
+            "p95",
+        ):
+            table.add_column(column, overflow="fold", justify="left" if column == "listener" else "right")
+        for s in data["listeners"]:
+            table.add_row(
+                s["listener"],
+                str(s["succeeded"]),
+                f"[red]{s['failed']}[/]" if s["failed"] else "0",
+                str(s["retried"]),
+                f"[red]{s['dead']}[/]" if s["dead"] else "0",
+                str(s["running"]),
+                f"{s['succeeded_per_s']:.2f}",
+                f"{s['failed_per_s']:.2f}",
+                _ms(s["p50"]),
+                _ms(s["p95"]),
+            )
+        return Group(queue, table)
+
+    _show(fetch, render, lambda d: d, as_json=as_json, watch=watch, interval=interval)
+
+
+@click.command()
+@json_option
+@watch_option
+@interval_option
+def workers(as_json: bool, watch: bool, interval: float) -> None:
+    """Live workers, from their heartbeats: host, pid, jobs running, last seen."""
+
+    async def fetch(redis: aioredis.Redis, settings: Settings) -> Any:
+        return await live_workers(redis)
+
+    def render(found: Any) -> RenderableType:
+        table = Table(title="Workers", title_justify="left")
+        for column in (
+            "worker",
+            "host",
+            "pid",
+            "queue",
+            "running",
+            "complete",
+            "failed",
+            "retried",
+            "up since",
+            "last seen",
+        ):
+            table.add_column(column, overflow="fold")
+        now = time.time()
+        for w in found:
+            table.add_row(
+                w.worker_id,
+                w.host,
+                str(w.pid),
+                w.queue,
+                str(w.jobs_running),
+                str(w.jobs_complete),
+                str(w.jobs_failed),
+                str(w.jobs_retried),
+                _when(w.started),
+                f"{now - w.last_seen:.1f} s ago",
+            )
+        return table
+
+    _show(fetch, render, lambda ws: [w.to_dict() for w in ws], as_json=as_json, watch=watch, interval=interval)
+
+
+@click.command()
+def check() -> None:
+    """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
+    settings = load_settings()
+
+    async def main() -> tuple[int, bool]:
+        async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
+            alive = await live_workers(redis, settings.queue_name)
+            # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
+            arq_health = await redis.exists(settings.queue_name + ":health-check")
+            return len(alive), bool(arq_health)
+
+    count, arq_alive = asyncio.run(main())
+    if count or arq_alive:
+        click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
+        return
+    click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
+    sys.exit(1)
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9108, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True)
+def metrics(port: int, host: str) -> None:
+    """Serve Prometheus metrics over HTTP (GET /metrics) until stopped."""
+    from prometheus_client import start_http_server
+
+    from ..metrics import metrics_registry
+
+    settings = load_settings()
+    server, thread = start_http_server(port, addr=host, registry=metrics_registry(settings))
+    click.echo(f"serving taskemit metrics for {settings.queue_name} on http://{host}:{port}/metrics")
+    try:
+        while thread.is_alive():
+            thread.join(1)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+COMMANDS = [status, events, stats, workers, check, metrics]

@@ -1,0 +1,107 @@
+"""Prometheus metrics, read from Redis at scrape time by a prometheus-client collector.
+
+Any process can serve them (``taskemit metrics --port``, or a Litestar route from
+``taskemit.litestar.metrics_route``): the numbers are the ones workers record in Redis, so
+every worker process is counted, whichever process is scraped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+
+from . import keys
+from .settings import Settings
+from .stats import BUCKETS
+
+__all__ = ("TaskEmitCollector", "metrics_registry")
+
+
+class TaskEmitCollector(Collector):
+    """Collects taskemit's counters, histograms, queue depth and worker liveness from Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: Redis | None = None
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        return self._redis
+
+    def collect(self) -> Iterator[Metric]:
+        redis = self._client()
+        queue = self.settings.queue_name
+        now = time.time()
+        names = sorted(n.decode() for n in redis.smembers(keys.LISTENER_NAMES))  # type: ignore[union-attr]
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(keys.EVENT_COUNTS)
+        pipe.zcount(queue, "-inf", now * 1000)
+        pipe.zcount(queue, f"({now * 1000}", "+inf")
+        pipe.zcard(keys.DEAD_INDEX)
+        pipe.zrevrange(keys.WORKERS_INDEX, 0, -1)
+        for name in names:
+            pipe.hgetall(keys.listener_stats_key(name))
+        replies: list[Any] = pipe.execute()
+        event_counts, ready, deferred, dead, worker_ids = replies[:5]
+        listener_stats = replies[5:]
+
+        emitted = CounterMetricFamily("taskemit_events_emitted", "Events emitted, per event id.", labels=["event"])
+        for event, count in sorted(event_counts.items()):
+            emitted.add_metric([event.decode()], int(count))
+        yield emitted
+
+        jobs = CounterMetricFamily(
+            "taskemit_listener_attempts",
+            "Finished listener attempts per listener and outcome (failed = retried + dead after running).",
+            labels=["listener", "outcome"],
+        )
+        durations = HistogramMetricFamily(
+            "taskemit_listener_duration_seconds", "Duration of listener attempts.", labels=["listener"]
+        )
+        for name, raw in zip(names, listener_stats, strict=True):
+            fields = {k.decode(): v.decode() for k, v in raw.items()}
+            for outcome in ("succeeded", "failed", "retried", "dead"):
+                jobs.add_metric([name, outcome], int(fields.get(outcome, 0)))
+            cumulative, buckets = 0, []
+            for bound in (*BUCKETS, math.inf):
+                label = "+Inf" if bound == math.inf else f"{bound:g}"
+                cumulative += int(fields.get("le:" + label, 0))
+                buckets.append((label, cumulative))
+            durations.add_metric([name], buckets, float(fields.get("duration_sum", 0.0)))
+        yield jobs
+        yield durations
+
+        depth = GaugeMetricFamily("taskemit_queue_jobs", "Jobs in the queue by state.", labels=["queue", "state"])
+        depth.add_metric([queue, "ready"], int(ready))
+        depth.add_metric([queue, "deferred"], int(deferred))
+        yield depth
+        yield GaugeMetricFamily("taskemit_dead_letters", "Dead letters kept for replay.", value=int(dead))
+
+        pipe = redis.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.hgetall(keys.worker_key(worker_id.decode()))
+        heartbeats = pipe.execute()
+        live = GaugeMetricFamily("taskemit_worker_up", "1 for each worker with a fresh heartbeat.", labels=["worker"])
+        running = GaugeMetricFamily("taskemit_worker_jobs_running", "Jobs a worker is running.", labels=["worker"])
+        for worker_id, beat in zip(worker_ids, heartbeats, strict=True):
+            if beat and json.loads(beat.get(b"queue", b'""')) == queue:
+                live.add_metric([worker_id.decode()], 1)
+                running.add_metric([worker_id.decode()], int(json.loads(beat.get(b"jobs_running", b"0"))))
+        yield live
+        yield running
+
+
+def metrics_registry(settings: Settings) -> CollectorRegistry:
+    """A registry holding only taskemit's collector (serve it with prometheus-client)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TaskEmitCollector(settings))
+    return registry

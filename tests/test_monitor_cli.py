@@ -1,0 +1,167 @@
+"""The monitoring commands, heartbeats, the health check and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis import asyncio as aioredis
+
+from taskemit import Backoff, Emitter, listener
+from taskemit.cli import cli
+from taskemit.heartbeat import live_workers
+from taskemit.litestar import metrics_route
+from taskemit.settings import Settings
+from taskemit.testing import InProcessWorker
+
+release = asyncio.Event()
+
+
+@listener("signup")
+async def welcome(email: str) -> str:
+    return f"welcomed {email}"
+
+
+@listener("signup", max_tries=1, backoff=Backoff.fixed(0.01))
+async def crm_sync(email: str) -> None:
+    if email.startswith("bad"):
+        raise ConnectionError(f"crm refused {email}")
+
+
+@listener("hold")
+async def held(n: int) -> None:
+    await release.wait()
+
+
+ALL = [welcome, crm_sync, held]
+
+
+@pytest.fixture
+def env(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", taskemit_settings.redis_url)
+    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", taskemit_settings.queue_name)
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+async def arun(*args: str) -> Any:
+    return await asyncio.to_thread(run, *args)
+
+
+async def test_status_events_and_stats(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        good = await emitter.publish("signup", email="ada@example.com")
+        bad = await emitter.publish("signup", email="bad@example.com")
+    assert good and bad
+    queued = await arun("status", good.event_uuid, "--json")
+    assert json.loads(queued.output)["status"] == "queued"
+    async with InProcessWorker(ALL, env):
+        await good.wait(timeout=10)
+        await bad.wait(timeout=10)
+
+    shown = await arun("status", good.event_uuid)
+    assert shown.exit_code == 0
+    assert "complete" in shown.output and "welcomed ada@example.com" in shown.output
+    job = await arun("status", bad.jobs[crm_sync.name], "--json")
+    data = json.loads(job.output)
+    assert data["status"] == "failed" and data["error"]["message"] == "crm refused bad@example.com"
+    missing = await arun("status", "nothing-like-this")
+    assert missing.exit_code == 1 and "unknown" in missing.output
+
+    listed = json.loads((await arun("events", "--json")).output)
+    assert {e["event_uuid"] for e in listed["items"]} == {good.event_uuid, bad.event_uuid}
+    failed = json.loads((await arun("events", "--status", "failed", "--json")).output)
+    assert [e["event_uuid"] for e in failed["items"]] == [bad.event_uuid]
+    table = await arun("events", "--event", "signup")
+    assert bad.event_uuid in table.output and "failed" in table.output
+
+    stats = json.loads((await arun("stats", "--json")).output)
+    rows = {row["listener"]: row for row in stats["listeners"]}
+    assert rows[welcome.name]["succeeded"] == 2 and rows[crm_sync.name]["dead"] == 1
+    assert rows[welcome.name]["p50"] is not None
+    assert stats["queue"] == {"queue": env.queue_name, "queued": 0, "deferred": 0, "in_progress": 0, "workers": 0}
+    human = await arun("stats")
+    assert "Listeners" in human.output and welcome.name in human.output
+
+
+async def test_workers_heartbeat_and_check(env: Settings, redis: aioredis.Redis) -> None:
+    release.clear()
+    down = await arun("check")
+    assert down.exit_code == 1 and "no worker heartbeat" in down.output
+    async with Emitter(ALL, env) as emitter:
+        await emitter.publish("hold", 1)
+    async with InProcessWorker(ALL, env):
+        for _ in range(200):
+            workers = await live_workers(redis, env.queue_name)
+            if workers and workers[0].running.get(held.name):
+                break
+            await asyncio.sleep(0.05)
+        assert workers and workers[0].running == {held.name: 1} and workers[0].jobs_running == 1
+        up = await arun("check")
+        assert up.exit_code == 0 and "1 live worker" in up.output
+        listed = json.loads((await arun("workers", "--json")).output)
+        assert listed[0]["pid"] > 0 and listed[0]["queue"] == env.queue_name
+        stats = json.loads((await arun("stats", "--json")).output)
+        assert stats["queue"]["in_progress"] == 1 and stats["queue"]["workers"] == 1
+        release.set()
+    # a worker that stops cleanly removes its heartbeat
+    assert await live_workers(redis, env.queue_name) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_prometheus_metrics(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        receipts = [await emitter.publish("signup", email=e) for e in ("a@x.io", "bad@x.io", "b@x.io")]
+    async with InProcessWorker(ALL, env):
+        for receipt in receipts:
+            assert receipt is not None
+            await receipt.wait(timeout=10)
+    app = Litestar(route_handlers=[metrics_route(settings=env)])
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/metrics")
+    text = response.text
+    assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
+    assert 'taskemit_events_emitted_total{event="signup"} 3.0' in text
+    assert f'taskemit_listener_attempts_total{{listener="{welcome.name}",outcome="succeeded"}} 3.0' in text
+    assert f'taskemit_listener_attempts_total{{listener="{crm_sync.name}",outcome="dead"}} 1.0' in text
+    assert f'taskemit_listener_duration_seconds_count{{listener="{welcome.name}"}} 3.0' in text
+    assert f'taskemit_queue_jobs{{queue="{env.queue_name}",state="ready"}} 0.0' in text
+
+    # the same metrics from `taskemit metrics` as a separate process
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        env={**__import__("os").environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_QUEUE_NAME": env.queue_name},
+    )
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                body = await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                )
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert 'taskemit_events_emitted_total{event="signup"} 3.0' in body
+    finally:
+        server.terminate()
+        server.wait(10)
