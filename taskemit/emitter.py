@@ -181,6 +181,11 @@ class Emitter:
         """
         from .worker import run_until_finished  # the worker side is only needed here
 
+        if not self.settings.drain_on_exit:
+            raise RuntimeError(
+                "drain() needs the setting drain_on_exit = true: only then does the emitter remember "
+                "the jobs it stored (TASKEMIT_DRAIN_ON_EXIT=1 in tests)"
+            )
         job_ids, self._stored_jobs = self._stored_jobs, []
         if job_ids:
             assert self._redis is not None, "drain() needs an entered emitter"

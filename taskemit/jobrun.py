@@ -43,7 +43,6 @@ __all__ = ("AttemptsExhausted", "ListenerTimeout", "job_function")
 logger = logging.getLogger("taskemit.worker")
 
 _RECORD_ATTEMPT = lua.script("record_attempt", "lib_stats")
-_SCHEDULE_RETRY = lua.script("schedule_retry", "lib_stats")
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 _jitter = random.Random()
 
@@ -163,7 +162,11 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
         finally:
             running_listeners[item.name] -= 1
         await _record(
-            run, run.attempt_json("complete"), run.outcome_json("complete", result=short_repr(result)), settings
+            run,
+            run.attempt_json("complete"),
+            run.outcome_json("complete", result=short_repr(result)),
+            settings,
+            ["succeeded"],
         )
         return result
 
@@ -171,16 +174,31 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
     return run_listener
 
 
-async def _record(run: _JobRun, attempt_json: str, outcome_json: str, settings: Settings) -> None:
-    stats_keys, stats_args = outcome_args(run.attempt.listener, ["succeeded"], time.time() - run.started)
+async def _record(
+    run: _JobRun,
+    attempt_json: str,
+    outcome_json: str,
+    settings: Settings,
+    outcomes: list[str],
+    keep_alive: tuple[bytes, int] | None = None,
+) -> None:
+    """Record the attempt, its counters and the job's outcome; with ``keep_alive`` (the next
+    attempt's payload and a TTL in ms) also keep the job alive for its retry."""
+    attempt = run.attempt
+    stats_keys, stats_args = outcome_args(attempt.listener, outcomes, time.time() - run.started)
+    job_keys: list[str] = []
+    job_args: list[Any] = []
+    if keep_alive is not None:
+        job_keys = [keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id)]
+        job_args = list(keep_alive)
     try:
         await _RECORD_ATTEMPT(
             run.ctx["redis"],
-            [*run.record_keys(), *stats_keys],
-            [attempt_json, settings.event_retention, "job:" + run.attempt.job_id, outcome_json, *stats_args],
+            [*run.record_keys(), *stats_keys, *job_keys],
+            [attempt_json, settings.event_retention, "job:" + attempt.job_id, outcome_json, *stats_args, *job_args],
         )
     except (RedisError, OSError):  # the job's own result is still stored by arq
-        logger.warning("could not record attempt %d of job %s", run.attempt.number, run.attempt.job_id, exc_info=True)
+        logger.warning("could not record attempt %d of job %s", attempt.number, attempt.job_id, exc_info=True)
 
 
 async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryPolicy, error: Exception) -> None:
@@ -227,19 +245,13 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
         summary["type"],
         delay,
     )
-    stats_keys, stats_args = outcome_args(attempt.listener, ["failed", "retried"], time.time() - run.started)
-    await _SCHEDULE_RETRY(
-        run.ctx["redis"],
-        [*run.record_keys(), keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id), *stats_keys],
-        [
-            run.attempt_json("failed", error=summary, next_attempt_at=next_at),
-            settings.event_retention,
-            "job:" + attempt.job_id,
-            run.outcome_json("retrying", error=summary, next_attempt_at=next_at),
-            payload,
-            ttl_ms,
-            *stats_args,
-        ],
+    await _record(
+        run,
+        run.attempt_json("failed", error=summary, next_attempt_at=next_at),
+        run.outcome_json("retrying", error=summary, next_attempt_at=next_at),
+        settings,
+        ["failed", "retried"],
+        keep_alive=(payload, ttl_ms),
     )
     raise ArqRetry(defer=delay)
 

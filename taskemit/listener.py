@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .attempt import Attempt
@@ -21,8 +23,20 @@ from .policy import Backoff, RetryPolicy
 __all__ = ("Listener", "as_listener", "discover_listeners", "index_listeners", "listener")
 
 
+def _main_module_name() -> str:
+    """The importable name of ``__main__``: workers import listeners by module, never as __main__."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package.module
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else "__main__"  # python path/to/module.py
+
+
 def _default_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or "<unknown>"
+    if module == "__main__":
+        module = _main_module_name()
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}:{qualname}"
 

@@ -261,3 +261,10 @@ async def test_publish_once_stores_one_event_per_key(taskemit_settings: Settings
     assert len(stored) == 10
     assert len({r.event_uuid for r in stored}) == 10
     assert await redis.zcard(settings.queue_name) == 20  # two listeners per event
+
+
+async def test_drain_without_drain_on_exit_is_a_clear_error(taskemit_settings: Settings) -> None:
+    async with Emitter(LISTENERS, no_drain(taskemit_settings)) as emitter:
+        await emitter.publish("user_created", email="a@example.com")
+        with pytest.raises(RuntimeError, match="drain_on_exit"):
+            await emitter.drain()

@@ -111,3 +111,22 @@ def test_check_arguments() -> None:
 
 def test_listener_is_hashable_for_litestar() -> None:
     assert len({welcome, welcome, send_email}) == 2
+
+
+def test_listeners_of_a_script_are_named_after_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    def handler(email: str) -> None: ...
+
+    handler.__module__ = "__main__"
+    script = types.ModuleType("__main__")
+    script.__file__ = "/srv/app/quickstart.py"
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    # `python quickstart.py`: a worker imports it as `quickstart`, never as `__main__`
+    assert (
+        listener("e")(handler).name
+        == "quickstart:test_listeners_of_a_script_are_named_after_its_module.<locals>.handler"
+    )
+    script.__spec__ = types.SimpleNamespace(name="app.quickstart")  # type: ignore[assignment]
+    assert listener("e")(handler).name.startswith("app.quickstart:")
