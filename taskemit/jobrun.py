@@ -204,23 +204,13 @@ async def _record(
 async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryPolicy, error: Exception) -> None:
     """Schedule a retry (raising arq's Retry) or dead-letter the job."""
     attempt = run.attempt
-    if isinstance(error, Retry):
-        retry = attempt.number < policy.max_tries
-        reason = "attempts exhausted"
-    else:
-        retry = policy.should_retry(error, attempt.number)
-        reason = (
-            "gave up on " + type(error).__qualname__
-            if isinstance(error, policy.give_up_on)
-            else (
-                "attempts exhausted"
-                if attempt.number >= policy.max_tries
-                else f"{type(error).__qualname__} is not in retry_on"
-            )
-        )
+    # a listener's own Retry asks for a retry whatever retry_on / give_up_on say
+    retry = (
+        attempt.number < policy.max_tries if isinstance(error, Retry) else policy.should_retry(error, attempt.number)
+    )
     summary = error_summary(error)
     if not retry:
-        await _dead(run, settings, codec, error, reason, ran=True)
+        await _dead(run, settings, codec, error, _death_reason(policy, error, attempt.number), ran=True)
         return
     delay = (
         error.after
@@ -254,6 +244,14 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
         keep_alive=(payload, ttl_ms),
     )
     raise ArqRetry(defer=delay)
+
+
+def _death_reason(policy: RetryPolicy, error: Exception, attempt: int) -> str:
+    if not isinstance(error, Retry) and isinstance(error, policy.give_up_on):
+        return "gave up on " + type(error).__qualname__
+    if attempt >= policy.max_tries:
+        return "attempts exhausted"
+    return f"{type(error).__qualname__} is not in retry_on"
 
 
 def _enqueue_ms(run: _JobRun) -> int:
