@@ -17,11 +17,13 @@ from typing import Any
 
 from . import keys, lua
 from .codec import get_codec
+from .errors import NotReplayable
 from .settings import Settings
 
 __all__ = (
     "DeadLetter",
     "DeadLetterPage",
+    "NotReplayable",
     "get_dead_letter",
     "iter_dead_letters",
     "list_dead_letters",
@@ -48,6 +50,7 @@ class DeadLetter:
     error: dict[str, Any]
     attempts: list[dict[str, Any]] = field(default_factory=list)
     payload: bytes = b""
+    queue: str | None = None
 
     def arguments(self, serializer: str = "json") -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The ``(args, kwargs)`` the listener was emitted with (taskemit's metadata removed)."""
@@ -100,6 +103,8 @@ async def record_dead_letter(
     fields: list[Any] = [
         "job_id",
         job_id,
+        "queue",
+        settings.queue_name,
         "listener",
         listener,
         "event_uuid",
@@ -160,6 +165,7 @@ def _parse(raw: dict[bytes, bytes]) -> DeadLetter:
         error=json.loads(text("error") or "{}"),
         attempts=json.loads(text("attempts") or "[]"),
         payload=fields.get("payload", b""),
+        queue=text("queue") or None,
     )
 
 
@@ -215,19 +221,29 @@ async def iter_dead_letters(
 async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str | None:
     """Enqueue the dead job again with a fresh attempt count; returns the new job id.
 
-    The new job keeps the old one's attempt history (plus a "replayed" entry) and replaces it
-    on the event record. Returns None if there is no such dead letter.
+    The new job goes to the queue the job died on, keeps the old one's attempt history (plus
+    a "replayed" entry) and replaces it on the event record. Returns None if there is no such
+    dead letter; raises NotReplayable if it has no payload that decodes.
     """
     letter = await get_dead_letter(redis, job_id)
-    if letter is None or not letter.payload:
+    if letter is None:
         return None
+    if not letter.payload:
+        raise NotReplayable(f"dead letter {job_id} has no payload to replay (it died of: {letter.reason})")
     codec = get_codec(settings.serializer)
-    job = codec.decode_job(letter.payload)
-    meta = dict(job["k"].get(keys.META_KWARG) or {})
+    try:
+        job = codec.decode_job(letter.payload)
+        args, kwargs, function = tuple(job["a"]), dict(job["k"]), str(job["f"])
+    except Exception as exc:
+        raise NotReplayable(
+            f"dead letter {job_id} cannot be replayed: its payload does not decode with the "
+            f"{settings.serializer!r} serializer ({exc}); inspect it with `taskemit dead show {job_id}`"
+        ) from None
+    meta = dict(kwargs.get(keys.META_KWARG) or {})
     meta["replay_of"] = job_id
     new_job_id = uuid.uuid4().hex
     now_ms = int(time.time() * 1000)
-    payload = codec.encode_job(job["f"], tuple(job["a"]), {**job["k"], keys.META_KWARG: meta}, enqueue_ms=now_ms)
+    payload = codec.encode_job(function, args, {**kwargs, keys.META_KWARG: meta}, enqueue_ms=now_ms)
     entry = json.dumps({"status": "replayed", "at": now_ms / 1000, "replay_of": job_id, "new_job_id": new_job_id})
     stored = await _REPLAY(
         redis,
@@ -236,7 +252,7 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             keys.DEAD_INDEX,
             keys.dead_by_listener_key(letter.listener),
             keys.dead_by_event_key(letter.event_id or ""),
-            settings.queue_name,
+            letter.queue or settings.queue_name,  # back to the queue it died on
             keys.job_key(new_job_id),
             keys.attempts_key(new_job_id),
             keys.event_key(letter.event_uuid or "-"),

@@ -7,6 +7,7 @@ __all__ = (
     "ListenerArgumentError",
     "ListenerConfigError",
     "ListenerError",
+    "NotReplayable",
     "PayloadEncodeError",
     "TaskEmitError",
     "UnknownEventError",
@@ -42,6 +43,10 @@ class PayloadEncodeError(TaskEmitError, TypeError):
 
 class EmitBufferFull(TaskEmitError):
     """The emitter's in-memory buffer of events not yet stored in Redis is full."""
+
+
+class NotReplayable(TaskEmitError):
+    """A dead letter that cannot be replayed (its job expired, or its payload does not decode)."""
 
 
 class ListenerError(TaskEmitError):

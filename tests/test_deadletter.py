@@ -150,3 +150,43 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
     assert refused.exit_code == 1 and await redis.zcard(DEAD_INDEX) == 1
     purged = await asyncio.to_thread(invoke, "dead", "purge", "--yes")
     assert "purged 1 dead letters" in purged.output and await redis.zcard(DEAD_INDEX) == 0
+
+
+async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Settings, redis: aioredis.Redis) -> None:
+    from taskemit.errors import NotReplayable
+    from taskemit.deadletter import replay_dead_letter
+
+    for job_id, payload in (("expired1", b""), ("garbled1", b"\x00garbage")):
+        await record_dead_letter(
+            redis,
+            cli_env,
+            job_id=job_id,
+            listener="<unknown>",
+            event_uuid=None,
+            event_id=None,
+            reason="job expired" if not payload else "unable to deserialize job",
+            payload=payload,
+            error={"type": "E", "message": "m", "where": []},
+            final_attempt="",
+            outcome="{}",
+            enqueued_ms=None,
+            stats=outcome_args("<unknown>", ["dead"], None),
+        )
+        with pytest.raises(NotReplayable, match=job_id):
+            await replay_dead_letter(redis, cli_env, job_id)
+        assert await get_dead_letter(redis, job_id) is not None  # still there to inspect
+    one = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "replay", "expired1"])
+    assert one.exit_code == 1 and "has no payload to replay (it died of: job expired)" in one.output
+    everything = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "replay", "--all"])
+    assert everything.exit_code == 0 and everything.output.count("skipped:") == 2
+
+
+async def test_replay_goes_back_to_the_queue_the_job_died_on(cli_env: Settings, redis: aioredis.Redis) -> None:
+    from taskemit.deadletter import replay_dead_letter
+
+    job_id = await bury(redis, cli_env, 1)
+    other_queue = cli_env.model_copy(update={"queue_name": "somewhere-else"})
+    new_job_id = await replay_dead_letter(redis, other_queue, job_id)
+    assert new_job_id is not None
+    assert await redis.zscore(cli_env.queue_name, new_job_id) is not None
+    assert await redis.zscore("somewhere-else", new_job_id) is None

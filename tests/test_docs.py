@@ -2,6 +2,9 @@
 
 Each fenced block preceded by ``<!-- example: docs/examples/NAME -->`` must equal that file, and
 each ``<!-- output: docs/examples/NAME -->`` block must be what running that example prints.
+Each ``<!-- capture: docs/captures/NAME.txt -->`` block must equal that file, a terminal capture
+written by docs/examples/monitoring_captures.py; ids and times differ on every run, so the
+captures are checked for their structure (headers, rows, statuses) instead, fresh and as shown.
 The examples run here against a real Redis (the taskemit pytest plugin's fixtures), through the
 same entry points the pages tell readers to use: ``Emitter``, Litestar's test client, the
 ``taskemit worker`` and ``arq`` commands.
@@ -10,6 +13,7 @@ same entry points the pages tell readers to use: ``Emitter``, Litestar's test cl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import importlib
 import json
@@ -36,6 +40,7 @@ from redis import asyncio as aioredis
 
 from taskemit import (
     Attempt,
+    Backoff,
     Emitter,
     ListenerArgumentError,
     ListenerConfigError,
@@ -49,6 +54,7 @@ from taskemit import (
     load_settings,
     worker_settings,
 )
+from taskemit.deadletter import get_dead_letter, iter_dead_letters
 from taskemit.redis_server import RedisServer
 from taskemit.worker import InProcessWorker
 
@@ -75,11 +81,15 @@ RUN_BY = {
     "litestar_listener.py": "test_litestar_listener_*",
     "payloads.py": "test_payloads_*",
     "retries.py": "test_retries_*",
+    "backoff_chart.py": "test_backoff_chart_*",
+    "rate_limited.py": "test_rate_limited_*",
+    "dead_letters.py": "test_dead_letters_*",
+    "monitoring_captures.py": "test_monitoring_captures_*",
     "settings.toml": "test_settings_example_*",
     "testing_example.py": "test_testing_example_passes",
 }
 #: examples whose documented output is compared with what they print
-OUTPUT_CHECKED = {"mismatched_arguments.py", "payloads.py"}
+OUTPUT_CHECKED = {"mismatched_arguments.py", "payloads.py", "backoff_chart.py"}
 
 
 def _tagged(kind: str) -> list[tuple[Path, str, str, str]]:
@@ -136,6 +146,111 @@ def test_long_python_blocks_are_examples() -> None:
                     f"{page.name}: a {lines}-line python block is not an example file; "
                     "move it to docs/examples/ and tag it"
                 )
+
+
+CAPTURES = DOCS / "captures"
+_CAPTURE = re.compile(
+    r"<!--\s*capture:\s*(?P<path>\S+)\s*-->[ \t]*\n(?:[ \t]*\n)*```text\n(?P<body>.*?)^```[ \t]*$", re.S | re.M
+)
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_JOB = r"[0-9a-f]{32}"
+_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+_MS = _TIME + r"\.\d{3}"
+_RATE = r"\d+\.\d\d"
+_DURATION = r"\d+(?:\.\d)? m?s"
+_REFUSED = r"builtins\.ConnectionRefusedError: acme API refused the connection"
+_ATTEMPT_ROWS = "".join(
+    rf" {n} failed {_TIME} \d+ ms \S+ {_REFUSED} \S*taskemit/jobrun\.py:\d+ in run_listener"
+    r" \S*taskemit/listener\.py:\d+ in run \S*monitoring_captures\.py:\d+ in notify_carrier"
+    for n in (1, 2, 3)
+)
+_PLACED_ROW = rf"{_MS} order_placed {_UUID} complete send_receipt=complete, update_crm=complete"
+_SHIPPED_ROW = rf"{_MS} order_shipped {_UUID} failed notify_carrier=failed"
+_JOB_HEADER = "listener job id status tries started took worker outcome"
+#: what each capture of docs/captures/ shows, as a regex over its text with the table borders
+#: removed and the white space collapsed (so that the width of the host name does not matter)
+CAPTURE_VIEWS: dict[str, str] = {
+    "status_event": (
+        rf"\$ taskemit status (?P<uuid>{_UUID}) Event order_placed (?P=uuid) emitted {_MS}: retrying {_JOB_HEADER}"
+        rf" shop:send_receipt {_JOB} complete 1/5 {_MS} \d+ ms \S+ receipt for order 1001 sent to ada@example\.com"
+        rf" shop:update_crm {_JOB} retrying 1/3 {_MS} \d+ ms \S+ builtins\.ConnectionError: crm\.internal:"
+        rf" connection reset by peer \(next attempt {_MS}\)"
+    ),
+    "status_job": (
+        rf"\$ taskemit status (?P<job>{_JOB}) Job (?P=job) of event {_UUID} {_JOB_HEADER}"
+        rf" shop:notify_carrier (?P=job) failed 3/3 {_MS} \d+ ms \S+ {_REFUSED}"
+    ),
+    "events": (
+        r"\$ taskemit events Events emitted event uuid status jobs"
+        rf" {_MS} order_placed {_UUID} queued send_receipt=queued, update_crm=queued"
+        rf"(?=(?:.(?!order_shipped))*{_SHIPPED_ROW}(?:.(?!order_shipped))*$)"  # the failed event once
+        rf"(?: (?:{_PLACED_ROW}|{_SHIPPED_ROW})){{3}}"
+    ),
+    "events_failed": rf"\$ taskemit events --status failed Events emitted event uuid status jobs {_SHIPPED_ROW}",
+    "stats": (
+        r"\$ taskemit stats Queue queue queued deferred in progress live workers shop:orders 2 0 0 0"
+        r" Listeners listener succeeded failed retried dead running ok/s failed/s p50 p95"
+        + "".join(
+            rf" shop:{name} {counts} 0 {_RATE} {_RATE} {_DURATION} {_DURATION}"
+            for name, counts in (("notify_carrier", "0 3 2 1"), ("send_receipt", "2 0 0 0"), ("update_crm", "2 2 2 0"))
+        )
+    ),
+    "workers": (
+        r"\$ taskemit workers Workers worker host pid queue running complete failed retried up since last seen"
+        rf" (?P<host>\S+):(?P<pid>\d+):[0-9a-f]{{6}} (?P=host) (?P=pid) shop:orders \d+ \d+ \d+ \d+ {_MS} \d+\.\d s ago"
+    ),
+    "dead_list": (
+        r"\$ taskemit dead list Dead letters job id listener event died tries reason last error"
+        rf" {_JOB} shop:notify_carrier order_shipped {_TIME} 3 attempts exhausted {_REFUSED}"
+    ),
+    "dead_show": (
+        rf"\$ taskemit dead show (?P<job>{_JOB}) job_id: (?P=job) listener: shop:notify_carrier"
+        rf" event_id: order_shipped event_uuid: {_UUID} reason: attempts exhausted"
+        r" arguments: \{'args': \[\], 'kwargs': \{'order_id': 1001, 'carrier': 'acme'\}\}"
+        rf" enqueued: {_TIME} died: {_TIME} Attempts # status started took worker error" + _ATTEMPT_ROWS
+    ),
+    "check": (
+        r"\$ taskemit check ok: 1 live worker\(s\) on shop:orders \$ echo \$\? 0"
+        r" \$ taskemit check no worker heartbeat on shop:orders in the last 15s \$ echo \$\? 1"
+    ),
+    "metrics": (
+        r"# HELP taskemit_events_emitted_total .*"
+        r' taskemit_events_emitted_total\{event="order_placed"\} 2\.0'
+        r' taskemit_events_emitted_total\{event="order_shipped"\} 1\.0'
+        r'.* taskemit_listener_attempts_total\{listener="shop:notify_carrier",outcome="dead"\} 1\.0'
+        r'.* taskemit_listener_attempts_total\{listener="shop:update_crm",outcome="retried"\} 2\.0'
+        r'.* taskemit_listener_duration_seconds_count\{listener="shop:update_crm"\} 4\.0'
+        r".* taskemit_dead_letters 1\.0"
+        r'.* taskemit_worker_up\{worker="[^"]+"\} 1\.0 .*'
+    ),
+}
+
+
+def check_capture(name: str, text: str) -> None:
+    flat = re.sub(r"\s+", " ", re.sub(r"[\u2500-\u257f]", " ", text)).strip()
+    assert re.fullmatch(CAPTURE_VIEWS[name], flat), f"capture {name} does not show what it should:\n{text}"
+
+
+def _shown_captures() -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for match in _CAPTURE.finditer((DOCS / "monitoring.md").read_text(encoding="utf-8")):
+        path = ROOT / match["path"]
+        assert path.parent == CAPTURES and path.suffix == ".txt", f"{match['path']} is not in docs/captures/"
+        assert path.stem not in shown, f"{path.name} is shown twice"
+        shown[path.stem] = match["body"]
+    return shown
+
+
+def test_monitoring_captures_on_the_page_are_the_files() -> None:
+    shown = _shown_captures()
+    assert set(shown) == set(CAPTURE_VIEWS), "docs/monitoring.md must show a capture of every view"
+    assert {p.stem for p in CAPTURES.glob("*")} == set(CAPTURE_VIEWS), "docs/captures/ has one file per view"
+    for name, body in shown.items():
+        assert body == (CAPTURES / f"{name}.txt").read_text(encoding="utf-8"), (
+            f"the block for {name}.txt differs from the file: after running monitoring_captures.py, "
+            "copy each capture into its block on the page"
+        )
+        check_capture(name, body)
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
@@ -538,6 +653,9 @@ async def test_payloads_pickle_keeps_types(taskemit_settings: Settings) -> None:
     assert received == [("a", frozenset({1}))]
 
 
+# -- retries.md ---------------------------------------------------------------------------
+
+
 async def test_retries_until_an_attempt_succeeds(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
@@ -606,6 +724,114 @@ async def test_retries_requested_by_the_listener(taskemit_settings: Settings, re
         receipt = await emitter.publish("e")
     assert attempts == [1, 2, 3]
     assert (await _job_result(redis, taskemit_settings, receipt.jobs["docs.asks_for_retry"])).success is True
+
+
+def test_retries_default_policy_is_the_documented_one() -> None:
+    policy = load_settings().default_policy
+    assert policy.max_tries == 5 and policy.timeout == 300.0
+    assert policy.backoff == Backoff.exponential(first=1.0, factor=2.0, cap=300.0, jitter="full")
+    assert policy.retry_on == (Exception,) and policy.give_up_on == ()
+    assert dataclasses.replace(policy.backoff, jitter="none").delay_for(10) == 300.0
+
+
+def test_backoff_chart_prints_the_documented_chart(
+    examples: Callable[[str], ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples("backoff_chart").main()
+    assert capsys.readouterr().out == documented_output("backoff_chart.py")
+
+
+async def test_rate_limited_waits_as_long_as_the_api_asks(
+    taskemit_settings: Settings,
+    examples: Callable[[str], ModuleType],
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = examples("rate_limited")
+    keys_seen: list[str] = []
+
+    def push_invoice(invoice_id: str, idempotency_key: str) -> None:
+        keys_seen.append(idempotency_key)
+        if len(keys_seen) < 3:
+            raise module.RateLimited(retry_after=0.25)
+
+    monkeypatch.setattr(module, "push_invoice", push_invoice)
+    async with Emitter([module.sync_invoice], taskemit_settings) as emitter:
+        receipt = await emitter.publish("invoice_issued", invoice_id="inv-1")
+    assert receipt is not None
+    assert keys_seen == [f"{receipt.event_uuid}:rate_limited:sync_invoice"] * 3
+    job_id = receipt.jobs["rate_limited:sync_invoice"]
+    attempts = [json.loads(a) for a in await redis.lrange(keys.attempts_key(job_id), 0, -1)]
+    assert [a["status"] for a in attempts] == ["failed", "failed", "complete"]
+    for failed in attempts[:2]:
+        # the wait is the API's 0.25 s, not the policy's (random, up to 5 s)
+        assert failed["next_attempt_at"] - failed["finished"] == pytest.approx(0.25, abs=0.05)
+        assert failed["error"]["type"] == "taskemit.attempt.Retry"
+        assert failed["error"]["message"] == "rate limited, retry after 0.25 s"
+
+
+async def test_rate_limited_last_attempt_keeps_the_api_error(
+    taskemit_settings: Settings,
+    examples: Callable[[str], ModuleType],
+    redis: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = examples("rate_limited")
+    calls: list[str] = []
+
+    def push_invoice(invoice_id: str, idempotency_key: str) -> None:
+        calls.append(invoice_id)
+        raise module.RateLimited(retry_after=0.01)
+
+    monkeypatch.setattr(module, "push_invoice", push_invoice)
+    async with Emitter([module.sync_invoice], taskemit_settings) as emitter:
+        receipt = await emitter.publish("invoice_issued", invoice_id="inv-2")
+    assert receipt is not None
+    assert len(calls) == 6, "max_tries=6"
+    letter = await get_dead_letter(redis, receipt.jobs["rate_limited:sync_invoice"])
+    assert letter is not None and letter.reason == "attempts exhausted"
+    assert letter.error["type"] == "rate_limited.RateLimited"
+    assert [a["error"]["type"].rsplit(".", 1)[-1] for a in letter.attempts] == ["Retry"] * 5 + ["RateLimited"]
+
+
+async def test_dead_letters_replays_only_the_chosen_error(
+    taskemit_settings: Settings, examples: Callable[[str], ModuleType], redis: aioredis.Redis
+) -> None:
+    module = examples("dead_letters")
+    outage = True
+    refunded: list[int] = []
+
+    @listener("refund_requested", name="docs.refund", max_tries=1)
+    async def refund(order_id: int) -> None:
+        if order_id % 2:
+            raise ValueError(f"order {order_id} was never paid")
+        if outage:
+            raise ConnectionError("payments API unreachable")
+        refunded.append(order_id)
+
+    @listener("refund_requested", name="docs.other", max_tries=1)
+    async def other(order_id: int) -> None:
+        raise ConnectionError("another listener's outage")
+
+    async with Emitter([refund, other], taskemit_settings) as emitter:
+        receipts = [await emitter.publish("refund_requested", order_id=n) for n in range(6)]
+    assert all(receipts)
+    assert len([letter async for letter in iter_dead_letters(redis)]) == 12
+
+    new_job_ids = await module.replay_failed_with("builtins.ConnectionError", "docs.refund", taskemit_settings)
+    assert len(new_job_ids) == 3, "orders 0, 2 and 4 died of the outage"
+    left = [letter async for letter in iter_dead_letters(redis)]
+    assert sorted((letter.listener, letter.error["type"]) for letter in left) == sorted(
+        [("docs.refund", "builtins.ValueError")] * 3 + [("docs.other", "builtins.ConnectionError")] * 6
+    )
+    outage = False
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with InProcessWorker([refund, other], settings):
+        events = [await receipt.wait(timeout=10) for receipt in receipts[0::2] if receipt is not None]
+    assert sorted(refunded) == [0, 2, 4]
+    replayed = [job for event in events for job in event.jobs if job.listener == "docs.refund"]
+    assert {job.job_id for job in replayed} == set(new_job_ids), "the events now point at the new jobs"
+    assert {job.status for job in replayed} == {"complete"}
 
 
 # -- litestar.md --------------------------------------------------------------------------
@@ -773,6 +999,40 @@ async def test_litestar_listener_exceptions_fail_the_job(
     assert isinstance(failed.result, ListenerError)
     assert failed.result.type_name.endswith("PaymentDeclined")
     assert failed.result.message == "card declined for order 2"
+
+
+# -- monitoring.md ------------------------------------------------------------------------
+
+
+_METRIC_ROW = re.compile(r"^\| `(?P<name>taskemit_\w+)` \| (?P<type>\w+) \| (?P<labels>[^|]*) \|", re.M)
+
+
+async def test_monitoring_captures_script_writes_every_view(
+    examples: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    out = tmp_path / "captures"
+    captures = await examples("monitoring_captures").main(out)
+    assert set(captures) == set(CAPTURE_VIEWS) == {p.stem for p in out.glob("*.txt")}
+    for name, text in captures.items():
+        assert (out / f"{name}.txt").read_text(encoding="utf-8") == text
+        check_capture(name, text)
+
+    # the page's table of metrics: every metric served, with its type and labels, and no other
+    served: dict[str, tuple[str, set[str]]] = {}
+    for line in captures["metrics"].splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            served[name] = (kind, set())
+        elif not line.startswith("#"):
+            sample = re.match(r"(\w+?)(?:_count|_sum)?(?:\{(.*)\})? ", line)
+            assert sample is not None, line
+            family = sample[1] if sample[1] in served else re.sub(r"_(count|sum)$", "", sample[1])
+            served[family][1].update(re.findall(r'(\w+)="', sample[2] or ""))
+    documented = {
+        m["name"]: (m["type"], set(re.findall(r"`(\w+)`", m["labels"])))
+        for m in _METRIC_ROW.finditer((DOCS / "monitoring.md").read_text(encoding="utf-8"))
+    }
+    assert documented == served
 
 
 # -- settings.md --------------------------------------------------------------------------

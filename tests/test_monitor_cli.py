@@ -165,3 +165,9 @@ async def test_prometheus_metrics(env: Settings) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_check_without_redis_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    result = run("check")
+    assert result.exit_code == 1 and "cannot reach Redis" in result.output and "Traceback" not in result.output

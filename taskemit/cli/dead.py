@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..deadletter import (
     DeadLetter,
+    NotReplayable,
     get_dead_letter,
     iter_dead_letters,
     list_dead_letters,
@@ -169,14 +170,22 @@ def replay_command(job_id: str | None, replay_all: bool, listener_name: str | No
 
     async def replay(redis: aioredis.Redis, settings: Settings) -> list[tuple[str, str]]:
         if job_id:
-            new = await replay_dead_letter(redis, settings, job_id)
+            try:
+                new = await replay_dead_letter(redis, settings, job_id)
+            except NotReplayable as exc:
+                raise click.ClickException(str(exc)) from None
             if new is None:
                 raise click.ClickException(f"no dead letter with job id {job_id!r}")
             return [(job_id, new)]
+        # read every page first: replaying removes letters, which would shift later pages
         letters = [letter async for letter in iter_dead_letters(redis, listener=listener_name, event=event)]
         done = []
         for letter in letters:
-            new = await replay_dead_letter(redis, settings, letter.job_id)
+            try:
+                new = await replay_dead_letter(redis, settings, letter.job_id)
+            except NotReplayable as exc:
+                click.echo(f"skipped: {exc}", err=True)
+                continue
             if new is not None:
                 done.append((letter.job_id, new))
         return done

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -183,7 +184,9 @@ def events(
         for event in page.items:
             jobs = ", ".join(f"{j.listener.rsplit(':', 1)[-1]}={_status(j.status)}" for j in event.jobs)
             table.add_row(_when(event.emitted_at), event.event_id, event.event_uuid, _status(event.status), jobs)
-        more = f"\nMore: taskemit events --cursor {page.next_cursor}" if page.next_cursor and page.items else ""
+        more = ""
+        if page.next_cursor:  # a status filter may scan a window with no match: there can still be more
+            more = f"\nMore (or older): taskemit events --cursor {page.next_cursor}"
         return Group(table, more) if more else table
 
     _show(
@@ -329,7 +332,11 @@ def check() -> None:
             arq_health = await redis.exists(settings.queue_name + ":health-check")
             return len(alive), bool(arq_health)
 
-    count, arq_alive = asyncio.run(main())
+    try:
+        count, arq_alive = asyncio.run(main())
+    except (RedisError, OSError) as exc:
+        click.echo(f"cannot reach Redis at {settings.redis_url}: {exc}", err=True)
+        sys.exit(1)
     if count or arq_alive:
         click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
         return
