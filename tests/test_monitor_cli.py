@@ -171,3 +171,24 @@ def test_check_without_redis_is_a_message_not_a_traceback(monkeypatch: pytest.Mo
     monkeypatch.setenv("TASKEMIT_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
     result = run("check")
     assert result.exit_code == 1 and "cannot reach Redis" in result.output and "Traceback" not in result.output
+
+
+async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
+    import os
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "stats", "--watch", "--interval", "0.2"],
+        env={**os.environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_QUEUE_NAME": env.queue_name},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    await asyncio.sleep(1.5)
+    async with Emitter(ALL, env) as emitter:  # the next refresh shows the new queue depth
+        await emitter.publish("signup", email="watched@example.com")
+    await asyncio.sleep(1.0)
+    assert proc.poll() is None  # still watching
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.to_thread(proc.communicate, timeout=15)
+    assert proc.returncode == 0, err.decode()  # Ctrl-C ends watching cleanly, as `watch` does
+    assert b"Listeners" in out and b"Traceback" not in err
