@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from .attempt import Attempt, Retry
+from .cron import CronConfigError, CronSchedule, cron
 from .emitter import EmitReceipt, Emitter
 from .errors import (
     EmitBufferFull,
     ListenerArgumentError,
     ListenerConfigError,
     ListenerError,
+    NotReplayable,
     PayloadEncodeError,
     TaskEmitError,
     UnknownEventError,
@@ -23,6 +25,8 @@ __all__ = (
     "Attempt",
     "AttemptsExhausted",
     "Backoff",
+    "CronConfigError",
+    "CronSchedule",
     "EmitBufferFull",
     "EmitReceipt",
     "Emitter",
@@ -31,12 +35,14 @@ __all__ = (
     "ListenerConfigError",
     "ListenerError",
     "ListenerTimeout",
+    "NotReplayable",
     "PayloadEncodeError",
     "Retry",
     "RetryPolicy",
     "Settings",
     "TaskEmitError",
     "UnknownEventError",
+    "cron",
     "listener",
     "load_settings",
     "worker_settings",

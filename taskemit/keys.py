@@ -14,6 +14,9 @@ from arq.constants import (
 )
 
 __all__ = (
+    "CRON_FIRED",
+    "CRON_PAUSED",
+    "CRON_RESUMED",
     "DEAD_INDEX",
     "DEAD_PREFIX",
     "EVENTS_INDEX",
@@ -46,6 +49,13 @@ DEAD_INDEX = "taskemit:dead"
 #: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
 #: The job wrapper removes it before the listener is called.
 META_KWARG = "__taskemit__"
+
+#: Sorted set: cron schedule name -> its last emitted tick (epoch seconds; only ever raised).
+CRON_FIRED = "taskemit:cron:fired"
+#: Hash: paused cron schedule name -> when it was paused (epoch seconds). Every scheduler obeys it.
+CRON_PAUSED = "taskemit:cron:paused"
+#: Sorted set: cron schedule name -> when it was last resumed; ticks before it are never caught up.
+CRON_RESUMED = "taskemit:cron:resumed"
 
 
 def event_key(event_uuid: str) -> str:

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .cron import CronSchedule, unique_schedules
 from .policy import Backoff, RetryPolicy
 
 __all__ = ("Settings", "load_settings", "settings_path")
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0, gt=0, description="Seconds a closing emitter keeps trying to store buffered events."
     )
+    cron: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Schedules, one [[cron]] table each: schedule, event, and optionally args, kwargs, tz, name, "
+        "misfire, max_lateness, tick_kwarg.",
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -118,6 +124,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_backoff(cls, value: dict[str, Any]) -> dict[str, Any]:
         return Backoff.from_dict(value).to_dict()  # ValueError -> a validation error naming "backoff"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # CronConfigError is a ValueError: a validation error naming "cron" and the schedule
+        return [schedule.to_table() for schedule in unique_schedules(map(CronSchedule.from_table, value))]
+
+    @property
+    def cron_schedules(self) -> tuple[CronSchedule, ...]:
+        """The schedules of the ``[[cron]]`` tables."""
+        return tuple(CronSchedule.from_table(table) for table in self.cron)
 
     @property
     def default_policy(self) -> RetryPolicy:

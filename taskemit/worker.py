@@ -25,11 +25,13 @@ from redis.exceptions import RedisError
 
 from . import keys
 from .codec import Codec, get_codec
+from .cron import CronSchedule
 from .deadletter import record_dead_letter
 from .errors import ListenerError
 from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, running_listeners, write_heartbeat
 from .jobrun import WORKER_ID, job_function
 from .listener import Listener, discover_listeners, index_listeners
+from .scheduler import check_schedules, collect_schedules, scheduler_hooks
 from .settings import Settings, load_settings
 from .stats import outcome_args
 
@@ -171,6 +173,8 @@ def worker_settings(
     listeners: Iterable[Any] | None = None,
     *,
     settings: Settings | None = None,
+    crons: Iterable[CronSchedule] | None = None,
+    run_scheduler: bool = True,
     **arq_options: Any,
 ) -> type:
     """An arq ``WorkerSettings`` class that runs ``listeners``.
@@ -179,12 +183,26 @@ def worker_settings(
         listeners: the listeners this worker runs; default: those found in the modules of
             the ``listeners`` setting.
         settings: taskemit settings (default: ``load_settings()``).
+        crons: cron schedules (``taskemit.cron(...)``), besides the ``[[cron]]`` tables of
+            the settings; default: those found in the modules of the ``listeners`` setting
+            when ``listeners`` is not given.
+        run_scheduler: run a cron scheduler in the worker (any number may run; default True).
         **arq_options: any other ``arq.worker.Worker`` option (``on_startup``, ``max_jobs``, ...).
     """
     settings = settings if settings is not None else load_settings()
+    schedules = collect_schedules(crons, settings, discover=listeners is None)
     if listeners is None:
         listeners = discover_listeners(settings.listeners)
     unique = {item.name: item for items in index_listeners(listeners).values() for item in items}
+    if schedules and run_scheduler:  # a schedule whose event has no listener fails here, at import
+        schedules = check_schedules(schedules, unique.values(), settings)
+        arq_options["on_startup"], arq_options["on_shutdown"] = scheduler_hooks(
+            schedules,
+            tuple(unique.values()),
+            settings,
+            on_startup=arq_options.get("on_startup"),
+            on_shutdown=arq_options.get("on_shutdown"),
+        )
     codec = get_codec(settings.serializer)
     attributes: dict[str, Any] = {
         "functions": [_arq_function(item, settings, codec) for item in unique.values()],
@@ -202,6 +220,7 @@ def worker_settings(
         # not arq options: what taskemit's own commands read back
         "taskemit_settings": settings,
         "taskemit_listeners": tuple(unique.values()),
+        "taskemit_crons": schedules,
     }
     attributes.update(arq_options)
     return type("WorkerSettings", (), attributes)
@@ -215,10 +234,18 @@ class InProcessWorker:
     """
 
     def __init__(
-        self, listeners: Sequence[Any], settings: Settings, *, grace: float = 10.0, **arq_options: Any
+        self,
+        listeners: Sequence[Any],
+        settings: Settings,
+        *,
+        grace: float = 10.0,
+        crons: Sequence[CronSchedule] = (),
+        **arq_options: Any,
     ) -> None:
         options = {"handle_signals": False, "poll_delay": 0.02, **arq_options}
-        self.worker = create_taskemit_worker(worker_settings(listeners, settings=settings), **options)
+        # a cron scheduler runs only when given schedules (then with the settings' [[cron]] too)
+        cls = worker_settings(listeners, settings=settings, crons=crons, run_scheduler=bool(crons))
+        self.worker = create_taskemit_worker(cls, **options)
         self.grace = grace
         self._task: asyncio.Task[None] | None = None
 

@@ -153,8 +153,8 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
 
 
 async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Settings, redis: aioredis.Redis) -> None:
-    from taskemit.errors import NotReplayable
     from taskemit.deadletter import replay_dead_letter
+    from taskemit.errors import NotReplayable
 
     for job_id, payload in (("expired1", b""), ("garbled1", b"\x00garbage")):
         await record_dead_letter(

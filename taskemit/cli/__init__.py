@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..settings import load_settings
+from .cron import cron, scheduler_command
 from .dead import dead
 from .monitor import COMMANDS as MONITOR_COMMANDS
 
@@ -113,6 +114,8 @@ def demo() -> None:
 
 
 cli.add_command(dead)
+cli.add_command(cron)
+cli.add_command(scheduler_command)
 for _command in MONITOR_COMMANDS:
     cli.add_command(_command)
 

@@ -1,0 +1,371 @@
+"""The cron scheduler against a real Redis: one emit per tick across schedulers, catch-up, pause, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from redis import Redis
+from redis import asyncio as aioredis
+
+from taskemit import CronConfigError, CronSchedule, cron, listener, load_settings, worker_settings
+from taskemit.cli import cli
+from taskemit.codec import get_codec
+from taskemit.keys import CRON_FIRED, EVENTS_INDEX, job_key
+from taskemit.scheduler import Scheduler, pause_schedule, resume_schedule, schedule_states
+from taskemit.settings import Settings
+from taskemit.testing import InProcessWorker
+
+EVERY_SECOND = "* * * * * *"
+runs: list[tuple[str, dt.datetime]] = []
+
+
+@listener("cron_tick", name="tests.cron.on_tick")
+async def on_tick(which: str, tick: dt.datetime) -> None:
+    runs.append((which, tick))
+
+
+@listener("cron_other", name="tests.cron.other")
+async def on_other(size: int) -> None: ...
+
+
+def every_second(which: str, **options: Any) -> CronSchedule:
+    return cron(EVERY_SECOND, "cron_tick", which=which, tick_kwarg="tick", name=f"tests.{which}", **options)
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    runs.clear()
+
+
+@pytest.fixture
+def settings(taskemit_settings: Settings) -> Settings:
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+async def queued_ticks(redis: aioredis.Redis, settings: Settings) -> dict[str, list[dt.datetime]]:
+    """The ticks of the jobs waiting in the queue, per schedule (their ``which``), oldest first."""
+    codec = get_codec(settings.serializer)
+    found: dict[str, list[dt.datetime]] = defaultdict(list)
+    for job_id in await redis.zrange(settings.queue_name, 0, -1):
+        job = codec.decode_job(await redis.get(job_key(job_id.decode())))
+        found[job["k"]["which"]].append(job["k"]["tick"])
+    return {which: sorted(ticks) for which, ticks in found.items()}
+
+
+def assert_each_second_once(ticks: list[dt.datetime], at_least: int) -> None:
+    assert len(ticks) >= at_least, ticks
+    assert all(n == 1 for n in Counter(ticks).values()), f"a tick was emitted twice: {sorted(ticks)}"
+    ordered = sorted(ticks)
+    assert all(b - a == dt.timedelta(seconds=1) for a, b in itertools.pairwise(ordered)), ordered
+
+
+async def wait_until_empty(redis: aioredis.Redis, settings: Settings, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await redis.zcard(settings.queue_name):
+        assert time.monotonic() < deadline, "the queued jobs did not run"
+        await asyncio.sleep(0.05)
+
+
+# -- exactly once ---------------------------------------------------------------------------------
+
+
+async def test_several_schedulers_emit_each_tick_once(settings: Settings, redis: aioredis.Redis) -> None:
+    schedule = every_second("shared")
+    async with InProcessWorker([on_tick], settings):
+        schedulers = [Scheduler([schedule], [on_tick], settings) for _ in range(4)]
+        for scheduler in schedulers:
+            await scheduler.start()
+        await asyncio.sleep(3.3)
+        for scheduler in schedulers:
+            await scheduler.stop()
+        await wait_until_empty(redis, settings)
+    # the listener ran once per tick, with the tick it serves, for 4 racing schedulers
+    assert_each_second_once([tick for _, tick in runs], at_least=3)
+    assert await redis.zcard(EVENTS_INDEX) == len(runs)
+
+
+async def test_every_worker_runs_a_scheduler_and_each_tick_runs_once(settings: Settings, redis: aioredis.Redis) -> None:
+    schedule = every_second("workers")
+    workers = [InProcessWorker([on_tick], settings, crons=[schedule]) for _ in range(3)]
+    for worker in workers:
+        await worker.__aenter__()
+    await asyncio.sleep(2.6)
+    for worker in workers:
+        await worker.close()
+    emitted = await redis.zcard(EVENTS_INDEX)
+    async with InProcessWorker([on_tick], settings):  # runs what the closing workers left
+        await wait_until_empty(redis, settings)
+    assert_each_second_once([tick for _, tick in runs], at_least=2)
+    assert emitted == len(runs)
+    await asyncio.sleep(1.1)
+    assert await redis.zcard(EVENTS_INDEX) == emitted  # the schedulers stopped with their workers
+
+
+async def test_worker_hooks_chain_the_users_own(settings: Settings) -> None:
+    calls: list[str] = []
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        calls.append("startup")
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        calls.append(f"shutdown, scheduler gone: {'taskemit_scheduler' not in ctx}")
+
+    cls = worker_settings(
+        [on_tick], settings=settings, crons=[every_second("hooks")], on_startup=startup, on_shutdown=shutdown
+    )
+    assert [s.name for s in cls.taskemit_crons] == ["tests.hooks"]
+    ctx: dict[str, Any] = {}
+    await cls.on_startup(ctx)
+    scheduler = ctx["taskemit_scheduler"]
+    assert isinstance(scheduler, Scheduler) and scheduler._task is not None and not scheduler._task.done()
+    await cls.on_shutdown(ctx)
+    assert calls == ["startup", "shutdown, scheduler gone: True"]
+    # without schedules, a worker's hooks are the user's own, untouched
+    plain = worker_settings([on_tick], settings=settings, on_startup=startup)
+    assert plain.on_startup is startup and plain.taskemit_crons == ()
+
+
+# -- missed ticks -----------------------------------------------------------------------------------
+
+
+async def test_missed_ticks_follow_each_schedules_misfire_policy(settings: Settings, redis: aioredis.Redis) -> None:
+    schedules = [
+        every_second("skip", misfire="skip"),
+        every_second("once", misfire="once"),
+        every_second("all", misfire="all"),
+        every_second("all_within", misfire="all", max_lateness=1.6),
+    ]
+    async with Scheduler(schedules, [on_tick], settings):
+        await asyncio.sleep(1.3)
+    fired = await redis.zrange(CRON_FIRED, 0, -1, withscores=True)
+    last = {name.decode(): dt.datetime.fromtimestamp(score, dt.UTC) for name, score in fired}
+    assert set(last) == {s.name for s in schedules}
+    await asyncio.sleep(3.2)  # every scheduler is down for three ticks or more
+    restarted = Scheduler(schedules, [on_tick], settings)
+    async with restarted:
+        await asyncio.sleep(0.3)
+    started = restarted.running_since
+    assert started is not None
+    ticks = await queued_ticks(redis, settings)
+    for schedule in schedules:
+        missed = list(schedule.fires_between(last[schedule.name], started - dt.timedelta(microseconds=1)))
+        assert len(missed) >= 3
+        caught_up = [tick for tick in ticks[schedule.name.split(".")[1]] if tick in missed]
+        if schedule.misfire == "skip":
+            assert caught_up == []
+        elif schedule.misfire == "once":
+            assert caught_up == [missed[-1]]
+        elif schedule.max_lateness > 60:
+            assert caught_up == missed
+        else:  # only ticks less than 1.6 s late when the scheduler came back (the first is 2.2 s late)
+            assert caught_up and caught_up[-1] == missed[-1] and missed[0] not in caught_up
+            assert all(started - tick < dt.timedelta(seconds=1.7) for tick in caught_up)
+
+
+# -- pause and resume -------------------------------------------------------------------------------
+
+
+async def test_pause_and_resume_are_obeyed_by_every_scheduler(settings: Settings, redis: aioredis.Redis) -> None:
+    schedule = every_second("paused", misfire="all")
+    async with Scheduler([schedule], [on_tick], settings), Scheduler([schedule], [on_tick], settings):
+        await asyncio.sleep(1.2)
+        assert await pause_schedule(redis, schedule.name) is True
+        assert await pause_schedule(redis, schedule.name) is False
+        paused_at = dt.datetime.now(dt.UTC)
+        await asyncio.sleep(1.5)
+        before_resume = (await queued_ticks(redis, settings))["paused"]
+    state = (await schedule_states(redis, [schedule.name]))[schedule.name]
+    assert state.paused and state.last_fired is not None and state.last_fired <= paused_at
+    assert all(tick <= paused_at for tick in before_resume)  # nothing emitted while paused
+    assert await resume_schedule(redis, schedule.name) is True
+    resumed_at = dt.datetime.now(dt.UTC)
+    # a scheduler starting now does not catch up the paused ticks, though its policy is "all"
+    async with Scheduler([schedule], [on_tick], settings):
+        await asyncio.sleep(1.2)
+    after = (await queued_ticks(redis, settings))["paused"]
+    new = after[len(before_resume) :]
+    assert new and all(tick > paused_at for tick in new)
+    assert not [tick for tick in new if tick < resumed_at - dt.timedelta(seconds=0.5)]  # none from the pause
+    assert not (await schedule_states(redis, [schedule.name]))[schedule.name].paused
+
+
+# -- declaring mistakes -----------------------------------------------------------------------------
+
+
+def test_a_schedule_without_listeners_or_with_wrong_arguments_is_refused(settings: Settings) -> None:
+    nobody = cron("@hourly", "nobody_listens", name="orphan")
+    with pytest.raises(CronConfigError, match="'orphan' emits 'nobody_listens', which none of the listeners"):
+        worker_settings([on_tick], settings=settings, crons=[nobody])
+    with pytest.raises(CronConfigError, match="'orphan'"):
+        Scheduler([nobody], [on_tick], settings)
+    wrong = cron("@hourly", "cron_other", name="wrong_args", colour="red")
+    with pytest.raises(CronConfigError, match=r"'wrong_args': listener 'tests\.cron\.other' cannot accept"):
+        worker_settings([on_other], settings=settings, crons=[wrong])
+    twins = [cron("@hourly", "cron_other", size=1), cron("@hourly", "cron_other", size=2)]
+    with pytest.raises(CronConfigError, match="two different cron schedules are named 'cron_other@@hourly'"):
+        worker_settings([on_other], settings=settings, crons=twins)
+    # a worker that does not run the scheduler does not need the listeners
+    quiet = worker_settings([on_tick], settings=settings, crons=[nobody], run_scheduler=False)
+    assert quiet.taskemit_crons == (nobody,) and not hasattr(quiet, "on_startup")
+
+
+def test_cron_tables_in_settings_toml(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            [[cron]]
+            schedule = "30 2 * * *"
+            event = "cron_other"
+            tz = "Europe/Berlin"
+            kwargs = { size = 3 }
+            misfire = "all"
+            """
+        )
+    )
+    loaded = load_settings(path, redis_url=settings.redis_url, queue_name=settings.queue_name)
+    (schedule,) = worker_settings([on_other], settings=loaded).taskemit_crons
+    assert schedule.name == "cron_other@30 2 * * * Europe/Berlin"
+    assert (schedule.kwargs, schedule.misfire) == ({"size": 3}, "all")
+    path.write_text('[[cron]]\nschedule = "30 2 * * *"\nevent = "x"\ntz = "Europe/Berln"\n')
+    with pytest.raises(ValueError, match=r"cron\n.*'x@30 2 \* \* \* Europe/Berln': unknown time zone"):
+        load_settings(path)
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+APP = """\
+import os
+
+from redis import asyncio as aioredis
+
+import taskemit
+from taskemit import listener, worker_settings
+
+
+@listener("app_tick", name="cron_app.on_tick")
+async def on_tick(tick, **kwargs):
+    async with aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"]) as redis:
+        await redis.rpush("cron_app:ticks", f"{tick.isoformat()} {os.getpid()}")
+
+
+every_second = taskemit.cron("* * * * * *", "app_tick", name="app.every_second", tick_kwarg="tick")
+nightly = taskemit.cron("30 2 * * *", "app_tick", name="app.nightly", tz="Europe/Berlin", tick_kwarg="tick")
+WorkerSettings = worker_settings([on_tick], crons=[every_second, nightly])
+"""
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory with cron_app.py; the environment points at the test's Redis and queue."""
+    (tmp_path / "cron_app.py").write_text(APP)
+    for name in list(os.environ):
+        if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", settings.queue_name)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    sys.modules.pop("cron_app", None)
+
+
+def run_until(command: list[str], cwd: Path, done: Callable[[], bool]) -> str:
+    """Start ``command``, wait until ``done()``, SIGTERM it; what it printed (it must exit 0)."""
+    env = {**os.environ, "PYTHONPATH": str(cwd), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not done() and process.poll() is None:
+            assert time.monotonic() < deadline, "no ticks arrived"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output.decode()
+        return output.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_taskemit_scheduler_command_emits_from_its_own_process(app_dir: Path, settings: Settings) -> None:
+    client = Redis.from_url(settings.redis_url)
+    command = [sys.executable, "-m", "taskemit", "scheduler", "cron_app:WorkerSettings"]
+    output = run_until(command, app_dir, lambda: client.zcard(settings.queue_name) >= 2)
+    assert "cron scheduler started for 2 schedules: app.every_second, app.nightly" in output
+    queued = client.zcard(settings.queue_name)
+    time.sleep(1.2)
+    assert client.zcard(settings.queue_name) == queued  # it stopped emitting on SIGTERM
+    codec = get_codec(settings.serializer)
+    job_ids = [job_id.decode() for job_id in client.zrange(settings.queue_name, 0, -1)]
+    jobs = [codec.decode_job(client.get(job_key(job_id))) for job_id in job_ids]
+    client.close()
+    assert {job["f"] for job in jobs} == {"cron_app.on_tick"}
+    assert_each_second_once([job["k"]["tick"] for job in jobs], at_least=2)
+
+
+def test_the_stock_arq_command_runs_the_scheduler(app_dir: Path, settings: Settings) -> None:
+    client = Redis.from_url(settings.redis_url)
+    command = [sys.executable, "-m", "arq", "cron_app.WorkerSettings"]
+    run_until(command, app_dir, lambda: client.llen("cron_app:ticks") >= 2)
+    calls = [call.decode().split() for call in client.lrange("cron_app:ticks", 0, -1)]
+    time.sleep(1.2)
+    assert client.llen("cron_app:ticks") == len(calls)  # the scheduler stopped with the worker
+    client.close()
+    assert_each_second_once([dt.datetime.fromisoformat(tick) for tick, _ in calls], at_least=2)
+    assert {pid for _, pid in calls} != {str(os.getpid())}  # the listener ran in the arq process
+
+
+# -- the cron command -------------------------------------------------------------------------------
+
+
+def test_cron_list_pause_resume(app_dir: Path, settings: Settings) -> None:
+    client = Redis.from_url(settings.redis_url)
+    client.zadd(CRON_FIRED, {"app.nightly": dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC).timestamp()})
+    client.close()
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["cron", "list", "cron_app:WorkerSettings", "--next", "2"])
+    assert listed.exit_code == 0, listed.output
+    for text in ("app.every_second", "app.nightly", "app_tick", "Europe/Berlin", "active", "2026-03-29 03:30:00+02:00"):
+        assert text in listed.output
+    nightly = cron("30 2 * * *", "app_tick", tz="Europe/Berlin")
+    for tick in nightly.upcoming(dt.datetime.now(dt.UTC), 2):  # its next two ticks, in Berlin time
+        assert tick.astimezone(nightly.zone).isoformat(sep=" ") in listed.output
+
+    paused = runner.invoke(cli, ["cron", "pause", "app.nightly", "cron_app:WorkerSettings"])
+    assert (paused.exit_code, paused.output) == (0, "paused app.nightly\n")
+    again = runner.invoke(cli, ["cron", "pause", "app.nightly", "cron_app:WorkerSettings"])
+    assert again.output == "app.nightly was already paused\n"
+    as_json = runner.invoke(cli, ["cron", "list", "cron_app:WorkerSettings", "--json"])
+    items = {item["name"]: item for item in json.loads(as_json.output)}
+    assert items["app.nightly"]["paused"] is True and items["app.every_second"]["paused"] is False
+    assert items["app.nightly"]["last_fired"] == "2026-03-29T01:30:00+00:00"
+    assert items["app.nightly"]["tz"] == "Europe/Berlin" and len(items["app.nightly"]["next"]) == 3
+
+    resumed = runner.invoke(cli, ["cron", "resume", "app.nightly", "cron_app:WorkerSettings"])
+    assert (resumed.exit_code, resumed.output) == (0, "resumed app.nightly\n")
+    unknown = runner.invoke(cli, ["cron", "pause", "app.nightly2", "cron_app:WorkerSettings"])
+    assert unknown.exit_code == 1 and "no cron schedule is named 'app.nightly2'" in unknown.output
+
+
+def test_cron_list_from_settings_alone(app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKEMIT_CRON", json.dumps([{"schedule": "@daily", "event": "report", "name": "daily"}]))
+    listed = CliRunner().invoke(cli, ["cron", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (item,) = json.loads(listed.output)
+    assert (item["name"], item["schedule"], item["tz"], item["last_fired"]) == ("daily", "@daily", "UTC", None)
+    assert all(tick.endswith("T00:00:00+00:00") for tick in item["next"])
