@@ -1,7 +1,8 @@
 """Cron schedules: what a schedule is, when it fires, and which ticks a scheduler emits.
 
 Pure: no Redis and no clock. Every time comes in as an argument (aware datetimes; results
-are in UTC), so the property tests can hammer it. The firing loop is ``scheduler.py``.
+are in UTC), so the property tests can hammer it. The firing loop is ``scheduler.py``; which
+due ticks it emits after downtime is ``misfire.py``; offset changes are ``zoneclock.py``.
 
 Expressions are matched against the local wall clock of the schedule's time zone (croniter
 does the calendar arithmetic on naive wall times; croniter's own time-zone handling is not
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any, Literal, get_args
@@ -29,8 +29,9 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, 
 
 from . import keys
 from .errors import TaskEmitError
+from .zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
 
-__all__ = ("CronConfigError", "CronSchedule", "MisfirePolicy", "cron", "plan_fires", "unique_schedules")
+__all__ = ("CronConfigError", "CronSchedule", "MisfirePolicy", "cron", "unique_schedules")
 
 MisfirePolicy = Literal["skip", "once", "all"]
 _POLICIES: tuple[str, ...] = get_args(MisfirePolicy)
@@ -59,7 +60,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _as_utc(moment: dt.datetime) -> dt.datetime:
+def as_utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"cron times must be timezone-aware datetimes, got naive {moment!r}")
     return moment.astimezone(_UTC)
@@ -200,19 +201,19 @@ class CronSchedule:
 
     def once_key(self, tick: dt.datetime) -> str:
         """The ``publish_once`` key of a tick: one event per schedule and tick, whoever emits it."""
-        return f"cron:{self.name}:{_as_utc(tick).isoformat()}"
+        return f"cron:{self.name}:{as_utc(tick).isoformat()}"
 
     def arguments(self, tick: dt.datetime) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The ``args`` and ``kwargs`` emitted for ``tick`` (with the tick itself if asked for)."""
         if self.tick_kwarg is None:
             return self.args, dict(self.kwargs)
-        return self.args, {**self.kwargs, self.tick_kwarg: _as_utc(tick)}
+        return self.args, {**self.kwargs, self.tick_kwarg: as_utc(tick)}
 
     # -- when it fires ---------------------------------------------------------------------
 
     def next_fire(self, after: dt.datetime) -> dt.datetime:
         """The first tick strictly after ``after``, in UTC."""
-        bound, inclusive = _as_utc(after), False
+        bound, inclusive = as_utc(after), False
         for _ in range(_MAX_STEPS):
             offset = self._offset(bound)
             change = self._change_after(bound)
@@ -242,8 +243,8 @@ class CronSchedule:
 
     def previous_fire(self, at: dt.datetime, *, after: dt.datetime | None = None) -> dt.datetime | None:
         """The last tick at or before ``at`` (and strictly after ``after``, if given), in UTC."""
-        bound, inclusive = _as_utc(at), True
-        floor = None if after is None else _as_utc(after)
+        bound, inclusive = as_utc(at), True
+        floor = None if after is None else as_utc(after)
         for _ in range(_MAX_STEPS):
             if floor is not None and bound <= floor:
                 return None
@@ -272,7 +273,7 @@ class CronSchedule:
 
     def fires_between(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         """Every tick in ``(after, until]``, oldest first."""
-        until = _as_utc(until)
+        until = as_utc(until)
         tick = self.next_fire(after)
         while tick <= until:
             yield tick
@@ -281,7 +282,7 @@ class CronSchedule:
     def upcoming(self, after: dt.datetime, count: int) -> list[dt.datetime]:
         """The next ``count`` ticks after ``after``."""
         ticks: list[dt.datetime] = []
-        tick = _as_utc(after)
+        tick = as_utc(after)
         for _ in range(count):
             tick = self.next_fire(tick)
             ticks.append(tick)
@@ -326,34 +327,14 @@ class CronSchedule:
             return None
         return wall
 
-    def _offset(self, moment: dt.datetime | int) -> dt.timedelta:
-        if isinstance(moment, int):
-            moment = dt.datetime.fromtimestamp(moment, _UTC)
-        offset = moment.astimezone(self.zone).utcoffset()
-        assert offset is not None
-        return offset
+    def _offset(self, moment: dt.datetime) -> dt.timedelta:
+        return utc_offset(self.zone, moment)
 
     def _change_after(self, moment: dt.datetime) -> dt.datetime | None:
-        """The first instant within ``_NEAR`` after ``moment`` where the UTC offset changes."""
-        offset = self._offset(moment)
-        low, high = math.floor(moment.timestamp()), math.ceil((moment + _NEAR).timestamp())
-        if self._offset(high) == offset:
-            return None
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if self._offset(middle) == offset else (low, middle)
-        return dt.datetime.fromtimestamp(high, _UTC)
+        return offset_change_after(self.zone, moment, _NEAR)
 
     def _change_at_or_before(self, moment: dt.datetime) -> tuple[dt.datetime, dt.timedelta] | None:
-        """The latest instant within ``_NEAR`` up to ``moment`` where the offset changed, and the old offset."""
-        offset = self._offset(moment)
-        low, high = math.floor((moment - _NEAR).timestamp()), math.floor(moment.timestamp())
-        if self._offset(low) == offset:
-            return None
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (low, middle) if self._offset(middle) == offset else (middle, high)
-        return dt.datetime.fromtimestamp(high, _UTC), self._offset(low)
+        return offset_change_at_or_before(self.zone, moment, _NEAR)
 
     def _fires_at(self, wall: dt.datetime, instant: dt.datetime) -> bool:
         """Whether an existing ``wall`` time fires at ``instant``: its first pass, or any in every-hour schedules."""
@@ -420,32 +401,3 @@ def unique_schedules(schedules: Iterable[CronSchedule]) -> tuple[CronSchedule, .
                 'give one of them name="..."'
             )
     return tuple(by_name.values())
-
-
-def plan_fires(
-    schedule: CronSchedule, *, after: dt.datetime, now: dt.datetime, running_since: dt.datetime
-) -> tuple[dt.datetime, ...]:
-    """The ticks in ``(after, now]`` a scheduler emits at ``now``, oldest first.
-
-    ``after`` is the last tick already dealt with; ``running_since`` is when this scheduler
-    started. The latest due tick is *current* if the scheduler was running when it came:
-    it is emitted. Every other due tick was *missed* (no scheduler ran, or this one was held
-    up past the next tick), and the misfire policy decides: "skip" emits none, "once" the
-    latest, "all" each. No tick is emitted ``max_lateness`` seconds or more after its time.
-    """
-    now = _as_utc(now)
-    horizon = max(_as_utc(after), now - dt.timedelta(seconds=schedule.max_lateness))
-    latest = schedule.previous_fire(now, after=horizon)
-    if latest is None:
-        return ()
-    current = latest if latest >= _as_utc(running_since) else None
-    missed_until = latest - dt.timedelta(microseconds=1) if current is not None else latest
-    missed: tuple[dt.datetime, ...]
-    if schedule.misfire == "skip":
-        missed = ()
-    elif schedule.misfire == "once":
-        last_missed = schedule.previous_fire(missed_until, after=horizon)
-        missed = () if last_missed is None else (last_missed,)
-    else:
-        missed = tuple(schedule.fires_between(horizon, missed_until))
-    return missed if current is None else (*missed, current)

@@ -4,7 +4,7 @@ Any number of schedulers may run the same schedules (every worker runs one by de
 Each tick is published with ``Emitter.publish_once`` under a key made of the schedule's
 name and the tick, so Redis stores one event per tick however many schedulers race for it.
 Redis also holds what all schedulers share: the last tick each schedule emitted (to catch
-up after downtime, see ``cron.plan_fires``) and which schedules are paused.
+up after downtime, see ``misfire.plan_fires``) and which schedules are paused.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from redis.exceptions import RedisError
 
 from . import keys
 from .codec import get_codec
-from .cron import CronConfigError, CronSchedule, plan_fires, unique_schedules
+from .cron import CronConfigError, CronSchedule, unique_schedules
 from .emitter import Emitter
 from .errors import ListenerArgumentError, PayloadEncodeError
 from .listener import Listener, index_listeners
+from .misfire import plan_fires
 from .settings import Settings, load_settings
 
 __all__ = (
