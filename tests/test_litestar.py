@@ -76,8 +76,6 @@ async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis,
     async with AsyncTestClient(app=make_app()) as client:
         assert (await client.post("/users", json={"email": "ada@example.com"})).status_code == 201
         assert (await client.post("/password", json={"email": "alan@example.com"})).status_code == 201
-        queued = await redis.zcard(client.app.event_emitter.emitter.settings.queue_name)  # type: ignore[attr-defined]
-        assert queued >= 0
     # drain_on_exit ran a worker at the end of the lifespan
     assert sorted(sent) == [
         ("email", "ada@example.com|"),
