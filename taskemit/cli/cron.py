@@ -11,7 +11,6 @@ from typing import TypeVar
 
 import click
 from redis import asyncio as aioredis
-from rich.console import Console
 from rich.table import Table
 
 from ..cron import CronConfigError, CronSchedule
@@ -19,6 +18,7 @@ from ..errors import TaskEmitError
 from ..listener import Listener, discover_listeners
 from ..scheduler import Scheduler, ScheduleState, collect_schedules, pause_schedule, resume_schedule, schedule_states
 from ..settings import Settings, load_settings
+from ._output import make_console
 
 __all__ = ("cron", "scheduler_command")
 
@@ -101,8 +101,7 @@ def list_command(target: str | None, count: int, as_json: bool) -> None:
         ]
         click.echo(json.dumps(items, indent=2))
         return
-    console = Console()
-    console = console if console.is_terminal else Console(width=200)
+    console = make_console()
     table = Table(title="Cron schedules", title_justify="left")
     for column in ("name", "event", "schedule", "time zone", "misfire", "state", "last fired", "next"):
         table.add_column(column, overflow="fold")

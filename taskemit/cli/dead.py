@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 from redis import asyncio as aioredis
-from rich.console import Console
 from rich.table import Table
 
 from ..deadletter import (
@@ -23,6 +21,7 @@ from ..deadletter import (
     replay_dead_letter,
 )
 from ..settings import Settings, load_settings
+from ._output import make_console, when
 
 T = TypeVar("T")
 
@@ -35,16 +34,6 @@ def _run(action: Callable[[aioredis.Redis, Settings], Awaitable[T]]) -> T:
             return await action(redis, settings)
 
     return asyncio.run(main())
-
-
-def _console() -> Console:
-    console = Console()
-    # piped or captured output: do not fold ids and errors into 80 columns
-    return console if console.is_terminal else Console(width=200)
-
-
-def _when(epoch: float | None) -> str:
-    return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds") if epoch else ""
 
 
 def _as_dict(letter: DeadLetter, serializer: str) -> dict[str, Any]:
@@ -98,7 +87,7 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
             )
         )
         return
-    console = _console()
+    console = make_console()
     table = Table(title="Dead letters", title_justify="left")
     for column in ("job id", "listener", "event", "died", "tries", "reason", "last error"):
         table.add_column(column, overflow="fold")
@@ -107,7 +96,7 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
             letter.job_id,
             letter.listener,
             letter.event_id or "",
-            _when(letter.died_at),
+            when(letter.died_at),
             str(sum(1 for a in letter.attempts if a.get("status") == "failed")),
             letter.reason,
             f"{letter.error.get('type', '')}: {letter.error.get('message', '')}",
@@ -129,10 +118,10 @@ def show_command(job_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, default=str, indent=2))
         return
-    console = _console()
+    console = make_console()
     for key in ("job_id", "listener", "event_id", "event_uuid", "reason", "arguments"):
         console.print(f"[bold]{key}[/]: {data[key]}")
-    console.print(f"[bold]enqueued[/]: {_when(letter.enqueued_at)}   [bold]died[/]: {_when(letter.died_at)}")
+    console.print(f"[bold]enqueued[/]: {when(letter.enqueued_at)}   [bold]died[/]: {when(letter.died_at)}")
     table = Table(title="Attempts", title_justify="left")
     for column in ("#", "status", "started", "took", "worker", "error"):
         table.add_column(column, overflow="fold")
@@ -144,7 +133,7 @@ def show_command(job_id: str, as_json: bool) -> None:
         table.add_row(
             str(entry.get("attempt", "")),
             entry.get("status", ""),
-            _when(started or entry.get("at")),
+            when(started or entry.get("at")),
             took,
             entry.get("worker", ""),
             f"{error.get('type', '')}: {error.get('message', '')}{where}" if error else "",

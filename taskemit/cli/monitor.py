@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any, TypeVar
 import click
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -21,8 +20,10 @@ from ..heartbeat import HEARTBEAT_INTERVAL, live_workers
 from ..monitor import EventStatus, JobStatus, event_status, job_status, recent_events
 from ..settings import Settings, load_settings
 from ..stats import read_listener_stats
+from ._output import make_console, when
 
 T = TypeVar("T")
+_MS = "milliseconds"  # event and job times are shown to the millisecond
 _STYLE = {
     "complete": "green",
     "failed": "red",
@@ -43,15 +44,6 @@ interval_option = click.option(
     help="Seconds between refreshes with --watch.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
-
-
-def _when(epoch: float | None) -> str:
-    return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="milliseconds") if epoch else ""
 
 
 def _ms(seconds: float | None) -> str:
@@ -81,9 +73,9 @@ def _show(
                 click.echo(json.dumps(to_json(data), default=str, indent=2))
                 return data
             if not watch:
-                _console().print(render(data))
+                make_console().print(render(data))
                 return data
-            with Live(render(data), console=_console(), auto_refresh=False) as live:
+            with Live(render(data), console=make_console(), auto_refresh=False) as live:
                 try:
                     while True:
                         await asyncio.sleep(interval)
@@ -108,14 +100,14 @@ def _jobs_table(jobs: list[JobStatus], title: str) -> Table:
         if job.error:
             outcome = f"{job.error.get('type', '')}: {job.error.get('message', '')}"
         if job.next_attempt_at:
-            outcome += f" (next attempt {_when(job.next_attempt_at)})"
+            outcome += f" (next attempt {when(job.next_attempt_at, 'milliseconds')})"
         tries = f"{job.attempts}/{job.max_tries}" if job.max_tries else str(job.attempts or "")
         table.add_row(
             job.listener,
             job.job_id,
             _status(job.status),
             tries,
-            _when(job.started),
+            when(job.started, _MS),
             _ms(job.duration),
             job.worker or "",
             outcome,
@@ -137,10 +129,9 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
 
     def render(found: EventStatus | JobStatus) -> RenderableType:
         if isinstance(found, EventStatus):
-            return _jobs_table(
-                found.jobs,
-                f"Event {found.event_id} {found.event_uuid} emitted {_when(found.emitted_at)}: {_status(found.status)}",
-            )
+            emitted = when(found.emitted_at, _MS)
+            title = f"Event {found.event_id} {found.event_uuid} emitted {emitted}: {_status(found.status)}"
+            return _jobs_table(found.jobs, title)
         return _jobs_table(
             [found], f"Job {found.job_id}" + (f" of event {found.event_uuid}" if found.event_uuid else "")
         )
@@ -183,7 +174,7 @@ def events(
             table.add_column(column, overflow="fold")
         for event in page.items:
             jobs = ", ".join(f"{j.listener.rsplit(':', 1)[-1]}={_status(j.status)}" for j in event.jobs)
-            table.add_row(_when(event.emitted_at), event.event_id, event.event_uuid, _status(event.status), jobs)
+            table.add_row(when(event.emitted_at, _MS), event.event_id, event.event_uuid, _status(event.status), jobs)
         more = ""
         if page.next_cursor:  # a status filter may scan a window with no match: there can still be more
             more = f"\nMore (or older): taskemit events --cursor {page.next_cursor}"
@@ -312,7 +303,7 @@ def workers(as_json: bool, watch: bool, interval: float) -> None:
                 str(w.jobs_complete),
                 str(w.jobs_failed),
                 str(w.jobs_retried),
-                _when(w.started),
+                when(w.started, _MS),
                 f"{now - w.last_seen:.1f} s ago",
             )
         return table
