@@ -22,8 +22,8 @@ from arq.connections import RedisSettings
 from redis import asyncio as aioredis
 
 from taskemit import Emitter, listener, load_settings
-from taskemit.codec import get_codec
-from taskemit.redis_server import RedisServer
+from taskemit.store.codec import get_codec
+from taskemit.store.redis_server import RedisServer
 
 
 @listener("user_created")

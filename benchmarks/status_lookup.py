@@ -19,7 +19,7 @@ from redis import asyncio as aioredis
 
 from taskemit import Emitter, listener, load_settings
 from taskemit.monitor import event_status, job_status, recent_events
-from taskemit.redis_server import RedisServer
+from taskemit.store.redis_server import RedisServer
 
 
 @listener("user_created")

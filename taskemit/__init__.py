@@ -1,25 +1,37 @@
-"""taskemit: durable, retrying, scheduled events for Litestar and plain asyncio, on arq and Redis."""
+"""taskemit: durable, retrying, scheduled events for Litestar and plain asyncio, on arq and Redis.
+
+The public API is what ``__all__`` lists; the subpackages follow the path of an event:
+``emit`` (listeners, registry, emitter) -> ``store`` (keys, codec, Lua) -> ``engine``
+(workers) -> ``monitor`` (statuses, dead letters, stats), with ``schedule`` emitting on a clock.
+"""
 
 from __future__ import annotations
 
 from .attempt import Attempt, Retry
-from .cron import CronConfigError, CronSchedule, cron
-from .emitter import EmitReceipt, Emitter
+from .emit import EmitReceipt, Emitter, Listener, Registry, listener
+from .engine import worker_settings
 from .errors import (
+    AttemptsExhausted,
     EmitBufferFull,
+    InvalidArgument,
     ListenerArgumentError,
     ListenerConfigError,
     ListenerError,
+    ListenerTimeout,
     NotReplayable,
     PayloadEncodeError,
+    PolicyError,
+    RedisUnavailable,
+    SettingsFileNotFound,
+    StateError,
     TaskEmitError,
     UnknownEventError,
+    WaitTimeout,
 )
-from .jobrun import AttemptsExhausted, ListenerTimeout
-from .listener import Listener, listener
 from .policy import Backoff, RetryPolicy
+from .schedule import CronConfigError, CronSchedule, cron
 from .settings import Settings, load_settings
-from .worker import worker_settings
+from .state import JobState
 
 __all__ = (
     "Attempt",
@@ -30,6 +42,8 @@ __all__ = (
     "EmitBufferFull",
     "EmitReceipt",
     "Emitter",
+    "InvalidArgument",
+    "JobState",
     "Listener",
     "ListenerArgumentError",
     "ListenerConfigError",
@@ -37,11 +51,17 @@ __all__ = (
     "ListenerTimeout",
     "NotReplayable",
     "PayloadEncodeError",
+    "PolicyError",
+    "RedisUnavailable",
+    "Registry",
     "Retry",
     "RetryPolicy",
     "Settings",
+    "SettingsFileNotFound",
+    "StateError",
     "TaskEmitError",
     "UnknownEventError",
+    "WaitTimeout",
     "cron",
     "listener",
     "load_settings",

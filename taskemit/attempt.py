@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from .errors import InvalidArgument
+
 __all__ = ("Attempt", "Retry")
 
 
@@ -43,7 +45,7 @@ class Retry(Exception):
 
     def __init__(self, after: float | None = None, reason: str = "") -> None:
         if after is not None and not after >= 0:
-            raise ValueError(f"Retry(after=...) must be a number of seconds >= 0, got {after!r}")
+            raise InvalidArgument(f"Retry(after=...) must be a number of seconds >= 0, got {after!r}")
         self.after = after
         self.reason = reason
         super().__init__(reason or (f"retry requested in {after:g}s" if after is not None else "retry requested"))

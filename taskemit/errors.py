@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 __all__ = (
+    "AttemptsExhausted",
     "EmitBufferFull",
+    "InvalidArgument",
     "ListenerArgumentError",
     "ListenerConfigError",
     "ListenerError",
+    "ListenerTimeout",
     "NotReplayable",
     "PayloadEncodeError",
+    "PolicyError",
+    "RedisUnavailable",
+    "SettingsFileNotFound",
+    "StateError",
     "TaskEmitError",
     "UnknownEventError",
+    "WaitTimeout",
+    "redact_url",
 )
 
 
@@ -60,3 +69,50 @@ class ListenerError(TaskEmitError):
         self.type_name = type_name
         self.message = message
         super().__init__(f"{type_name}: {message}" if message else type_name)
+
+
+class StateError(TaskEmitError, RuntimeError):
+    """An object was used in a state that does not allow it (an emitter not entered, ...)."""
+
+
+class InvalidArgument(TaskEmitError, ValueError):
+    """A function of taskemit's API was called with a value it does not take."""
+
+
+class PolicyError(TaskEmitError, ValueError, TypeError):
+    """A retry policy or backoff curve was given a wrong value or type."""
+
+
+class SettingsFileNotFound(TaskEmitError, FileNotFoundError):
+    """The settings file named by ``TASKEMIT_SETTINGS`` or ``load_settings(path)`` does not exist."""
+
+
+class WaitTimeout(TaskEmitError, TimeoutError):
+    """Waiting for jobs or events to finish took longer than the caller allowed."""
+
+
+class ListenerTimeout(TaskEmitError, TimeoutError):
+    """A listener attempt ran longer than its timeout and was cancelled."""
+
+
+class AttemptsExhausted(TaskEmitError, RuntimeError):
+    """A job started with no tries left (its last attempts were cut short by a crash or shutdown)."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host``), for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}{sep}{user}:***@{location}" if user else f"{scheme}{sep}***@{location}"
+
+
+class RedisUnavailable(TaskEmitError, ConnectionError):
+    """Redis could not be reached (or started); carries the URL with its password redacted."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = redact_url(url)
+        self.reason = reason
+        super().__init__(f"Redis at {self.url} is unavailable: {reason}")

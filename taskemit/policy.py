@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from .errors import PolicyError
+
 __all__ = ("Backoff", "Jitter", "RetryPolicy")
 
 Jitter = Literal["none", "full", "equal"]
@@ -30,14 +32,14 @@ _UNUSED: dict[str, object] = {"first": 0.0, "step": 0.0, "factor": 1.0, "cap": N
 def _seconds(name: str, value: object, minimum: float = 0.0, *, positive: bool = False) -> float:
     """``value`` as a finite float >= ``minimum`` (> 0 if ``positive``); errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
+        raise PolicyError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number) or number < minimum or (positive and number <= 0.0):
         bound = "> 0" if positive else f">= {minimum:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise PolicyError(f"{name} must be a finite number {bound}, got {value!r}")
     return number
 
 
@@ -60,12 +62,12 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.kind not in tuple(_PARAMS):
-            raise ValueError(f"backoff kind must be one of {', '.join(_PARAMS)}; got {self.kind!r}")
+            raise PolicyError(f"backoff kind must be one of {', '.join(_PARAMS)}; got {self.kind!r}")
         if self.jitter not in _JITTERS:
-            raise ValueError(f"jitter must be one of 'none', 'full', 'equal'; got {self.jitter!r}")
+            raise PolicyError(f"jitter must be one of 'none', 'full', 'equal'; got {self.jitter!r}")
         for field, default in _UNUSED.items():
             if field not in _PARAMS[self.kind].values() and getattr(self, field) != default:
-                raise ValueError(f"{field} does not apply to kind={self.kind!r}")
+                raise PolicyError(f"{field} does not apply to kind={self.kind!r}")
         object.__setattr__(self, "step", _seconds("step", self.step))  # before first: its default
         first = _seconds("seconds" if self.kind == "fixed" else "first", self.first)
         object.__setattr__(self, "first", first)
@@ -73,11 +75,11 @@ class Backoff:
         if self.cap is not None:
             cap = _seconds("cap", self.cap)
             if cap < first:
-                raise ValueError(f"cap must be >= first ({first:g}) or None, got {self.cap!r}")
+                raise PolicyError(f"cap must be >= first ({first:g}) or None, got {self.cap!r}")
             object.__setattr__(self, "cap", cap)
         if self.kind == "explicit":
             if not isinstance(self.delays, tuple) or not self.delays:
-                raise ValueError(f"delays must be a non-empty list of seconds, got {self.delays!r}")
+                raise PolicyError(f"delays must be a non-empty list of seconds, got {self.delays!r}")
             delays = tuple(_seconds(f"delays[{i}]", d) for i, d in enumerate(self.delays))
             object.__setattr__(self, "delays", delays)
 
@@ -105,7 +107,7 @@ class Backoff:
     def explicit(cls, delays: Sequence[float], *, jitter: Jitter = "none") -> Backoff:
         """Wait ``delays[n - 1]`` before retry ``n``; retries past the end reuse the last value."""
         if isinstance(delays, (str, bytes)) or not isinstance(delays, Sequence):
-            raise TypeError(f"delays must be a sequence of seconds, got {delays!r}")
+            raise PolicyError(f"delays must be a sequence of seconds, got {delays!r}")
         return cls("explicit", delays=tuple(delays), jitter=jitter)
 
     def delay_for(self, retry_number: int, rng: random.Random | None = None) -> float:
@@ -159,18 +161,18 @@ class Backoff:
         settings loaders such as pydantic turn into a validation error naming the setting.
         """
         if not isinstance(data, Mapping):  # ValueError on purpose, see above
-            raise ValueError(f"a backoff must be given as a mapping, got {data!r}")
+            raise PolicyError(f"a backoff must be given as a mapping, got {data!r}")
         kind = data.get("kind")
         if kind not in tuple(_PARAMS):
-            raise ValueError(f"backoff kind must be one of {', '.join(_PARAMS)}; got {kind!r}")
+            raise PolicyError(f"backoff kind must be one of {', '.join(_PARAMS)}; got {kind!r}")
         allowed = {"kind", "jitter", *_PARAMS[kind]}
         if unknown := sorted(set(data) - allowed):
-            raise ValueError(f"unknown key(s) {unknown} for kind={kind!r}; use {sorted(allowed)}")
+            raise PolicyError(f"unknown key(s) {unknown} for kind={kind!r}; use {sorted(allowed)}")
         factory: Callable[..., Backoff] = getattr(cls, kind)
         try:
             return factory(**{k: v for k, v in data.items() if k != "kind"})
         except TypeError as exc:  # a missing key, or a value of the wrong type
-            raise ValueError(f"bad {kind} backoff {dict(data)!r}: {exc}") from exc
+            raise PolicyError(f"bad {kind} backoff {dict(data)!r}: {exc}") from exc
 
     def __repr__(self) -> str:
         # Written as the factory call that rebuilds it; only exponential has no positional.
@@ -186,13 +188,13 @@ class Backoff:
         if self.jitter == "none":
             return None
         if rng is None:
-            raise ValueError(f"jitter={self.jitter!r} needs an rng (a random.Random) to draw from")
+            raise PolicyError(f"jitter={self.jitter!r} needs an rng (a random.Random) to draw from")
         return rng
 
     def _base(self, n: int) -> float:
         """The un-jittered delay before retry ``n``: the upper bound of the jittered one."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"retry number must be an int >= 1 (1 = after the first try), got {n!r}")
+            raise PolicyError(f"retry number must be an int >= 1 (1 = after the first try), got {n!r}")
         if self.kind == "explicit":
             return self.delays[min(n, len(self.delays)) - 1]
         if self._is_constant():
@@ -228,10 +230,10 @@ def _exception_classes(name: str, value: object) -> tuple[type[BaseException], .
     """``value`` as a tuple of exception classes (one bare class is accepted too)."""
     items = (value,) if isinstance(value, type) else value
     if not isinstance(items, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple of exception classes, got {value!r}")
+        raise PolicyError(f"{name} must be a tuple of exception classes, got {value!r}")
     for item in items:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(f"{name} entries must be exception classes, got {item!r}")
+            raise PolicyError(f"{name} entries must be exception classes, got {item!r}")
     return cast("tuple[type[BaseException], ...]", tuple(items))
 
 
@@ -253,9 +255,9 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         tries = self.max_tries
         if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
-            raise ValueError(f"max_tries must be an int >= 1 (it counts the first try), got {tries!r}")
+            raise PolicyError(f"max_tries must be an int >= 1 (it counts the first try), got {tries!r}")
         if not isinstance(self.backoff, Backoff):
-            raise TypeError(f"backoff must be a Backoff, got {self.backoff!r}")
+            raise PolicyError(f"backoff must be a Backoff, got {self.backoff!r}")
         object.__setattr__(self, "retry_on", _exception_classes("retry_on", self.retry_on))
         object.__setattr__(self, "give_up_on", _exception_classes("give_up_on", self.give_up_on))
         if self.timeout is not None:
@@ -264,9 +266,9 @@ class RetryPolicy:
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
         """Whether to retry after attempt number ``attempt`` (1-based) failed with ``exc``."""
         if not isinstance(exc, BaseException):
-            raise TypeError(f"exc must be an exception instance, got {exc!r}")
+            raise PolicyError(f"exc must be an exception instance, got {exc!r}")
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
+            raise PolicyError(f"attempt must be an int >= 1, got {attempt!r}")
         if attempt >= self.max_tries or isinstance(exc, self.give_up_on):
             return False
         return isinstance(exc, self.retry_on)

@@ -21,8 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .cron import CronSchedule, unique_schedules
+from .errors import SettingsFileNotFound
 from .policy import Backoff, RetryPolicy
+from .schedule.cron import CronSchedule, unique_schedules
 
 __all__ = ("Settings", "load_settings", "settings_path")
 
@@ -43,7 +44,7 @@ def settings_path() -> Path | None:
     if named:
         path = Path(named)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise SettingsFileNotFound(
                 f"taskemit settings file {str(path)!r} (from {SETTINGS_ENV_VAR} or load_settings()) does not exist"
             )
         return path

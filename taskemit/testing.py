@@ -10,27 +10,81 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
 - ``taskemit_worker``: ``async with taskemit_worker(listeners): ...`` runs a real arq
   worker in-process while the block runs.
 
-``InProcessWorker`` (from ``taskemit.worker``, re-exported here) is the same worker for use
-outside pytest.
+``InProcessWorker`` (from ``taskemit.engine``, re-exported here) is the same worker for use
+outside pytest; ``drain(emitter)`` runs an emitter's stored jobs until they finished.
+Importing this module is what makes ``drain_on_exit`` work: it hands ``Emitter`` the
+function that runs the jobs (the emitter never imports the worker side).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from .redis_server import RedisServer
+from .emit import Emitter, Listener
+from .engine import InProcessWorker
+from .errors import WaitTimeout
 from .settings import Settings, load_settings
-from .worker import InProcessWorker
+from .store import keys
+from .store.redis_server import RedisServer
 
-__all__ = ("InProcessWorker", "taskemit_redis_url", "taskemit_settings", "taskemit_worker")
+__all__ = (
+    "InProcessWorker",
+    "drain",
+    "run_until_finished",
+    "taskemit_redis_url",
+    "taskemit_settings",
+    "taskemit_worker",
+)
 
 TEST_REDIS_ENV_VAR = "TASKEMIT_TEST_REDIS_URL"
+
+
+async def run_until_finished(
+    redis: Any,
+    job_ids: Sequence[str],
+    listeners: Sequence[Listener],
+    settings: Settings,
+    timeout: float | None = None,
+) -> None:
+    """Run an in-process worker until none of ``job_ids`` is still waiting, running or retrying.
+
+    A job is finished when its payload key is gone, which happens once the job succeeded or
+    failed for good (a job waiting for a retry keeps its payload).
+    """
+    pending = list(job_ids)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    async with InProcessWorker(listeners, settings) as worker:
+        while pending:
+            worker.raise_if_crashed()
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in pending:
+                    pipe.exists(keys.job_key(job_id))
+                exists = await pipe.execute()
+            pending = [job_id for job_id, alive in zip(pending, exists, strict=True) if alive]
+            if pending:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"{len(pending)} jobs did not finish within {timeout}s")
+                await asyncio.sleep(0.02)
+
+
+async def _drain_emitter(emitter: Emitter, job_ids: list[str], timeout: float | None) -> None:
+    await run_until_finished(emitter.redis, job_ids, emitter.registry.listeners, emitter.settings, timeout)
+
+
+async def drain(emitter: Emitter, timeout: float | None = None) -> None:
+    """Run the jobs ``emitter`` stored (it needs ``drain_on_exit = true``) until all finished."""
+    await emitter.drain(timeout)
+
+
+Emitter.drainer = _drain_emitter
 
 
 @pytest.fixture(scope="session")

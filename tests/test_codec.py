@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskemit import ListenerError, PayloadEncodeError
-from taskemit.codec import get_codec
+from taskemit.store.codec import get_codec
 
 json_codec = get_codec("json")
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from taskemit import CronConfigError, CronSchedule, cron
-from taskemit.misfire import plan_fires
+from taskemit.schedule.misfire import plan_fires
 
 UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -12,17 +12,17 @@ from redis import asyncio as aioredis
 
 from taskemit import Emitter, listener
 from taskemit.cli import cli
-from taskemit.codec import get_codec
-from taskemit.deadletter import (
+from taskemit.monitor.deadletter import (
     get_dead_letter,
     iter_dead_letters,
     list_dead_letters,
     purge_dead_letters,
     record_dead_letter,
 )
-from taskemit.keys import DEAD_INDEX, dead_key
+from taskemit.monitor.stats import outcome_args
 from taskemit.settings import Settings
-from taskemit.stats import outcome_args
+from taskemit.store.codec import get_codec
+from taskemit.store.keys import DEAD_INDEX, dead_key
 
 calls: list[int] = []
 
@@ -153,8 +153,8 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
 
 
 async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Settings, redis: aioredis.Redis) -> None:
-    from taskemit.deadletter import replay_dead_letter
     from taskemit.errors import NotReplayable
+    from taskemit.monitor.deadletter import replay_dead_letter
 
     for job_id, payload in (("expired1", b""), ("garbled1", b"\x00garbage")):
         await record_dead_letter(
@@ -182,7 +182,7 @@ async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Sett
 
 
 async def test_replay_goes_back_to_the_queue_the_job_died_on(cli_env: Settings, redis: aioredis.Redis) -> None:
-    from taskemit.deadletter import replay_dead_letter
+    from taskemit.monitor.deadletter import replay_dead_letter
 
     job_id = await bury(redis, cli_env, 1)
     other_queue = cli_env.model_copy(update={"queue_name": "somewhere-else"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from taskemit.redis_server import RedisServer, find_redis_server
+from taskemit.store.redis_server import RedisServer, find_redis_server
 
 
 def _closed_port() -> int:

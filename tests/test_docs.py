@@ -49,14 +49,14 @@ from taskemit import (
     Retry,
     Settings,
     UnknownEventError,
-    keys,
     listener,
     load_settings,
     worker_settings,
 )
-from taskemit.deadletter import get_dead_letter, iter_dead_letters
-from taskemit.redis_server import RedisServer
-from taskemit.worker import InProcessWorker
+from taskemit.engine import InProcessWorker
+from taskemit.monitor.deadletter import get_dead_letter, iter_dead_letters
+from taskemit.store import keys
+from taskemit.store.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -160,8 +160,8 @@ _RATE = r"\d+\.\d\d"
 _DURATION = r"\d+(?:\.\d)? m?s"
 _REFUSED = r"builtins\.ConnectionRefusedError: acme API refused the connection"
 _ATTEMPT_ROWS = "".join(
-    rf" {n} failed {_TIME} \d+ ms \S+ {_REFUSED} \S*taskemit/jobrun\.py:\d+ in run_listener"
-    r" \S*taskemit/listener\.py:\d+ in run \S*monitoring_captures\.py:\d+ in notify_carrier"
+    rf" {n} failed {_TIME} \d+ ms \S+ {_REFUSED} (?:\S*taskemit/\S+\.py:\d+ in \w+ )*"
+    r"\S*monitoring_captures\.py:\d+ in notify_carrier"
     for n in (1, 2, 3)
 )
 _PLACED_ROW = rf"{_MS} order_placed {_UUID} complete send_receipt=complete, update_crm=complete"

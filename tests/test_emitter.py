@@ -19,10 +19,10 @@ from taskemit import (
     UnknownEventError,
     listener,
 )
-from taskemit.codec import get_codec
-from taskemit.keys import EVENTS_INDEX, META_KWARG, event_key
 from taskemit.monitor import event_status
 from taskemit.settings import Settings
+from taskemit.store.codec import get_codec
+from taskemit.store.keys import EVENTS_INDEX, META_KWARG, event_key
 
 received: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
@@ -223,7 +223,7 @@ async def test_drain_on_exit_runs_the_listeners(taskemit_settings: Settings) -> 
 
 async def test_emits_survive_a_redis_restart(tmp_path: Any) -> None:
     from taskemit import load_settings
-    from taskemit.redis_server import RedisServer
+    from taskemit.store.redis_server import RedisServer
 
     with RedisServer() as server:
         settings = load_settings(redis_url=server.url, queue_name="q", shutdown_timeout=20)

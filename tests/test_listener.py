@@ -9,7 +9,7 @@ import pytest
 from litestar.events import listener as litestar_listener
 
 from taskemit import Listener, ListenerArgumentError, ListenerConfigError, listener
-from taskemit.listener import as_listener, index_listeners
+from taskemit.emit import Registry, as_listener
 
 
 @listener("user_created")
@@ -86,14 +86,20 @@ def test_non_listener_is_rejected() -> None:
 def test_duplicate_names_are_rejected() -> None:
     other = listener("user_created", name=welcome.name)(lambda email: None)
     with pytest.raises(ListenerConfigError, match="two listeners are named"):
-        index_listeners([welcome, other])
+        Registry([welcome, other])
     # the same listener twice is harmless
-    assert index_listeners([welcome, welcome]) == {"user_created": (welcome,)}
+    assert Registry([welcome, welcome]).by_event() == {"user_created": (welcome,)}
 
 
-def test_index_by_event() -> None:
-    index = index_listeners([welcome, send_email])
-    assert index == {"user_created": (welcome, send_email), "password_changed": (send_email,)}
+def test_registry_resolves_events_and_names() -> None:
+    registry = Registry([welcome, send_email])
+    assert registry.by_event() == {"user_created": (welcome, send_email), "password_changed": (send_email,)}
+    assert registry.for_event("user_created") == (welcome, send_email)
+    assert registry.for_event("nobody_listens") == ()
+    assert registry.get(send_email.name) is send_email
+    assert registry.get("missing") is None
+    assert registry.listeners == (welcome, send_email)
+    assert send_email.name in registry and len(registry) == 2
 
 
 def test_check_arguments() -> None:

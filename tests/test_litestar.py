@@ -96,7 +96,8 @@ async def test_handler_returns_before_the_listener_runs(monkeypatch: pytest.Monk
 
 
 async def test_litestar_event_listener_failure_reaches_the_job(
-    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, taskemit_settings: Settings) -> None:
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, taskemit_settings: Settings
+) -> None:
     monkeypatch.setenv("TASKEMIT_MAX_TRIES", "1")
     async with AsyncTestClient(app=make_app()) as client:
         await client.post("/delete", json={"email": "bye@example.com"})

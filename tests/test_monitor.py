@@ -11,8 +11,8 @@ from redis import asyncio as aioredis
 
 from taskemit import Backoff, Emitter, listener
 from taskemit.monitor import event_status, job_status, recent_events
+from taskemit.monitor.stats import quantile, read_listener_stats
 from taskemit.settings import Settings
-from taskemit.stats import quantile, read_listener_stats
 from taskemit.testing import InProcessWorker
 
 gate = asyncio.Event()

@@ -19,8 +19,8 @@ from redis import asyncio as aioredis
 
 from taskemit import Backoff, Emitter, listener
 from taskemit.cli import cli
-from taskemit.heartbeat import live_workers
 from taskemit.litestar import metrics_route
+from taskemit.monitor import live_workers
 from taskemit.settings import Settings
 from taskemit.testing import InProcessWorker
 

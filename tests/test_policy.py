@@ -227,9 +227,7 @@ def test_policy_delay_for_and_schedule_use_the_backoff() -> None:
 def test_total_backoff_of_a_huge_policy_is_computed_quickly() -> None:
     # 1 + 2 + ... + 256 = 511 over the first 9 retries, then 300 s for each of the rest.
     assert RetryPolicy(max_tries=10**9).total_backoff() == 511 + 300 * (10**9 - 1 - 9)
-    assert RetryPolicy(max_tries=10**9, backoff=Backoff.explicit([1, 2])).total_backoff() == 1 + 2 * (
-        10**9 - 2
-    )
+    assert RetryPolicy(max_tries=10**9, backoff=Backoff.explicit([1, 2])).total_backoff() == 1 + 2 * (10**9 - 2)
     assert RetryPolicy(max_tries=10**9, backoff=Backoff.exponential(cap=None)).total_backoff() == math.inf
 
 
@@ -303,9 +301,7 @@ AnyPolicy: Any = RetryPolicy
         (lambda: AnyPolicy(timeout=-5), ValueError, r"timeout must be a finite number > 0, got -5"),
     ],
 )
-def test_bad_parameters_are_rejected_with_a_clear_message(
-    make: Any, error: type[Exception], match: str
-) -> None:
+def test_bad_parameters_are_rejected_with_a_clear_message(make: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         make()
 

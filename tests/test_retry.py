@@ -12,11 +12,11 @@ from arq.jobs import Job, JobStatus
 from redis import asyncio as aioredis
 
 from taskemit import Attempt, Backoff, Emitter, Retry, listener
-from taskemit.codec import get_codec
-from taskemit.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
-from taskemit.keys import attempts_key
 from taskemit.monitor import event_status
+from taskemit.monitor.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
 from taskemit.settings import Settings
+from taskemit.store.codec import get_codec
+from taskemit.store.keys import attempts_key
 from taskemit.testing import InProcessWorker
 
 runs: dict[str, list[float]] = defaultdict(list)

@@ -24,10 +24,10 @@ from redis import asyncio as aioredis
 
 from taskemit import CronConfigError, CronSchedule, cron, listener, load_settings, worker_settings
 from taskemit.cli import cli
-from taskemit.codec import get_codec
-from taskemit.keys import CRON_FIRED, EVENTS_INDEX, job_key
-from taskemit.scheduler import Scheduler, pause_schedule, resume_schedule, schedule_states
+from taskemit.schedule.scheduler import Scheduler, pause_schedule, resume_schedule, schedule_states
 from taskemit.settings import Settings
+from taskemit.store.codec import get_codec
+from taskemit.store.keys import CRON_FIRED, EVENTS_INDEX, job_key
 from taskemit.testing import InProcessWorker
 
 EVERY_SECOND = "* * * * * *"

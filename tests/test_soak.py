@@ -18,7 +18,7 @@ import soak_listeners
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
-from taskemit.heartbeat import live_workers
+from taskemit.monitor import live_workers
 from taskemit.settings import Settings
 
 pytestmark = pytest.mark.slow

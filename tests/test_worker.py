@@ -15,9 +15,9 @@ from arq.worker import create_worker
 from redis import asyncio as aioredis
 
 from taskemit import Emitter, ListenerError, listener, worker_settings
-from taskemit.codec import get_codec
 from taskemit.monitor import event_status
 from taskemit.settings import Settings
+from taskemit.store.codec import get_codec
 from taskemit.testing import InProcessWorker
 
 calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
@@ -127,7 +127,7 @@ async def test_timeout_fails_the_job_with_a_clear_error(taskemit_settings: Setti
     assert record is not None
     (job,) = record.jobs
     assert job.status == "failed"
-    assert job.error is not None and job.error["type"] == "taskemit.jobrun.ListenerTimeout"
+    assert job.error is not None and job.error["type"] == "taskemit.errors.ListenerTimeout"
     assert "timed out after 0.2s" in job.error["message"]
 
 

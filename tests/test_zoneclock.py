@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from taskemit.zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
+from taskemit.schedule.zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SIX_HOURS = dt.timedelta(hours=6)

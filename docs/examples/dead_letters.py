@@ -8,7 +8,7 @@ import sys
 from redis import asyncio as aioredis
 
 from taskemit import Settings, load_settings
-from taskemit.deadletter import iter_dead_letters, replay_dead_letter
+from taskemit.monitor.deadletter import iter_dead_letters, replay_dead_letter
 
 
 async def replay_failed_with(

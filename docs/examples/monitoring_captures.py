@@ -17,9 +17,9 @@ from prometheus_client import generate_latest
 
 from taskemit import Attempt, Backoff, Emitter, listener, load_settings
 from taskemit.cli import cli
-from taskemit.metrics import metrics_registry
-from taskemit.redis_server import RedisServer
-from taskemit.worker import InProcessWorker
+from taskemit.engine import InProcessWorker
+from taskemit.monitor.metrics import metrics_registry
+from taskemit.store.redis_server import RedisServer
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 

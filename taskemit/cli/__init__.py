@@ -75,7 +75,7 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
     """
     _configure_logging(verbose)
     if processes > 1:
-        from ..pool import WorkerPool
+        from ..engine.pool import WorkerPool
 
         command = [sys.executable, "-m", "taskemit", "worker"]
         command += [target] if target else []
@@ -83,12 +83,12 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
         command += ["--verbose"] if verbose else []
         sys.exit(WorkerPool(command, processes, burst=burst).run())
 
-    from ..worker import create_taskemit_worker
+    from ..engine.worker import create_taskemit_worker
 
     if target:
         settings_cls = _import_target(target)
     else:
-        from ..worker import worker_settings
+        from ..engine.worker import worker_settings
 
         settings = load_settings()
         if not settings.listeners:

@@ -13,10 +13,17 @@ import click
 from redis import asyncio as aioredis
 from rich.table import Table
 
-from ..cron import CronConfigError, CronSchedule
+from ..emit import Listener, discover_listeners
 from ..errors import TaskEmitError
-from ..listener import Listener, discover_listeners
-from ..scheduler import Scheduler, ScheduleState, collect_schedules, pause_schedule, resume_schedule, schedule_states
+from ..schedule.cron import CronConfigError, CronSchedule
+from ..schedule.scheduler import (
+    Scheduler,
+    ScheduleState,
+    collect_schedules,
+    pause_schedule,
+    resume_schedule,
+    schedule_states,
+)
 from ..settings import Settings, load_settings
 from ._output import make_console
 

@@ -11,7 +11,7 @@ import click
 from redis import asyncio as aioredis
 from rich.table import Table
 
-from ..deadletter import (
+from ..monitor.deadletter import (
     DeadLetter,
     NotReplayable,
     get_dead_letter,

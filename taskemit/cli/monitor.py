@@ -16,23 +16,25 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from ..heartbeat import HEARTBEAT_INTERVAL, live_workers
-from ..monitor import EventStatus, JobStatus, event_status, job_status, recent_events
+from ..engine.heartbeat import HEARTBEAT_INTERVAL
+from ..monitor.stats import read_listener_stats
+from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
+from ..monitor.workers import live_workers
 from ..settings import Settings, load_settings
-from ..stats import read_listener_stats
+from ..state import JobState
 from ._output import make_console, when
 
 T = TypeVar("T")
 _MS = "milliseconds"  # event and job times are shown to the millisecond
-_STYLE = {
-    "complete": "green",
-    "failed": "red",
-    "aborted": "red",
-    "unknown": "red",
-    "retrying": "yellow",
-    "in_progress": "cyan",
-    "queued": "white",
-    "deferred": "white",
+_STYLE: dict[str, str] = {
+    JobState.COMPLETE: "green",
+    JobState.FAILED: "red",
+    JobState.ABORTED: "red",
+    JobState.UNKNOWN: "red",
+    JobState.RETRYING: "yellow",
+    JobState.IN_PROGRESS: "cyan",
+    JobState.QUEUED: "white",
+    JobState.DEFERRED: "white",
 }
 
 watch_option = click.option("--watch", "-w", is_flag=True, help="Refresh in place until Ctrl-C.")
@@ -137,7 +139,7 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
         )
 
     found = _show(fetch, render, lambda f: f.to_dict(), as_json=as_json, watch=watch, interval=interval)
-    if isinstance(found, JobStatus) and found.status == "unknown" and not found.listener:
+    if isinstance(found, JobStatus) and found.status == JobState.UNKNOWN and not found.listener:
         sys.exit(1)
 
 
@@ -146,7 +148,7 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
 @click.option(
     "--status",
     "status_filter",
-    type=click.Choice(["queued", "deferred", "in_progress", "retrying", "complete", "failed", "aborted", "unknown"]),
+    type=click.Choice([state.value for state in JobState]),
     help="Only events in this status.",
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
@@ -222,9 +224,9 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
         ]
         queue = {
             "queue": settings.queue_name,
-            "queued": await redis.zcount(settings.queue_name, "-inf", now_ms),
-            "deferred": await redis.zcount(settings.queue_name, f"({now_ms}", "+inf"),
-            "in_progress": sum(w.jobs_running for w in workers),
+            JobState.QUEUED: await redis.zcount(settings.queue_name, "-inf", now_ms),
+            JobState.DEFERRED: await redis.zcount(settings.queue_name, f"({now_ms}", "+inf"),
+            JobState.IN_PROGRESS: sum(w.jobs_running for w in workers),
             "workers": len(workers),
         }
         return {"queue": queue, "listeners": listeners}
@@ -342,7 +344,7 @@ def metrics(port: int, host: str) -> None:
     """Serve Prometheus metrics over HTTP (GET /metrics) until stopped."""
     from prometheus_client import start_http_server
 
-    from ..metrics import metrics_registry
+    from ..monitor.metrics import metrics_registry
 
     settings = load_settings()
     server, thread = start_http_server(port, addr=host, registry=metrics_registry(settings))

@@ -18,12 +18,13 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
-from ..monitor import EventStatus, event_status, events_between
-from ..redis_server import RedisServer
+from ..monitor.status import EventStatus, event_status, events_between
 from ..settings import load_settings
+from ..state import JobState
+from ..store.redis_server import RedisServer
 
 _WORKER_TARGET = "taskemit.demo.listeners:WorkerSettings"
-_STATUS_STYLE = {"complete": "green", "failed": "red", "aborted": "red", "unknown": "red"}
+_STATUS_STYLE = {JobState.COMPLETE: "green", JobState.FAILED: "red", JobState.ABORTED: "red", JobState.UNKNOWN: "red"}
 
 
 def _redis_answers(url: str) -> bool:
@@ -136,7 +137,7 @@ def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
         jobs = [job for record in records for job in record.jobs]
         workers = sorted({job.worker for job in jobs if job.worker})
         console.print(f"Jobs ran in worker process(es): {', '.join(workers) or 'none'}")
-        completed = sum(job.status == "complete" for job in jobs)
+        completed = sum(job.status == JobState.COMPLETE for job in jobs)
         console.print(f"{len(records)} events, {len(jobs)} listener jobs, {completed} complete.")
         if not jobs or completed != len(jobs):
             log.seek(0)

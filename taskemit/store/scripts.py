@@ -1,4 +1,4 @@
-"""The Lua scripts taskemit runs in Redis, one file each, called by SHA."""
+"""The Lua scripts taskemit runs in Redis: one ``.lua`` file each under ``store/lua/``, called by SHA."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ __all__ = ("LuaScript", "script")
 
 
 def _read(name: str) -> str:
-    return (files(__package__) / f"{name}.lua").read_text(encoding="utf-8")
+    return (files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 class LuaScript:
-    """One script from ``taskemit/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it.
+    """One script from ``taskemit/store/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it.
 
     ``libraries`` are files of shared local functions (``lib_*.lua``) put in front of it.
     """
@@ -45,5 +45,5 @@ class LuaScript:
 
 @cache
 def script(name: str, *libraries: str) -> LuaScript:
-    """The shared :class:`LuaScript` for ``taskemit/lua/<name>.lua`` (after ``libraries``)."""
+    """The shared :class:`LuaScript` for ``taskemit/store/lua/<name>.lua`` (after ``libraries``)."""
     return LuaScript(name, libraries)

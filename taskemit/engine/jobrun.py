@@ -22,37 +22,34 @@ import random
 import socket
 import time
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.worker import Retry as ArqRetry
 from redis.exceptions import RedisError
 
-from . import keys, lua
-from .attempt import Attempt, Retry
-from .codec import Codec
-from .deadletter import record_dead_letter
-from .heartbeat import running_listeners
-from .listener import Listener
-from .policy import RetryPolicy
-from .settings import Settings
-from .stats import outcome_args
+from ..attempt import Attempt, Retry
+from ..emit.listener import Listener
+from ..errors import AttemptsExhausted, ListenerTimeout
+from ..monitor.deadletter import record_dead_letter
+from ..monitor.stats import outcome_args
+from ..policy import RetryPolicy
+from ..settings import Settings
+from ..state import JobState
+from ..store import keys
+from ..store import scripts as lua
+from ..store.codec import Codec
 
-__all__ = ("AttemptsExhausted", "ListenerTimeout", "job_function")
+__all__ = ("job_function",)
 
 logger = logging.getLogger("taskemit.worker")
 
 _RECORD_ATTEMPT = lua.script("record_attempt", "lib_stats")
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+#: ctx keys a TaskEmitWorker fills in: its id, and a Counter of the listeners it runs now
+CTX_WORKER_ID = "taskemit_worker_id"
+CTX_RUNNING = "taskemit_running"
 _jitter = random.Random()
-
-
-class ListenerTimeout(TimeoutError):
-    """A listener attempt ran longer than its timeout and was cancelled."""
-
-
-class AttemptsExhausted(RuntimeError):
-    """A job started with no tries left (its last attempts were cut short by a crash or shutdown)."""
 
 
 def error_summary(exc: BaseException) -> dict[str, Any]:
@@ -75,7 +72,7 @@ def short_repr(value: Any, limit: int = 200) -> str | None:
 class _JobRun:
     """One attempt of one job: the facts every record of it needs."""
 
-    __slots__ = ("args", "attempt", "ctx", "kwargs", "meta", "started")
+    __slots__ = ("args", "attempt", "ctx", "kwargs", "meta", "started", "worker")
 
     def __init__(
         self, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], attempt: Attempt, meta: dict[str, Any]
@@ -86,6 +83,7 @@ class _JobRun:
         self.attempt = attempt
         self.meta = meta
         self.started = time.time()
+        self.worker = ctx.get(CTX_WORKER_ID) or f"{socket.gethostname()}:{os.getpid()}"
 
     def attempt_json(self, status: str, **extra: Any) -> str:
         return json.dumps(
@@ -95,7 +93,7 @@ class _JobRun:
                 "status": status,
                 "started": self.started,
                 "finished": time.time(),
-                "worker": WORKER_ID,
+                "worker": self.worker,
                 **extra,
             }
         )
@@ -109,7 +107,7 @@ class _JobRun:
                 "max_tries": self.attempt.max_tries,
                 "started": self.started,
                 "finished": time.time(),
-                "worker": WORKER_ID,
+                "worker": self.worker,
                 **extra,
             }
         )
@@ -143,7 +141,8 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
             )
             await _dead(run, settings, codec, exhausted, "attempts exhausted", ran=False)
             raise exhausted
-        running_listeners[item.name] += 1
+        running: Counter[str] = ctx[CTX_RUNNING] if CTX_RUNNING in ctx else Counter()  # absent: stock arq
+        running[item.name] += 1
         try:
             async with asyncio.timeout(timeout):
                 result = await item.run(args, kwargs, attempt)
@@ -160,11 +159,11 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
                 raise
             raise error from exc
         finally:
-            running_listeners[item.name] -= 1
+            running[item.name] -= 1
         await _record(
             run,
-            run.attempt_json("complete"),
-            run.outcome_json("complete", result=short_repr(result)),
+            run.attempt_json(JobState.COMPLETE),
+            run.outcome_json(JobState.COMPLETE, result=short_repr(result)),
             settings,
             ["succeeded"],
         )
@@ -237,8 +236,8 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
     )
     await _record(
         run,
-        run.attempt_json("failed", error=summary, next_attempt_at=next_at),
-        run.outcome_json("retrying", error=summary, next_attempt_at=next_at),
+        run.attempt_json(JobState.FAILED, error=summary, next_attempt_at=next_at),
+        run.outcome_json(JobState.RETRYING, error=summary, next_attempt_at=next_at),
         settings,
         ["failed", "retried"],
         keep_alive=(payload, ttl_ms),
@@ -286,8 +285,8 @@ async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception
             reason=reason,
             payload=payload,
             error=summary,
-            final_attempt=run.attempt_json("failed", error=summary) if ran else "",
-            outcome=run.outcome_json("failed", error=summary, reason=reason, dead_letter=True),
+            final_attempt=run.attempt_json(JobState.FAILED, error=summary) if ran else "",
+            outcome=run.outcome_json(JobState.FAILED, error=summary, reason=reason, dead_letter=True),
             enqueued_ms=_enqueue_ms(run),
             stats=outcome_args(
                 attempt.listener, ["failed", "dead"] if ran else ["dead"], time.time() - run.started if ran else None

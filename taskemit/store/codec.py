@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from .errors import ListenerError, PayloadEncodeError
+from ..errors import InvalidArgument, ListenerError, PayloadEncodeError
 
 __all__ = ("Codec", "get_codec")
 
@@ -122,4 +122,4 @@ def get_codec(name: str) -> Codec:
     try:
         return _CODECS[name]
     except KeyError:
-        raise ValueError(f"unknown serializer {name!r}; choose one of {sorted(_CODECS)}") from None
+        raise InvalidArgument(f"unknown serializer {name!r}; choose one of {sorted(_CODECS)}") from None

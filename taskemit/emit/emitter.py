@@ -17,20 +17,22 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from . import keys, lua
-from .codec import get_codec
-from .errors import EmitBufferFull, ListenerConfigError, UnknownEventError
-from .listener import Listener, index_listeners
-from .monitor import EventStatus, event_status, wait_for_event
-from .settings import Settings, load_settings
+from ..errors import EmitBufferFull, ListenerConfigError, RedisUnavailable, StateError, UnknownEventError, redact_url
+from ..monitor.status import EventStatus, event_status, wait_for_event
+from ..settings import Settings, load_settings
+from ..store import keys
+from ..store import scripts as lua
+from ..store.codec import get_codec
+from .listener import Listener
+from .registry import Registry
 
 __all__ = ("EmitReceipt", "Emitter")
 
@@ -84,14 +86,6 @@ class _PendingEvent:
     once: bool = False
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
-
-
 class Emitter:
     """Durable event emitter: an async context manager with Litestar's ``emit`` signature."""
 
@@ -100,15 +94,19 @@ class Emitter:
         "_closing",
         "_codec",
         "_flusher",
-        "_listeners",
         "_loop",
         "_loop_thread",
         "_redis",
         "_stored_jobs",
         "_wake",
         "listeners",
+        "registry",
         "settings",
     )
+
+    #: How ``drain_on_exit`` runs the stored jobs: set by ``taskemit.testing`` (the emitter
+    #: itself never runs jobs). Called with the emitter, the job ids and a timeout.
+    drainer: ClassVar[Callable[[Emitter, list[str], float | None], Awaitable[None]] | None] = None
 
     def __init__(
         self,
@@ -118,9 +116,9 @@ class Emitter:
         redis: aioredis.Redis | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self._listeners = index_listeners(listeners)
+        self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
         #: event id -> listeners, as Litestar's backends expose it.
-        self.listeners: Mapping[str, tuple[Listener, ...]] = self._listeners
+        self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
         self._codec = get_codec(self.settings.serializer)
         self._redis = redis
         self._buffer: deque[_PendingEvent] = deque()
@@ -135,13 +133,13 @@ class Emitter:
 
     async def __aenter__(self) -> Emitter:
         if self._flusher is not None:
-            raise RuntimeError("Emitter is already entered")
+            raise StateError("Emitter is already entered")
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(self.settings.redis_url)
         try:
             await _EMIT.load(self._redis)
         except (RedisError, OSError) as exc:  # emits are buffered until Redis answers
-            logger.warning("Redis at %s is not reachable yet: %s", _redacted(self.settings.redis_url), exc)
+            logger.warning("Redis at %s is not reachable yet: %s", redact_url(self.settings.redis_url), exc)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -174,30 +172,42 @@ class Emitter:
             self._loop = None
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Run an in-process worker until every job this emitter stored has finished.
+        """Run the jobs this emitter stored until every one has finished (for tests).
 
-        For tests: after it returns, the listeners' side effects have happened (or their
-        jobs failed). Raises TimeoutError if ``timeout`` seconds pass first.
+        Needs ``drain_on_exit = true`` (only then does the emitter remember its jobs) and
+        ``taskemit.testing`` imported (the pytest plugin imports it), which runs them in an
+        in-process worker. Raises TimeoutError if ``timeout`` seconds pass first.
         """
-        from .worker import run_until_finished  # the worker side is only needed here
-
         if not self.settings.drain_on_exit:
-            raise RuntimeError(
+            raise StateError(
                 "drain() needs the setting drain_on_exit = true: only then does the emitter remember "
                 "the jobs it stored (TASKEMIT_DRAIN_ON_EXIT=1 in tests)"
             )
+        drainer = type(self).drainer
+        if drainer is None:
+            raise StateError(
+                "drain() runs jobs with taskemit.testing, which is not imported; its pytest plugin "
+                "imports it, elsewhere `import taskemit.testing`"
+            )
+        if self._redis is None:
+            raise StateError("drain() needs an entered emitter: `async with Emitter(...) as emitter`")
         job_ids, self._stored_jobs = self._stored_jobs, []
         if job_ids:
-            assert self._redis is not None, "drain() needs an entered emitter"
-            listeners = {item.name: item for items in self._listeners.values() for item in items}
-            await run_until_finished(self._redis, job_ids, list(listeners.values()), self.settings, timeout)
+            await drainer(self, job_ids, timeout)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The emitter's Redis client (while it is entered)."""
+        if self._redis is None:
+            raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
+        return self._redis
 
     # -- emitting ----------------------------------------------------------------------
 
     def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
         """Enqueue one job per listener of ``event_id``; returns without waiting for Redis.
 
-        Raises, before anything is enqueued: RuntimeError if the emitter is not entered,
+        Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
         listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
         EmitBufferFull if too many events are waiting for Redis.
@@ -239,8 +249,8 @@ class Emitter:
         self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], once_key: str | None = None
     ) -> _PendingEvent | None:
         if self._flusher is None or self._closing:
-            raise RuntimeError("Emitter not initialized")
-        listeners = self._listeners.get(event_id)
+            raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
+        listeners = self.registry.for_event(event_id)
         if not listeners:
             if self.settings.on_unknown_event == "ignore":
                 logger.info("ignoring event %r: no listener is registered for it", event_id)
@@ -371,6 +381,6 @@ class Emitter:
         while self._buffer:
             pending = self._buffer.popleft()
             if pending.future is not None and not pending.future.done():
-                pending.future.set_exception(ConnectionError(reason))
+                pending.future.set_exception(RedisUnavailable(self.settings.redis_url, reason))
         if lost:
             logger.error("%d emitted events were not stored: %s", lost, reason)

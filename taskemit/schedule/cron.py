@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from . import keys
-from .errors import TaskEmitError
+from ..errors import InvalidArgument, TaskEmitError
+from ..store import keys
 from .zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
 
 __all__ = ("CronConfigError", "CronSchedule", "MisfirePolicy", "cron", "unique_schedules")
@@ -62,7 +62,7 @@ def _zone(name: str) -> ZoneInfo:
 
 def as_utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"cron times must be timezone-aware datetimes, got naive {moment!r}")
+        raise InvalidArgument(f"cron times must be timezone-aware datetimes, got naive {moment!r}")
     return moment.astimezone(_UTC)
 
 
@@ -239,7 +239,7 @@ class CronSchedule:
                 bound, inclusive = change, True
             else:  # nothing near: no tick before the next matching wall time, give or take a day
                 bound, inclusive = max(bound + _NEAR, regular - 2 * _NEAR), False
-        raise RuntimeError(f"cron schedule {self.name!r}: no next tick found after {after}")  # pragma: no cover
+        raise CronConfigError(f"cron schedule {self.name!r}: no next tick found after {after}")  # pragma: no cover
 
     def previous_fire(self, at: dt.datetime, *, after: dt.datetime | None = None) -> dt.datetime | None:
         """The last tick at or before ``at`` (and strictly after ``after``, if given), in UTC."""
@@ -269,7 +269,7 @@ class CronSchedule:
                 return None
             else:
                 bound, inclusive = min(bound - _NEAR, regular + 2 * _NEAR), True
-        raise RuntimeError(f"cron schedule {self.name!r}: no previous tick found before {at}")  # pragma: no cover
+        raise CronConfigError(f"cron schedule {self.name!r}: no previous tick found before {at}")  # pragma: no cover
 
     def fires_between(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         """Every tick in ``(after, until]``, oldest first."""

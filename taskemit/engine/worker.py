@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,19 +24,20 @@ from arq.jobs import deserialize_result
 from arq.worker import Function, Worker, func, get_kwargs
 from redis.exceptions import RedisError
 
-from . import keys
-from .codec import Codec, get_codec
-from .cron import CronSchedule
-from .deadletter import record_dead_letter
-from .errors import ListenerError
-from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, running_listeners, write_heartbeat
-from .jobrun import WORKER_ID, job_function
-from .listener import Listener, discover_listeners, index_listeners
-from .scheduler import check_schedules, collect_schedules, scheduler_hooks
-from .settings import Settings, load_settings
-from .stats import outcome_args
+from ..emit import Listener, Registry, discover_listeners
+from ..errors import ListenerError, StateError
+from ..monitor.deadletter import record_dead_letter
+from ..monitor.stats import outcome_args
+from ..schedule.cron import CronSchedule
+from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
+from ..settings import Settings, load_settings
+from ..state import JobState
+from ..store import keys
+from ..store.codec import Codec, get_codec
+from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
+from .jobrun import CTX_RUNNING, CTX_WORKER_ID, job_function
 
-__all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "run_until_finished", "worker_settings")
+__all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "worker_settings")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -57,17 +59,16 @@ class TaskEmitWorker(Worker):
     ``arq`` CLI stores them as failed arq results only.
     """
 
-    _taskemit_worker_id: str | None = None
-    _taskemit_last_beat: float = 0.0
-    _taskemit_started: float = 0.0
-
-    @property
-    def worker_id(self) -> str:
-        """This worker's id in heartbeats: host, pid and a random suffix."""
-        if self._taskemit_worker_id is None:
-            self._taskemit_worker_id = new_worker_id()
-            self._taskemit_started = time.time()
-        return self._taskemit_worker_id
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: this worker's one id: in heartbeats, attempt records and dead letters
+        self.worker_id = new_worker_id()
+        #: listener name -> jobs of it running now (kept by the job function)
+        self.running_listeners: Counter[str] = Counter()
+        self.ctx[CTX_WORKER_ID] = self.worker_id
+        self.ctx[CTX_RUNNING] = self.running_listeners
+        self._taskemit_started = time.time()
+        self._taskemit_last_beat = 0.0
 
     async def record_health(self) -> None:
         await super().record_health()  # arq's own health-check key (``arq --check``)
@@ -79,12 +80,12 @@ class TaskEmitWorker(Worker):
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queue": self.queue_name,
-            "started": self._taskemit_started or now,
+            "started": self._taskemit_started,
             "jobs_running": sum(not t.done() for t in self.tasks.values()),
             "jobs_complete": self.jobs_complete,
             "jobs_failed": self.jobs_failed,
             "jobs_retried": self.jobs_retried,
-            "running": {name: n for name, n in running_listeners.items() if n > 0},
+            "running": {name: n for name, n in self.running_listeners.items() if n > 0},
         }
         try:
             await write_heartbeat(self.pool, self.worker_id, info, HEARTBEAT_INTERVAL, now)
@@ -92,9 +93,9 @@ class TaskEmitWorker(Worker):
             logger.warning("could not record the heartbeat of worker %s", self.worker_id, exc_info=True)
 
     async def close(self) -> None:
-        if self._pool is not None and self._taskemit_worker_id is not None:
+        if self._pool is not None:
             with contextlib.suppress(RedisError, OSError):
-                await remove_heartbeat(self.pool, self._taskemit_worker_id)
+                await remove_heartbeat(self.pool, self.worker_id)
         await super().close()
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -124,13 +125,13 @@ class TaskEmitWorker(Worker):
         reason = message or kind
         outcome = json.dumps(
             {
-                "status": "failed",
+                "status": JobState.FAILED,
                 "dead_letter": True,
                 "listener": result.function,
                 "reason": reason,
                 "error": error,
                 "finished": time.time(),
-                "worker": WORKER_ID,
+                "worker": self.worker_id,
             }
         )
         await record_dead_letter(
@@ -193,19 +194,19 @@ def worker_settings(
     schedules = collect_schedules(crons, settings, discover=listeners is None)
     if listeners is None:
         listeners = discover_listeners(settings.listeners)
-    unique = {item.name: item for items in index_listeners(listeners).values() for item in items}
+    registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
     if schedules and run_scheduler:  # a schedule whose event has no listener fails here, at import
-        schedules = check_schedules(schedules, unique.values(), settings)
+        schedules = check_schedules(schedules, registry, settings)
         arq_options["on_startup"], arq_options["on_shutdown"] = scheduler_hooks(
             schedules,
-            tuple(unique.values()),
+            registry.listeners,
             settings,
             on_startup=arq_options.get("on_startup"),
             on_shutdown=arq_options.get("on_shutdown"),
         )
     codec = get_codec(settings.serializer)
     attributes: dict[str, Any] = {
-        "functions": [_arq_function(item, settings, codec) for item in unique.values()],
+        "functions": [_arq_function(item, settings, codec) for item in registry],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": codec.dumps,
@@ -219,7 +220,7 @@ def worker_settings(
         "health_check_interval": HEARTBEAT_INTERVAL,
         # not arq options: what taskemit's own commands read back
         "taskemit_settings": settings,
-        "taskemit_listeners": tuple(unique.values()),
+        "taskemit_listeners": registry.listeners,
         "taskemit_crons": schedules,
     }
     attributes.update(arq_options)
@@ -264,7 +265,7 @@ class InProcessWorker:
         """Re-raise the worker's own error if it stopped by itself."""
         if self._task is not None and self._task.done() and not self._task.cancelled():
             self._task.result()
-            raise RuntimeError("the in-process worker stopped unexpectedly")
+            raise StateError("the in-process worker stopped unexpectedly")
 
     async def close(self) -> None:
         running = [task for task in self.worker.tasks.values() if not task.done()]
@@ -283,31 +284,3 @@ class InProcessWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-
-
-async def run_until_finished(
-    redis: Any,
-    job_ids: Sequence[str],
-    listeners: Sequence[Listener],
-    settings: Settings,
-    timeout: float | None = None,
-) -> None:
-    """Run an in-process worker until none of ``job_ids`` is still waiting, running or retrying.
-
-    A job is finished when arq has deleted its payload key, which it does once the job
-    succeeded or failed for good (a job waiting for a retry keeps its payload).
-    """
-    pending = list(job_ids)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    async with InProcessWorker(listeners, settings) as worker:
-        while pending:
-            worker.raise_if_crashed()
-            async with redis.pipeline(transaction=False) as pipe:
-                for job_id in pending:
-                    pipe.exists(keys.job_key(job_id))
-                exists = await pipe.execute()
-            pending = [job_id for job_id, alive in zip(pending, exists, strict=True) if alive]
-            if pending:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(pending)} jobs did not finish within {timeout}s")
-                await asyncio.sleep(0.02)

@@ -19,10 +19,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .emitter import EmitReceipt, Emitter
-from .errors import UnknownEventError
-from .metrics import metrics_registry
-from .settings import Settings, load_settings
+from ..emit.emitter import EmitReceipt, Emitter
+from ..errors import UnknownEventError
+from ..monitor.metrics import metrics_registry
+from ..settings import Settings, load_settings
 
 __all__ = ("ArqEventEmitter", "LitestarUnknownEventError", "metrics_route")
 
@@ -50,8 +50,7 @@ class ArqEventEmitter(BaseEventEmitterBackend):
     def __init__(self, listeners: Sequence[Any], settings: Settings | None = None) -> None:
         self._emitter = _LitestarEmitter(listeners, settings)
         # Litestar's base keeps event id -> listeners; taskemit's Listener has the same shape
-        unique = {item for items in self._emitter.listeners.values() for item in items}
-        super().__init__(listeners=list(unique))  # type: ignore[arg-type]
+        super().__init__(listeners=list(self._emitter.registry.listeners))  # type: ignore[arg-type]
 
     @property
     def emitter(self) -> Emitter:

@@ -18,8 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from . import keys
-from .settings import Settings
+from ..settings import Settings
+from ..store import keys
 from .stats import BUCKETS
 
 __all__ = ("TaskEmitCollector", "metrics_registry")

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys, lua
-from .codec import get_codec
-from .errors import NotReplayable
-from .settings import Settings
+from ..errors import InvalidArgument, NotReplayable
+from ..settings import Settings
+from ..store import keys
+from ..store import scripts as lua
+from ..store.codec import get_codec
 
 __all__ = (
     "DeadLetter",
@@ -180,7 +181,7 @@ async def list_dead_letters(
 ) -> DeadLetterPage:
     """One page of dead letters, newest first; pass ``next_cursor`` back for the next page."""
     if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise InvalidArgument(f"limit must be >= 1, got {limit}")
     index = _index_for(listener, event)
     items: list[DeadLetter] = []
     position = cursor

@@ -21,14 +21,13 @@ from typing import Any, TypeVar
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from . import keys
-from .codec import get_codec
+from ..emit import Emitter, Listener, Registry
+from ..errors import ListenerArgumentError, PayloadEncodeError, StateError
+from ..settings import Settings, load_settings
+from ..store import keys
+from ..store.codec import get_codec
 from .cron import CronConfigError, CronSchedule, unique_schedules
-from .emitter import Emitter
-from .errors import ListenerArgumentError, PayloadEncodeError
-from .listener import Listener, index_listeners
 from .misfire import plan_fires
-from .settings import Settings, load_settings
 
 __all__ = (
     "ScheduleState",
@@ -148,11 +147,11 @@ def check_schedules(
     schedules: Iterable[CronSchedule], listeners: Iterable[Any], settings: Settings
 ) -> tuple[CronSchedule, ...]:
     """The schedules, once each, if every tick can be emitted; else a CronConfigError naming the schedule."""
-    by_event = index_listeners(listeners)
+    registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
     codec = get_codec(settings.serializer)
     checked = unique_schedules(schedules)
     for schedule in checked:
-        found = by_event.get(schedule.event_id)
+        found = registry.for_event(schedule.event_id)
         if not found:
             raise CronConfigError(
                 f"cron schedule {schedule.name!r} emits {schedule.event_id!r}, which none of the listeners "
@@ -193,10 +192,8 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         settings = settings if settings is not None else load_settings()
-        self.listeners: tuple[Listener, ...] = tuple(
-            item for items in index_listeners(listeners).values() for item in items
-        )
-        self.schedules = check_schedules(schedules, self.listeners, settings)
+        self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
+        self.schedules = check_schedules(schedules, self.registry, settings)
         self.settings = settings.model_copy(update={"drain_on_exit": False})  # its emits run elsewhere
         self.running_since: dt.datetime | None = None
         self._clock = clock
@@ -216,7 +213,7 @@ class Scheduler:
 
     async def start(self) -> None:
         if self._task is not None:
-            raise RuntimeError("the scheduler is already running")
+            raise StateError("the scheduler is already running")
         self._task = asyncio.create_task(self.run(), name="taskemit-scheduler")
         self._task.add_done_callback(_report_crash)
 
@@ -247,7 +244,7 @@ class Scheduler:
         if not self.schedules:
             return
         async with (
-            Emitter(self.listeners, self.settings) as emitter,
+            Emitter(self.registry, self.settings) as emitter,
             aioredis.Redis.from_url(self.settings.redis_url) as redis,
         ):
             self.running_since = self._now()

@@ -19,10 +19,11 @@ from typing import Any
 
 from arq.jobs import deserialize_result
 
-from . import keys
-from .codec import get_codec
-from .errors import ListenerError
-from .settings import Settings
+from ..errors import InvalidArgument, ListenerError, WaitTimeout
+from ..settings import Settings
+from ..state import FINISHED_STATES, JobState
+from ..store import keys
+from ..store.codec import get_codec
 
 __all__ = (
     "DONE_STATUSES",
@@ -36,9 +37,18 @@ __all__ = (
     "wait_for_event",
 )
 
-DONE_STATUSES = frozenset({"complete", "failed", "aborted"})
+DONE_STATUSES = FINISHED_STATES
 #: how an event's status follows from its jobs' (first match wins)
-_EVENT_PRECEDENCE = ("failed", "aborted", "in_progress", "retrying", "queued", "deferred", "unknown", "complete")
+_EVENT_PRECEDENCE = (
+    JobState.FAILED,
+    JobState.ABORTED,
+    JobState.IN_PROGRESS,
+    JobState.RETRYING,
+    JobState.QUEUED,
+    JobState.DEFERRED,
+    JobState.UNKNOWN,
+    JobState.COMPLETE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class JobStatus:
 
     job_id: str
     listener: str
-    status: str
+    status: JobState
     event_uuid: str | None = None
     event_id: str | None = None
     attempts: int = 0
@@ -84,9 +94,10 @@ class EventStatus:
     jobs: list[JobStatus] = field(default_factory=list)
 
     @property
-    def status(self) -> str:
+    def status(self) -> JobState:
+        """The most telling of its jobs' states: failed before in progress before complete."""
         statuses = {job.status for job in self.jobs}
-        return next((s for s in _EVENT_PRECEDENCE if s in statuses), "complete")
+        return next((s for s in _EVENT_PRECEDENCE if s in statuses), JobState.COMPLETE)
 
     @property
     def done(self) -> bool:
@@ -112,11 +123,19 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _state(value: Any) -> JobState:
+    """A recorded status word as a JobState (``unknown`` for anything else)."""
+    try:
+        return JobState(value)
+    except ValueError:
+        return JobState.UNKNOWN
+
+
 def _from_outcome(job_id: str, listener: str, outcome: dict[str, Any], **extra: Any) -> JobStatus:
     return JobStatus(
         job_id=job_id,
         listener=listener,
-        status=outcome.get("status", "unknown"),
+        status=_state(outcome.get("status")),
         attempts=outcome.get("job_try") or 0,
         max_tries=outcome.get("max_tries"),
         started=outcome.get("started"),
@@ -132,12 +151,12 @@ def _from_outcome(job_id: str, listener: str, outcome: dict[str, Any], **extra: 
 def _live_status(outcome_status: str | None, in_progress: bool, score: float | None, now_ms: float) -> str | None:
     """Status from arq's live keys; None when they say nothing (the job is not in the queue)."""
     if in_progress:
-        return "in_progress"
+        return JobState.IN_PROGRESS
     if score is None:
         return None
-    if outcome_status == "retrying":
-        return "retrying"
-    return "deferred" if score > now_ms else "queued"
+    if outcome_status == JobState.RETRYING:
+        return JobState.RETRYING
+    return JobState.DEFERRED if score > now_ms else JobState.QUEUED
 
 
 async def event_status(redis: Any, settings: Settings, event_uuid: str) -> EventStatus | None:
@@ -161,7 +180,7 @@ async def event_status(redis: Any, settings: Settings, event_uuid: str) -> Event
         outcome = json.loads(fields.get("job:" + job_id, "null")) or {}
         status = _live_status(outcome.get("status"), bool(in_progress), score, now_ms)
         if status is None:
-            status = outcome.get("status") or ("unknown" if not has_result else "")
+            status = outcome.get("status") or (JobState.UNKNOWN if not has_result else "")
         extra = {"event_uuid": event_uuid, "event_id": fields["event"], "enqueued_at": emitted_at}
         job = _from_outcome(job_id, listener, {**outcome, "status": status}, **extra)
         if status == "":  # finished without a record: read arq's result (a stock arq path)
@@ -178,11 +197,11 @@ async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobSt
     failure = result.result if not result.success else None
     kind = failure.type_name if isinstance(failure, ListenerError) else type(failure).__qualname__
     if failure is None:
-        status = "complete"
+        status = JobState.COMPLETE
     elif kind.endswith("CancelledError"):
-        status = "aborted"
+        status = JobState.ABORTED
     else:
-        status = "failed"
+        status = JobState.FAILED
     meta = (result.kwargs or {}).get(keys.META_KWARG) or {}
     return JobStatus(
         job_id=job_id,
@@ -215,11 +234,11 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
         return JobStatus(
             job_id=job_id,
             listener=fields.get("listener", ""),
-            status="failed",
+            status=JobState.FAILED,
             event_id=fields.get("event_id") or None,
             error=json.loads(fields.get("error") or "null"),
         )
-    return JobStatus(job_id=job_id, listener="", status="unknown")
+    return JobStatus(job_id=job_id, listener="", status=JobState.UNKNOWN)
 
 
 async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | None:
@@ -262,7 +281,7 @@ async def recent_events(
     ``scan_limit`` events per call; the cursor resumes where it stopped.
     """
     if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise InvalidArgument(f"limit must be >= 1, got {limit}")
     index = keys.events_by_id_key(event_id) if event_id else keys.EVENTS_INDEX
     max_score, skip = ("+inf", 0)
     if cursor:
@@ -299,6 +318,6 @@ async def wait_for_event(
             return event
         if deadline is not None and time.monotonic() >= deadline:
             pending = [f"{j.listener}={j.status}" for j in event.jobs if not j.done] if event else ["no record"]
-            raise TimeoutError(f"event {event_uuid} not finished after {timeout}s: {', '.join(pending)}")
+            raise WaitTimeout(f"event {event_uuid} not finished after {timeout}s: {', '.join(pending)}")
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 1.0)

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys
+from ..errors import InvalidArgument
+from ..store import keys
 
 __all__ = ("BUCKETS", "ListenerStats", "bucket_for", "outcome_args", "quantile", "read_listener_stats")
 
@@ -34,7 +35,7 @@ def bucket_for(duration: float) -> str:
 def quantile(q: float, counts: Mapping[str, int]) -> float | None:
     """Estimate the ``q`` quantile (0..1) from per-bucket counts, interpolating in the bucket."""
     if not 0 <= q <= 1:
-        raise ValueError(f"q must be within [0, 1], got {q}")
+        raise InvalidArgument(f"q must be within [0, 1], got {q}")
     bounds = [*BUCKETS, math.inf]
     per_bucket = [counts.get(f"{b:g}" if b != math.inf else "+Inf", 0) for b in bounds]
     total = sum(per_bucket)

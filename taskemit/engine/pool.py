@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from ..errors import InvalidArgument
+
 __all__ = ("WorkerPool",)
 
 logger = logging.getLogger("taskemit.pool")
@@ -49,7 +51,7 @@ class WorkerPool:
         stop_timeout: float = 30.0,
     ) -> None:
         if processes < 1:
-            raise ValueError(f"processes must be at least 1, got {processes}")
+            raise InvalidArgument(f"processes must be at least 1, got {processes}")
         self.command = list(command)
         self.burst = burst
         self.stop_timeout = stop_timeout

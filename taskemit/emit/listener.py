@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .attempt import Attempt
-from .errors import ListenerArgumentError, ListenerConfigError
-from .policy import Backoff, RetryPolicy
+from ..attempt import Attempt
+from ..errors import ListenerArgumentError, ListenerConfigError
+from ..policy import Backoff, RetryPolicy
 
-__all__ = ("Listener", "as_listener", "discover_listeners", "index_listeners", "listener")
+__all__ = ("Listener", "as_listener", "listener")
 
 
 def _main_module_name() -> str:
@@ -238,36 +238,3 @@ def as_listener(obj: Any) -> Listener:
             f'{obj!r} is not a listener; decorate the function with @taskemit.listener("event_id")'
         )
     return Listener(_unwrap_litestar(fn), event_ids)
-
-
-def index_listeners(listeners: Iterable[Any]) -> dict[str, tuple[Listener, ...]]:
-    """Map each event id to its listeners; reject two different functions under one name."""
-    by_name: dict[str, Listener] = {}
-    by_event: dict[str, list[Listener]] = {}
-    for obj in listeners:
-        item = as_listener(obj)
-        seen = by_name.get(item.name)
-        if seen is not None:
-            if seen.fn is item.fn and seen.event_ids == item.event_ids:
-                continue
-            raise ListenerConfigError(f'two listeners are named {item.name!r}; give one of them name="..."')
-        by_name[item.name] = item
-        for event_id in sorted(item.event_ids):
-            by_event.setdefault(event_id, []).append(item)
-    return {event_id: tuple(items) for event_id, items in by_event.items()}
-
-
-def discover_listeners(modules: Iterable[str]) -> list[Listener]:
-    """Import each module and collect the listeners defined at its top level."""
-    import importlib
-
-    found: list[Listener] = []
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ListenerConfigError(
-                f"cannot import listener module {module_name!r} (from the listeners setting): {exc}"
-            ) from exc
-        found.extend(value for value in vars(module).values() if isinstance(value, Listener))
-    return found

@@ -1,0 +1,52 @@
+"""Reading back what happened: event and job statuses, dead letters, stats, live workers.
+
+Everything here reads the records that emitters and workers write; the CLI, the Litestar
+routes and the Prometheus collector are thin layers over these functions.
+"""
+
+from __future__ import annotations
+
+from .deadletter import (
+    DeadLetter,
+    DeadLetterPage,
+    get_dead_letter,
+    iter_dead_letters,
+    list_dead_letters,
+    purge_dead_letters,
+    replay_dead_letter,
+)
+from .stats import ListenerStats, quantile, read_listener_stats
+from .status import (
+    EventPage,
+    EventStatus,
+    JobStatus,
+    event_status,
+    events_between,
+    job_status,
+    recent_events,
+    wait_for_event,
+)
+from .workers import WorkerInfo, live_workers
+
+__all__ = (
+    "DeadLetter",
+    "DeadLetterPage",
+    "EventPage",
+    "EventStatus",
+    "JobStatus",
+    "ListenerStats",
+    "WorkerInfo",
+    "event_status",
+    "events_between",
+    "get_dead_letter",
+    "iter_dead_letters",
+    "job_status",
+    "list_dead_letters",
+    "live_workers",
+    "purge_dead_letters",
+    "quantile",
+    "read_listener_stats",
+    "recent_events",
+    "replay_dead_letter",
+    "wait_for_event",
+)
