@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic_settings import (
 from .errors import SettingsFileNotFound
 from .policy import Backoff, RetryPolicy
 from .schedule.cron import CronSchedule, unique_schedules
+from .store.keys import DEFAULT_NAMESPACE, KeySpace, check_namespace
 
 __all__ = ("Settings", "load_settings", "settings_path")
 
@@ -66,7 +68,16 @@ class Settings(BaseSettings):
         "redis://localhost:6379/0",
         description="Redis to store jobs and event records in (redis://, rediss:// or unix://).",
     )
-    queue_name: str = Field("taskemit:queue", min_length=1, description="The arq queue (sorted set) jobs go to.")
+    namespace: str = Field(
+        DEFAULT_NAMESPACE,
+        description="Prefix and Redis Cluster hash tag of every key: apps sharing one Redis each take their own.",
+    )
+    queue_name: str = Field(
+        "default",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="The queue listener jobs go to unless a listener names its own (Redis key {namespace}:queue:NAME).",
+    )
     job_timeout: float = Field(
         300.0, gt=0, description="Seconds one attempt of a listener may run before it is cancelled (and retried)."
     )
@@ -120,6 +131,21 @@ class Settings(BaseSettings):
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
         return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _valid_namespace(cls, value: str) -> str:
+        return check_namespace(value)  # InvalidArgument is a ValueError: a validation error naming "namespace"
+
+    @cached_property
+    def keys(self) -> KeySpace:
+        """Every Redis key of this namespace."""
+        return KeySpace(self.namespace)
+
+    @property
+    def queue_key(self) -> str:
+        """The Redis key of the default queue (``queue_name`` in this namespace)."""
+        return self.keys.queue(self.queue_name)
 
     @field_validator("backoff")
     @classmethod

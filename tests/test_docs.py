@@ -55,7 +55,6 @@ from taskemit import (
 )
 from taskemit.engine import InProcessWorker
 from taskemit.monitor.deadletter import get_dead_letter, iter_dead_letters
-from taskemit.store import keys
 from taskemit.store.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +152,7 @@ _CAPTURE = re.compile(
     r"<!--\s*capture:\s*(?P<path>\S+)\s*-->[ \t]*\n(?:[ \t]*\n)*```text\n(?P<body>.*?)^```[ \t]*$", re.S | re.M
 )
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_JOB = r"[0-9a-f]{32}"
+_JOB = r"\{[\w-]+\}:[0-9a-f]{32}"
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 _MS = _TIME + r"\.\d{3}"
 _RATE = r"\d+\.\d\d"
@@ -317,7 +316,7 @@ def point_env_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
     def point(settings: Settings, **more: str) -> None:
         monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
-        monkeypatch.setenv("TASKEMIT_QUEUE_NAME", settings.queue_name)
+        monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)
         for name, value in more.items():
             monkeypatch.setenv(f"TASKEMIT_{name.upper()}", value)
 
@@ -335,7 +334,7 @@ def _once(settings: Settings) -> Settings:
 
 async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> JobResult:
     deserializer = worker_settings([], settings=settings).job_deserializer
-    job = Job(job_id, redis, _queue_name=settings.queue_name, _deserializer=deserializer)
+    job = Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=deserializer)
     return await job.result_info()
 
 
@@ -362,7 +361,7 @@ def _child_env(settings: Settings, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_QUEUE_NAME=settings.queue_name,
+        TASKEMIT_NAMESPACE=settings.namespace,
         PYTHONUNBUFFERED="1",
         **{f"TASKEMIT_{k.upper()}": v for k, v in more.items()},
     )
@@ -402,7 +401,9 @@ async def test_quickstart_runs_on_the_stock_arq_worker_settings(
 
     await quickstart_emit.main()
     printed = capsys.readouterr().out
-    assert re.search(r"stored event [0-9a-f-]{36}: \{'quickstart:send_account_email': '[0-9a-f]{32}'\}", printed)
+    assert re.search(
+        r"stored event [0-9a-f-]{36}: \{'quickstart:send_account_email': '\{[\w-]+\}:[0-9a-f]{32}'\}", printed
+    )
     assert "mail to" not in printed, "listeners must not run in the emitting process"
 
     worker = create_worker(quickstart.WorkerSettings, burst=True, handle_signals=False, poll_delay=0.02)
@@ -509,7 +510,7 @@ def _alive(pid: int) -> bool:
 async def test_emit_waits_for_redis_to_come_back() -> None:
     with RedisServer() as server:
         server.stop()  # Redis is down when the emitter starts and when it emits
-        settings = load_settings(redis_url=server.url, queue_name="outage", shutdown_timeout=30)
+        settings = load_settings(redis_url=server.url, namespace="outage", shutdown_timeout=30)
 
         @listener("user_created")
         async def on_created(email: str) -> None: ...
@@ -519,7 +520,7 @@ async def test_emit_waits_for_redis_to_come_back() -> None:
             await asyncio.sleep(0.3)
             await asyncio.to_thread(server.start)
         async with aioredis.Redis.from_url(server.url) as redis:
-            assert await redis.zcard("outage") == 1
+            assert await redis.zcard(settings.queue_key) == 1
 
 
 def test_emit_outside_the_context_manager_is_an_error() -> None:
@@ -557,14 +558,14 @@ async def test_deploy_skew_fails_the_job_and_the_worker_carries_on(
         assert "function 'quickstart:send_account_email' not found" in str(missing.result)
         found = await _job_result(redis, settings, receipt.jobs["quickstart:send_welcome_email"])
         assert found.success is True
-        assert not await redis.exists(keys.dead_key(receipt.jobs["quickstart:send_account_email"]))
+        assert not await redis.exists(taskemit_settings.keys.dead(receipt.jobs["quickstart:send_account_email"]))
 
     # taskemit's own worker (`taskemit worker`, InProcessWorker) also keeps it as a dead letter
     async with Emitter(quickstart.LISTENERS, settings) as emitter:
         receipt = await emitter.publish("user_created", email="late@example.com")
     async with InProcessWorker([quickstart.send_welcome_email], settings):
         await _wait_finished(redis, list(receipt.jobs.values()))
-    assert await redis.exists(keys.dead_key(receipt.jobs["quickstart:send_account_email"]))
+    assert await redis.exists(taskemit_settings.keys.dead(receipt.jobs["quickstart:send_account_email"]))
     assert sent == ["Welcome!"] * 4
 
 
@@ -602,8 +603,8 @@ def test_worker_settings_options(taskemit_settings: Settings) -> None:
 
     cls = worker_settings([handler], settings=taskemit_settings, on_startup=on_startup, max_jobs=3)
     assert [f.name for f in cls.functions] == ["docs.a"]
-    assert cls.queue_name == taskemit_settings.queue_name
-    assert cls.health_check_key == f"{taskemit_settings.queue_name}:health-check"
+    assert cls.queue_name == taskemit_settings.queue_key
+    assert cls.health_check_key == f"{taskemit_settings.queue_key}:health-check"
     assert cls.keep_result == taskemit_settings.result_retention
     assert cls.job_timeout == taskemit_settings.job_timeout + 5
     assert cls.on_startup is on_startup and cls.max_jobs == 3
@@ -629,7 +630,7 @@ async def test_payloads_stored_job_format(taskemit_settings: Settings, redis: ai
             emitter.emit("user_created", email=object())
         assert isinstance(raised.value, TypeError)
     job_id = receipt.jobs["docs.welcome"]
-    assert await redis.zscore(taskemit_settings.queue_name, job_id) is not None
+    assert await redis.zscore(taskemit_settings.queue_key, job_id) is not None
     payload = json.loads(await redis.get(f"arq:job:{job_id}"))
     assert set(payload) == {"t", "f", "a", "k", "et"}
     assert payload["f"] == "docs.welcome" and payload["a"] == []
@@ -637,7 +638,7 @@ async def test_payloads_stored_job_format(taskemit_settings: Settings, redis: ai
         "email": "ada@example.com",
         "__taskemit__": {"event": receipt.event_uuid, "event_id": "user_created"},
     }
-    assert await redis.zcard(taskemit_settings.queue_name) == 1  # the refused emits stored nothing
+    assert await redis.zcard(taskemit_settings.queue_key) == 1  # the refused emits stored nothing
 
 
 async def test_payloads_pickle_keeps_types(taskemit_settings: Settings) -> None:
@@ -680,7 +681,7 @@ async def test_retries_until_an_attempt_succeeds(
     job_id = receipt.jobs["retries:send_confirmation_sms"]
     result = await _job_result(redis, taskemit_settings, job_id)
     assert result.success is True and result.job_try == 3
-    assert not await redis.exists(keys.dead_key(job_id))
+    assert not await redis.exists(taskemit_settings.keys.dead(job_id))
 
 
 @pytest.mark.parametrize(("error", "reason"), [("InvalidNumber", "give_up_on"), ("ValueError", "not in retry_on")])
@@ -708,7 +709,7 @@ async def test_retries_give_up_at_once(
     result = await _job_result(redis, taskemit_settings, job_id)
     assert result.success is False and isinstance(result.result, ListenerError)
     assert result.result.type_name.endswith(error) and result.result.message == "bad number +1"
-    assert await redis.exists(keys.dead_key(job_id)), "a job that failed for good is a dead letter"
+    assert await redis.exists(taskemit_settings.keys.dead(job_id)), "a job that failed for good is a dead letter"
 
 
 async def test_retries_requested_by_the_listener(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
@@ -761,7 +762,7 @@ async def test_rate_limited_waits_as_long_as_the_api_asks(
     assert receipt is not None
     assert keys_seen == [f"{receipt.event_uuid}:rate_limited:sync_invoice"] * 3
     job_id = receipt.jobs["rate_limited:sync_invoice"]
-    attempts = [json.loads(a) for a in await redis.lrange(keys.attempts_key(job_id), 0, -1)]
+    attempts = [json.loads(a) for a in await redis.lrange(taskemit_settings.keys.attempts(job_id), 0, -1)]
     assert [a["status"] for a in attempts] == ["failed", "failed", "complete"]
     for failed in attempts[:2]:
         # the wait is the API's 0.25 s, not the policy's (random, up to 5 s)
@@ -788,7 +789,7 @@ async def test_rate_limited_last_attempt_keeps_the_api_error(
         receipt = await emitter.publish("invoice_issued", invoice_id="inv-2")
     assert receipt is not None
     assert len(calls) == 6, "max_tries=6"
-    letter = await get_dead_letter(redis, receipt.jobs["rate_limited:sync_invoice"])
+    letter = await get_dead_letter(redis, receipt.jobs["rate_limited:sync_invoice"], space=taskemit_settings.keys)
     assert letter is not None and letter.reason == "attempts exhausted"
     assert letter.error["type"] == "rate_limited.RateLimited"
     assert [a["error"]["type"].rsplit(".", 1)[-1] for a in letter.attempts] == ["Retry"] * 5 + ["RateLimited"]
@@ -816,11 +817,11 @@ async def test_dead_letters_replays_only_the_chosen_error(
     async with Emitter([refund, other], taskemit_settings) as emitter:
         receipts = [await emitter.publish("refund_requested", order_id=n) for n in range(6)]
     assert all(receipts)
-    assert len([letter async for letter in iter_dead_letters(redis)]) == 12
+    assert len([letter async for letter in iter_dead_letters(redis, space=taskemit_settings.keys)]) == 12
 
     new_job_ids = await module.replay_failed_with("builtins.ConnectionError", "docs.refund", taskemit_settings)
     assert len(new_job_ids) == 3, "orders 0, 2 and 4 died of the outage"
-    left = [letter async for letter in iter_dead_letters(redis)]
+    left = [letter async for letter in iter_dead_letters(redis, space=taskemit_settings.keys)]
     assert sorted((letter.listener, letter.error["type"]) for letter in left) == sorted(
         [("docs.refund", "builtins.ValueError")] * 3 + [("docs.other", "builtins.ConnectionError")] * 6
     )
@@ -903,7 +904,7 @@ async def test_litestar_app_unknown_events_can_be_ignored(
     async with AsyncTestClient(app=app):
         assert app.emit("user_renamed", email="ada@example.com") is None
         assert await app.event_emitter.publish("user_renamed", email="ada@example.com") is None
-    assert await redis.zcard(taskemit_settings.queue_name) == 0
+    assert await redis.zcard(taskemit_settings.queue_key) == 0
 
 
 async def test_mismatched_arguments_are_refused_at_emit(
@@ -915,7 +916,7 @@ async def test_mismatched_arguments_are_refused_at_emit(
     mismatched = examples("mismatched_arguments")
     await mismatched.main(taskemit_settings)
     assert capsys.readouterr().out == documented_output("mismatched_arguments.py")
-    assert await redis.zcard(taskemit_settings.queue_name) == 0
+    assert await redis.zcard(taskemit_settings.queue_key) == 0
     assert await redis.keys("arq:job:*") == []
     listeners = [mismatched.send_farewell_email_handler, mismatched.notify_customer_support]
     async with Emitter(listeners, taskemit_settings) as emitter:
@@ -934,7 +935,7 @@ async def test_mismatched_arguments_a_required_parameter_needs_every_event_to_pa
         with pytest.raises(ListenerArgumentError, match="missing a required argument: 'message'"):
             emitter.emit("user_created", email="ada@example.com")
         await emitter.drain()
-    assert await redis.zcard(taskemit_settings.queue_name) == 0
+    assert await redis.zcard(taskemit_settings.queue_key) == 0
 
 
 async def test_mismatched_arguments_in_a_litestar_handler_fail_the_request(
@@ -963,7 +964,7 @@ async def test_mismatched_arguments_in_a_litestar_handler_fail_the_request(
     async with AsyncTestClient(app=app) as client:
         response = await client.post("/users/delete")
     assert response.status_code == 500
-    assert await redis.zcard(taskemit_settings.queue_name) == 0
+    assert await redis.zcard(taskemit_settings.queue_key) == 0
 
 
 async def test_litestar_listener_exceptions_fail_the_job(
@@ -1046,7 +1047,7 @@ def test_settings_example_file_loads() -> None:
 
 
 def test_settings_example_lookup_and_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().queue_name == "taskemit:queue"  # no settings.toml here: the defaults
+    assert load_settings().queue_name == "default"  # no settings.toml here: the defaults
     (tmp_path / "settings.toml").write_text('queue_name = "from-file"\nmax_jobs = 7\n', encoding="utf-8")
     assert load_settings().queue_name == "from-file"
     monkeypatch.setenv("TASKEMIT_QUEUE_NAME", "from-env")

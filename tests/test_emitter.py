@@ -21,8 +21,7 @@ from taskemit import (
 )
 from taskemit.monitor import event_status
 from taskemit.settings import Settings
-from taskemit.store.codec import get_codec
-from taskemit.store.keys import EVENTS_INDEX, META_KWARG, event_key
+from taskemit.store.codec import META_KWARG, get_codec
 
 received: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
@@ -60,7 +59,7 @@ def no_drain(settings: Settings, **changes: Any) -> Settings:
 
 
 async def job_ids_in_queue(redis: aioredis.Redis, settings: Settings) -> list[str]:
-    return [m.decode() for m in await redis.zrange(settings.queue_name, 0, -1)]
+    return [m.decode() for m in await redis.zrange(settings.queue_key, 0, -1)]
 
 
 async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
@@ -73,19 +72,19 @@ async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settin
     codec = get_codec("json")
     for name, job_id in receipt.jobs.items():
         # arq's own Job API reads the job: the wire format is arq's
-        info = await Job(job_id, redis, _queue_name=settings.queue_name, _deserializer=codec.loads).info()
+        info = await Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=codec.loads).info()
         assert info is not None
         assert info.function == name
         assert list(info.args) == []
         assert info.kwargs["email"] == "ada@example.com"
         assert info.kwargs[META_KWARG] == {"event": receipt.event_uuid, "event_id": "user_created"}
-        assert await Job(job_id, redis, _queue_name=settings.queue_name).status() == JobStatus.queued
+        assert await Job(job_id, redis, _queue_name=settings.queue_key).status() == JobStatus.queued
     record = await event_status(redis, settings, receipt.event_uuid)
     assert record is not None and record.event_id == "user_created"
     assert {job.job_id for job in record.jobs} == set(receipt.jobs.values())
     assert all(job.status == "queued" for job in record.jobs)
-    assert 0 < await redis.ttl(event_key(receipt.event_uuid)) <= settings.event_retention
-    assert await redis.zscore(EVENTS_INDEX, receipt.event_uuid) is not None
+    assert 0 < await redis.ttl(settings.keys.event(receipt.event_uuid)) <= settings.event_retention
+    assert await redis.zscore(settings.keys.events, receipt.event_uuid) is not None
 
 
 async def test_emit_is_flushed_on_exit(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
@@ -236,7 +235,7 @@ async def test_emits_survive_a_redis_restart(tmp_path: Any) -> None:
             receipt = await asyncio.wait_for(emitter.publish("password_changed", email="after@example.com"), 15)
         client = aioredis.Redis.from_url(server.url)
         try:
-            queued = {m.decode() for m in await client.zrange("q", 0, -1)}
+            queued = {m.decode() for m in await client.zrange(settings.queue_key, 0, -1)}
         finally:
             await client.aclose()
     # the emit made while Redis was down was buffered and stored once it came back
@@ -260,7 +259,7 @@ async def test_publish_once_stores_one_event_per_key(taskemit_settings: Settings
     stored = [r for r in results if r is not None]
     assert len(stored) == 10
     assert len({r.event_uuid for r in stored}) == 10
-    assert await redis.zcard(settings.queue_name) == 20  # two listeners per event
+    assert await redis.zcard(settings.queue_key) == 20  # two listeners per event
 
 
 async def test_drain_without_drain_on_exit_is_a_clear_error(taskemit_settings: Settings) -> None:

@@ -67,7 +67,7 @@ def make_app() -> Litestar:
 def _env(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     # Litestar builds the backend with listeners= only: it must read settings from the environment
     monkeypatch.setenv("TASKEMIT_REDIS_URL", taskemit_settings.redis_url)
-    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", taskemit_settings.queue_name)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", taskemit_settings.namespace)
     monkeypatch.setenv("TASKEMIT_DRAIN_ON_EXIT", "1")
     sent.clear()
 
@@ -82,7 +82,7 @@ async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis,
         ("email", "alan@example.com|changed"),
         ("welcome", "ada@example.com"),
     ]
-    uuids = await events_between(redis, 0, 2**40)
+    uuids = await events_between(redis, 0, 2**40, space=taskemit_settings.keys)
     records = [await event_status(redis, taskemit_settings, u) for u in uuids]
     assert sorted(r.event_id for r in records if r) == ["password_changed", "user_created"]
 
@@ -101,7 +101,7 @@ async def test_litestar_event_listener_failure_reaches_the_job(
     monkeypatch.setenv("TASKEMIT_MAX_TRIES", "1")
     async with AsyncTestClient(app=make_app()) as client:
         await client.post("/delete", json={"email": "bye@example.com"})
-    (uuid,) = await events_between(redis, 0, 2**40)
+    (uuid,) = await events_between(redis, 0, 2**40, space=taskemit_settings.keys)
     record = await event_status(redis, taskemit_settings, uuid)
     assert record is not None
     (job,) = record.jobs
@@ -142,4 +142,4 @@ async def test_publish_returns_receipt(redis: aioredis.Redis, monkeypatch: pytes
         receipt = await backend.publish("user_created", email="r@example.com")
     assert receipt is not None
     assert set(receipt.jobs) == {send_welcome_email_handler.name, send_email_handler.name}
-    assert await redis.zcard(backend.emitter.settings.queue_name) == 2
+    assert await redis.zcard(backend.emitter.settings.queue_key) == 2

@@ -150,7 +150,7 @@ async def test_counters_are_recorded_with_each_attempt(settings: Settings, redis
         for receipt in receipts:
             assert receipt is not None
             await receipt.wait(timeout=10)
-    stats = {s.listener: s for s in await read_listener_stats(redis)}
+    stats = {s.listener: s for s in await read_listener_stats(redis, space=settings.keys)}
     assert stats[quick.name].succeeded == 3 and stats[quick.name].failed == 0
     assert stats[quick.name].duration_count == 3 and sum(stats[quick.name].buckets.values()) == 3
     assert stats[fails.name].failed == 1 and stats[fails.name].dead == 1 and stats[fails.name].succeeded == 0

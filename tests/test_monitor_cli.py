@@ -49,7 +49,7 @@ ALL = [welcome, crm_sync, held]
 @pytest.fixture
 def env(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("TASKEMIT_REDIS_URL", taskemit_settings.redis_url)
-    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", taskemit_settings.queue_name)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", taskemit_settings.namespace)
     return taskemit_settings.model_copy(update={"drain_on_exit": False})
 
 
@@ -105,7 +105,7 @@ async def test_workers_heartbeat_and_check(env: Settings, redis: aioredis.Redis)
         await emitter.publish("hold", 1)
     async with InProcessWorker(ALL, env):
         for _ in range(200):
-            workers = await live_workers(redis, env.queue_name)
+            workers = await live_workers(redis, env.queue_name, space=env.keys)
             if workers and workers[0].running.get(held.name):
                 break
             await asyncio.sleep(0.05)
@@ -118,7 +118,7 @@ async def test_workers_heartbeat_and_check(env: Settings, redis: aioredis.Redis)
         assert stats["queue"]["in_progress"] == 1 and stats["queue"]["workers"] == 1
         release.set()
     # a worker that stops cleanly removes its heartbeat
-    assert await live_workers(redis, env.queue_name) == []
+    assert await live_workers(redis, env.queue_name, space=env.keys) == []
 
 
 def _free_port() -> int:
@@ -149,7 +149,7 @@ async def test_prometheus_metrics(env: Settings) -> None:
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "taskemit", "metrics", "--port", str(port), "--host", "127.0.0.1"],
-        env={**__import__("os").environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_QUEUE_NAME": env.queue_name},
+        env={**__import__("os").environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_NAMESPACE": env.namespace},
     )
     try:
         body = ""
@@ -179,7 +179,7 @@ async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskemit", "stats", "--watch", "--interval", "0.2"],
-        env={**os.environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_QUEUE_NAME": env.queue_name},
+        env={**os.environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_NAMESPACE": env.namespace},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -24,7 +24,7 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_QUEUE_NAME=settings.queue_name,
+        TASKEMIT_NAMESPACE=settings.namespace,
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
         **extra,
     )
@@ -85,7 +85,7 @@ async def test_pool_in_burst_mode_runs_everything_and_exits(
     assert "worker 0 started" in log and "worker 1 started" in log
     calls = await wait_for_calls(redis, 30, timeout=1)
     assert sorted(int(c.split(":")[0]) for c in calls) == list(range(30))
-    assert await redis.zcard(settings.queue_name) == 0
+    assert await redis.zcard(settings.queue_key) == 0
 
 
 async def test_worker_from_settings_alone(settings: Settings, redis: aioredis.Redis, tmp_path: Path) -> None:

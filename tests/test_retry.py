@@ -16,7 +16,6 @@ from taskemit.monitor import event_status
 from taskemit.monitor.deadletter import get_dead_letter, list_dead_letters, replay_dead_letter
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec
-from taskemit.store.keys import attempts_key
 from taskemit.testing import InProcessWorker
 
 runs: dict[str, list[float]] = defaultdict(list)
@@ -112,9 +111,11 @@ async def test_fails_twice_then_succeeds_after_policy_delays(
     assert record is not None
     (job,) = record.jobs
     assert job.status == "complete" and job.attempts == 3
-    history = [await redis.lrange(attempts_key(job.job_id), 0, -1)]
+    history = [await redis.lrange(taskemit_settings.keys.attempts(job.job_id), 0, -1)]
     assert [b'"status": "failed"' in a for a in history[0]] == [True, True, False]
-    assert await list_dead_letters(redis) == type(await list_dead_letters(redis))([], None)
+    assert await list_dead_letters(redis, space=taskemit_settings.keys) == type(
+        await list_dead_letters(redis, space=taskemit_settings.keys)
+    )([], None)
 
 
 async def test_always_failing_listener_is_dead_lettered_and_replayable(
@@ -127,7 +128,7 @@ async def test_always_failing_listener_is_dead_lettered_and_replayable(
     # each listener is its own job: the sibling ran once and was never re-run
     assert len(runs["sibling"]) == 1
     job_id = receipt.jobs[always_fails.name]
-    letter = await get_dead_letter(redis, job_id)
+    letter = await get_dead_letter(redis, job_id, space=taskemit_settings.keys)
     assert letter is not None
     assert letter.listener == always_fails.name and letter.event_id == "doomed"
     assert letter.event_uuid == receipt.event_uuid
@@ -140,20 +141,20 @@ async def test_always_failing_listener_is_dead_lettered_and_replayable(
     statuses = {job.listener: job.status for job in record.jobs}
     assert statuses == {always_fails.name: "failed", sibling.name: "complete"}
     # arq sees a failed job too
-    job = Job(job_id, redis, _queue_name=taskemit_settings.queue_name, _deserializer=get_codec("json").loads)
+    job = Job(job_id, redis, _queue_name=taskemit_settings.queue_key, _deserializer=get_codec("json").loads)
     assert await job.status() == JobStatus.complete
     assert (await job.result_info()).success is False  # type: ignore[union-attr]
 
     new_job_id = await replay_dead_letter(redis, taskemit_settings, job_id)
     assert new_job_id is not None and new_job_id != job_id
-    assert await get_dead_letter(redis, job_id) is None
+    assert await get_dead_letter(redis, job_id, space=taskemit_settings.keys) is None
     async with InProcessWorker(ALL, taskemit_settings):
         for _ in range(300):
-            if await get_dead_letter(redis, new_job_id):
+            if await get_dead_letter(redis, new_job_id, space=taskemit_settings.keys):
                 break
             await asyncio.sleep(0.02)
     assert len(runs["always_fails"]) == 6  # a fresh attempt count: three more runs
-    again = await get_dead_letter(redis, new_job_id)
+    again = await get_dead_letter(redis, new_job_id, space=taskemit_settings.keys)
     assert again is not None
     # the history is kept: 3 old attempts, the replay marker, 3 new attempts
     assert [a["status"] for a in again.attempts] == ["failed"] * 3 + ["replayed"] + ["failed"] * 3
@@ -167,7 +168,7 @@ async def test_give_up_on_is_dead_at_once(taskemit_settings: Settings, redis: ai
         receipt = await emitter.publish("fatal", 1)
     assert receipt is not None
     assert len(runs["gives_up"]) == 1
-    letter = await get_dead_letter(redis, receipt.jobs[gives_up.name])
+    letter = await get_dead_letter(redis, receipt.jobs[gives_up.name], space=taskemit_settings.keys)
     assert letter is not None and letter.reason == "gave up on Fatal"
     assert len(letter.attempts) == 1
 
@@ -177,7 +178,7 @@ async def test_retry_on_narrows_what_is_retried(taskemit_settings: Settings, red
         receipt = await emitter.publish("narrow", 1)
     assert receipt is not None
     assert len(runs["narrow"]) == 1
-    letter = await get_dead_letter(redis, receipt.jobs[narrow.name])
+    letter = await get_dead_letter(redis, receipt.jobs[narrow.name], space=taskemit_settings.keys)
     assert letter is not None and letter.reason == "ValueError is not in retry_on"
 
 
@@ -186,7 +187,10 @@ async def test_timeout_counts_as_an_attempt_and_is_retried(taskemit_settings: Se
         receipt = await emitter.publish("sleepy", 1)
     assert receipt is not None
     assert len(runs["slow_then_fast"]) == 2
-    history = [a.decode() for a in await redis.lrange(attempts_key(receipt.jobs[slow_then_fast.name]), 0, -1)]
+    history = [
+        a.decode()
+        for a in await redis.lrange(taskemit_settings.keys.attempts(receipt.jobs[slow_then_fast.name]), 0, -1)
+    ]
     assert "ListenerTimeout" in history[0] and "timed out after 0.2s" in history[0]
     assert '"status": "complete"' in history[1]
 
@@ -224,7 +228,7 @@ async def test_unknown_listener_is_dead_lettered(taskemit_settings: Settings, re
     job_id = receipt.jobs[always_fails.name]
     async with InProcessWorker([sibling], settings):
         for _ in range(300):
-            if letter := await get_dead_letter(redis, job_id):
+            if letter := await get_dead_letter(redis, job_id, space=taskemit_settings.keys):
                 break
             await asyncio.sleep(0.02)
     assert letter is not None
@@ -243,11 +247,12 @@ async def test_unknown_listener_is_dead_lettered(taskemit_settings: Settings, re
 
 
 async def test_undecodable_payload_is_dead_lettered(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
-    await redis.set("arq:job:broken", b"\x80not json", px=60_000)
-    await redis.zadd(taskemit_settings.queue_name, {"broken": int(time.time() * 1000)})
+    broken = taskemit_settings.keys.job_id("broken")
+    await redis.set(taskemit_settings.keys.job(broken), b"\x80not json", px=60_000)
+    await redis.zadd(taskemit_settings.queue_key, {broken: int(time.time() * 1000)})
     async with InProcessWorker([sibling], taskemit_settings):
         for _ in range(300):
-            if letter := await get_dead_letter(redis, "broken"):
+            if letter := await get_dead_letter(redis, broken, space=taskemit_settings.keys):
                 break
             await asyncio.sleep(0.02)
     assert letter is not None and "deserialize" in letter.reason

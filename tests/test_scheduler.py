@@ -27,7 +27,6 @@ from taskemit.cli import cli
 from taskemit.schedule.scheduler import Scheduler, pause_schedule, resume_schedule, schedule_states
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec
-from taskemit.store.keys import CRON_FIRED, EVENTS_INDEX, job_key
 from taskemit.testing import InProcessWorker
 
 EVERY_SECOND = "* * * * * *"
@@ -61,8 +60,8 @@ async def queued_ticks(redis: aioredis.Redis, settings: Settings) -> dict[str, l
     """The ticks of the jobs waiting in the queue, per schedule (their ``which``), oldest first."""
     codec = get_codec(settings.serializer)
     found: dict[str, list[dt.datetime]] = defaultdict(list)
-    for job_id in await redis.zrange(settings.queue_name, 0, -1):
-        job = codec.decode_job(await redis.get(job_key(job_id.decode())))
+    for job_id in await redis.zrange(settings.queue_key, 0, -1):
+        job = codec.decode_job(await redis.get(settings.keys.job(job_id.decode())))
         found[job["k"]["which"]].append(job["k"]["tick"])
     return {which: sorted(ticks) for which, ticks in found.items()}
 
@@ -76,7 +75,7 @@ def assert_each_second_once(ticks: list[dt.datetime], at_least: int) -> None:
 
 async def wait_until_empty(redis: aioredis.Redis, settings: Settings, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while await redis.zcard(settings.queue_name):
+    while await redis.zcard(settings.queue_key):
         assert time.monotonic() < deadline, "the queued jobs did not run"
         await asyncio.sleep(0.05)
 
@@ -96,7 +95,7 @@ async def test_several_schedulers_emit_each_tick_once(settings: Settings, redis:
         await wait_until_empty(redis, settings)
     # the listener ran once per tick, with the tick it serves, for 4 racing schedulers
     assert_each_second_once([tick for _, tick in runs], at_least=3)
-    assert await redis.zcard(EVENTS_INDEX) == len(runs)
+    assert await redis.zcard(settings.keys.events) == len(runs)
 
 
 async def test_every_worker_runs_a_scheduler_and_each_tick_runs_once(settings: Settings, redis: aioredis.Redis) -> None:
@@ -107,13 +106,13 @@ async def test_every_worker_runs_a_scheduler_and_each_tick_runs_once(settings: S
     await asyncio.sleep(2.6)
     for worker in workers:
         await worker.close()
-    emitted = await redis.zcard(EVENTS_INDEX)
+    emitted = await redis.zcard(settings.keys.events)
     async with InProcessWorker([on_tick], settings):  # runs what the closing workers left
         await wait_until_empty(redis, settings)
     assert_each_second_once([tick for _, tick in runs], at_least=2)
     assert emitted == len(runs)
     await asyncio.sleep(1.1)
-    assert await redis.zcard(EVENTS_INDEX) == emitted  # the schedulers stopped with their workers
+    assert await redis.zcard(settings.keys.events) == emitted  # the schedulers stopped with their workers
 
 
 async def test_worker_hooks_chain_the_users_own(settings: Settings) -> None:
@@ -152,7 +151,7 @@ async def test_missed_ticks_follow_each_schedules_misfire_policy(settings: Setti
     ]
     async with Scheduler(schedules, [on_tick], settings):
         await asyncio.sleep(1.3)
-    fired = await redis.zrange(CRON_FIRED, 0, -1, withscores=True)
+    fired = await redis.zrange(settings.keys.cron_fired, 0, -1, withscores=True)
     last = {name.decode(): dt.datetime.fromtimestamp(score, dt.UTC) for name, score in fired}
     assert set(last) == {s.name for s in schedules}
     await asyncio.sleep(3.2)  # every scheduler is down for three ticks or more
@@ -184,15 +183,15 @@ async def test_pause_and_resume_are_obeyed_by_every_scheduler(settings: Settings
     schedule = every_second("paused", misfire="all")
     async with Scheduler([schedule], [on_tick], settings), Scheduler([schedule], [on_tick], settings):
         await asyncio.sleep(1.2)
-        assert await pause_schedule(redis, schedule.name) is True
-        assert await pause_schedule(redis, schedule.name) is False
+        assert await pause_schedule(redis, schedule.name, space=settings.keys) is True
+        assert await pause_schedule(redis, schedule.name, space=settings.keys) is False
         paused_at = dt.datetime.now(dt.UTC)
         await asyncio.sleep(1.5)
         before_resume = (await queued_ticks(redis, settings))["paused"]
-    state = (await schedule_states(redis, [schedule.name]))[schedule.name]
+    state = (await schedule_states(redis, [schedule.name], space=settings.keys))[schedule.name]
     assert state.paused and state.last_fired is not None and state.last_fired <= paused_at
     assert all(tick <= paused_at for tick in before_resume)  # nothing emitted while paused
-    assert await resume_schedule(redis, schedule.name) is True
+    assert await resume_schedule(redis, schedule.name, space=settings.keys) is True
     resumed_at = dt.datetime.now(dt.UTC)
     # a scheduler starting now does not catch up the paused ticks, though its policy is "all"
     async with Scheduler([schedule], [on_tick], settings):
@@ -201,7 +200,7 @@ async def test_pause_and_resume_are_obeyed_by_every_scheduler(settings: Settings
     new = after[len(before_resume) :]
     assert new and all(tick > paused_at for tick in new)
     assert not [tick for tick in new if tick < resumed_at - dt.timedelta(seconds=0.5)]  # none from the pause
-    assert not (await schedule_states(redis, [schedule.name]))[schedule.name].paused
+    assert not (await schedule_states(redis, [schedule.name], space=settings.keys))[schedule.name].paused
 
 
 # -- declaring mistakes -----------------------------------------------------------------------------
@@ -278,7 +277,7 @@ def app_dir(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch)
         if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("TASKEMIT_QUEUE_NAME", settings.queue_name)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
     sys.modules.pop("cron_app", None)
@@ -305,14 +304,14 @@ def run_until(command: list[str], cwd: Path, done: Callable[[], bool]) -> str:
 def test_taskemit_scheduler_command_emits_from_its_own_process(app_dir: Path, settings: Settings) -> None:
     client = Redis.from_url(settings.redis_url)
     command = [sys.executable, "-m", "taskemit", "scheduler", "cron_app:WorkerSettings"]
-    output = run_until(command, app_dir, lambda: client.zcard(settings.queue_name) >= 2)
+    output = run_until(command, app_dir, lambda: client.zcard(settings.queue_key) >= 2)
     assert "cron scheduler started for 2 schedules: app.every_second, app.nightly" in output
-    queued = client.zcard(settings.queue_name)
+    queued = client.zcard(settings.queue_key)
     time.sleep(1.2)
-    assert client.zcard(settings.queue_name) == queued  # it stopped emitting on SIGTERM
+    assert client.zcard(settings.queue_key) == queued  # it stopped emitting on SIGTERM
     codec = get_codec(settings.serializer)
-    job_ids = [job_id.decode() for job_id in client.zrange(settings.queue_name, 0, -1)]
-    jobs = [codec.decode_job(client.get(job_key(job_id))) for job_id in job_ids]
+    job_ids = [job_id.decode() for job_id in client.zrange(settings.queue_key, 0, -1)]
+    jobs = [codec.decode_job(client.get(settings.keys.job(job_id))) for job_id in job_ids]
     client.close()
     assert {job["f"] for job in jobs} == {"cron_app.on_tick"}
     assert_each_second_once([job["k"]["tick"] for job in jobs], at_least=2)
@@ -335,7 +334,7 @@ def test_the_stock_arq_command_runs_the_scheduler(app_dir: Path, settings: Setti
 
 def test_cron_list_pause_resume(app_dir: Path, settings: Settings) -> None:
     client = Redis.from_url(settings.redis_url)
-    client.zadd(CRON_FIRED, {"app.nightly": dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC).timestamp()})
+    client.zadd(settings.keys.cron_fired, {"app.nightly": dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC).timestamp()})
     client.close()
     runner = CliRunner()
     listed = runner.invoke(cli, ["cron", "list", "cron_app:WorkerSettings", "--next", "2"])

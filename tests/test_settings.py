@@ -23,7 +23,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_without_a_file() -> None:
     settings = load_settings()
     assert settings.redis_url == "redis://localhost:6379/0"
-    assert settings.queue_name == "taskemit:queue"
+    assert settings.queue_name == "default" and settings.namespace == "taskemit"
+    assert settings.queue_key == "{taskemit}:queue:default"
     assert settings.serializer == "json"
     assert settings.drain_on_exit is False
 

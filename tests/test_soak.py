@@ -34,7 +34,7 @@ async def test_pool_survives_killed_workers_without_losing_side_effects(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_QUEUE_NAME=settings.queue_name,
+        TASKEMIT_NAMESPACE=settings.namespace,
         TASKEMIT_JOB_TIMEOUT="3",
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
     )
@@ -55,7 +55,7 @@ async def test_pool_survives_killed_workers_without_losing_side_effects(
                     await emitter.publish("order_placed", -order)  # backpressure
                     # SIGKILL one worker process mid-run, as an OOM kill would (a heartbeat can
                     # outlive its process by a few seconds: skip the ones already gone)
-                    for worker in await live_workers(redis, settings.queue_name):
+                    for worker in await live_workers(redis, settings.queue_name, space=settings.keys):
                         try:
                             os.kill(worker.pid, signal.SIGKILL)
                         except ProcessLookupError:

@@ -111,7 +111,7 @@ async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, r
     job = Job(
         receipt.jobs[always_fails.name],
         redis,
-        _queue_name=taskemit_settings.queue_name,
+        _queue_name=taskemit_settings.queue_key,
         _deserializer=get_codec("json").loads,
     )
     assert await job.status() == JobStatus.complete
@@ -143,7 +143,7 @@ async def test_unknown_listener_fails_the_job_and_worker_keeps_running(
         missing = Job(
             receipt.jobs[always_fails.name],
             redis,
-            _queue_name=settings.queue_name,
+            _queue_name=settings.queue_key,
             _deserializer=get_codec("json").loads,
         )
         with pytest.raises(ListenerError, match=f"function '{always_fails.name}' not found"):
@@ -177,7 +177,7 @@ def test_worker_settings_shape(taskemit_settings: Settings) -> None:
     cls = worker_settings([record_order, sync_listener, too_slow], settings=taskemit_settings, max_jobs=3)
     names = {f.name for f in cls.functions}
     assert names == {record_order.name, sync_listener.name, too_slow.name}
-    assert cls.queue_name == taskemit_settings.queue_name
+    assert cls.queue_name == taskemit_settings.queue_key
     assert cls.max_jobs == 3
     assert cls.job_serializer is get_codec("json").dumps
     slow_fn = next(f for f in cls.functions if f.name == too_slow.name)

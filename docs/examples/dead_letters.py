@@ -20,7 +20,7 @@ async def replay_failed_with(
         # collect first: each replay removes a letter from the index that the iterator pages through
         letters = [
             letter
-            async for letter in iter_dead_letters(redis, listener=listener)
+            async for letter in iter_dead_letters(redis, listener=listener, space=settings.keys)
             if letter.error.get("type") == error_type
         ]
         new_job_ids = []

@@ -88,7 +88,9 @@ def cron() -> None:
 def list_command(target: str | None, count: int, as_json: bool) -> None:
     """Each schedule: its event, time zone, state, last emitted tick and next ticks."""
     schedules, _, settings = _load(target)
-    states: dict[str, ScheduleState] = _run(settings, lambda redis: schedule_states(redis, [s.name for s in schedules]))
+    states: dict[str, ScheduleState] = _run(
+        settings, lambda redis: schedule_states(redis, [s.name for s in schedules], space=settings.keys)
+    )
     now = dt.datetime.now(dt.UTC)
     if as_json:
         items = [
@@ -140,7 +142,7 @@ def pause_command(name: str, target: str | None) -> None:
     """Stop every scheduler from emitting schedule NAME until it is resumed."""
     schedules, _, settings = _load(target)
     _known(name, schedules)
-    changed = _run(settings, lambda redis: pause_schedule(redis, name))
+    changed = _run(settings, lambda redis: pause_schedule(redis, name, space=settings.keys))
     click.echo(f"paused {name}" if changed else f"{name} was already paused")
 
 
@@ -151,7 +153,7 @@ def resume_command(name: str, target: str | None) -> None:
     """Emit schedule NAME again from its next tick on; ticks passed while paused are not caught up."""
     schedules, _, settings = _load(target)
     _known(name, schedules)
-    changed = _run(settings, lambda redis: resume_schedule(redis, name))
+    changed = _run(settings, lambda redis: resume_schedule(redis, name, space=settings.keys))
     click.echo(f"resumed {name}" if changed else f"{name} was not paused")
 
 

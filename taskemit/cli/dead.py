@@ -70,7 +70,9 @@ def dead() -> None:
 def list_command(listener_name: str | None, event: str | None, limit: int, cursor: int, as_json: bool) -> None:
     """List dead letters, newest first, one page at a time."""
     page = _run(
-        lambda redis, _: list_dead_letters(redis, listener=listener_name, event=event, limit=limit, cursor=cursor)
+        lambda redis, settings: list_dead_letters(
+            redis, listener=listener_name, event=event, limit=limit, cursor=cursor, space=settings.keys
+        )
     )
     if as_json:
         click.echo(
@@ -111,7 +113,9 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_command(job_id: str, as_json: bool) -> None:
     """Show one dead letter with its arguments and every attempt."""
-    letter, serializer = _run(lambda redis, settings: _with_serializer(get_dead_letter(redis, job_id), settings))
+    letter, serializer = _run(
+        lambda redis, settings: _with_serializer(get_dead_letter(redis, job_id, space=settings.keys), settings)
+    )
     if letter is None:
         raise click.ClickException(f"no dead letter with job id {job_id!r}")
     data = _as_dict(letter, serializer)
@@ -167,7 +171,10 @@ def replay_command(job_id: str | None, replay_all: bool, listener_name: str | No
                 raise click.ClickException(f"no dead letter with job id {job_id!r}")
             return [(job_id, new)]
         # read every page first: replaying removes letters, which would shift later pages
-        letters = [letter async for letter in iter_dead_letters(redis, listener=listener_name, event=event)]
+        letters = [
+            letter
+            async for letter in iter_dead_letters(redis, listener=listener_name, event=event, space=settings.keys)
+        ]
         done = []
         for letter in letters:
             try:
@@ -192,5 +199,7 @@ def purge_command(listener_name: str | None, event: str | None, yes: bool) -> No
     scope = " and ".join(filter(None, [listener_name and f"listener {listener_name}", event and f"event {event}"]))
     if not yes:
         click.confirm(f"Delete every dead letter{' of ' + scope if scope else ''}?", abort=True)
-    removed = _run(lambda redis, _: purge_dead_letters(redis, listener=listener_name, event=event))
+    removed = _run(
+        lambda redis, settings: purge_dead_letters(redis, listener=listener_name, event=event, space=settings.keys)
+    )
     click.echo(f"purged {removed} dead letters")

@@ -201,7 +201,7 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
         now_ms = time.time() * 1000
-        workers = await live_workers(redis, settings.queue_name)
+        workers = await live_workers(redis, settings.queue_name, space=settings.keys)
         running: dict[str, int] = {}
         for worker in workers:
             for name, count in worker.running.items():
@@ -220,12 +220,12 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
                 "p95": s.p95,
                 "mean": s.mean,
             }
-            for s in await read_listener_stats(redis)
+            for s in await read_listener_stats(redis, space=settings.keys)
         ]
         queue = {
             "queue": settings.queue_name,
-            JobState.QUEUED: await redis.zcount(settings.queue_name, "-inf", now_ms),
-            JobState.DEFERRED: await redis.zcount(settings.queue_name, f"({now_ms}", "+inf"),
+            JobState.QUEUED: await redis.zcount(settings.queue_key, "-inf", now_ms),
+            JobState.DEFERRED: await redis.zcount(settings.queue_key, f"({now_ms}", "+inf"),
             JobState.IN_PROGRESS: sum(w.jobs_running for w in workers),
             "workers": len(workers),
         }
@@ -277,7 +277,7 @@ def workers(as_json: bool, watch: bool, interval: float) -> None:
     """Live workers, from their heartbeats: host, pid, jobs running, last seen."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> Any:
-        return await live_workers(redis)
+        return await live_workers(redis, space=settings.keys)
 
     def render(found: Any) -> RenderableType:
         table = Table(title="Workers", title_justify="left")
@@ -320,9 +320,9 @@ def check() -> None:
 
     async def main() -> tuple[int, bool]:
         async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
-            alive = await live_workers(redis, settings.queue_name)
+            alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
-            arq_health = await redis.exists(settings.queue_name + ":health-check")
+            arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
             return len(alive), bool(arq_health)
 
     try:

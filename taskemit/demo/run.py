@@ -61,7 +61,7 @@ async def _wait_for_outcomes(url: str, start: float, timeout: float) -> list[Eve
     async with aioredis.Redis.from_url(url) as redis:
         deadline = time.monotonic() + timeout
         while True:
-            uuids = await events_between(redis, start, time.time())
+            uuids = await events_between(redis, start, time.time(), space=settings.keys)
             records = [record for u in uuids if (record := await event_status(redis, settings, u)) is not None]
             if (records and all(record.done for record in records)) or time.monotonic() > deadline:
                 return records

@@ -28,9 +28,8 @@ from redis.exceptions import NoScriptError, RedisError
 from ..errors import EmitBufferFull, ListenerConfigError, RedisUnavailable, StateError, UnknownEventError, redact_url
 from ..monitor.status import EventStatus, event_status, wait_for_event
 from ..settings import Settings, load_settings
-from ..store import keys
 from ..store import scripts as lua
-from ..store.codec import get_codec
+from ..store.codec import META_KWARG, get_codec
 from .listener import Listener
 from .registry import Registry
 
@@ -39,7 +38,7 @@ __all__ = ("EmitReceipt", "Emitter")
 logger = logging.getLogger("taskemit.emitter")
 
 _EMIT = lua.script("emit")
-#: uuid5 namespace of the event uuids and job ids that publish_once derives from its key
+#: uuid5 namespace of the event uuids that publish_once derives from its key
 _ONCE_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
@@ -256,18 +255,19 @@ class Emitter:
                 logger.info("ignoring event %r: no listener is registered for it", event_id)
                 return None
             raise self._unknown_event(event_id)
-        if keys.META_KWARG in kwargs:
-            raise ListenerConfigError(f"{keys.META_KWARG!r} is reserved by taskemit and cannot be emitted")
+        if META_KWARG in kwargs:
+            raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
+        space = self.settings.keys
         if once_key is None:
             event_uuid = str(uuid.uuid4())
-            jobs = {item.name: uuid.uuid4().hex for item in listeners}
+            jobs = {item.name: space.new_job_id() for item in listeners}
         else:
             event_uuid = str(uuid.uuid5(_ONCE_NAMESPACE, once_key))
-            jobs = {item.name: uuid.uuid5(_ONCE_NAMESPACE, f"{event_uuid}:{item.name}").hex for item in listeners}
+            jobs = {item.name: space.new_job_id(seed=f"{event_uuid}:{item.name}") for item in listeners}
         emitted_ms = int(time.time() * 1000)
-        job_kwargs = {**kwargs, keys.META_KWARG: {"event": event_uuid, "event_id": event_id}}
+        job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}
         payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
         return _PendingEvent(
             EmitReceipt(event_uuid, event_id, jobs, self.settings), emitted_ms, payloads, once=once_key is not None
@@ -345,6 +345,7 @@ class Emitter:
         """Store a batch in one round trip; returns the number of jobs stored per event."""
         assert self._redis is not None
         settings = self.settings
+        space = settings.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for pending in batch:
                 receipt = pending.receipt
@@ -364,13 +365,13 @@ class Emitter:
                 _EMIT.queue(
                     pipe,
                     [
-                        settings.queue_name,
-                        keys.event_key(receipt.event_uuid),
-                        keys.EVENTS_INDEX,
-                        keys.events_by_id_key(receipt.event_id),
-                        keys.EVENT_COUNTS,
+                        settings.queue_key,
+                        space.event(receipt.event_uuid),
+                        space.events,
+                        space.events_by_id(receipt.event_id),
+                        space.event_counts,
                     ]
-                    + [keys.job_key(job_id) for job_id in job_ids],
+                    + [space.job(job_id) for job_id in job_ids],
                     argv,
                 )
             results: list[int] = await pipe.execute()

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from ..store import keys
+from ..store.keys import KeySpace
 
 __all__ = ("HEARTBEAT_INTERVAL", "new_worker_id", "remove_heartbeat", "write_heartbeat")
 
@@ -28,22 +28,22 @@ def new_worker_id() -> str:
 
 
 async def write_heartbeat(
-    redis: Any, worker_id: str, info: dict[str, Any], interval: float, now: float | None = None
+    redis: Any, space: KeySpace, worker_id: str, info: dict[str, Any], interval: float, now: float | None = None
 ) -> None:
     """Record that ``worker_id`` is alive, with ``info``; one round trip."""
     now = time.time() if now is None else now
     fields = {k: json.dumps(v) for k, v in {**info, "last_seen": now}.items()}
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.worker_key(worker_id), mapping=fields)
-        pipe.expire(keys.worker_key(worker_id), max(1, int(interval * 3)))
-        pipe.zadd(keys.WORKERS_INDEX, {worker_id: now})
-        pipe.zremrangebyscore(keys.WORKERS_INDEX, "-inf", now - _FORGET_AFTER)
+        pipe.hset(space.worker(worker_id), mapping=fields)
+        pipe.expire(space.worker(worker_id), max(1, int(interval * 3)))
+        pipe.zadd(space.workers, {worker_id: now})
+        pipe.zremrangebyscore(space.workers, "-inf", now - _FORGET_AFTER)
         await pipe.execute()
 
 
-async def remove_heartbeat(redis: Any, worker_id: str) -> None:
+async def remove_heartbeat(redis: Any, space: KeySpace, worker_id: str) -> None:
     """Forget a worker that stops cleanly."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.worker_key(worker_id))
-        pipe.zrem(keys.WORKERS_INDEX, worker_id)
+        pipe.delete(space.worker(worker_id))
+        pipe.zrem(space.workers, worker_id)
         await pipe.execute()

@@ -37,9 +37,9 @@ from ..monitor.stats import outcome_args
 from ..policy import RetryPolicy
 from ..settings import Settings
 from ..state import JobState
-from ..store import keys
 from ..store import scripts as lua
-from ..store.codec import Codec
+from ..store.codec import META_KWARG, Codec
+from ..store.keys import KeySpace
 
 __all__ = ("job_function",)
 
@@ -112,9 +112,9 @@ class _JobRun:
             }
         )
 
-    def record_keys(self) -> list[str]:
+    def record_keys(self, space: KeySpace) -> list[str]:
         event = self.meta.get("event")
-        return [keys.attempts_key(self.attempt.job_id), keys.event_key(event) if event else keys.event_key("-")]
+        return [space.attempts(self.attempt.job_id), space.event(event) if event else space.event("-")]
 
 
 def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[..., Awaitable[Any]]:
@@ -123,7 +123,7 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
     timeout = policy.timeout or settings.job_timeout
 
     async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        meta = kwargs.pop(keys.META_KWARG, None) or {}
+        meta = kwargs.pop(META_KWARG, None) or {}
         attempt = Attempt(
             event_uuid=meta.get("event"),
             event_id=meta.get("event_id"),
@@ -184,16 +184,17 @@ async def _record(
     """Record the attempt, its counters and the job's outcome; with ``keep_alive`` (the next
     attempt's payload and a TTL in ms) also keep the job alive for its retry."""
     attempt = run.attempt
-    stats_keys, stats_args = outcome_args(attempt.listener, outcomes, time.time() - run.started)
+    space = settings.keys
+    stats_keys, stats_args = outcome_args(space, attempt.listener, outcomes, time.time() - run.started)
     job_keys: list[str] = []
     job_args: list[Any] = []
     if keep_alive is not None:
-        job_keys = [keys.job_key(attempt.job_id), keys.retry_key(attempt.job_id)]
+        job_keys = [space.job(attempt.job_id), space.retry(attempt.job_id)]
         job_args = list(keep_alive)
     try:
         await _RECORD_ATTEMPT(
             run.ctx["redis"],
-            [*run.record_keys(), *stats_keys, *job_keys],
+            [*run.record_keys(space), *stats_keys, *job_keys],
             [attempt_json, settings.event_retention, "job:" + attempt.job_id, outcome_json, *stats_args, *job_args],
         )
     except (RedisError, OSError):  # the job's own result is still stored by arq
@@ -220,7 +221,7 @@ async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryP
     payload = codec.encode_job(
         attempt.listener,
         run.args,
-        {**run.kwargs, keys.META_KWARG: run.meta},
+        {**run.kwargs, META_KWARG: run.meta},
         enqueue_ms=_enqueue_ms(run),
         job_try=attempt.number + 1,
     )
@@ -272,7 +273,7 @@ async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception
         summary["message"],
     )
     payload = codec.encode_job(
-        attempt.listener, run.args, {**run.kwargs, keys.META_KWARG: run.meta}, enqueue_ms=_enqueue_ms(run)
+        attempt.listener, run.args, {**run.kwargs, META_KWARG: run.meta}, enqueue_ms=_enqueue_ms(run)
     )
     try:
         await record_dead_letter(
@@ -289,7 +290,10 @@ async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception
             outcome=run.outcome_json(JobState.FAILED, error=summary, reason=reason, dead_letter=True),
             enqueued_ms=_enqueue_ms(run),
             stats=outcome_args(
-                attempt.listener, ["failed", "dead"] if ran else ["dead"], time.time() - run.started if ran else None
+                settings.keys,
+                attempt.listener,
+                ["failed", "dead"] if ran else ["dead"],
+                time.time() - run.started if ran else None,
             ),
         )
     except (RedisError, OSError):

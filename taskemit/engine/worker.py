@@ -32,8 +32,8 @@ from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
 from ..state import JobState
-from ..store import keys
-from ..store.codec import Codec, get_codec
+from ..store.codec import META_KWARG, Codec, get_codec
+from ..store.keys import DEFAULT_KEYS, KeySpace
 from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, job_function
 
@@ -70,6 +70,17 @@ class TaskEmitWorker(Worker):
         self._taskemit_started = time.time()
         self._taskemit_last_beat = 0.0
 
+    @property
+    def _queue_label(self) -> str:
+        """The queue as settings name it (``default``); arq's full key for stock settings."""
+        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        return settings.queue_name if settings is not None else self.queue_name
+
+    @property
+    def keys(self) -> KeySpace:
+        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        return settings.keys if settings is not None else DEFAULT_KEYS
+
     async def record_health(self) -> None:
         await super().record_health()  # arq's own health-check key (``arq --check``)
         now = time.time()
@@ -79,7 +90,7 @@ class TaskEmitWorker(Worker):
         info = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "queue": self.queue_name,
+            "queue": self._queue_label,
             "started": self._taskemit_started,
             "jobs_running": sum(not t.done() for t in self.tasks.values()),
             "jobs_complete": self.jobs_complete,
@@ -88,14 +99,14 @@ class TaskEmitWorker(Worker):
             "running": {name: n for name, n in self.running_listeners.items() if n > 0},
         }
         try:
-            await write_heartbeat(self.pool, self.worker_id, info, HEARTBEAT_INTERVAL, now)
+            await write_heartbeat(self.pool, self.keys, self.worker_id, info, HEARTBEAT_INTERVAL, now)
         except (RedisError, OSError):
             logger.warning("could not record the heartbeat of worker %s", self.worker_id, exc_info=True)
 
     async def close(self) -> None:
         if self._pool is not None:
             with contextlib.suppress(RedisError, OSError):
-                await remove_heartbeat(self.pool, self.worker_id)
+                await remove_heartbeat(self.pool, self.keys, self.worker_id)
         await super().close()
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
@@ -117,10 +128,10 @@ class TaskEmitWorker(Worker):
             kind, message = f"{type(failure).__module__}.{type(failure).__qualname__}", str(failure)
         if kind.endswith("CancelledError"):
             return  # aborted on request: not a failure to keep
-        payload = await self.pool.get(keys.job_key(job_id)) or b""
+        payload = await self.pool.get(self.keys.job(job_id)) or b""
         meta: dict[str, Any] = {}
         if isinstance(result.kwargs, dict):
-            meta = result.kwargs.get(keys.META_KWARG) or {}
+            meta = result.kwargs.get(META_KWARG) or {}
         error = {"type": kind, "message": message, "where": []}
         reason = message or kind
         outcome = json.dumps(
@@ -147,7 +158,7 @@ class TaskEmitWorker(Worker):
             final_attempt="",
             outcome=outcome,
             enqueued_ms=int(result.enqueue_time.timestamp() * 1000),
-            stats=outcome_args(result.function, ["dead"], None),
+            stats=outcome_args(self.keys, result.function, ["dead"], None),
         )
 
 
@@ -207,7 +218,7 @@ def worker_settings(
     codec = get_codec(settings.serializer)
     attributes: dict[str, Any] = {
         "functions": [_arq_function(item, settings, codec) for item in registry],
-        "queue_name": settings.queue_name,
+        "queue_name": settings.queue_key,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "job_serializer": codec.dumps,
         "job_deserializer": codec.loads,
@@ -216,7 +227,7 @@ def worker_settings(
         "expires_extra_ms": settings.job_expiry * 1000,
         "keep_result": settings.result_retention,
         "max_jobs": settings.max_jobs,
-        "health_check_key": settings.queue_name + ":health-check",
+        "health_check_key": settings.keys.health_check(settings.queue_name),
         "health_check_interval": HEARTBEAT_INTERVAL,
         # not arq options: what taskemit's own commands read back
         "taskemit_settings": settings,

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument, NotReplayable
 from ..settings import Settings
-from ..store import keys
 from ..store import scripts as lua
-from ..store.codec import get_codec
+from ..store.codec import META_KWARG, get_codec
+from ..store.keys import KeySpace
 
 __all__ = (
     "DeadLetter",
@@ -58,7 +57,7 @@ class DeadLetter:
         if not self.payload:
             return (), {}
         job = get_codec(serializer).decode_job(self.payload)
-        kwargs = {k: v for k, v in job["k"].items() if k != keys.META_KWARG}
+        kwargs = {k: v for k, v in job["k"].items() if k != META_KWARG}
         return tuple(job["a"]), kwargs
 
 
@@ -72,12 +71,12 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _index_for(listener: str | None, event: str | None) -> str:
+def _index_for(space: KeySpace, listener: str | None, event: str | None) -> str:
     if listener is not None:
-        return keys.dead_by_listener_key(listener)
+        return space.dead_by_listener(listener)
     if event is not None:
-        return keys.dead_by_event_key(event)
-    return keys.DEAD_INDEX
+        return space.dead_by_event(event)
+    return space.dead_index
 
 
 async def record_dead_letter(
@@ -100,12 +99,13 @@ async def record_dead_letter(
 
     ``stats`` is ``stats.outcome_args(...)`` for the outcome being recorded.
     """
+    space = settings.keys
     now_ms = int(time.time() * 1000)
     fields: list[Any] = [
         "job_id",
         job_id,
         "queue",
-        settings.queue_name,
+        settings.queue_key,
         "listener",
         listener,
         "event_uuid",
@@ -126,12 +126,12 @@ async def record_dead_letter(
     await _DEAD_LETTER(
         redis,
         [
-            keys.dead_key(job_id),
-            keys.DEAD_INDEX,
-            keys.dead_by_listener_key(listener),
-            keys.dead_by_event_key(event_id or ""),
-            keys.attempts_key(job_id),
-            keys.event_key(event_uuid or "-"),
+            space.dead(job_id),
+            space.dead_index,
+            space.dead_by_listener(listener),
+            space.dead_by_event(event_id or ""),
+            space.attempts(job_id),
+            space.event(event_uuid or "-"),
             *stats[0],
         ],
         [
@@ -170,19 +170,25 @@ def _parse(raw: dict[bytes, bytes]) -> DeadLetter:
     )
 
 
-async def get_dead_letter(redis: Any, job_id: str) -> DeadLetter | None:
+async def get_dead_letter(redis: Any, job_id: str, *, space: KeySpace) -> DeadLetter | None:
     """The dead letter of ``job_id``, or None."""
-    raw = await redis.hgetall(keys.dead_key(job_id))
+    raw = await redis.hgetall(space.dead(job_id))
     return _parse(raw) if raw else None
 
 
 async def list_dead_letters(
-    redis: Any, *, listener: str | None = None, event: str | None = None, limit: int = 50, cursor: int = 0
+    redis: Any,
+    *,
+    listener: str | None = None,
+    event: str | None = None,
+    limit: int = 50,
+    cursor: int = 0,
+    space: KeySpace,
 ) -> DeadLetterPage:
     """One page of dead letters, newest first; pass ``next_cursor`` back for the next page."""
     if limit < 1:
         raise InvalidArgument(f"limit must be >= 1, got {limit}")
-    index = _index_for(listener, event)
+    index = _index_for(space, listener, event)
     items: list[DeadLetter] = []
     position = cursor
     while len(items) < limit:
@@ -192,7 +198,7 @@ async def list_dead_letters(
         position += len(ids)
         async with redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(keys.dead_key(str(job_id)))
+                pipe.hgetall(space.dead(str(job_id)))
             records = await pipe.execute()
         expired = [job_id for job_id, raw in zip(ids, records, strict=True) if not raw]
         if expired:  # the record outlived by its index entry: tidy the index as we go
@@ -208,12 +214,19 @@ async def list_dead_letters(
 
 
 async def iter_dead_letters(
-    redis: Any, *, listener: str | None = None, event: str | None = None, page_size: int = 100
+    redis: Any,
+    *,
+    listener: str | None = None,
+    event: str | None = None,
+    page_size: int = 100,
+    space: KeySpace,
 ) -> AsyncIterator[DeadLetter]:
     """Every dead letter matching the filters, page by page."""
     cursor: int | None = 0
     while cursor is not None:
-        page = await list_dead_letters(redis, listener=listener, event=event, limit=page_size, cursor=cursor)
+        page = await list_dead_letters(
+            redis, listener=listener, event=event, limit=page_size, cursor=cursor, space=space
+        )
         for letter in page.items:
             yield letter
         cursor = page.next_cursor
@@ -226,7 +239,8 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     a "replayed" entry) and replaces it on the event record. Returns None if there is no such
     dead letter; raises NotReplayable if it has no payload that decodes.
     """
-    letter = await get_dead_letter(redis, job_id)
+    space = settings.keys
+    letter = await get_dead_letter(redis, job_id, space=settings.keys)
     if letter is None:
         return None
     if not letter.payload:
@@ -240,23 +254,23 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             f"dead letter {job_id} cannot be replayed: its payload does not decode with the "
             f"{settings.serializer!r} serializer ({exc}); inspect it with `taskemit dead show {job_id}`"
         ) from None
-    meta = dict(kwargs.get(keys.META_KWARG) or {})
+    meta = dict(kwargs.get(META_KWARG) or {})
     meta["replay_of"] = job_id
-    new_job_id = uuid.uuid4().hex
+    new_job_id = settings.keys.new_job_id()
     now_ms = int(time.time() * 1000)
-    payload = codec.encode_job(function, args, {**kwargs, keys.META_KWARG: meta}, enqueue_ms=now_ms)
+    payload = codec.encode_job(function, args, {**kwargs, META_KWARG: meta}, enqueue_ms=now_ms)
     entry = json.dumps({"status": "replayed", "at": now_ms / 1000, "replay_of": job_id, "new_job_id": new_job_id})
     stored = await _REPLAY(
         redis,
         [
-            keys.dead_key(job_id),
-            keys.DEAD_INDEX,
-            keys.dead_by_listener_key(letter.listener),
-            keys.dead_by_event_key(letter.event_id or ""),
-            letter.queue or settings.queue_name,  # back to the queue it died on
-            keys.job_key(new_job_id),
-            keys.attempts_key(new_job_id),
-            keys.event_key(letter.event_uuid or "-"),
+            space.dead(job_id),
+            space.dead_index,
+            space.dead_by_listener(letter.listener),
+            space.dead_by_event(letter.event_id or ""),
+            letter.queue or settings.queue_key,  # back to the queue it died on
+            space.job(new_job_id),
+            space.attempts(new_job_id),
+            space.event(letter.event_uuid or "-"),
         ],
         [
             job_id,
@@ -272,17 +286,19 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     return new_job_id if stored else None
 
 
-async def purge_dead_letters(redis: Any, *, listener: str | None = None, event: str | None = None) -> int:
+async def purge_dead_letters(
+    redis: Any, *, listener: str | None = None, event: str | None = None, space: KeySpace
+) -> int:
     """Delete the dead letters matching the filters (all by default); returns how many."""
     removed = 0
-    while page := (await list_dead_letters(redis, listener=listener, event=event, limit=100)).items:
+    while page := (await list_dead_letters(redis, listener=listener, event=event, limit=100, space=space)).items:
         # always the first page: each round removes what it read
         async with redis.pipeline(transaction=True) as pipe:
             for letter in page:
-                pipe.delete(keys.dead_key(letter.job_id))
-                pipe.zrem(keys.DEAD_INDEX, letter.job_id)
-                pipe.zrem(keys.dead_by_listener_key(letter.listener), letter.job_id)
-                pipe.zrem(keys.dead_by_event_key(letter.event_id or ""), letter.job_id)
+                pipe.delete(space.dead(letter.job_id))
+                pipe.zrem(space.dead_index, letter.job_id)
+                pipe.zrem(space.dead_by_listener(letter.listener), letter.job_id)
+                pipe.zrem(space.dead_by_event(letter.event_id or ""), letter.job_id)
             await pipe.execute()
         removed += len(page)
     return removed

@@ -19,7 +19,6 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from ..settings import Settings
-from ..store import keys
 from .stats import BUCKETS
 
 __all__ = ("TaskEmitCollector", "metrics_registry")
@@ -39,17 +38,18 @@ class TaskEmitCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         redis = self._client()
-        queue = self.settings.queue_name
+        space = self.settings.keys
+        queue = self.settings.queue_key
         now = time.time()
-        names = sorted(n.decode() for n in redis.smembers(keys.LISTENER_NAMES))  # type: ignore[union-attr]
+        names = sorted(n.decode() for n in redis.smembers(space.listener_names))  # type: ignore[union-attr]
         pipe = redis.pipeline(transaction=False)
-        pipe.hgetall(keys.EVENT_COUNTS)
+        pipe.hgetall(space.event_counts)
         pipe.zcount(queue, "-inf", now * 1000)
         pipe.zcount(queue, f"({now * 1000}", "+inf")
-        pipe.zcard(keys.DEAD_INDEX)
-        pipe.zrevrange(keys.WORKERS_INDEX, 0, -1)
+        pipe.zcard(space.dead_index)
+        pipe.zrevrange(space.workers, 0, -1)
         for name in names:
-            pipe.hgetall(keys.listener_stats_key(name))
+            pipe.hgetall(space.listener_stats(name))
         replies: list[Any] = pipe.execute()
         event_counts, ready, deferred, dead, worker_ids = replies[:5]
         listener_stats = replies[5:]
@@ -81,19 +81,19 @@ class TaskEmitCollector(Collector):
         yield durations
 
         depth = GaugeMetricFamily("taskemit_queue_jobs", "Jobs in the queue by state.", labels=["queue", "state"])
-        depth.add_metric([queue, "ready"], int(ready))
-        depth.add_metric([queue, "deferred"], int(deferred))
+        depth.add_metric([self.settings.queue_name, "ready"], int(ready))
+        depth.add_metric([self.settings.queue_name, "deferred"], int(deferred))
         yield depth
         yield GaugeMetricFamily("taskemit_dead_letters", "Dead letters kept for replay.", value=int(dead))
 
         pipe = redis.pipeline(transaction=False)
         for worker_id in worker_ids:
-            pipe.hgetall(keys.worker_key(worker_id.decode()))
+            pipe.hgetall(space.worker(worker_id.decode()))
         heartbeats = pipe.execute()
         live = GaugeMetricFamily("taskemit_worker_up", "1 for each worker with a fresh heartbeat.", labels=["worker"])
         running = GaugeMetricFamily("taskemit_worker_jobs_running", "Jobs a worker is running.", labels=["worker"])
         for worker_id, beat in zip(worker_ids, heartbeats, strict=True):
-            if beat and json.loads(beat.get(b"queue", b'""')) == queue:
+            if beat and json.loads(beat.get(b"queue", b'""')) == self.settings.queue_name:
                 live.add_metric([worker_id.decode()], 1)
                 running.add_metric([worker_id.decode()], int(json.loads(beat.get(b"jobs_running", b"0"))))
         yield live

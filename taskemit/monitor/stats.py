@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..store import keys
+from ..store.keys import KeySpace
 
 __all__ = ("BUCKETS", "ListenerStats", "bucket_for", "outcome_args", "quantile", "read_listener_stats")
 
@@ -55,12 +55,12 @@ def quantile(q: float, counts: Mapping[str, int]) -> float | None:
 
 
 def outcome_args(
-    listener: str, outcomes: Sequence[str], duration: float | None, now: float | None = None
+    space: KeySpace, listener: str, outcomes: Sequence[str], duration: float | None, now: float | None = None
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call."""
     minute = int((now if now is not None else time.time()) // 60)
     return (
-        [keys.listener_stats_key(listener), keys.listener_rate_key(listener, minute), keys.LISTENER_NAMES],
+        [space.listener_stats(listener), space.listener_rate(listener, minute), space.listener_names],
         [
             listener,
             ",".join(outcomes),
@@ -104,15 +104,15 @@ def _ints(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def read_listener_stats(redis: Any, now: float | None = None) -> list[ListenerStats]:
+async def read_listener_stats(redis: Any, now: float | None = None, *, space: KeySpace) -> list[ListenerStats]:
     """Counters of every listener that has any, sorted by name; one round trip."""
-    names = sorted(n.decode() for n in await redis.smembers(keys.LISTENER_NAMES))
+    names = sorted(n.decode() for n in await redis.smembers(space.listener_names))
     minute = int((now if now is not None else time.time()) // 60)
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hgetall(keys.listener_stats_key(name))
+            pipe.hgetall(space.listener_stats(name))
             for back in range(RATE_WINDOW_MINUTES):
-                pipe.hgetall(keys.listener_rate_key(name, minute - back))
+                pipe.hgetall(space.listener_rate(name, minute - back))
         replies = await pipe.execute()
     result = []
     per = 1 + RATE_WINDOW_MINUTES

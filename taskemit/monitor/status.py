@@ -22,8 +22,8 @@ from arq.jobs import deserialize_result
 from ..errors import InvalidArgument, ListenerError, WaitTimeout
 from ..settings import Settings
 from ..state import FINISHED_STATES, JobState
-from ..store import keys
-from ..store.codec import get_codec
+from ..store.codec import META_KWARG, get_codec
+from ..store.keys import KeySpace
 
 __all__ = (
     "DONE_STATUSES",
@@ -161,16 +161,17 @@ def _live_status(outcome_status: str | None, in_progress: bool, score: float | N
 
 async def event_status(redis: Any, settings: Settings, event_uuid: str) -> EventStatus | None:
     """The event and each of its jobs' status, or None if unknown (or expired)."""
-    raw = await redis.hgetall(keys.event_key(event_uuid))
+    space = settings.keys
+    raw = await redis.hgetall(space.event(event_uuid))
     if not raw:
         return None
     fields = {_text(k): _text(v) for k, v in raw.items()}
     jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in jobs_by_listener.values():
-            pipe.exists(keys.in_progress_key(job_id))
-            pipe.zscore(settings.queue_name, job_id)
-            pipe.exists(keys.result_key(job_id))
+            pipe.exists(space.in_progress(job_id))
+            pipe.zscore(settings.queue_key, job_id)
+            pipe.exists(space.result(job_id))
         live = await pipe.execute()
     now_ms = time.time() * 1000
     emitted_at = int(fields["emitted_at"]) / 1000
@@ -190,7 +191,8 @@ async def event_status(redis: Any, settings: Settings, event_uuid: str) -> Event
 
 
 async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobStatus | None:
-    data = await redis.get(keys.result_key(job_id))
+    space = settings.keys
+    data = await redis.get(space.result(job_id))
     if data is None:
         return None
     result = deserialize_result(data, deserializer=get_codec(settings.serializer).loads)
@@ -202,7 +204,7 @@ async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobSt
         status = JobState.ABORTED
     else:
         status = JobState.FAILED
-    meta = (result.kwargs or {}).get(keys.META_KWARG) or {}
+    meta = (result.kwargs or {}).get(META_KWARG) or {}
     return JobStatus(
         job_id=job_id,
         listener=result.function,
@@ -219,6 +221,7 @@ async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobSt
 
 async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
     """The status of one job by its id (``unknown`` if Redis has no trace of it)."""
+    space = settings.keys
     event_uuid = await _event_of_job(redis, settings, job_id)
     if event_uuid is not None:
         event = await event_status(redis, settings, event_uuid)
@@ -228,7 +231,7 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
     found = await _from_arq_result(redis, settings, job_id)
     if found is not None:
         return found
-    dead = await redis.hgetall(keys.dead_key(job_id))
+    dead = await redis.hgetall(space.dead(job_id))
     if dead:
         fields = {_text(k): _text(v) for k, v in dead.items()}
         return JobStatus(
@@ -243,25 +246,26 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
 
 async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | None:
     """The event a job belongs to: from its payload, its attempts, or its dead letter."""
+    space = settings.keys
     codec = get_codec(settings.serializer)
-    payload = await redis.get(keys.job_key(job_id))
+    payload = await redis.get(space.job(job_id))
     if payload is not None:
         try:
-            meta = codec.decode_job(payload)["k"].get(keys.META_KWARG) or {}
+            meta = codec.decode_job(payload)["k"].get(META_KWARG) or {}
             return str(meta["event"]) if meta.get("event") else None
         except Exception:
             return None
-    last = await redis.lindex(keys.attempts_key(job_id), -1)
+    last = await redis.lindex(space.attempts(job_id), -1)
     if last is not None:
         event = json.loads(last).get("event")
         return str(event) if event else None
-    event = await redis.hget(keys.dead_key(job_id), "event_uuid")
+    event = await redis.hget(space.dead(job_id), "event_uuid")
     return _text(event) if event else None
 
 
-async def events_between(redis: Any, start: float, end: float, limit: int = 1000) -> list[str]:
+async def events_between(redis: Any, start: float, end: float, limit: int = 1000, *, space: KeySpace) -> list[str]:
     """Uuids of events emitted between ``start`` and ``end`` (epoch seconds), oldest first."""
-    members = await redis.zrangebyscore(keys.EVENTS_INDEX, int(start * 1000), int(end * 1000), start=0, num=limit)
+    members = await redis.zrangebyscore(space.events, int(start * 1000), int(end * 1000), start=0, num=limit)
     return [_text(member) for member in members]
 
 
@@ -280,9 +284,10 @@ async def recent_events(
     ``cursor`` is the ``next_cursor`` of the previous page. A status filter reads at most
     ``scan_limit`` events per call; the cursor resumes where it stopped.
     """
+    space = settings.keys
     if limit < 1:
         raise InvalidArgument(f"limit must be >= 1, got {limit}")
-    index = keys.events_by_id_key(event_id) if event_id else keys.EVENTS_INDEX
+    index = space.events_by_id(event_id) if event_id else space.events
     max_score, skip = ("+inf", 0)
     if cursor:
         score_text, _, skip_text = cursor.partition(":")

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import keys
+from ..store.keys import KeySpace
 
 __all__ = ("WorkerInfo", "live_workers")
 
@@ -35,12 +35,12 @@ class WorkerInfo:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-async def live_workers(redis: Any, queue: str | None = None) -> list[WorkerInfo]:
+async def live_workers(redis: Any, queue: str | None = None, *, space: KeySpace) -> list[WorkerInfo]:
     """Workers whose heartbeat has not expired (of ``queue`` if given), most recently seen first."""
-    ids = [i.decode() for i in await redis.zrevrange(keys.WORKERS_INDEX, 0, -1)]
+    ids = [i.decode() for i in await redis.zrevrange(space.workers, 0, -1)]
     async with redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
-            pipe.hgetall(keys.worker_key(worker_id))
+            pipe.hgetall(space.worker(worker_id))
         replies = await pipe.execute()
     workers = []
     for worker_id, raw in zip(ids, replies, strict=True):

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
 from ..errors import InvalidArgument, TaskEmitError
-from ..store import keys
+from ..store.codec import META_KWARG
 from .zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
 
 __all__ = ("CronConfigError", "CronSchedule", "MisfirePolicy", "cron", "unique_schedules")
@@ -147,8 +147,8 @@ class CronSchedule:
         if tick_kwarg is not None and tick_kwarg in self.kwargs:
             raise CronConfigError(f"{label}: tick_kwarg {tick_kwarg!r} is also one of its kwargs")
         self.tick_kwarg = tick_kwarg
-        if keys.META_KWARG in self.kwargs or tick_kwarg == keys.META_KWARG:
-            raise CronConfigError(f"{label}: {keys.META_KWARG!r} is reserved by taskemit")
+        if META_KWARG in self.kwargs or tick_kwarg == META_KWARG:
+            raise CronConfigError(f"{label}: {META_KWARG!r} is reserved by taskemit")
         try:  # a valid expression that never matches (February 30th) is an error too
             self.next_fire(dt.datetime(2000, 1, 1, tzinfo=_UTC))
         except CroniterBadDateError:

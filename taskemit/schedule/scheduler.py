@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from redis import asyncio as aioredis
@@ -24,8 +25,8 @@ from redis.exceptions import RedisError
 from ..emit import Emitter, Listener, Registry
 from ..errors import ListenerArgumentError, PayloadEncodeError, StateError
 from ..settings import Settings, load_settings
-from ..store import keys
 from ..store.codec import get_codec
+from ..store.keys import KeySpace
 from .cron import CronConfigError, CronSchedule, unique_schedules
 from .misfire import plan_fires
 
@@ -83,15 +84,15 @@ class ScheduleState:
         return max(known, default=None)
 
 
-async def schedule_states(redis: Any, names: Sequence[str]) -> dict[str, ScheduleState]:
+async def schedule_states(redis: Any, names: Sequence[str], *, space: KeySpace) -> dict[str, ScheduleState]:
     """The state of each named schedule, in one round trip."""
     if not names:
         return {}
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.zscore(keys.CRON_FIRED, name)
-            pipe.hget(keys.CRON_PAUSED, name)
-            pipe.zscore(keys.CRON_RESUMED, name)
+            pipe.zscore(space.cron_fired, name)
+            pipe.hget(space.cron_paused, name)
+            pipe.zscore(space.cron_resumed, name)
         replies = await pipe.execute()
     states = {}
     for n, name in enumerate(names):
@@ -101,21 +102,21 @@ async def schedule_states(redis: Any, names: Sequence[str]) -> dict[str, Schedul
     return states
 
 
-async def pause_schedule(redis: Any, name: str, *, now: float | None = None) -> bool:
+async def pause_schedule(redis: Any, name: str, *, now: float | None = None, space: KeySpace) -> bool:
     """Stop every scheduler from emitting ``name``'s ticks; False if it was paused already."""
     stamp = time.time() if now is None else now
-    return bool(await redis.hsetnx(keys.CRON_PAUSED, name, repr(stamp)))
+    return bool(await redis.hsetnx(space.cron_paused, name, repr(stamp)))
 
 
-async def resume_schedule(redis: Any, name: str, *, now: float | None = None) -> bool:
+async def resume_schedule(redis: Any, name: str, *, now: float | None = None, space: KeySpace) -> bool:
     """Let schedulers emit ``name`` again from now on (paused ticks are never caught up).
 
     Returns False if it was not paused.
     """
     stamp = time.time() if now is None else now
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hdel(keys.CRON_PAUSED, name)
-        pipe.zadd(keys.CRON_RESUMED, {name: stamp}, gt=True)
+        pipe.hdel(space.cron_paused, name)
+        pipe.zadd(space.cron_resumed, {name: stamp}, gt=True)
         removed, _ = await pipe.execute()
     return bool(removed)
 
@@ -250,7 +251,7 @@ class Scheduler:
             self.running_since = self._now()
             names = [schedule.name for schedule in self.schedules]
             logger.info("cron scheduler started for %d schedules: %s", len(names), ", ".join(names))
-            states = await self._retrying(schedule_states, redis, names)
+            states = await self._retrying(partial(schedule_states, space=self.settings.keys), redis, names)
             cursors = {}
             for schedule in self.schedules:
                 state = states[schedule.name]
@@ -273,8 +274,9 @@ class Scheduler:
         cursors: dict[str, dt.datetime],
         now: dt.datetime,
     ) -> None:
+        space = self.settings.keys
         assert self.running_since is not None
-        paused = await redis.hmget(keys.CRON_PAUSED, [schedule.name for schedule in due])
+        paused = await redis.hmget(space.cron_paused, [schedule.name for schedule in due])
         ticks: list[tuple[CronSchedule, dt.datetime]] = []
         for schedule, paused_at in zip(due, paused, strict=True):
             planned = plan_fires(schedule, after=cursors[schedule.name], now=now, running_since=self.running_since)
@@ -290,7 +292,7 @@ class Scheduler:
                 if isinstance(result, BaseException):
                     logger.error("cron schedule %r: emitting tick %s failed", schedule.name, tick, exc_info=result)
                 else:
-                    pipe.zadd(keys.CRON_FIRED, {schedule.name: tick.timestamp()}, gt=True)
+                    pipe.zadd(space.cron_fired, {schedule.name: tick.timestamp()}, gt=True)
             await pipe.execute()
         for schedule in due:
             cursors[schedule.name] = now

@@ -24,9 +24,13 @@ from uuid import UUID
 
 from ..errors import InvalidArgument, ListenerError, PayloadEncodeError
 
-__all__ = ("Codec", "get_codec")
+__all__ = ("META_KWARG", "Codec", "get_codec")
 
 _TAG = "__taskemit_type__"
+
+#: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
+#: The job wrapper removes it before the listener is called.
+META_KWARG = "__taskemit__"
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,133 +1,186 @@
-"""Every Redis key taskemit reads or writes, in one place.
+"""``KeySpace``: every Redis key taskemit reads or writes, built in one place.
 
-arq's own keys (job payloads, in-progress markers, results) keep arq's prefixes so a stock
-arq worker and arq's ``Job`` API see taskemit's jobs as ordinary arq jobs.
+All keys of one namespace carry the Redis Cluster hash tag ``{namespace}``, so every Lua
+script's keys hash to one slot, and several apps can share one Redis by choosing different
+namespaces. arq's own keys (job payloads, in-progress markers, results, try counters) keep
+arq's fixed prefixes so a stock arq worker and arq's ``Job`` API see taskemit's jobs as
+ordinary arq jobs: the namespace goes into the queue names and the job ids instead.
 """
 
 from __future__ import annotations
 
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
+import re
+import uuid
 
-__all__ = (
-    "CRON_FIRED",
-    "CRON_PAUSED",
-    "CRON_RESUMED",
-    "DEAD_INDEX",
-    "DEAD_PREFIX",
-    "EVENTS_INDEX",
-    "EVENT_COUNTS",
-    "EVENT_PREFIX",
-    "LISTENER_NAMES",
-    "META_KWARG",
-    "attempts_key",
-    "dead_by_event_key",
-    "dead_by_listener_key",
-    "dead_key",
-    "event_key",
-    "events_by_id_key",
-    "in_progress_key",
-    "job_key",
-    "listener_rate_key",
-    "listener_stats_key",
-    "result_key",
-    "retry_key",
-)
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 
-EVENT_PREFIX = "taskemit:event:"
-#: Sorted set of event uuids scored by emit time (ms), trimmed to the event retention.
-EVENTS_INDEX = "taskemit:events"
+from ..errors import InvalidArgument
 
-DEAD_PREFIX = "taskemit:dead:"
-#: Sorted set of dead-lettered job ids scored by the time they died (ms).
-DEAD_INDEX = "taskemit:dead"
+__all__ = ("DEFAULT_KEYS", "DEFAULT_NAMESPACE", "KeySpace", "check_namespace")
 
-#: The keyword under which a job carries taskemit's own metadata (event uuid, ...).
-#: The job wrapper removes it before the listener is called.
-META_KWARG = "__taskemit__"
-
-#: Sorted set: cron schedule name -> its last emitted tick (epoch seconds; only ever raised).
-CRON_FIRED = "taskemit:cron:fired"
-#: Hash: paused cron schedule name -> when it was paused (epoch seconds). Every scheduler obeys it.
-CRON_PAUSED = "taskemit:cron:paused"
-#: Sorted set: cron schedule name -> when it was last resumed; ticks before it are never caught up.
-CRON_RESUMED = "taskemit:cron:resumed"
+DEFAULT_NAMESPACE = "taskemit"
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
-def event_key(event_uuid: str) -> str:
-    """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
-    return EVENT_PREFIX + event_uuid
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if it is usable in keys and hash tags; else InvalidArgument saying why."""
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise InvalidArgument(
+            f"namespace must be 1-64 letters, digits, '_', '.', ':' or '-' and start with a letter or "
+            f"digit, got {namespace!r}"
+        )
+    return namespace
 
 
-def attempts_key(job_id: str) -> str:
-    """List of a job's attempts (JSON each): outcome, error, timings; kept across replays."""
-    return "taskemit:attempts:" + job_id
+class KeySpace:
+    """The keys of one namespace: ``{namespace}:...`` for taskemit's, ``arq:<kind>:{namespace}:<id>`` for arq's."""
+
+    __slots__ = ("namespace", "prefix", "tag")
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.namespace = check_namespace(namespace)
+        #: the Redis Cluster hash tag every key of the namespace carries
+        self.tag = "{" + namespace + "}"
+        self.prefix = self.tag + ":"
+
+    def __repr__(self) -> str:
+        return f"KeySpace({self.namespace!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeySpace) and other.namespace == self.namespace
+
+    def __hash__(self) -> int:
+        return hash(self.namespace)
+
+    def owns(self, key: str | bytes) -> bool:
+        """True when ``key`` belongs to this namespace: its first hash tag is the namespace's."""
+        text = key.decode() if isinstance(key, bytes) else key
+        start = text.find("{")
+        end = text.find("}", start + 1)
+        return start >= 0 and end > start + 1 and text[start : end + 1] == self.tag
+
+    # -- queues and jobs (arq's keys) ------------------------------------------------------
+
+    def queue(self, name: str) -> str:
+        """The arq queue (sorted set of job ids scored by run time, ms) called ``name``."""
+        return f"{self.prefix}queue:{name}"
+
+    def new_job_id(self, seed: str | None = None) -> str:
+        """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
+        token = uuid.uuid4().hex if seed is None else uuid.uuid5(_JOB_ID_NAMESPACE, seed).hex
+        return self.prefix + token
+
+    def job_id(self, token: str) -> str:
+        """The full job id for ``token``, which may already be one (ids as users type them)."""
+        return token if self.owns(token) else self.prefix + token
+
+    def job(self, job_id: str) -> str:
+        """arq's job payload (deleted when the job finishes for good)."""
+        return job_key_prefix + job_id
+
+    def in_progress(self, job_id: str) -> str:
+        """arq's marker that a worker is running the job: taskemit's lease on it."""
+        return in_progress_key_prefix + job_id
+
+    def result(self, job_id: str) -> str:
+        """arq's stored result of a finished job."""
+        return result_key_prefix + job_id
+
+    def retry(self, job_id: str) -> str:
+        """arq's try counter of a job."""
+        return retry_key_prefix + job_id
+
+    # -- events ----------------------------------------------------------------------------
+
+    def event(self, event_uuid: str) -> str:
+        """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
+        return f"{self.prefix}event:{event_uuid}"
+
+    @property
+    def events(self) -> str:
+        """Sorted set of event uuids scored by emit time (ms), trimmed to the event retention."""
+        return self.prefix + "events"
+
+    def events_by_id(self, event_id: str) -> str:
+        """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
+        return f"{self.prefix}events-by-id:{event_id}"
+
+    @property
+    def event_counts(self) -> str:
+        """Hash of events emitted per event id."""
+        return self.prefix + "stats:events"
+
+    def attempts(self, job_id: str) -> str:
+        """List of a job's attempts (JSON each): outcome, error, timings; kept across replays."""
+        return f"{self.prefix}attempts:{job_id}"
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def dead(self, job_id: str) -> str:
+        """Hash with a dead letter: the job's payload, listener, event and attempt history."""
+        return f"{self.prefix}dead:{job_id}"
+
+    @property
+    def dead_index(self) -> str:
+        """Sorted set of dead-lettered job ids scored by the time they died (ms)."""
+        return self.prefix + "dead"
+
+    def dead_by_listener(self, listener: str) -> str:
+        return f"{self.prefix}dead-by-listener:{listener}"
+
+    def dead_by_event(self, event_id: str) -> str:
+        return f"{self.prefix}dead-by-event:{event_id}"
+
+    # -- counters --------------------------------------------------------------------------
+
+    @property
+    def listener_names(self) -> str:
+        """Set of listener names that have counters."""
+        return self.prefix + "listeners"
+
+    def listener_stats(self, listener: str) -> str:
+        """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
+        return f"{self.prefix}stats:listener:{listener}"
+
+    def listener_rate(self, listener: str, minute: int) -> str:
+        """Hash of a listener's counters during one minute (epoch minutes), for rates."""
+        return f"{self.prefix}rate:{listener}:{minute}"
+
+    # -- workers ---------------------------------------------------------------------------
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids by the time of their last heartbeat."""
+        return self.prefix + "workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash with a worker's last heartbeat (expires when the worker stops renewing it)."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    def health_check(self, queue: str) -> str:
+        """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
+        return f"{self.queue(queue)}:health-check"
+
+    # -- cron ------------------------------------------------------------------------------
+
+    @property
+    def cron_fired(self) -> str:
+        """Sorted set: cron schedule name -> its last emitted tick (epoch seconds; only ever raised)."""
+        return self.prefix + "cron:fired"
+
+    @property
+    def cron_paused(self) -> str:
+        """Hash: paused cron schedule name -> when it was paused (epoch seconds)."""
+        return self.prefix + "cron:paused"
+
+    @property
+    def cron_resumed(self) -> str:
+        """Sorted set: cron schedule name -> when it was last resumed; earlier ticks are never caught up."""
+        return self.prefix + "cron:resumed"
 
 
-def dead_key(job_id: str) -> str:
-    """Hash with a dead letter: the job's payload, listener, event and attempt history."""
-    return DEAD_PREFIX + job_id
+#: the keys of the default namespace, for functions that read Redis without settings
+DEFAULT_KEYS = KeySpace()
 
-
-def dead_by_listener_key(listener: str) -> str:
-    """Sorted set of the dead letters of one listener."""
-    return "taskemit:dead-by-listener:" + listener
-
-
-def dead_by_event_key(event_id: str) -> str:
-    """Sorted set of the dead letters of one event id."""
-    return "taskemit:dead-by-event:" + event_id
-
-
-#: Set of listener names that have counters.
-LISTENER_NAMES = "taskemit:listeners"
-#: Hash of events emitted per event id.
-EVENT_COUNTS = "taskemit:stats:events"
-
-
-#: Sorted set of worker ids by the time of their last heartbeat.
-WORKERS_INDEX = "taskemit:workers"
-
-
-def worker_key(worker_id: str) -> str:
-    """Hash with a worker's last heartbeat (expires when the worker stops renewing it)."""
-    return "taskemit:worker:" + worker_id
-
-
-def events_by_id_key(event_id: str) -> str:
-    """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
-    return "taskemit:events-by-id:" + event_id
-
-
-def listener_stats_key(listener: str) -> str:
-    """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
-    return "taskemit:stats:listener:" + listener
-
-
-def listener_rate_key(listener: str, minute: int) -> str:
-    """Hash of a listener's counters during one minute (epoch minutes), for rates."""
-    return f"taskemit:rate:{listener}:{minute}"
-
-
-def job_key(job_id: str) -> str:
-    """arq's job payload (deleted by arq when the job finishes)."""
-    return job_key_prefix + job_id
-
-
-def in_progress_key(job_id: str) -> str:
-    """arq's marker that a worker is running the job."""
-    return in_progress_key_prefix + job_id
-
-
-def result_key(job_id: str) -> str:
-    """arq's stored result of a finished job."""
-    return result_key_prefix + job_id
-
-
-def retry_key(job_id: str) -> str:
-    """arq's try counter of a job."""
-    return retry_key_prefix + job_id
+#: uuid5 namespace of job ids derived from a seed (exactly-once publishing)
+_JOB_ID_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")

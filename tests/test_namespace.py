@@ -1,0 +1,124 @@
+"""Namespaces: every key carries the namespace's hash tag, and two namespaces on one Redis never meet."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from taskemit import Emitter, InvalidArgument, listener, load_settings
+from taskemit.engine import InProcessWorker
+from taskemit.monitor import event_status, list_dead_letters, live_workers, read_listener_stats, recent_events
+from taskemit.schedule.scheduler import pause_schedule
+from taskemit.settings import Settings
+from taskemit.store.keys import KeySpace
+
+runs: list[tuple[str, Any]] = []
+
+
+@listener("order_placed", name="shop:receipt")
+async def receipt(order: int, namespace: str) -> None:
+    runs.append((namespace, order))
+
+
+@listener("order_placed", name="shop:audit", max_tries=1)
+async def audit(order: int, namespace: str) -> None:
+    if order < 0:
+        raise ValueError("negative order")
+
+
+def test_every_key_carries_the_namespace_hash_tag() -> None:
+    space = KeySpace("shop")
+    job_id = space.new_job_id()
+    built = [
+        space.queue("default"),
+        space.job(job_id),
+        space.in_progress(job_id),
+        space.result(job_id),
+        space.retry(job_id),
+        space.event("u"),
+        space.events,
+        space.events_by_id("e"),
+        space.event_counts,
+        space.attempts(job_id),
+        space.dead(job_id),
+        space.dead_index,
+        space.dead_by_listener("l"),
+        space.dead_by_event("e"),
+        space.listener_names,
+        space.listener_stats("l"),
+        space.listener_rate("l", 1),
+        space.workers,
+        space.worker("w"),
+        space.health_check("default"),
+        space.cron_fired,
+        space.cron_paused,
+        space.cron_resumed,
+    ]
+    assert all(space.owns(key) for key in built)
+    assert not any(KeySpace("shop2").owns(key) for key in built)
+    # arq's fixed prefixes stay, so a stock arq worker finds the jobs
+    assert space.job(job_id).startswith("arq:job:{shop}:")
+    assert space.job_id(job_id) == job_id and space.job_id("abc") == "{shop}:abc"
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "{brace}", "x" * 65, "-leading"])
+def test_bad_namespaces_are_refused_at_settings_load(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        KeySpace(bad)
+    with pytest.raises(ValueError, match="namespace"):
+        load_settings(namespace=bad)
+
+
+async def _run_namespace(settings: Settings, orders: list[int]) -> list[str]:
+    async with Emitter([receipt, audit], settings) as emitter:
+        receipts = [await emitter.publish("order_placed", order, namespace=settings.namespace) for order in orders]
+    async with InProcessWorker([receipt, audit], settings):
+        for item in receipts:
+            assert item is not None
+            await item.wait(timeout=20)
+    return [item.event_uuid for item in receipts if item is not None]
+
+
+async def test_an_end_to_end_run_writes_only_keys_of_its_namespace(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    runs.clear()
+    await _run_namespace(settings, [1, 2, -3])
+    await pause_schedule(redis, "nightly", space=settings.keys)
+    found = [key async for key in redis.scan_iter(count=1000)]
+    assert len(found) > 10  # events, jobs' results, attempts, a dead letter, stats, a schedule...
+    foreign = [key for key in found if not settings.keys.owns(key)]
+    assert foreign == []
+
+
+async def test_two_namespaces_on_one_redis_never_see_each_others_events(
+    taskemit_redis_url: str, redis: aioredis.Redis
+) -> None:
+    blue = load_settings(redis_url=taskemit_redis_url, namespace="blue")
+    green = load_settings(redis_url=taskemit_redis_url, namespace="green")
+    runs.clear()
+    # each namespace emits, and only then does each worker start: a shared queue would mix them
+    async with Emitter([receipt, audit], blue) as emitter:
+        blue_receipt = await emitter.publish("order_placed", 1, namespace="blue")
+        await emitter.publish("order_placed", -1, namespace="blue")
+    async with Emitter([receipt, audit], green) as emitter:
+        green_receipt = await emitter.publish("order_placed", 2, namespace="green")
+    assert blue_receipt is not None and green_receipt is not None
+    async with InProcessWorker([receipt, audit], blue):
+        await blue_receipt.wait(timeout=20)
+        await asyncio.sleep(0.3)  # time enough to take green's jobs, were they visible
+        assert sorted(runs) == [("blue", -1), ("blue", 1)]
+        assert [w.queue for w in await live_workers(redis, space=green.keys)] == []
+    assert await event_status(redis, blue, green_receipt.event_uuid) is None
+    assert (await event_status(redis, green, green_receipt.event_uuid)) is not None
+    assert [e.event_uuid for e in (await recent_events(redis, green)).items] == [green_receipt.event_uuid]
+    assert len((await list_dead_letters(redis, space=blue.keys)).items) == 1
+    assert (await list_dead_letters(redis, space=green.keys)).items == []
+    assert await read_listener_stats(redis, space=green.keys) == []
+    async with InProcessWorker([receipt, audit], green):
+        await green_receipt.wait(timeout=20)
+    assert sorted(runs) == [("blue", -1), ("blue", 1), ("green", 2)]
