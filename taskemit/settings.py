@@ -105,7 +105,18 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Modules holding listeners, imported by `taskemit worker` when no target is given.",
     )
-    max_jobs: int = Field(10, gt=0, description="Jobs one worker process runs at the same time.")
+    max_jobs: int = Field(
+        100, gt=0, description="Jobs one worker process runs at the same time (`taskemit worker --concurrency`)."
+    )
+    poll_delay: float = Field(
+        0.1, gt=0, description="Seconds a worker waits between looks at its queue when it found nothing to start."
+    )
+    lease_ttl: float = Field(
+        10.0,
+        ge=2,
+        description="Seconds a worker's claim on a running job lasts unless renewed; the worker renews it three "
+        "times per lease while the listener runs, so a killed worker's jobs run again within about this long.",
+    )
     drain_on_exit: bool = Field(
         False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."
     )

@@ -64,9 +64,16 @@ def cli() -> None:
     show_default=True,
     help="Worker processes to run and supervise.",
 )
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs each process runs at the same time [default: the max_jobs setting, 100].",
+)
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty, as arq's --burst does.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every job.")
-def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> None:
+def worker(target: str | None, processes: int, concurrency: int | None, burst: bool, verbose: bool) -> None:
     """Run worker processes for TARGET (module:WorkerSettings).
 
     Without TARGET the listeners come from the modules of the `listeners` setting.
@@ -80,6 +87,7 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
         command = [sys.executable, "-m", "taskemit", "worker"]
         command += [target] if target else []
         command += ["--burst"] if burst else []
+        command += ["--concurrency", str(concurrency)] if concurrency else []
         command += ["--verbose"] if verbose else []
         sys.exit(WorkerPool(command, processes, burst=burst).run())
 
@@ -98,7 +106,10 @@ def worker(target: str | None, processes: int, burst: bool, verbose: bool) -> No
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         settings_cls = worker_settings(settings=settings)
-    create_taskemit_worker(settings_cls, **({"burst": True} if burst else {})).run()
+    overrides: dict[str, Any] = {"burst": True} if burst else {}
+    if concurrency:
+        overrides["max_jobs"] = concurrency
+    create_taskemit_worker(settings_cls, **overrides).run()
 
 
 @cli.command()

@@ -59,8 +59,14 @@ class TaskEmitWorker(Worker):
     ``arq`` CLI stores them as failed arq results only.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, taskemit_settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.taskemit_settings = taskemit_settings
+        if taskemit_settings is not None:
+            # a lease instead of arq's fixed in-progress TTL (job timeout + 10 s): renewed by
+            # _renew_leases while the job runs, so a killed worker's jobs come back within it
+            self.in_progress_timeout_s = taskemit_settings.lease_ttl
+        self._lease_renewer: asyncio.Task[None] | None = None
         #: this worker's one id: in heartbeats, attempt records and dead letters
         self.worker_id = new_worker_id()
         #: listener name -> jobs of it running now (kept by the job function)
@@ -69,6 +75,34 @@ class TaskEmitWorker(Worker):
         self.ctx[CTX_RUNNING] = self.running_listeners
         self._taskemit_started = time.time()
         self._taskemit_last_beat = 0.0
+
+    async def main(self) -> None:
+        if self.taskemit_settings is not None:
+            self._lease_renewer = asyncio.create_task(self._renew_leases(), name="taskemit-lease-renewer")
+        try:
+            await super().main()
+        finally:
+            if self._lease_renewer is not None:
+                self._lease_renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._lease_renewer
+                self._lease_renewer = None
+
+    async def _renew_leases(self) -> None:
+        """Extend the lease of every job this worker runs, three times per lease."""
+        lease = self.in_progress_timeout_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+            if not running:
+                continue
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(self.keys.in_progress(job_id), int(lease * 1000))
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                logger.warning("could not renew the leases of %d running jobs: %s", len(running), exc)
 
     @property
     def _queue_label(self) -> str:
@@ -164,9 +198,8 @@ class TaskEmitWorker(Worker):
 
 def create_taskemit_worker(settings_cls: Any, **overrides: Any) -> TaskEmitWorker:
     """A :class:`TaskEmitWorker` from an arq WorkerSettings, as ``arq.worker.create_worker`` does."""
-    worker = TaskEmitWorker(**{**get_kwargs(settings_cls), **overrides})
-    worker.taskemit_settings = getattr(settings_cls, "taskemit_settings", None)  # type: ignore[attr-defined]
-    return worker
+    settings = getattr(settings_cls, "taskemit_settings", None)
+    return TaskEmitWorker(**{**get_kwargs(settings_cls), **overrides}, taskemit_settings=settings)
 
 
 def _arq_function(item: Listener, settings: Settings, codec: Codec) -> Function:
@@ -227,6 +260,7 @@ def worker_settings(
         "expires_extra_ms": settings.job_expiry * 1000,
         "keep_result": settings.result_retention,
         "max_jobs": settings.max_jobs,
+        "poll_delay": settings.poll_delay,
         "health_check_key": settings.keys.health_check(settings.queue_name),
         "health_check_interval": HEARTBEAT_INTERVAL,
         # not arq options: what taskemit's own commands read back

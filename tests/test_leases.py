@@ -1,0 +1,121 @@
+"""Leases, with real worker processes: a killed worker's job comes back within the lease, a long
+listener on a live worker is never started twice, and stock arq workers respect the lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lease_listeners
+import pytest
+from redis import asyncio as aioredis
+
+from taskemit import Emitter
+from taskemit.settings import Settings
+
+TESTS = Path(__file__).resolve().parent
+LISTENERS = [lease_listeners.slow, lease_listeners.quick]
+
+
+def child_env(settings: Settings, lease: float) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env.update(
+        TASKEMIT_REDIS_URL=settings.redis_url,
+        TASKEMIT_NAMESPACE=settings.namespace,
+        TASKEMIT_LEASE_TTL=str(lease),
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+def start_worker(settings: Settings, lease: float, *command: str) -> subprocess.Popen[bytes]:
+    command = command or (sys.executable, "-m", "taskemit", "worker", "lease_listeners:WorkerSettings")
+    return subprocess.Popen(
+        list(command),
+        env=child_env(settings, lease),
+        cwd=TESTS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(*workers: subprocess.Popen[bytes]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+async def wait_for_len(redis: aioredis.Redis, key: str, count: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = [item.decode() for item in await redis.lrange(key, 0, -1)]
+        if len(items) >= count:
+            return items
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{key}: {await redis.llen(key)} of {count} entries after {timeout}s")
+
+
+@pytest.fixture
+def settings(taskemit_settings: Settings) -> Settings:
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+async def test_a_killed_workers_job_runs_again_within_the_lease(settings: Settings, redis: aioredis.Redis) -> None:
+    lease = 3.0
+    async with Emitter(LISTENERS, settings) as emitter:
+        await emitter.publish("lease_slow", 30.0)
+    first = start_worker(settings, lease)
+    second = None
+    try:
+        (started,) = await wait_for_len(redis, "lease:starts", 1, timeout=30)
+        assert started.startswith(f"{first.pid}:")
+        stop(first)  # SIGKILL mid-listener: the lease is not renewed any more
+        killed_at = time.time()
+        second = start_worker(settings, lease)
+        starts = await wait_for_len(redis, "lease:starts", 2, timeout=30)
+        pid, at = starts[1].split(":")
+        assert int(pid) == second.pid
+        # arq's own in-progress TTL would be the job timeout + 10 s = 130 s here
+        assert float(at) - killed_at < 15
+    finally:
+        stop(first, *([second] if second else []))
+
+
+async def test_a_listener_longer_than_the_lease_runs_once(settings: Settings, redis: aioredis.Redis) -> None:
+    lease = 2.0
+    workers = [start_worker(settings, lease) for _ in range(2)]
+    try:
+        async with Emitter(LISTENERS, settings) as emitter:
+            await emitter.publish("lease_slow", 3 * lease)
+        await wait_for_len(redis, "lease:done", 1, timeout=40)
+        await asyncio.sleep(lease)  # a second start would come after the first lease ran out
+        assert await redis.llen("lease:starts") == 1
+        assert await redis.llen("lease:done") == 1
+    finally:
+        stop(*workers)
+
+
+async def test_a_stock_arq_worker_shares_the_queue_and_no_job_runs_twice(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    stock = start_worker(settings, 10.0, sys.executable, "-m", "arq", "lease_listeners.WorkerSettings")
+    ours = start_worker(settings, 10.0)
+    try:
+        async with Emitter(LISTENERS, settings) as emitter:
+            for n in range(300):
+                emitter.emit("lease_quick", n)
+        runs = await wait_for_len(redis, "lease:quick", 300, timeout=60)
+        await asyncio.sleep(0.5)
+        runs = [item.decode() for item in await redis.lrange("lease:quick", 0, -1)]
+        numbers = [int(run.split(":")[0]) for run in runs]
+        assert sorted(numbers) == list(range(300))  # each job once
+        assert {int(run.split(":")[1]) for run in runs} == {stock.pid, ours.pid}  # both took jobs
+    finally:
+        stop(stock, ours)
