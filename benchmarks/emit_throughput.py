@@ -83,8 +83,12 @@ async def taskemit_publish(url: str, events: int) -> float:
 async def main(events: int) -> None:
     with RedisServer() as server:
         results = {}
-        for name, run in (("arq enqueue_job loop", arq_loop), ("arq enqueue_job gather(100)", arq_gather),
-                          ("taskemit emit", taskemit_emit), ("taskemit publish (awaited each)", taskemit_publish)):
+        for name, run in (
+            ("arq enqueue_job loop", arq_loop),
+            ("arq enqueue_job gather(100)", arq_gather),
+            ("taskemit emit", taskemit_emit),
+            ("taskemit publish (awaited each)", taskemit_publish),
+        ):
             results[name] = await run(server.url, events)
         async with aioredis.Redis.from_url(server.url) as redis:
             for queue in ("arq-loop", "arq-gather", "te-emit", "te-publish"):

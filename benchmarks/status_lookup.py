@@ -36,7 +36,8 @@ async def timed(label: str, repeat: int, call: Callable[[], Awaitable[Any]]) -> 
         start = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - start) * 1000)
-    print(f"{label:<38} median {statistics.median(samples):7.3f} ms   p95 {sorted(samples)[int(0.95 * len(samples))]:7.3f} ms")
+    p95 = sorted(samples)[int(0.95 * len(samples))]
+    print(f"{label:<38} median {statistics.median(samples):7.3f} ms   p95 {p95:7.3f} ms")
 
 
 async def main(events: int, repeat: int) -> None:
@@ -55,14 +56,17 @@ async def main(events: int, repeat: int) -> None:
         assert first is not None and last is not None
         async with aioredis.Redis.from_url(server.url) as redis:
             info = await redis.info("memory")
-            print(f"stored {events:,} events ({2 * events:,} jobs) in {stored:.1f} s; "
-                  f"redis used_memory {info['used_memory_human']}, keys {await redis.dbsize():,}")
+            print(
+                f"stored {events:,} events ({2 * events:,} jobs) in {stored:.1f} s; "
+                f"redis used_memory {info['used_memory_human']}, keys {await redis.dbsize():,}"
+            )
             await timed("event_status(oldest event)", repeat, lambda: event_status(redis, settings, first.event_uuid))
             await timed("event_status(newest event)", repeat, lambda: event_status(redis, settings, last.event_uuid))
             job_id = next(iter(first.jobs.values()))
             await timed("job_status(job of the oldest event)", repeat, lambda: job_status(redis, settings, job_id))
-            await timed("recent_events(limit=20)", max(1, repeat // 10),
-                        lambda: recent_events(redis, settings, limit=20))
+            await timed(
+                "recent_events(limit=20)", max(1, repeat // 10), lambda: recent_events(redis, settings, limit=20)
+            )
 
 
 if __name__ == "__main__":

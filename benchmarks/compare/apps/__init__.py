@@ -1,0 +1,1 @@
+"""Worker apps: no-op tasks for each system, configured from BENCH_* environment variables."""

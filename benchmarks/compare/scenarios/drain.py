@@ -1,0 +1,52 @@
+"""drain: N jobs stored with no worker running, then one worker process runs them all.
+
+jobs/s is counted from the first job seen done to the last (worker start-up and imports
+excluded); taskemit stores N/3 events of 3 listeners, the others N jobs over 3 tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchmarks.compare.scenarios.common import QUEUE, Context, running_workers, wait_done
+from benchmarks.compare.systems.base import System
+
+NAME = "drain"
+TITLE = "drain: jobs/s, N jobs queued before one worker process starts"
+UNIT = "jobs/s"
+HIGHER_IS_BETTER = True
+SYSTEMS = None  # all
+
+
+def jobs(quick: bool) -> int:
+    return 3_000 if quick else 10_000
+
+
+def rounds(quick: bool) -> int:
+    return 1 if quick else 3
+
+
+async def drain(ctx: Context, system: System, processes: int) -> dict[str, Any]:
+    """Fill, start ``processes`` workers, time them; a run past its time limit reports the part done."""
+    total = jobs(ctx.quick)
+    timeout = 40.0 if ctx.quick else 150.0
+    await system.fill(ctx.url, QUEUE, total, 3)
+    async with running_workers(ctx, system, processes, warm_up=False) as workers:
+        started = time.perf_counter()
+        progress = await wait_done(ctx, total, timeout, workers)
+    if progress.first_at is None or progress.last_at is None or progress.count <= progress.first_count:
+        raise TimeoutError(f"{progress.count}/{total} jobs done in {timeout:.0f}s")
+    rate = (progress.count - progress.first_count) / (progress.last_at - progress.first_at)
+    return {
+        "value": rate,
+        "jobs": total,
+        "done": progress.count,
+        "partial": progress.timed_out,
+        "seconds_from_first_job": progress.last_at - progress.first_at,
+        "seconds_from_worker_start": progress.last_at - started,
+    }
+
+
+async def run(ctx: Context, system: System) -> dict[str, Any]:
+    return await drain(ctx, system, processes=1)
