@@ -12,6 +12,8 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
 
 ``InProcessWorker`` (from ``taskemit.engine``, re-exported here) is the same worker for use
 outside pytest; ``drain(emitter)`` runs an emitter's stored jobs until they finished.
+``ManualClock`` (from ``taskemit.schedule.clock``) is a clock tests move by hand, for cron
+schedulers (``Scheduler(..., clock=...)``) that tick without waiting.
 Importing this module is what makes ``drain_on_exit`` work: it hands ``Emitter`` the
 function that runs the jobs (the emitter never imports the worker side).
 """
@@ -31,11 +33,13 @@ import pytest
 from .emit import Emitter, Listener
 from .engine import InProcessWorker
 from .errors import WaitTimeout
+from .schedule.clock import ManualClock
 from .settings import Settings, load_settings
 from .store.redis_server import RedisServer
 
 __all__ = (
     "InProcessWorker",
+    "ManualClock",
     "drain",
     "run_until_finished",
     "taskemit_redis_url",

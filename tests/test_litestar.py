@@ -16,6 +16,8 @@ from taskemit import TaskEmitError, UnknownEventError, listener
 from taskemit.litestar import ArqEventEmitter
 from taskemit.monitor import event_status, events_between
 from taskemit.settings import Settings
+from taskemit.store.codec import META_KWARG, get_codec
+from taskemit.testing import run_until_finished
 
 sent: list[tuple[str, str]] = []
 
@@ -82,17 +84,48 @@ async def test_async_and_sync_handlers_emit_through_redis(redis: aioredis.Redis,
         ("email", "alan@example.com|changed"),
         ("welcome", "ada@example.com"),
     ]
+    # two events, each with one finished job per taskemit listener of it (the Litestar-style listener
+    # of user_deleted got none), each run once
     uuids = await events_between(redis, 0, 2**40, space=taskemit_settings.keys)
     records = [await event_status(redis, taskemit_settings, u) for u in uuids]
-    assert sorted(r.event_id for r in records if r) == ["password_changed", "user_created"]
+    assert {r.event_id: {job.listener: job.status for job in r.jobs} for r in records if r} == {
+        "user_created": {send_welcome_email_handler.name: "complete", send_email_handler.name: "complete"},
+        "password_changed": {send_email_handler.name: "complete"},
+    }
+    assert len(records) == 2
+    jobs = [job for r in records if r for job in r.jobs]
+    assert [(job.attempts, job.error) for job in jobs] == [(1, None)] * 3
 
 
-async def test_handler_returns_before_the_listener_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_handler_returns_before_the_listener_runs(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, taskemit_settings: Settings
+) -> None:
     monkeypatch.setenv("TASKEMIT_DRAIN_ON_EXIT", "0")
     async with AsyncTestClient(app=make_app()) as client:
-        await client.post("/users", json={"email": "late@example.com"})
+        assert (await client.post("/users", json={"email": "late@example.com"})).status_code == 201
         assert sent == []  # nothing runs in the web process: jobs wait for a worker
     assert sent == []
+    # the event is stored, its two jobs wait in the queue with the emitted arguments
+    (uuid,) = await events_between(redis, 0, 2**40, space=taskemit_settings.keys)
+    record = await event_status(redis, taskemit_settings, uuid)
+    assert record is not None and record.event_id == "user_created"
+    assert {job.listener: (job.status, job.attempts) for job in record.jobs} == {
+        send_welcome_email_handler.name: ("queued", 0),
+        send_email_handler.name: ("queued", 0),
+    }
+    assert await redis.zcard(taskemit_settings.queue_key) == 2
+    codec = get_codec(taskemit_settings.serializer)
+    for job in record.jobs:
+        payload = codec.decode_job(await redis.get(taskemit_settings.keys.job(job.job_id)))
+        assert (payload["f"], list(payload["a"])) == (job.listener, [])
+        assert {k: v for k, v in payload["k"].items() if k != META_KWARG} == {"email": "late@example.com"}
+    # a worker started later runs exactly those jobs
+    job_ids = [job.job_id for job in record.jobs]
+    listeners = [send_welcome_email_handler, send_email_handler]
+    await run_until_finished(redis, job_ids, listeners, taskemit_settings, timeout=10)
+    assert sorted(sent) == [("email", "late@example.com|"), ("welcome", "late@example.com")]
+    record = await event_status(redis, taskemit_settings, uuid)
+    assert record is not None and [job.status for job in record.jobs] == ["complete", "complete"]
 
 
 async def test_litestar_event_listener_failure_reaches_the_job(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import threading
 import uuid
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from arq.jobs import Job, JobStatus
@@ -15,6 +17,7 @@ from arq.worker import create_worker
 from redis import asyncio as aioredis
 
 from taskemit import Emitter, ListenerError, listener, worker_settings
+from taskemit.engine.heartbeat import HEARTBEAT_INTERVAL
 from taskemit.monitor import event_status
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec
@@ -174,14 +177,71 @@ async def test_stock_arq_worker_runs_the_jobs(taskemit_settings: Settings) -> No
 
 
 def test_worker_settings_shape(taskemit_settings: Settings) -> None:
-    cls = worker_settings([record_order, sync_listener, too_slow], settings=taskemit_settings, max_jobs=3)
-    names = {f.name for f in cls.functions}
-    assert names == {record_order.name, sync_listener.name, too_slow.name}
-    assert cls.queue_name == taskemit_settings.queue_key
-    assert cls.max_jobs == 3
-    assert cls.job_serializer is get_codec("json").dumps
-    slow_fn = next(f for f in cls.functions if f.name == too_slow.name)
-    assert slow_fn.timeout_s > 0.2  # arq's timeout stays above the listener's own
+    # values unlike the defaults, so that a setting worker_settings ignores shows
+    settings = taskemit_settings.model_copy(
+        update={
+            "queue_name": "orders",
+            "job_timeout": 42.0,
+            "result_retention": 77,
+            "job_expiry": 600,
+            "poll_delay": 0.3,
+            "max_jobs": 7,
+            "max_tries": 9,
+        }
+    )
+    listeners = [record_order, sync_listener, too_slow]
+    cls = worker_settings(listeners, settings=settings, max_jobs=3)
+    # one arq function per listener, under the listener's name: the name jobs are enqueued under
+    functions = {f.name: f for f in cls.functions}
+    assert list(functions) == [record_order.name, sync_listener.name, too_slow.name]
+    assert len({id(f.coroutine) for f in cls.functions}) == 3
+    assert all(inspect.iscoroutinefunction(f.coroutine) for f in cls.functions)  # sync listeners too
+    # arq's timeout sits a margin above the listener's own (its policy's, else job_timeout), so the
+    # listener's fires first and is recorded as a failed attempt
+    margin = cls.job_timeout - settings.job_timeout
+    assert 0 < margin <= 60
+    assert functions[too_slow.name].timeout_s == pytest.approx(0.2 + margin)
+    assert functions[record_order.name].timeout_s == pytest.approx(42.0 + margin)
+    assert functions[sync_listener.name].timeout_s == pytest.approx(42.0 + margin)
+    # arq's own try limit is out of reach of any policy (max_tries 9 here): the listener's policy rules
+    assert cls.max_tries > 10**6
+    for function in cls.functions:
+        assert function.max_tries is not None and function.max_tries > 10**6
+        assert (function.keep_result_s, function.keep_result_forever) == (77, None)
+    # the queue, the Redis, and how long jobs and results are kept
+    assert cls.queue_name == settings.queue_key and settings.queue_key.endswith(":queue:orders")
+    url = urlsplit(settings.redis_url)
+    database = int(url.path.lstrip("/") or 0)
+    redis_settings = cls.redis_settings
+    assert (redis_settings.host, redis_settings.port, redis_settings.database) == (url.hostname, url.port, database)
+    assert (cls.keep_result, cls.expires_extra_ms, cls.poll_delay) == (77, 600_000, 0.3)
+    assert cls.max_jobs == 3  # an arq option given to worker_settings wins over the settings' 7
+    # the health-check key `arq --check` reads for this queue, written as often as the heartbeat
+    assert cls.health_check_key == settings.keys.health_check("orders") == f"{settings.queue_key}:health-check"
+    assert cls.health_check_interval == HEARTBEAT_INTERVAL
+    # what taskemit's own commands read back; no cron schedules, so arq's hooks are not set
+    assert (cls.taskemit_settings, cls.taskemit_listeners, cls.taskemit_crons) == (settings, tuple(listeners), ())
+    assert not hasattr(cls, "on_startup") and not hasattr(cls, "on_shutdown")
+
+
+@pytest.mark.parametrize("serializer", ["json", "pickle"])
+def test_worker_settings_read_the_jobs_emitters_write(taskemit_settings: Settings, serializer: str) -> None:
+    settings = taskemit_settings.model_copy(update={"serializer": serializer})
+    cls = worker_settings([record_order], settings=settings)
+    codec = get_codec(serializer)
+    assert (cls.job_serializer, cls.job_deserializer) == (codec.dumps, codec.loads)
+    kwargs = {
+        "at": dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "amount": Decimal("12.30"),
+        "ref": uuid.UUID(int=7),
+        "raw": b"\x00\xff",
+        "nested": {"items": [1, "two", None]},
+    }
+    payload = codec.encode_job(record_order.name, (42,), kwargs, enqueue_ms=1_700_000_000_000, job_try=2)
+    job = cls.job_deserializer(payload)  # what the worker reads from what an emitter stored
+    as_stored = {**job, "a": list(job["a"])}  # JSON reads a tuple back as a list
+    assert as_stored == {"t": 2, "f": record_order.name, "a": [42], "k": kwargs, "et": 1_700_000_000_000}
+    assert cls.job_deserializer(cls.job_serializer(job)) == job  # and arq's own writes (retries) read back
 
 
 def test_worker_settings_from_listener_modules(taskemit_settings: Settings) -> None:

@@ -27,10 +27,12 @@ from ..errors import ListenerArgumentError, PayloadEncodeError, StateError
 from ..settings import Settings, load_settings
 from ..store.codec import get_codec
 from ..store.keys import KeySpace
+from .clock import Clock, SystemClock, as_clock
 from .cron import CronConfigError, CronSchedule, unique_schedules
 from .misfire import plan_fires
 
 __all__ = (
+    "CLOCK_CTX_KEY",
     "ScheduleState",
     "Scheduler",
     "check_schedules",
@@ -48,6 +50,8 @@ _MAX_SLEEP = 60.0
 _RETRY_FIRST_DELAY = 0.1
 _RETRY_MAX_DELAY = 5.0
 _CTX_KEY = "taskemit_scheduler"
+#: an arq worker's ``ctx`` may hold the clock its scheduler runs on (tests: a ``ManualClock``)
+CLOCK_CTX_KEY = "taskemit_clock"
 
 Hook = Callable[[dict[Any, Any]], Awaitable[None]]
 T = TypeVar("T")
@@ -181,7 +185,9 @@ class Scheduler:
 
     ``async with Scheduler(schedules, listeners, settings): ...``, or ``start()`` and
     ``stop()``. ``listeners`` are those of the scheduled events: each tick enqueues one job
-    per listener, as ``emit`` does. ``clock`` (epoch seconds) is for tests.
+    per listener, as ``emit`` does. ``clock`` is what it reads the time from and sleeps on
+    until the next tick: a ``Clock`` (tests drive a ``ManualClock``), or a callable giving
+    epoch seconds (then it sleeps in real time); default: the system clock.
     """
 
     def __init__(
@@ -190,14 +196,14 @@ class Scheduler:
         listeners: Iterable[Any],
         settings: Settings | None = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         settings = settings if settings is not None else load_settings()
         self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
         self.schedules = check_schedules(schedules, self.registry, settings)
         self.settings = settings.model_copy(update={"drain_on_exit": False})  # its emits run elsewhere
         self.running_since: dt.datetime | None = None
-        self._clock = clock
+        self.clock = SystemClock() if clock is None else as_clock(clock)
         self._task: asyncio.Task[None] | None = None
         for schedule in self.schedules:
             if schedule.max_lateness > settings.event_retention:
@@ -210,7 +216,7 @@ class Scheduler:
                 )
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        return dt.datetime.fromtimestamp(self.clock.now(), dt.UTC)
 
     async def start(self) -> None:
         if self._task is not None:
@@ -264,7 +270,7 @@ class Scheduler:
                 if due:
                     await self._retrying(self._fire, redis, emitter, due, cursors, now)
                 wake = min(s.next_fire(cursors[s.name]) for s in self.schedules)
-                await asyncio.sleep(min(max((wake - self._now()).total_seconds(), 0.0), _MAX_SLEEP))
+                await self.clock.sleep_until(min(wake.timestamp(), self.clock.now() + _MAX_SLEEP))
 
     async def _fire(
         self,
@@ -304,7 +310,7 @@ class Scheduler:
             logger.debug("cron schedule %r emitted tick %s as event %s", schedule.name, tick, receipt.event_uuid)
 
     async def _retrying(self, action: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await action(*args)``, again and again until Redis answers it."""
+        """``await action(*args)``, again and again until Redis answers it (waiting in real time)."""
         delay = _RETRY_FIRST_DELAY
         while True:
             try:
@@ -323,12 +329,16 @@ def scheduler_hooks(
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
 ) -> tuple[Hook, Hook]:
-    """arq ``on_startup``/``on_shutdown`` hooks that run a scheduler in the worker, around the user's own."""
+    """arq ``on_startup``/``on_shutdown`` hooks that run a scheduler in the worker, around the user's own.
+
+    The scheduler runs on the clock in the worker's ``ctx`` under ``CLOCK_CTX_KEY`` if there
+    is one (``InProcessWorker(..., ctx={CLOCK_CTX_KEY: ManualClock()})``), else on the system's.
+    """
 
     async def startup(ctx: dict[Any, Any]) -> None:
         if on_startup is not None:
             await on_startup(ctx)
-        scheduler = Scheduler(schedules, listeners, settings)
+        scheduler = Scheduler(schedules, listeners, settings, clock=ctx.get(CLOCK_CTX_KEY))
         await scheduler.start()
         ctx[_CTX_KEY] = scheduler
 
