@@ -11,7 +11,7 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
   worker in-process while the block runs.
 
 ``InProcessWorker`` (from ``taskemit.engine``, re-exported here) is the same worker for use
-outside pytest; ``drain(emitter)`` runs an emitter's stored jobs until they finished.
+outside pytest; ``run_until_finished`` runs given jobs until they finished.
 ``ManualClock`` (from ``taskemit.schedule.clock``) is a clock tests move by hand, for cron
 schedulers (``Scheduler(..., clock=...)``) that tick without waiting.
 Importing this module is what makes ``drain_on_exit`` work: it hands ``Emitter`` the
@@ -40,7 +40,6 @@ from .store.redis_server import RedisServer
 __all__ = (
     "InProcessWorker",
     "ManualClock",
-    "drain",
     "run_until_finished",
     "taskemit_redis_url",
     "taskemit_settings",
@@ -82,11 +81,6 @@ async def _drain_emitter(emitter: Emitter, job_ids: list[str], timeout: float | 
     await run_until_finished(emitter.redis, job_ids, emitter.registry.listeners, emitter.settings, timeout)
 
 
-async def drain(emitter: Emitter, timeout: float | None = None) -> None:
-    """Run the jobs ``emitter`` stored (it needs ``drain_on_exit = true``) until all finished."""
-    await emitter.drain(timeout)
-
-
 Emitter.drainer = _drain_emitter
 
 
@@ -103,7 +97,7 @@ def taskemit_redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def taskemit_settings(taskemit_redis_url: str) -> Settings:
-    """Settings for one test: the test Redis, flushed; a queue of its own; drain_on_exit on."""
+    """Settings for one test: the test Redis, flushed; a namespace of its own; drain_on_exit on."""
     from redis import Redis
 
     with Redis.from_url(taskemit_redis_url) as client:

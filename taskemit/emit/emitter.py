@@ -30,6 +30,7 @@ from ..monitor.status import EventStatus, event_status, wait_for_event
 from ..settings import Settings, load_settings
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
+from ..store.keys import ONCE_NAMESPACE
 from .listener import Listener
 from .registry import Registry
 
@@ -38,8 +39,6 @@ __all__ = ("EmitReceipt", "Emitter")
 logger = logging.getLogger("taskemit.emitter")
 
 _EMIT = lua.script("emit")
-#: uuid5 namespace of the event uuids that publish_once derives from its key
-_ONCE_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
@@ -264,7 +263,7 @@ class Emitter:
             event_uuid = str(uuid.uuid4())
             jobs = {item.name: space.new_job_id() for item in listeners}
         else:
-            event_uuid = str(uuid.uuid5(_ONCE_NAMESPACE, once_key))
+            event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
             jobs = {item.name: space.new_job_id(seed=f"{event_uuid}:{item.name}") for item in listeners}
         emitted_ms = int(time.time() * 1000)
         job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}

@@ -107,12 +107,12 @@ class TaskEmitWorker(Worker):
     @property
     def _queue_label(self) -> str:
         """The queue as settings name it (``default``); arq's full key for stock settings."""
-        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        settings = self.taskemit_settings
         return settings.queue_name if settings is not None else self.queue_name
 
     @property
     def keys(self) -> KeySpace:
-        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        settings = self.taskemit_settings
         return settings.keys if settings is not None else DEFAULT_KEYS
 
     async def record_health(self) -> None:
@@ -151,7 +151,7 @@ class TaskEmitWorker(Worker):
         await super().finish_failed_job(job_id, result_data)
 
     async def _dead_letter_unrun(self, job_id: str, result_data: bytes | None) -> None:
-        settings: Settings | None = getattr(self, "taskemit_settings", None)
+        settings = self.taskemit_settings
         if settings is None or result_data is None:
             return
         result = deserialize_result(result_data, deserializer=self.job_deserializer)

@@ -16,9 +16,11 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 
 from ..errors import InvalidArgument
 
-__all__ = ("DEFAULT_KEYS", "DEFAULT_NAMESPACE", "KeySpace", "check_namespace")
+__all__ = ("DEFAULT_KEYS", "DEFAULT_NAMESPACE", "ONCE_NAMESPACE", "KeySpace", "check_namespace")
 
 DEFAULT_NAMESPACE = "taskemit"
+#: uuid5 namespace of the event uuids and job ids derived from a key (exactly-once publishing)
+ONCE_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
@@ -67,7 +69,7 @@ class KeySpace:
 
     def new_job_id(self, seed: str | None = None) -> str:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
-        token = uuid.uuid4().hex if seed is None else uuid.uuid5(_JOB_ID_NAMESPACE, seed).hex
+        token = uuid.uuid4().hex if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex
         return self.prefix + token
 
     def job_id(self, token: str) -> str:
@@ -181,6 +183,3 @@ class KeySpace:
 
 #: the keys of the default namespace, for functions that read Redis without settings
 DEFAULT_KEYS = KeySpace()
-
-#: uuid5 namespace of job ids derived from a seed (exactly-once publishing)
-_JOB_ID_NAMESPACE = uuid.UUID("5f0b8a8e-2d7c-4c62-9a57-3b1f6d0e4a21")
