@@ -6,6 +6,7 @@ __all__ = (
     "AttemptsExhausted",
     "EmitBufferFull",
     "InvalidArgument",
+    "JobPayloadError",
     "ListenerArgumentError",
     "ListenerConfigError",
     "ListenerError",
@@ -48,6 +49,10 @@ class ListenerArgumentError(TaskEmitError, TypeError):
 
 class PayloadEncodeError(TaskEmitError, TypeError):
     """The arguments of an emit cannot be encoded by the configured serializer."""
+
+
+class JobPayloadError(TaskEmitError, ValueError):
+    """A job in Redis cannot be run: its payload does not decode to an arq job, or it expired."""
 
 
 class EmitBufferFull(TaskEmitError):

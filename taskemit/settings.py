@@ -108,14 +108,29 @@ class Settings(BaseSettings):
     max_jobs: int = Field(
         100, gt=0, description="Jobs one worker process runs at the same time (`taskemit worker --concurrency`)."
     )
+    sync_threads: int = Field(
+        32, gt=0, description="Threads per worker process that run sync (non-async) listeners (`--threads`)."
+    )
+    idle_poll: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between a worker's looks at its queues when nothing woke it: a safety net, since "
+        "emits, due times and lease expiries wake the worker.",
+    )
     poll_delay: float = Field(
-        0.1, gt=0, description="Seconds a worker waits between looks at its queue when it found nothing to start."
+        0.1, gt=0, description="Seconds a stock arq worker (`arq module.WorkerSettings`) waits between polls."
     )
     lease_ttl: float = Field(
         10.0,
         ge=2,
         description="Seconds a worker's claim on a running job lasts unless renewed; the worker renews it three "
         "times per lease while the listener runs, so a killed worker's jobs run again within about this long.",
+    )
+    shutdown_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a stopping worker lets running listeners finish; the jobs still running then are "
+        "given back to the queue without counting the attempt.",
     )
     drain_on_exit: bool = Field(
         False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."

@@ -534,7 +534,7 @@ def test_emit_outside_the_context_manager_is_an_error() -> None:
 # -- workers.md ---------------------------------------------------------------------------
 
 
-async def test_deploy_skew_fails_the_job_and_the_worker_carries_on(
+async def test_deploy_skew_leaves_the_job_for_a_worker_that_has_it(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
     redis: aioredis.Redis,
@@ -560,13 +560,21 @@ async def test_deploy_skew_fails_the_job_and_the_worker_carries_on(
         assert found.success is True
         assert not await redis.exists(taskemit_settings.keys.dead(receipt.jobs["quickstart:send_account_email"]))
 
-    # taskemit's own worker (`taskemit worker`, InProcessWorker) also keeps it as a dead letter
+    # taskemit's own worker (`taskemit worker`, InProcessWorker) leaves the job queued for a
+    # worker that has its listener: nothing fails, nothing is dead-lettered
     async with Emitter(quickstart.LISTENERS, settings) as emitter:
         receipt = await emitter.publish("user_created", email="late@example.com")
+    late = receipt.jobs["quickstart:send_account_email"]
     async with InProcessWorker([quickstart.send_welcome_email], settings):
-        await _wait_finished(redis, list(receipt.jobs.values()))
-    assert await redis.exists(taskemit_settings.keys.dead(receipt.jobs["quickstart:send_account_email"]))
+        await _wait_finished(redis, [receipt.jobs["quickstart:send_welcome_email"]])
+        await asyncio.sleep(0.2)
+        assert await redis.exists(f"arq:job:{late}")
+    assert not await redis.exists(taskemit_settings.keys.dead(late))
     assert sent == ["Welcome!"] * 4
+    # the new deployment's worker runs it
+    async with InProcessWorker(quickstart.LISTENERS, settings):
+        await _wait_finished(redis, [late])
+    assert (await _job_result(redis, settings, late)).success is True
 
 
 async def test_listener_timeout_fails_the_attempt(taskemit_settings: Settings, redis: aioredis.Redis) -> None:

@@ -249,24 +249,23 @@ async def test_backoff_longer_than_the_job_expiry_still_completes(
     assert record is not None and record.jobs[0].status == "complete"
 
 
-async def test_unknown_listener_is_dead_lettered(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+async def test_a_job_waits_for_a_worker_that_has_its_listener(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
-    async with Emitter([always_fails], settings) as emitter:
+    async with Emitter([always_fails, sibling], settings) as emitter:
         receipt = await emitter.publish("doomed", 1)
     assert receipt is not None
     job_id = receipt.jobs[always_fails.name]
-    async with InProcessWorker([sibling], settings):
+    async with InProcessWorker([sibling], settings):  # runs sibling's job, leaves always_fails' alone
         for _ in range(300):
-            if letter := await get_dead_letter(redis, job_id, space=taskemit_settings.keys):
+            if runs["sibling"]:
                 break
             await asyncio.sleep(0.02)
-    assert letter is not None
-    assert letter.reason == f"function '{always_fails.name}' not found"
-    assert letter.arguments() == ((1,), {})
+        await asyncio.sleep(0.3)
+    assert len(runs["sibling"]) == 1
+    assert await get_dead_letter(redis, job_id, space=settings.keys) is None
+    assert await redis.zscore(settings.queue_key, job_id) is not None  # still queued
     assert runs["always_fails"] == []
-    # once the worker is deployed with the listener, replay runs it
-    new_job_id = await replay_dead_letter(redis, settings, job_id)
-    assert new_job_id is not None
+    # once a worker with the listener starts, it runs the job
     async with InProcessWorker([always_fails], settings):
         for _ in range(300):
             if len(runs["always_fails"]) == 3:
@@ -277,12 +276,15 @@ async def test_unknown_listener_is_dead_lettered(taskemit_settings: Settings, re
 
 async def test_undecodable_payload_is_dead_lettered(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
     broken = taskemit_settings.keys.job_id("broken")
-    await redis.set(taskemit_settings.keys.job(broken), b"\x80not json", px=60_000)
-    await redis.zadd(taskemit_settings.queue_key, {broken: int(time.time() * 1000)})
+    space, queue = taskemit_settings.keys, taskemit_settings.queue_key
+    await redis.set(space.job(broken), b"\x80not json", px=60_000)
+    for key in (queue, space.ready(queue, sibling.name)):  # where an emit puts a job of sibling
+        await redis.zadd(key, {broken: int(time.time() * 1000)})
     async with InProcessWorker([sibling], taskemit_settings):
         for _ in range(300):
             if letter := await get_dead_letter(redis, broken, space=taskemit_settings.keys):
                 break
             await asyncio.sleep(0.02)
-    assert letter is not None and "deserialize" in letter.reason
+    assert letter is not None and letter.reason == "undecodable payload"
+    assert "cannot be run" in letter.error["message"]
     assert letter.payload == b"\x80not json"

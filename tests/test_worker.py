@@ -134,7 +134,7 @@ async def test_timeout_fails_the_job_with_a_clear_error(taskemit_settings: Setti
     assert "timed out after 0.2s" in job.error["message"]
 
 
-async def test_unknown_listener_fails_the_job_and_worker_keeps_running(
+async def test_a_job_of_a_listener_the_worker_lacks_stays_queued(
     taskemit_settings: Settings, redis: aioredis.Redis
 ) -> None:
     # deploy skew: the emitter knows a listener the worker does not
@@ -143,23 +143,21 @@ async def test_unknown_listener_fails_the_job_and_worker_keeps_running(
         receipt = await emitter.publish("payment_failed", order_id=9)
     assert receipt is not None
     async with InProcessWorker([sibling_ok], settings) as worker:
+        for _ in range(200):
+            if ("sibling_ok", (9,), {}) in calls:
+                break
+            await asyncio.sleep(0.02)
+        assert ("sibling_ok", (9,), {}) in calls
         missing = Job(
             receipt.jobs[always_fails.name],
             redis,
             _queue_name=settings.queue_key,
             _deserializer=get_codec("json").loads,
         )
-        with pytest.raises(ListenerError, match=f"function '{always_fails.name}' not found"):
-            await missing.result(timeout=10, poll_delay=0.05)
-        # the worker is still alive and runs the next job
-        async with Emitter([sibling_ok], settings) as emitter2:
-            await emitter2.publish("payment_failed", order_id=10)
-        for _ in range(200):
-            if ("sibling_ok", (10,), {}) in calls:
-                break
-            await asyncio.sleep(0.02)
-        assert ("sibling_ok", (10,), {}) in calls
-        assert worker.worker.main_task is not None and not worker.worker.main_task.done()
+        # arq's Job API sees it waiting, not failed: it is left for a worker that has the listener
+        assert await missing.status() == JobStatus.queued
+        assert worker.running
+    assert await redis.exists(taskemit_settings.keys.job(receipt.jobs[always_fails.name]))
 
 
 async def test_stock_arq_worker_runs_the_jobs(taskemit_settings: Settings) -> None:

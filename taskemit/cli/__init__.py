@@ -71,9 +71,31 @@ def cli() -> None:
     default=None,
     help="Jobs each process runs at the same time [default: the max_jobs setting, 100].",
 )
-@click.option("--burst", is_flag=True, help="Exit once the queue is empty, as arq's --burst does.")
+@click.option(
+    "-t",
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads each process runs sync listeners in [default: the sync_threads setting, 32].",
+)
+@click.option(
+    "-q",
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Serve only the listeners on this queue (repeatable) [default: the queues of all its listeners].",
+)
+@click.option("--burst", is_flag=True, help="Exit once its listeners have no job left, as arq's --burst does.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every job.")
-def worker(target: str | None, processes: int, concurrency: int | None, burst: bool, verbose: bool) -> None:
+def worker(
+    target: str | None,
+    processes: int,
+    concurrency: int | None,
+    threads: int | None,
+    queues: tuple[str, ...],
+    burst: bool,
+    verbose: bool,
+) -> None:
     """Run worker processes for TARGET (module:WorkerSettings).
 
     Without TARGET the listeners come from the modules of the `listeners` setting.
@@ -88,16 +110,20 @@ def worker(target: str | None, processes: int, concurrency: int | None, burst: b
         command += [target] if target else []
         command += ["--burst"] if burst else []
         command += ["--concurrency", str(concurrency)] if concurrency else []
+        command += ["--threads", str(threads)] if threads else []
+        for queue in queues:
+            command += ["--queue", queue]
         command += ["--verbose"] if verbose else []
         sys.exit(WorkerPool(command, processes, burst=burst).run())
 
-    from ..engine.worker import create_taskemit_worker
+    import asyncio
+
+    from ..engine.worker import engine_for, worker_settings
+    from ..errors import TaskEmitError
 
     if target:
         settings_cls = _import_target(target)
     else:
-        from ..engine.worker import worker_settings
-
         settings = load_settings()
         if not settings.listeners:
             raise click.UsageError(
@@ -106,10 +132,16 @@ def worker(target: str | None, processes: int, concurrency: int | None, burst: b
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         settings_cls = worker_settings(settings=settings)
-    overrides: dict[str, Any] = {"burst": True} if burst else {}
+    options: dict[str, Any] = {"burst": burst, "queues": queues or None}
     if concurrency:
-        overrides["max_jobs"] = concurrency
-    create_taskemit_worker(settings_cls, **overrides).run()
+        options["concurrency"] = concurrency
+    if threads:
+        options["threads"] = threads
+    try:
+        engine = engine_for(settings_cls, **options)
+    except TaskEmitError as exc:
+        raise click.UsageError(str(exc)) from None
+    asyncio.run(engine.run())
 
 
 @cli.command()

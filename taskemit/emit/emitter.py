@@ -75,11 +75,20 @@ class EmitReceipt:
         return client
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    queue: str
+    ready: str
+    wake: str
+    named: bool  # on a queue the listener names, not the default one
+
+
 @dataclass(slots=True)
 class _PendingEvent:
     receipt: EmitReceipt
     emitted_ms: int
     payloads: list[bytes]
+    routes: list[_Route]
     future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
     once: bool = False
 
@@ -95,6 +104,7 @@ class Emitter:
         "_loop",
         "_loop_thread",
         "_redis",
+        "_routes",
         "_stored_jobs",
         "_wake",
         "listeners",
@@ -121,6 +131,7 @@ class Emitter:
         self._redis = redis
         self._buffer: deque[_PendingEvent] = deque()
         self._stored_jobs: list[str] = []
+        self._routes: dict[str, _Route] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -269,8 +280,22 @@ class Emitter:
         job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}
         payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
         return _PendingEvent(
-            EmitReceipt(event_uuid, event_id, jobs, self.settings), emitted_ms, payloads, once=once_key is not None
+            EmitReceipt(event_uuid, event_id, jobs, self.settings),
+            emitted_ms,
+            payloads,
+            [self._route(item) for item in listeners],
+            once=once_key is not None,
         )
+
+    def _route(self, item: Listener) -> _Route:
+        """Where ``item``'s jobs go: its queue, its ready set there, the queue's wake channel."""
+        route = self._routes.get(item.name)
+        if route is None:
+            space = self.settings.keys
+            queue = space.queue(item.queue or self.settings.queue_name)
+            route = _Route(queue, space.ready(queue, item.name), space.wake_channel(queue), item.queue is not None)
+            self._routes[item.name] = route
+        return route
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
@@ -348,7 +373,12 @@ class Emitter:
         async with self._redis.pipeline(transaction=False) as pipe:
             for pending in batch:
                 receipt = pending.receipt
-                job_ids = list(receipt.jobs.values())
+                routes = pending.routes
+                queues = (
+                    json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
+                    if any(route.named for route in routes)
+                    else ""
+                )
                 argv: list[Any] = [
                     pending.emitted_ms,
                     settings.job_expiry * 1000,
@@ -358,21 +388,22 @@ class Emitter:
                     json.dumps(receipt.jobs),
                     receipt.event_uuid,
                     "1" if pending.once else "0",
+                    queues,
                 ]
-                for job_id, payload in zip(job_ids, pending.payloads, strict=True):
+                keys = [
+                    space.event(receipt.event_uuid),
+                    space.events,
+                    space.events_by_id(receipt.event_id),
+                    space.event_counts,
+                ]
+                wakes: dict[str, list[str]] = {}
+                for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
                     argv += (job_id, payload)
-                _EMIT.queue(
-                    pipe,
-                    [
-                        settings.queue_key,
-                        space.event(receipt.event_uuid),
-                        space.events,
-                        space.events_by_id(receipt.event_id),
-                        space.event_counts,
-                    ]
-                    + [space.job(job_id) for job_id in job_ids],
-                    argv,
-                )
+                    keys += (space.job(job_id), route.queue, route.ready)
+                    wakes.setdefault(route.wake, []).append(name)
+                for channel, names in wakes.items():
+                    argv += (channel, "\n".join(names))
+                _EMIT.queue(pipe, keys, argv)
             results: list[int] = await pipe.execute()
         return results
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import re
 import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,8 @@ from ..errors import ListenerArgumentError, ListenerConfigError
 from ..policy import Backoff, RetryPolicy
 
 __all__ = ("Listener", "as_listener", "listener")
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _main_module_name() -> str:
@@ -87,7 +90,17 @@ class Listener:
     accepts it; ``fn`` is the user's own function, unwrapped, so its exceptions propagate.
     """
 
-    __slots__ = ("_accepts_anything", "_signature", "attempt_param", "event_ids", "fn", "name", "policy_options")
+    __slots__ = (
+        "_accepts_anything",
+        "_signature",
+        "attempt_param",
+        "event_ids",
+        "fn",
+        "is_async",
+        "name",
+        "policy_options",
+        "queue",
+    )
 
     def __init__(
         self,
@@ -95,13 +108,22 @@ class Listener:
         event_ids: Iterable[str],
         *,
         name: str | None = None,
+        queue: str | None = None,
         **policy_options: Any,
     ) -> None:
         if not callable(fn):
             raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ListenerConfigError(f"listener name must be a non-empty string, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name or "\n" in name):
+            raise ListenerConfigError(f"listener name must be a non-empty string on one line, got {name!r}")
+        if queue is not None and (not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue)):
+            raise ListenerConfigError(
+                f"listener queue must be a queue name of letters, digits, '_', '.', ':' or '-', got {queue!r}"
+            )
         self.fn = fn
+        #: True for ``async def`` functions (awaited); the others run in a worker thread
+        self.is_async = inspect.iscoroutinefunction(fn)
+        #: the named queue its jobs go to; None: the ``queue_name`` setting's
+        self.queue: str | None = queue
         self.event_ids: frozenset[str] = _check_event_ids(tuple(event_ids))
         self.name: str = name or _default_name(fn)
         #: the retry options this listener sets; the rest come from settings (see ``policy``)
@@ -158,7 +180,7 @@ class Listener:
         """Call the function (awaited if async, in a worker thread if sync), with ``attempt`` if it asks."""
         if self.attempt_param is not None and attempt is not None:
             kwargs = {**kwargs, self.attempt_param: attempt}
-        if inspect.iscoroutinefunction(self.fn):
+        if self.is_async:
             return await self.fn(*args, **kwargs)
         result = await asyncio.to_thread(self.fn, *args, **kwargs)
         if inspect.isawaitable(result):  # a sync callable returning a coroutine
@@ -174,7 +196,12 @@ class Listener:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Listener):
             return NotImplemented
-        return self.name == other.name and self.fn is other.fn and self.event_ids == other.event_ids
+        return (
+            self.name == other.name
+            and self.fn is other.fn
+            and self.event_ids == other.event_ids
+            and self.queue == other.queue
+        )
 
     def __repr__(self) -> str:
         return f"<Listener {self.name} on {sorted(self.event_ids)}>"
@@ -183,6 +210,7 @@ class Listener:
 def listener(
     *event_ids: str,
     name: str | None = None,
+    queue: str | None = None,
     max_tries: int | None = None,
     backoff: Backoff | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
@@ -194,6 +222,8 @@ def listener(
     Args:
         *event_ids: the events it listens to.
         name: its stable name, the arq function name of its jobs (default ``module:qualname``).
+        queue: the named queue its jobs go to (default: the ``queue_name`` setting); a worker
+            serves the queues of its listeners.
         max_tries: attempts in all, the first included (default: the ``max_tries`` setting).
         backoff: the wait between attempts, a :class:`~taskemit.Backoff` (default: ``backoff`` setting).
         retry_on: retry only these exception types (default: any ``Exception``).
@@ -211,7 +241,7 @@ def listener(
     options = {key: value for key, value in given.items() if value is not None}
 
     def decorate(fn: Callable[..., Any]) -> Listener:
-        return Listener(fn, ids, name=name, **options)
+        return Listener(fn, ids, name=name, queue=queue, **options)
 
     return decorate
 

@@ -1,7 +1,8 @@
-"""The worker side: which jobs a worker takes, how one job runs, the process pool, heartbeats."""
+"""The worker side: taskemit's worker loop, how one job runs, the process pool, heartbeats."""
 
 from __future__ import annotations
 
-from .worker import InProcessWorker, TaskEmitWorker, create_taskemit_worker, worker_settings
+from .loop import Engine
+from .worker import InProcessWorker, engine_for, worker_settings
 
-__all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "worker_settings")
+__all__ = ("Engine", "InProcessWorker", "engine_for", "worker_settings")

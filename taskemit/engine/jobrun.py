@@ -1,20 +1,31 @@
-"""Running one listener job: call the listener, apply its retry policy, record the outcome.
+"""Running one attempt of a listener job: call the listener, apply its retry policy.
 
-The arq function registered for a listener is built here. Per attempt it strips
-taskemit's metadata keyword, hands the listener an :class:`~taskemit.Attempt` if it asks,
-enforces the per-attempt timeout, and then one of three things happens, each recorded in
-Redis by one Lua script call:
+:class:`ListenerRunner` runs one attempt and returns an :class:`Outcome`: what happened
+and every record of it, ready to write. Nothing here writes to Redis except the arq path
+(``job_function``, for stock arq workers), which writes each outcome as it comes; the
+taskemit worker (``engine/loop.py``) writes a batch of outcomes per round trip
+(``engine/finish.py``).
 
-- success: the attempt is appended to the job's history, the event record says complete;
-- a retry: the same, plus the job payload is kept alive past the retry time, and arq's
-  ``Retry`` defers the job by the policy's delay;
-- dead: the job goes to the dead letters with its payload and every attempt, and the
-  listener's exception propagates so arq stores the job as failed.
+Per attempt the runner strips taskemit's metadata keyword, hands the listener an
+:class:`~taskemit.Attempt` if it asks, enforces the per-attempt timeout, and decides one of:
+
+- complete: the listener returned;
+- retry: it failed and its policy retries it after a delay, with the next attempt's payload;
+- dead: it failed for good, or has no tries left; the job goes to the dead letters.
+
+A sync listener runs in a thread, which cannot be stopped: when it overruns its timeout the
+runner waits for the thread to return before it reports the timeout, so the job keeps its
+lease and is not started again while the first run is still going.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import datetime as dt
+import functools
+import inspect
 import json
 import logging
 import os
@@ -24,6 +35,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.worker import Retry as ArqRetry
@@ -39,9 +51,8 @@ from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, Codec
-from ..store.keys import KeySpace
 
-__all__ = ("job_function",)
+__all__ = ("JobRun", "ListenerRunner", "Outcome", "job_function")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -69,21 +80,27 @@ def short_repr(value: Any, limit: int = 200) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class _JobRun:
+class JobRun:
     """One attempt of one job: the facts every record of it needs."""
 
-    __slots__ = ("args", "attempt", "ctx", "kwargs", "meta", "started", "worker")
+    __slots__ = ("args", "attempt", "enqueue_ms", "kwargs", "meta", "started", "worker")
 
     def __init__(
-        self, ctx: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], attempt: Attempt, meta: dict[str, Any]
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: Attempt,
+        meta: dict[str, Any],
+        worker: str,
+        enqueue_ms: int | None,
     ) -> None:
-        self.ctx = ctx
         self.args = args
         self.kwargs = kwargs
         self.attempt = attempt
         self.meta = meta
+        self.worker = worker
+        self.enqueue_ms = enqueue_ms if enqueue_ms is not None else int(time.time() * 1000)
         self.started = time.time()
-        self.worker = ctx.get(CTX_WORKER_ID) or f"{socket.gethostname()}:{os.getpid()}"
 
     def attempt_json(self, status: str, **extra: Any) -> str:
         return json.dumps(
@@ -112,141 +129,222 @@ class _JobRun:
             }
         )
 
-    def record_keys(self, space: KeySpace) -> list[str]:
-        event = self.meta.get("event")
-        return [space.attempts(self.attempt.job_id), space.event(event) if event else space.event("-")]
+    def payload(self, codec: Codec, job_try: int | None = None) -> bytes:
+        """The job's payload again (for its next attempt, or its dead letter)."""
+        kwargs = {**self.kwargs, META_KWARG: self.meta}
+        return codec.encode_job(self.attempt.listener, self.args, kwargs, enqueue_ms=self.enqueue_ms, job_try=job_try)
 
 
-def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[..., Awaitable[Any]]:
-    """The arq coroutine that runs ``item`` for one job, under its retry policy."""
-    policy = item.policy(settings.default_policy)
-    timeout = policy.timeout or settings.job_timeout
+@dataclass(slots=True)
+class Outcome:
+    """What one attempt came to, with the records to write for it."""
 
-    async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    #: JobState.COMPLETE, RETRYING or FAILED (dead-lettered)
+    state: JobState
+    run: JobRun
+    #: the attempt for the job's history ('' when the listener never ran)
+    attempt_json: str
+    #: the job's outcome on its event record
+    outcome_json: str
+    #: what the listener's counters count (succeeded, failed, retried, dead)
+    counted: tuple[str, ...]
+    #: seconds the listener ran (None when it never ran)
+    duration: float | None
+    result: Any = None
+    error: BaseException | None = None
+    #: retry: the next attempt's payload, its TTL, and when it runs
+    next_payload: bytes = b""
+    ttl_ms: int = 0
+    run_at_ms: int = 0
+    #: dead: why, and the error as recorded
+    reason: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class ListenerRunner:
+    """Runs attempts of one listener under its policy and timeout."""
+
+    __slots__ = ("codec", "item", "name", "policy", "settings", "threads", "timeout")
+
+    def __init__(
+        self,
+        item: Listener,
+        settings: Settings,
+        codec: Codec,
+        threads: concurrent.futures.Executor | None = None,
+    ) -> None:
+        self.item = item
+        self.name = item.name
+        self.settings = settings
+        self.codec = codec
+        self.policy: RetryPolicy = item.policy(settings.default_policy)
+        self.timeout: float = self.policy.timeout or settings.job_timeout
+        #: the pool sync listeners run in (None: asyncio's default executor)
+        self.threads = threads
+
+    def new_run(
+        self,
+        job_id: str,
+        job_try: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        worker: str,
+        enqueue_ms: int | None,
+    ) -> JobRun:
+        """A JobRun for a job's decoded arguments; takes taskemit's metadata out of ``kwargs``."""
         meta = kwargs.pop(META_KWARG, None) or {}
+        if not isinstance(meta, dict):
+            meta = {}
         attempt = Attempt(
             event_uuid=meta.get("event"),
             event_id=meta.get("event_id"),
-            listener=item.name,
-            job_id=ctx["job_id"],
-            number=ctx["job_try"],
-            max_tries=policy.max_tries,
-            enqueued_at=ctx.get("enqueue_time"),
+            listener=self.name,
+            job_id=job_id,
+            number=job_try,
+            max_tries=self.policy.max_tries,
+            enqueued_at=dt.datetime.fromtimestamp(enqueue_ms / 1000, dt.UTC) if enqueue_ms else None,
         )
-        run = _JobRun(ctx, args, kwargs, attempt, meta)
-        if attempt.number > policy.max_tries:
+        return JobRun(args, kwargs, attempt, meta, worker, enqueue_ms)
+
+    async def attempt(self, run: JobRun, running: Counter[str] | None = None) -> Outcome:
+        """Run the listener once for ``run``; never raises what the listener raises."""
+        attempt = run.attempt
+        if attempt.number > self.policy.max_tries:
             exhausted = AttemptsExhausted(
-                f"listener {item.name!r} job {attempt.job_id} has no tries left: attempt {attempt.number} of "
-                f"{policy.max_tries} (earlier attempts were cut short by a crash or shutdown)"
+                f"listener {self.name!r} job {attempt.job_id} has no tries left: attempt {attempt.number} of "
+                f"{self.policy.max_tries} (earlier attempts were cut short by a crash or shutdown)"
             )
-            await _dead(run, settings, codec, exhausted, "attempts exhausted", ran=False)
-            raise exhausted
-        running: Counter[str] = ctx[CTX_RUNNING] if CTX_RUNNING in ctx else Counter()  # absent: stock arq
-        running[item.name] += 1
+            return self.dead(run, exhausted, "attempts exhausted", ran=False)
+        if running is not None:
+            running[self.name] += 1
         try:
-            async with asyncio.timeout(timeout):
-                result = await item.run(args, kwargs, attempt)
+            result = await self._call(run)
         except asyncio.CancelledError:
-            raise  # worker shutdown or abort: arq decides what happens to the job
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and not isinstance(exc, ListenerTimeout):
-                error: Exception = ListenerTimeout(f"listener {item.name!r} timed out after {timeout:g}s")
-                error.__cause__ = exc
-            else:
-                error = exc
-            await _failed(run, settings, codec, policy, error)  # raises arq's Retry to retry
-            if error is exc:
-                raise
-            raise error from exc
+            raise  # the worker is stopping, or the job was aborted: not an attempt that counts
+        except BaseException as exc:  # SystemExit and the like too: a listener never stops the worker
+            return self._failed(run, exc)
         finally:
-            running[item.name] -= 1
-        await _record(
+            if running is not None:
+                running[self.name] -= 1
+        return Outcome(
+            JobState.COMPLETE,
             run,
             run.attempt_json(JobState.COMPLETE),
             run.outcome_json(JobState.COMPLETE, result=short_repr(result)),
-            settings,
-            ["succeeded"],
+            ("succeeded",),
+            time.time() - run.started,
+            result=result,
         )
+
+    async def _call(self, run: JobRun) -> Any:
+        item = self.item
+        kwargs = run.kwargs
+        if item.attempt_param is not None:
+            kwargs = {**kwargs, item.attempt_param: run.attempt}
+        if item.is_async:
+            deadline = asyncio.timeout(self.timeout)
+            try:
+                async with deadline:
+                    return await item.fn(*run.args, **kwargs)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise  # the listener's own TimeoutError, not ours
+                raise self._timed_out() from exc
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, item.fn, *run.args, **kwargs)
+        thread = loop.run_in_executor(self.threads, call)
+        done, _ = await asyncio.wait((thread,), timeout=self.timeout)
+        if not done:
+            logger.warning(
+                "listener %s job %s overran its %gs timeout; its thread is still running, and the job "
+                "keeps its lease until the thread returns",
+                self.name,
+                run.attempt.job_id,
+                self.timeout,
+            )
+            await asyncio.wait((thread,))
+            if not thread.cancelled():
+                thread.exception()  # retrieved: what it raised after its timeout is not reported
+            raise self._timed_out()
+        result = thread.result()
+        if inspect.isawaitable(result):  # a sync callable returning a coroutine
+            async with asyncio.timeout(self.timeout):
+                return await result
         return result
 
-    run_listener.__qualname__ = run_listener.__name__ = item.name
-    return run_listener
+    def _timed_out(self) -> ListenerTimeout:
+        return ListenerTimeout(f"listener {self.name!r} timed out after {self.timeout:g}s")
 
-
-async def _record(
-    run: _JobRun,
-    attempt_json: str,
-    outcome_json: str,
-    settings: Settings,
-    outcomes: list[str],
-    keep_alive: tuple[bytes, int] | None = None,
-) -> None:
-    """Record the attempt, its counters and the job's outcome; with ``keep_alive`` (the next
-    attempt's payload and a TTL in ms) also keep the job alive for its retry."""
-    attempt = run.attempt
-    space = settings.keys
-    stats_keys, stats_args = outcome_args(space, attempt.listener, outcomes, time.time() - run.started)
-    job_keys: list[str] = []
-    job_args: list[Any] = []
-    if keep_alive is not None:
-        job_keys = [space.job(attempt.job_id), space.retry(attempt.job_id)]
-        job_args = list(keep_alive)
-    try:
-        await _RECORD_ATTEMPT(
-            run.ctx["redis"],
-            [*run.record_keys(space), *stats_keys, *job_keys],
-            [attempt_json, settings.event_retention, "job:" + attempt.job_id, outcome_json, *stats_args, *job_args],
+    def _failed(self, run: JobRun, error: BaseException) -> Outcome:
+        """A retry or a dead letter, by the policy."""
+        attempt = run.attempt
+        policy = self.policy
+        # a listener's own Retry asks for a retry whatever retry_on / give_up_on say
+        retry = (
+            attempt.number < policy.max_tries
+            if isinstance(error, Retry)
+            else policy.should_retry(error, attempt.number)
         )
-    except (RedisError, OSError):  # the job's own result is still stored by arq
-        logger.warning("could not record attempt %d of job %s", attempt.number, attempt.job_id, exc_info=True)
+        if not retry:
+            return self.dead(run, error, _death_reason(policy, error, attempt.number), ran=True)
+        summary = error_summary(error)
+        delay = (
+            error.after
+            if isinstance(error, Retry) and error.after is not None
+            else policy.delay_for(attempt.number, _jitter)
+        )
+        next_at = time.time() + delay
+        logger.info(
+            "listener %s job %s attempt %d/%d failed (%s); retrying in %.2fs",
+            attempt.listener,
+            attempt.job_id,
+            attempt.number,
+            policy.max_tries,
+            summary["type"],
+            delay,
+        )
+        return Outcome(
+            JobState.RETRYING,
+            run,
+            run.attempt_json(JobState.FAILED, error=summary, next_attempt_at=next_at),
+            run.outcome_json(JobState.RETRYING, error=summary, next_attempt_at=next_at),
+            ("failed", "retried"),
+            time.time() - run.started,
+            error=error,
+            next_payload=run.payload(self.codec, attempt.number + 1),
+            ttl_ms=int((delay + self.settings.job_expiry) * 1000),
+            run_at_ms=int(next_at * 1000),
+            summary=summary,
+        )
+
+    def dead(self, run: JobRun, error: BaseException, reason: str, *, ran: bool) -> Outcome:
+        attempt = run.attempt
+        summary = error_summary(error)
+        logger.warning(
+            "listener %s job %s is dead after attempt %d/%d: %s (%s: %s)",
+            attempt.listener,
+            attempt.job_id,
+            attempt.number,
+            attempt.max_tries,
+            reason,
+            summary["type"],
+            summary["message"],
+        )
+        return Outcome(
+            JobState.FAILED,
+            run,
+            run.attempt_json(JobState.FAILED, error=summary) if ran else "",
+            run.outcome_json(JobState.FAILED, error=summary, reason=reason, dead_letter=True),
+            ("failed", "dead") if ran else ("dead",),
+            time.time() - run.started if ran else None,
+            error=error,
+            next_payload=run.payload(self.codec),
+            reason=reason,
+            summary=summary,
+        )
 
 
-async def _failed(run: _JobRun, settings: Settings, codec: Codec, policy: RetryPolicy, error: Exception) -> None:
-    """Schedule a retry (raising arq's Retry) or dead-letter the job."""
-    attempt = run.attempt
-    # a listener's own Retry asks for a retry whatever retry_on / give_up_on say
-    retry = (
-        attempt.number < policy.max_tries if isinstance(error, Retry) else policy.should_retry(error, attempt.number)
-    )
-    summary = error_summary(error)
-    if not retry:
-        await _dead(run, settings, codec, error, _death_reason(policy, error, attempt.number), ran=True)
-        return
-    delay = (
-        error.after
-        if isinstance(error, Retry) and error.after is not None
-        else policy.delay_for(attempt.number, _jitter)
-    )
-    next_at = time.time() + delay
-    payload = codec.encode_job(
-        attempt.listener,
-        run.args,
-        {**run.kwargs, META_KWARG: run.meta},
-        enqueue_ms=_enqueue_ms(run),
-        job_try=attempt.number + 1,
-    )
-    ttl_ms = int((delay + settings.job_expiry) * 1000)
-    logger.info(
-        "listener %s job %s attempt %d/%d failed (%s); retrying in %.2fs",
-        attempt.listener,
-        attempt.job_id,
-        attempt.number,
-        policy.max_tries,
-        summary["type"],
-        delay,
-    )
-    await _record(
-        run,
-        run.attempt_json(JobState.FAILED, error=summary, next_attempt_at=next_at),
-        run.outcome_json(JobState.RETRYING, error=summary, next_attempt_at=next_at),
-        settings,
-        ["failed", "retried"],
-        keep_alive=(payload, ttl_ms),
-    )
-    raise ArqRetry(defer=delay)
-
-
-def _death_reason(policy: RetryPolicy, error: Exception, attempt: int) -> str:
+def _death_reason(policy: RetryPolicy, error: BaseException, attempt: int) -> str:
     if not isinstance(error, Retry) and isinstance(error, policy.give_up_on):
         return "gave up on " + type(error).__qualname__
     if attempt >= policy.max_tries:
@@ -254,47 +352,88 @@ def _death_reason(policy: RetryPolicy, error: Exception, attempt: int) -> str:
     return f"{type(error).__qualname__} is not in retry_on"
 
 
-def _enqueue_ms(run: _JobRun) -> int:
-    enqueued = run.attempt.enqueued_at
-    return int(enqueued.timestamp() * 1000) if enqueued is not None else int(time.time() * 1000)
-
-
-async def _dead(run: _JobRun, settings: Settings, codec: Codec, error: Exception, reason: str, *, ran: bool) -> None:
+def dead_letter_details(outcome: Outcome, settings: Settings, queue: str | None = None) -> dict[str, Any]:
+    """``record_dead_letter``'s keywords for a dead outcome."""
+    run = outcome.run
     attempt = run.attempt
-    summary = error_summary(error)
-    logger.warning(
-        "listener %s job %s is dead after attempt %d/%d: %s (%s: %s)",
-        attempt.listener,
-        attempt.job_id,
-        attempt.number,
-        attempt.max_tries,
-        reason,
-        summary["type"],
-        summary["message"],
-    )
-    payload = codec.encode_job(
-        attempt.listener, run.args, {**run.kwargs, META_KWARG: run.meta}, enqueue_ms=_enqueue_ms(run)
-    )
-    try:
-        await record_dead_letter(
-            run.ctx["redis"],
-            settings,
-            job_id=attempt.job_id,
-            listener=attempt.listener,
-            event_uuid=run.meta.get("event"),
-            event_id=run.meta.get("event_id"),
-            reason=reason,
-            payload=payload,
-            error=summary,
-            final_attempt=run.attempt_json(JobState.FAILED, error=summary) if ran else "",
-            outcome=run.outcome_json(JobState.FAILED, error=summary, reason=reason, dead_letter=True),
-            enqueued_ms=_enqueue_ms(run),
-            stats=outcome_args(
-                settings.keys,
-                attempt.listener,
-                ["failed", "dead"] if ran else ["dead"],
-                time.time() - run.started if ran else None,
-            ),
+    return {
+        "job_id": attempt.job_id,
+        "listener": attempt.listener,
+        "event_uuid": run.meta.get("event"),
+        "event_id": run.meta.get("event_id"),
+        "reason": outcome.reason,
+        "payload": outcome.next_payload,
+        "error": outcome.summary,
+        "final_attempt": outcome.attempt_json,
+        "outcome": outcome.outcome_json,
+        "enqueued_ms": run.enqueue_ms,
+        "stats": outcome_args(settings.keys, attempt.listener, outcome.counted, outcome.duration),
+        "queue": queue,
+    }
+
+
+# -- the arq path: one function per listener, for stock arq workers --------------------------
+
+
+def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[..., Awaitable[Any]]:
+    """The arq coroutine that runs ``item`` for one job, under its retry policy.
+
+    It writes each outcome at once and tells arq what to do with the job: return (complete),
+    raise arq's ``Retry`` (retry), or raise the listener's error (dead; arq stores it failed).
+    """
+    runner = ListenerRunner(item, settings, codec)
+
+    async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        enqueued = ctx.get("enqueue_time")
+        worker = ctx.get(CTX_WORKER_ID) or f"{socket.gethostname()}:{os.getpid()}"
+        run = runner.new_run(
+            ctx["job_id"],
+            ctx["job_try"],
+            args,
+            kwargs,
+            worker,
+            int(enqueued.timestamp() * 1000) if enqueued is not None else None,
         )
-    except (RedisError, OSError):
-        logger.error("could not store the dead letter of job %s", attempt.job_id, exc_info=True)
+        running: Counter[str] | None = ctx.get(CTX_RUNNING)
+        outcome = await runner.attempt(run, running)
+        await _write(ctx["redis"], settings, outcome)
+        if outcome.state is JobState.RETRYING:
+            raise ArqRetry(defer=(outcome.run_at_ms / 1000) - time.time())
+        if outcome.state is JobState.FAILED:
+            assert outcome.error is not None
+            raise outcome.error
+        return outcome.result
+
+    run_listener.__qualname__ = run_listener.__name__ = item.name
+    return run_listener
+
+
+async def _write(redis: Any, settings: Settings, outcome: Outcome) -> None:
+    """Record one outcome on the arq path (arq itself settles the job's own keys)."""
+    attempt = outcome.run.attempt
+    space = settings.keys
+    try:
+        if outcome.state is JobState.FAILED:
+            await record_dead_letter(redis, settings, **dead_letter_details(outcome, settings))
+            return
+        stats_keys, stats_args = outcome_args(space, attempt.listener, outcome.counted, outcome.duration)
+        job_keys: list[str] = []
+        job_args: list[Any] = []
+        if outcome.state is JobState.RETRYING:  # keep the payload alive for the retry
+            job_keys = [space.job(attempt.job_id), space.retry(attempt.job_id)]
+            job_args = [outcome.next_payload, outcome.ttl_ms]
+        event = outcome.run.meta.get("event")
+        await _RECORD_ATTEMPT(
+            redis,
+            [space.attempts(attempt.job_id), space.event(event or "-"), *stats_keys, *job_keys],
+            [
+                outcome.attempt_json,
+                settings.event_retention,
+                "job:" + attempt.job_id,
+                outcome.outcome_json,
+                *stats_args,
+                *job_args,
+            ],
+        )
+    except (RedisError, OSError):  # the job's own result is still stored by arq
+        logger.warning("could not record attempt %d of job %s", attempt.number, attempt.job_id, exc_info=True)

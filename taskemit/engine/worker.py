@@ -1,43 +1,33 @@
-"""The worker side: ``worker_settings()`` for arq, and the worker class taskemit runs.
+"""Worker entry points: ``worker_settings()``, ``engine_for()`` and ``InProcessWorker``.
 
-Each listener becomes one arq function named after the listener (see ``jobrun`` for what
-that function does). The settings are plain arq ``WorkerSettings``: the stock ``arq`` CLI
-runs them. ``TaskEmitWorker`` adds dead letters for jobs arq fails before any listener runs.
+``worker_settings()`` builds an arq ``WorkerSettings`` class. ``taskemit worker`` runs it on
+taskemit's own loop (:class:`~taskemit.engine.loop.Engine`, via ``engine_for``); the stock
+``arq`` CLI runs the same class on arq's loop, as the compatibility path: each listener is
+then one arq function named after the listener (see ``jobrun.job_function``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import socket
-import time
-import warnings
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.jobs import deserialize_result
-from arq.worker import Function, Worker, func, get_kwargs
-from redis.exceptions import RedisError
+from arq.worker import Function, func
 
 from ..emit import Listener, Registry, discover_listeners
-from ..errors import ListenerError, StateError
-from ..monitor.deadletter import record_dead_letter
-from ..monitor.stats import outcome_args
+from ..errors import StateError
 from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
-from ..state import JobState
-from ..store.codec import META_KWARG, Codec, get_codec
-from ..store.keys import DEFAULT_KEYS, KeySpace
-from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
-from .jobrun import CTX_RUNNING, CTX_WORKER_ID, job_function
+from ..store.codec import Codec, get_codec
+from .heartbeat import HEARTBEAT_INTERVAL
+from .jobrun import job_function
+from .loop import Engine
 
-__all__ = ("InProcessWorker", "TaskEmitWorker", "create_taskemit_worker", "worker_settings")
+__all__ = ("InProcessWorker", "engine_for", "worker_settings")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -50,156 +40,25 @@ _ARQ_TIMEOUT_MARGIN = 5.0
 _ARQ_MAX_TRIES = 2**31
 
 
-class TaskEmitWorker(Worker):
-    """arq's Worker, plus dead letters for jobs arq fails before a listener runs.
+def engine_for(settings_cls: Any, **options: Any) -> Engine:
+    """An :class:`Engine` for a ``WorkerSettings`` class made by :func:`worker_settings`.
 
-    arq fails a job without calling any function when the function name is unknown (deploy
-    skew), the payload cannot be decoded, or the job expired. ``taskemit worker`` and the
-    in-process workers use this class so those jobs are dead-lettered too; the stock
-    ``arq`` CLI stores them as failed arq results only.
+    It runs the class's listeners with its taskemit settings, ``max_jobs``, ``ctx`` and
+    ``on_startup``/``on_shutdown`` hooks (which run the cron scheduler, if any); ``options``
+    are :class:`Engine` keywords and win over the class.
     """
-
-    def __init__(self, *args: Any, taskemit_settings: Settings | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.taskemit_settings = taskemit_settings
-        if taskemit_settings is not None:
-            # a lease instead of arq's fixed in-progress TTL (job timeout + 10 s): renewed by
-            # _renew_leases while the job runs, so a killed worker's jobs come back within it
-            self.in_progress_timeout_s = taskemit_settings.lease_ttl
-        self._lease_renewer: asyncio.Task[None] | None = None
-        #: this worker's one id: in heartbeats, attempt records and dead letters
-        self.worker_id = new_worker_id()
-        #: listener name -> jobs of it running now (kept by the job function)
-        self.running_listeners: Counter[str] = Counter()
-        self.ctx[CTX_WORKER_ID] = self.worker_id
-        self.ctx[CTX_RUNNING] = self.running_listeners
-        self._taskemit_started = time.time()
-        self._taskemit_last_beat = 0.0
-
-    async def main(self) -> None:
-        if self.taskemit_settings is not None:
-            self._lease_renewer = asyncio.create_task(self._renew_leases(), name="taskemit-lease-renewer")
-        try:
-            await super().main()
-        finally:
-            if self._lease_renewer is not None:
-                self._lease_renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._lease_renewer
-                self._lease_renewer = None
-
-    async def _renew_leases(self) -> None:
-        """Extend the lease of every job this worker runs, three times per lease."""
-        lease = self.in_progress_timeout_s
-        while True:
-            await asyncio.sleep(lease / 3)
-            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
-            if not running:
-                continue
-            try:
-                async with self.pool.pipeline(transaction=False) as pipe:
-                    for job_id in running:
-                        pipe.pexpire(self.keys.in_progress(job_id), int(lease * 1000))
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                logger.warning("could not renew the leases of %d running jobs: %s", len(running), exc)
-
-    @property
-    def _queue_label(self) -> str:
-        """The queue as settings name it (``default``); arq's full key for stock settings."""
-        settings = self.taskemit_settings
-        return settings.queue_name if settings is not None else self.queue_name
-
-    @property
-    def keys(self) -> KeySpace:
-        settings = self.taskemit_settings
-        return settings.keys if settings is not None else DEFAULT_KEYS
-
-    async def record_health(self) -> None:
-        await super().record_health()  # arq's own health-check key (``arq --check``)
-        now = time.time()
-        if now - self._taskemit_last_beat < HEARTBEAT_INTERVAL:
-            return
-        self._taskemit_last_beat = now
-        info = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queue": self._queue_label,
-            "started": self._taskemit_started,
-            "jobs_running": sum(not t.done() for t in self.tasks.values()),
-            "jobs_complete": self.jobs_complete,
-            "jobs_failed": self.jobs_failed,
-            "jobs_retried": self.jobs_retried,
-            "running": {name: n for name, n in self.running_listeners.items() if n > 0},
-        }
-        try:
-            await write_heartbeat(self.pool, self.keys, self.worker_id, info, HEARTBEAT_INTERVAL, now)
-        except (RedisError, OSError):
-            logger.warning("could not record the heartbeat of worker %s", self.worker_id, exc_info=True)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await remove_heartbeat(self.pool, self.keys, self.worker_id)
-        await super().close()
-
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        try:
-            await self._dead_letter_unrun(job_id, result_data)
-        except Exception:  # never let bookkeeping kill the worker
-            logger.exception("could not dead-letter job %s", job_id)
-        await super().finish_failed_job(job_id, result_data)
-
-    async def _dead_letter_unrun(self, job_id: str, result_data: bytes | None) -> None:
-        settings = self.taskemit_settings
-        if settings is None or result_data is None:
-            return
-        result = deserialize_result(result_data, deserializer=self.job_deserializer)
-        failure = result.result
-        if isinstance(failure, ListenerError):  # read back through the JSON serializer
-            kind, message = failure.type_name, failure.message
-        else:
-            kind, message = f"{type(failure).__module__}.{type(failure).__qualname__}", str(failure)
-        if kind.endswith("CancelledError"):
-            return  # aborted on request: not a failure to keep
-        payload = await self.pool.get(self.keys.job(job_id)) or b""
-        meta: dict[str, Any] = {}
-        if isinstance(result.kwargs, dict):
-            meta = result.kwargs.get(META_KWARG) or {}
-        error = {"type": kind, "message": message, "where": []}
-        reason = message or kind
-        outcome = json.dumps(
-            {
-                "status": JobState.FAILED,
-                "dead_letter": True,
-                "listener": result.function,
-                "reason": reason,
-                "error": error,
-                "finished": time.time(),
-                "worker": self.worker_id,
-            }
-        )
-        await record_dead_letter(
-            self.pool,
-            settings,
-            job_id=job_id,
-            listener=result.function,
-            event_uuid=meta.get("event"),
-            event_id=meta.get("event_id"),
-            reason=reason,
-            payload=payload,
-            error=error,
-            final_attempt="",
-            outcome=outcome,
-            enqueued_ms=int(result.enqueue_time.timestamp() * 1000),
-            stats=outcome_args(self.keys, result.function, ["dead"], None),
-        )
-
-
-def create_taskemit_worker(settings_cls: Any, **overrides: Any) -> TaskEmitWorker:
-    """A :class:`TaskEmitWorker` from an arq WorkerSettings, as ``arq.worker.create_worker`` does."""
     settings = getattr(settings_cls, "taskemit_settings", None)
-    return TaskEmitWorker(**{**get_kwargs(settings_cls), **overrides}, taskemit_settings=settings)
+    if not isinstance(settings, Settings):
+        raise StateError(
+            f"{settings_cls!r} was not made by taskemit.worker_settings(); run a plain arq WorkerSettings with `arq`"
+        )
+    defaults: dict[str, Any] = {
+        "concurrency": getattr(settings_cls, "max_jobs", None),
+        "on_startup": getattr(settings_cls, "on_startup", None),
+        "on_shutdown": getattr(settings_cls, "on_shutdown", None),
+        "ctx": getattr(settings_cls, "ctx", None),
+    }
+    return Engine(settings_cls.taskemit_listeners, settings, **{**defaults, **options})
 
 
 def _arq_function(item: Listener, settings: Settings, codec: Codec) -> Function:
@@ -273,10 +132,12 @@ def worker_settings(
 
 
 class InProcessWorker:
-    """A real arq worker (``TaskEmitWorker``) for ``listeners``, running as a task in this event loop.
+    """A real taskemit worker (:class:`Engine`) for ``listeners``, running as a task in this event loop.
 
     ``async with InProcessWorker(listeners, settings): ...`` runs it for the block; leaving
-    lets running jobs finish (up to ``grace`` seconds) before the worker stops.
+    lets running jobs finish (up to ``grace`` seconds) before the worker stops. ``crons``
+    runs a cron scheduler in it; other keywords are :class:`Engine`'s (``concurrency``,
+    ``queues``, ``ctx``, ...), and ``max_jobs`` is arq's name for ``concurrency``.
     """
 
     def __init__(
@@ -286,17 +147,32 @@ class InProcessWorker:
         *,
         grace: float = 10.0,
         crons: Sequence[CronSchedule] = (),
-        **arq_options: Any,
+        max_jobs: int | None = None,
+        on_startup: Any = None,
+        on_shutdown: Any = None,
+        **options: Any,
     ) -> None:
-        options = {"handle_signals": False, "poll_delay": 0.02, **arq_options}
+        hooks = {"on_startup": on_startup, "on_shutdown": on_shutdown}
         # a cron scheduler runs only when given schedules (then with the settings' [[cron]] too)
-        cls = worker_settings(listeners, settings=settings, crons=crons, run_scheduler=bool(crons))
-        self.worker = create_taskemit_worker(cls, **options)
-        self.grace = grace
+        cls = worker_settings(
+            listeners,
+            settings=settings,
+            crons=crons,
+            run_scheduler=bool(crons),
+            **{name: hook for name, hook in hooks.items() if hook is not None},
+        )
+        options.setdefault("handle_signals", False)
+        if max_jobs is not None:
+            options.setdefault("concurrency", max_jobs)
+        self.engine = engine_for(cls, grace=grace, **options)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def worker_id(self) -> str:
+        return self.engine.worker_id
+
     async def __aenter__(self) -> InProcessWorker:
-        self._task = asyncio.create_task(self.worker.async_run(), name="taskemit-in-process-worker")
+        self._task = asyncio.create_task(self.engine.run(), name="taskemit-in-process-worker")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -310,22 +186,21 @@ class InProcessWorker:
         """Re-raise the worker's own error if it stopped by itself."""
         if self._task is not None and self._task.done() and not self._task.cancelled():
             self._task.result()
-            raise StateError("the in-process worker stopped unexpectedly")
+            if not self.engine.burst:
+                raise StateError("the in-process worker stopped unexpectedly")
 
     async def close(self) -> None:
-        running = [task for task in self.worker.tasks.values() if not task.done()]
-        if running:
-            await asyncio.wait(running, timeout=self.grace)
+        """Stop the worker: running jobs get ``grace`` seconds, then their leases are given back."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.engine.stop()
         try:
-            with warnings.catch_warnings():  # arq calls redis-py's deprecated close()
-                warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
-                await self.worker.close()  # cancels what is still running
+            await asyncio.shield(task)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
                 raise  # we are being cancelled ourselves
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None

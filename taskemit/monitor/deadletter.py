@@ -21,9 +21,11 @@ from ..store.codec import META_KWARG, get_codec
 from ..store.keys import KeySpace
 
 __all__ = (
+    "DEAD_LETTER",
     "DeadLetter",
     "DeadLetterPage",
     "NotReplayable",
+    "dead_letter_call",
     "get_dead_letter",
     "iter_dead_letters",
     "list_dead_letters",
@@ -32,7 +34,7 @@ __all__ = (
     "replay_dead_letter",
 )
 
-_DEAD_LETTER = lua.script("dead_letter", "lib_stats")
+DEAD_LETTER = lua.script("dead_letter", "lib_stats")
 _REPLAY = lua.script("replay")
 
 
@@ -79,8 +81,7 @@ def _index_for(space: KeySpace, listener: str | None, event: str | None) -> str:
     return space.dead_index
 
 
-async def record_dead_letter(
-    redis: Any,
+def dead_letter_call(
     settings: Settings,
     *,
     job_id: str,
@@ -94,18 +95,16 @@ async def record_dead_letter(
     outcome: str,
     enqueued_ms: int | None,
     stats: tuple[list[str], list[Any]],
-) -> None:
-    """Store a dead letter (and the job's final attempt and its counters) in one atomic step.
-
-    ``stats`` is ``stats.outcome_args(...)`` for the outcome being recorded.
-    """
+    queue: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of the ``dead_letter`` script for one job (see ``record_dead_letter``)."""
     space = settings.keys
     now_ms = int(time.time() * 1000)
     fields: list[Any] = [
         "job_id",
         job_id,
         "queue",
-        settings.queue_key,
+        queue or settings.queue_key,
         "listener",
         listener,
         "event_uuid",
@@ -123,29 +122,37 @@ async def record_dead_letter(
         "payload",
         payload,
     ]
-    await _DEAD_LETTER(
-        redis,
-        [
-            space.dead(job_id),
-            space.dead_index,
-            space.dead_by_listener(listener),
-            space.dead_by_event(event_id or ""),
-            space.attempts(job_id),
-            space.event(event_uuid or "-"),
-            *stats[0],
-        ],
-        [
-            job_id,
-            now_ms,
-            settings.dead_letter_retention,
-            final_attempt,
-            settings.event_retention,
-            "job:" + job_id,
-            outcome,
-            *stats[1],
-            *fields,
-        ],
-    )
+    keys = [
+        space.dead(job_id),
+        space.dead_index,
+        space.dead_by_listener(listener),
+        space.dead_by_event(event_id or ""),
+        space.attempts(job_id),
+        space.event(event_uuid or "-"),
+        *stats[0],
+    ]
+    args = [
+        job_id,
+        now_ms,
+        settings.dead_letter_retention,
+        final_attempt,
+        settings.event_retention,
+        "job:" + job_id,
+        outcome,
+        *stats[1],
+        *fields,
+    ]
+    return keys, args
+
+
+async def record_dead_letter(redis: Any, settings: Settings, **details: Any) -> None:
+    """Store a dead letter (and the job's final attempt and its counters) in one atomic step.
+
+    ``details`` are ``dead_letter_call``'s keywords; ``stats`` is ``stats.outcome_args(...)``
+    for the outcome being recorded.
+    """
+    keys, args = dead_letter_call(settings, **details)
+    await DEAD_LETTER(redis, keys, args)
 
 
 def _parse(raw: dict[bytes, bytes]) -> DeadLetter:
@@ -256,6 +263,7 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
         ) from None
     meta = dict(kwargs.get(META_KWARG) or {})
     meta["replay_of"] = job_id
+    queue = letter.queue or settings.queue_key
     new_job_id = settings.keys.new_job_id()
     now_ms = int(time.time() * 1000)
     payload = codec.encode_job(function, args, {**kwargs, META_KWARG: meta}, enqueue_ms=now_ms)
@@ -267,10 +275,11 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             space.dead_index,
             space.dead_by_listener(letter.listener),
             space.dead_by_event(letter.event_id or ""),
-            letter.queue or settings.queue_key,  # back to the queue it died on
+            queue,  # back to the queue it died on
             space.job(new_job_id),
             space.attempts(new_job_id),
             space.event(letter.event_uuid or "-"),
+            space.ready(queue, letter.listener),
         ],
         [
             job_id,
@@ -281,6 +290,7 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             entry,
             settings.event_retention,
             letter.listener,
+            space.wake_channel(queue),
         ],
     )
     return new_job_id if stored else None

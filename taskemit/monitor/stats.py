@@ -18,7 +18,15 @@ from typing import Any
 from ..errors import InvalidArgument
 from ..store.keys import KeySpace
 
-__all__ = ("BUCKETS", "ListenerStats", "bucket_for", "outcome_args", "quantile", "read_listener_stats")
+__all__ = (
+    "BUCKETS",
+    "ListenerStats",
+    "OutcomeTally",
+    "bucket_for",
+    "outcome_args",
+    "quantile",
+    "read_listener_stats",
+)
 
 #: Upper bounds (seconds) of the duration buckets; the last bucket is +Inf.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -69,6 +77,48 @@ def outcome_args(
             _RATE_TTL,
         ],
     )
+
+
+class OutcomeTally:
+    """Counts of finished attempts per listener, summed in memory and written in one call each.
+
+    A worker finishing a batch of jobs adds each attempt here and writes one ``count.lua``
+    call per listener (``calls``) instead of one per attempt.
+    """
+
+    __slots__ = ("_tallies",)
+
+    def __init__(self) -> None:
+        # listener -> [outcome counts, duration sum, duration count, bucket counts]
+        self._tallies: dict[str, tuple[dict[str, int], list[float], dict[str, int]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._tallies)
+
+    def add(self, listener: str, outcomes: Sequence[str], duration: float | None) -> None:
+        tally = self._tallies.get(listener)
+        if tally is None:
+            tally = self._tallies[listener] = ({}, [0.0, 0], {})
+        counts, sums, buckets = tally
+        for outcome in outcomes:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        if duration is not None:
+            sums[0] += duration
+            sums[1] += 1
+            label = "le:" + bucket_for(duration)
+            buckets[label] = buckets.get(label, 0) + 1
+
+    def calls(self, space: KeySpace, now: float | None = None) -> list[tuple[list[str], list[Any]]]:
+        """The KEYS and ARGV of one ``count.lua`` call per listener counted."""
+        minute = int((now if now is not None else time.time()) // 60)
+        calls = []
+        for listener, (counts, sums, buckets) in self._tallies.items():
+            args: list[Any] = [listener, _RATE_TTL, f"{sums[0]:.6f}", int(sums[1]), len(counts)]
+            for pair in (*counts.items(), *buckets.items()):
+                args += pair
+            keys = [space.listener_stats(listener), space.listener_rate(listener, minute), space.listener_names]
+            calls.append((keys, args))
+        return calls
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,22 @@ class KeySpace:
         """The arq queue (sorted set of job ids scored by run time, ms) called ``name``."""
         return f"{self.prefix}queue:{name}"
 
+    def ready(self, queue_key: str, listener: str) -> str:
+        """Sorted set of one listener's jobs on the queue ``queue_key`` that no worker holds, by run time (ms).
+
+        taskemit's workers claim from these, so a worker only ever sees jobs it can run; the
+        arq queue itself stays complete for stock arq workers and arq's ``Job`` API.
+        """
+        return f"{queue_key}:ready:{listener}"
+
+    def leased(self, queue_key: str, listener: str) -> str:
+        """Sorted set of one listener's claimed jobs on ``queue_key``, by lease expiry (ms)."""
+        return f"{queue_key}:leased:{listener}"
+
+    def wake_channel(self, queue_key: str) -> str:
+        """Pub/sub channel on which emits tell the workers of ``queue_key`` which listeners have work."""
+        return f"{queue_key}:wake"
+
     def new_job_id(self, seed: str | None = None) -> str:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
         token = uuid.uuid4().hex if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex

@@ -1,11 +1,12 @@
--- Store one emitted event atomically: one arq job per listener and the event record.
+-- Store one emitted event atomically: one arq job per listener and the event record, then
+-- wake the workers that serve those listeners.
 --
--- KEYS[1]      the arq queue (sorted set of job ids, scored by run time in ms)
--- KEYS[2]      the event record (hash)
--- KEYS[3]      the index of events (sorted set of event uuids, scored by emit time in ms)
--- KEYS[4]      the index of this event id's events (the same, for one event id)
--- KEYS[5]      emitted-events counters (hash: event id -> count)
--- KEYS[6..]    one arq job key per listener
+-- KEYS[1]      the event record (hash)
+-- KEYS[2]      the index of events (sorted set of event uuids, scored by emit time in ms)
+-- KEYS[3]      the index of this event id's events (the same, for one event id)
+-- KEYS[4]      emitted-events counters (hash: event id -> count)
+-- KEYS[5..]    three keys per job: arq's job key, the arq queue (sorted set of job ids by
+--              run time, ms) and the listener's ready set on that queue (the same scores)
 -- ARGV[1]      score: when the jobs may run, ms since the epoch
 -- ARGV[2]      job key TTL in ms (arq's expiry: score - now + expires_extra_ms)
 -- ARGV[3]      event record TTL in seconds
@@ -14,25 +15,37 @@
 -- ARGV[6]      JSON object {listener name: job id}
 -- ARGV[7]      event uuid
 -- ARGV[8]      '1': store nothing if this event uuid is already recorded (exactly-once emits)
--- ARGV[9..]    job id, payload; one pair per job key, in KEYS order
+-- ARGV[9]      JSON object {listener name: queue key} when a listener is not on the default
+--              queue, else ''
+-- ARGV[10..]   job id, payload; one pair per job, in KEYS order
+-- then         wake channel, message; one pair per queue with new jobs
 --
 -- Returns the number of jobs stored (0 when ARGV[8] made it a no-op).
-if ARGV[8] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local jobs = #KEYS - 5
+local jobs = (#KEYS - 4) / 3
 for i = 1, jobs do
-  local job_id = ARGV[7 + 2 * i]
-  redis.call('SET', KEYS[5 + i], ARGV[8 + 2 * i], 'PX', ARGV[2])
-  redis.call('ZADD', KEYS[1], ARGV[1], job_id)
+  local job_id = ARGV[8 + 2 * i]
+  local k = 2 + 3 * i
+  redis.call('SET', KEYS[k], ARGV[9 + 2 * i], 'PX', ARGV[2])
+  redis.call('ZADD', KEYS[k + 1], ARGV[1], job_id)
+  redis.call('ZADD', KEYS[k + 2], ARGV[1], job_id)
 end
-redis.call('HSET', KEYS[2], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6], 'queues', ARGV[9])
+else
+  redis.call('HSET', KEYS[1], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 -- the index forgets events whose records have expired, so it never outgrows the retention
 local horizon = '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[3]) * 1000)
-for i = 3, 4 do
+for i = 2, 3 do
   redis.call('ZADD', KEYS[i], ARGV[5], ARGV[7])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', horizon)
 end
-redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+for i = 10 + 2 * jobs, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
 return jobs

@@ -8,6 +8,7 @@
 -- KEYS[6]   the new job's payload key
 -- KEYS[7]   the new job's attempts (list)
 -- KEYS[8]   the event record (hash)
+-- KEYS[9]   the listener's ready set on the queue (see claim.lua)
 -- ARGV[1]   old job id
 -- ARGV[2]   new job id
 -- ARGV[3]   new payload
@@ -16,6 +17,7 @@
 -- ARGV[6]   the "replayed" history entry, JSON
 -- ARGV[7]   attempts list TTL, seconds
 -- ARGV[8]   listener name
+-- ARGV[9]   the queue's wake channel
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -27,6 +29,7 @@ redis.call('RPUSH', KEYS[7], ARGV[6])
 redis.call('EXPIRE', KEYS[7], ARGV[7])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[9], ARGV[4], ARGV[2])
 if redis.call('EXISTS', KEYS[8]) == 1 then
   local jobs = cjson.decode(redis.call('HGET', KEYS[8], 'jobs'))
   jobs[ARGV[8]] = ARGV[2]
@@ -36,4 +39,5 @@ redis.call('DEL', KEYS[1])
 for i = 2, 4 do
   redis.call('ZREM', KEYS[i], ARGV[1])
 end
+redis.call('PUBLISH', ARGV[9], ARGV[8])
 return 1

@@ -1,0 +1,82 @@
+-- Claim up to N due jobs for one worker, in one call: only jobs of the listeners it runs.
+--
+-- Each listener has, on its queue, a ready set (jobs no worker holds, by run time) and a
+-- leased set (jobs a worker holds, by lease expiry). arq's queue keeps every job as well,
+-- so stock arq workers and arq's Job API still see them; the lease is arq's in-progress
+-- key, so a stock arq worker leaves a claimed job alone, and the other way round.
+--
+-- KEYS         three keys per listener: its ready set, its leased set, its arq queue
+-- ARGV[1]      now, ms
+-- ARGV[2]      lease, ms
+-- ARGV[3]      claim at most this many jobs (0: only report when work is next due)
+-- ARGV[4]      the lease holder (worker id), the value of arq's in-progress key
+-- ARGV[5]      start at this listener (0-based; rotated by the caller, for fairness)
+-- ARGV[6..8]   arq's key prefixes: job, in-progress, retry
+--
+-- Returns {claimed, expired, next_due}: claimed is a list of {job id, listener index (1-based),
+-- payload, try}; expired a list of {job id, listener index} whose payload expired in the
+-- queue; next_due the earliest run time or lease expiry left (ms), or -1.
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local holder = ARGV[4]
+local first = tonumber(ARGV[5])
+local job_prefix, lease_prefix, try_prefix = ARGV[6], ARGV[7], ARGV[8]
+local listeners = #KEYS / 3
+
+-- leases that ran out: a stopped worker's jobs become ready again; renewed ones are re-scored
+for i = 1, listeners do
+  local ready, leased = KEYS[3 * i - 2], KEYS[3 * i - 1]
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
+    local ttl = redis.call('PTTL', lease_prefix .. id)
+    if ttl > 0 then
+      redis.call('ZADD', leased, now + ttl, id)
+    else
+      redis.call('ZREM', leased, id)
+      redis.call('ZADD', ready, now, id)
+    end
+  end
+end
+
+local claimed, expired = {}, {}
+for k = 0, listeners - 1 do
+  if #claimed >= limit then
+    break
+  end
+  local i = (first + k) % listeners + 1
+  local ready, leased, queue = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit - #claimed)) do
+    redis.call('ZREM', ready, id)
+    local held = redis.call('PTTL', lease_prefix .. id)
+    if held ~= -2 then
+      -- a stock arq worker (or an older lease) holds it: look again when that runs out
+      redis.call('ZADD', leased, now + (held > 0 and held or lease), id)
+    else
+      local payload = redis.call('GET', job_prefix .. id)
+      if payload then
+        redis.call('SET', lease_prefix .. id, holder, 'PX', lease)
+        local try = redis.call('INCR', try_prefix .. id)
+        redis.call('EXPIRE', try_prefix .. id, 88400)
+        redis.call('ZADD', leased, now + lease, id)
+        claimed[#claimed + 1] = {id, i, payload, try}
+      elseif redis.call('ZREM', queue, id) == 1 then
+        expired[#expired + 1] = {id, i}
+      end
+      -- else: finished elsewhere (a stock arq worker removed it from the queue)
+    end
+  end
+end
+
+local next_due = -1
+for n = 1, #KEYS do
+  if n % 3 ~= 0 then
+    local head = redis.call('ZRANGE', KEYS[n], 0, 0, 'WITHSCORES')
+    if head[2] then
+      local score = tonumber(head[2])
+      if next_due < 0 or score < next_due then
+        next_due = score
+      end
+    end
+  end
+end
+return {claimed, expired, tostring(next_due)}
