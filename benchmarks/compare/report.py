@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-REFERENCES = ("taskemit", "taskemit-tuned")
+REFERENCES = ("taskemit",)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from rich.live import Live
 from rich.table import Table
 
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
+from ..errors import redact_url
 from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
-from ..monitor.workers import live_workers
+from ..monitor.workers import Waiting, WorkerInfo, live_workers, waiting_listeners
 from ..settings import Settings, load_settings
 from ..state import JobState
 from ._output import make_console, when
@@ -103,6 +104,8 @@ def _jobs_table(jobs: list[JobStatus], title: str) -> Table:
             outcome = f"{job.error.get('type', '')}: {job.error.get('message', '')}"
         if job.next_attempt_at:
             outcome += f" (next attempt {when(job.next_attempt_at, 'milliseconds')})"
+        if job.note:
+            outcome = f"[yellow]{job.note}[/]" + (f"; {outcome}" if outcome else "")
         tries = f"{job.attempts}/{job.max_tries}" if job.max_tries else str(job.attempts or "")
         table.add_row(
             job.listener,
@@ -292,6 +295,7 @@ def workers(as_json: bool, watch: bool, interval: float) -> None:
             "retried",
             "up since",
             "last seen",
+            "redis outages",
         ):
             table.add_column(column, overflow="fold")
         now = time.time()
@@ -307,10 +311,20 @@ def workers(as_json: bool, watch: bool, interval: float) -> None:
                 str(w.jobs_retried),
                 when(w.started, _MS),
                 f"{now - w.last_seen:.1f} s ago",
+                _outages(w),
             )
         return table
 
     _show(fetch, render, lambda ws: [w.to_dict() for w in ws], as_json=as_json, watch=watch, interval=interval)
+
+
+def _outages(worker: WorkerInfo) -> str:
+    if not worker.outages:
+        return "0"
+    last = worker.last_outage
+    if not last:  # Redis is unreachable from the worker right now (this heartbeat was written before)
+        return str(worker.outages)
+    return f"{worker.outages} (last {last['seconds']:.1f} s, ended {when(last['end'], _MS)})"
 
 
 @click.command()
@@ -318,18 +332,20 @@ def check() -> None:
     """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
     settings = load_settings()
 
-    async def main() -> tuple[int, bool]:
+    async def main() -> tuple[int, bool, list[Waiting]]:
         async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
-            return len(alive), bool(arq_health)
+            return len(alive), bool(arq_health), await waiting_listeners(redis, space=settings.keys)
 
     try:
-        count, arq_alive = asyncio.run(main())
+        count, arq_alive, waiting = asyncio.run(main())
     except (RedisError, OSError) as exc:
-        click.echo(f"cannot reach Redis at {settings.redis_url}: {exc}", err=True)
+        click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
+    for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
+        click.echo(str(item), err=True)
     if count or arq_alive:
         click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
         return

@@ -106,6 +106,7 @@ class Emitter:
         "_redis",
         "_routes",
         "_stored_jobs",
+        "_unregistered",
         "_wake",
         "listeners",
         "registry",
@@ -132,6 +133,8 @@ class Emitter:
         self._buffer: deque[_PendingEvent] = deque()
         self._stored_jobs: list[str] = []
         self._routes: dict[str, _Route] = {}
+        #: routes not yet written to Redis (``KeySpace.routes``): what ``taskemit check`` reads
+        self._unregistered: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -295,6 +298,7 @@ class Emitter:
             queue = space.queue(item.queue or self.settings.queue_name)
             route = _Route(queue, space.ready(queue, item.name), space.wake_channel(queue), item.queue is not None)
             self._routes[item.name] = route
+            self._unregistered[item.name] = queue
         return route
 
     def _unknown_event(self, event_id: str) -> Exception:
@@ -404,8 +408,13 @@ class Emitter:
                 for channel, names in wakes.items():
                     argv += (channel, "\n".join(names))
                 _EMIT.queue(pipe, keys, argv)
+            unregistered = dict(self._unregistered)
+            if unregistered:
+                pipe.hset(space.routes, mapping=unregistered)
             results: list[int] = await pipe.execute()
-        return results
+        for name in unregistered:
+            self._unregistered.pop(name, None)
+        return results[: len(batch)]
 
     def _fail_buffered(self, reason: str) -> None:
         lost = len(self._buffer)

@@ -293,7 +293,7 @@ class Engine:
                 if not self._running:
                     break
                 if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
-                    self._interrupt_running()
+                    await self._interrupt_running()
                     continue
             free = 0 if self._stopping else self.concurrency - len(self._running)
             if free <= 0 and not self._finished:
@@ -344,15 +344,17 @@ class Engine:
         """Back off, but wake early for a stop."""
         await self._wait(min(seconds, self._stop_timeout() or seconds))
 
-    def _interrupt_running(self) -> None:
+    async def _interrupt_running(self) -> None:
         logger.warning(
             "worker %s: %d jobs still running after the %gs grace; stopping them (not counted as attempts)",
             self.worker_id,
             len(self._running),
             self.grace,
         )
-        for task, _ in self._running.values():
+        tasks = [task for task, _ in self._running.values()]
+        for task in tasks:
             task.cancel()
+        await asyncio.wait(tasks)
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._run_job(claim))

@@ -12,6 +12,7 @@ Job statuses: ``queued`` (waiting to run), ``deferred`` (scheduled for later),
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..settings import Settings
 from ..state import FINISHED_STATES, JobState
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import KeySpace
+from .workers import live_workers
 
 __all__ = (
     "DONE_STATUSES",
@@ -51,6 +53,10 @@ _EVENT_PRECEDENCE = (
 )
 
 
+#: states in which a job waits for a worker to take it
+_WAITING_STATES = frozenset({JobState.QUEUED, JobState.DEFERRED, JobState.RETRYING})
+
+
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     """One listener job of an event, as far as Redis knows."""
@@ -69,6 +75,8 @@ class JobStatus:
     worker: str | None = None
     error: dict[str, Any] | None = None
     result: str | None = None
+    #: why a waiting job does not run yet ("waiting: no live worker serves listener X")
+    note: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -167,10 +175,11 @@ async def event_status(redis: Any, settings: Settings, event_uuid: str) -> Event
         return None
     fields = {_text(k): _text(v) for k, v in raw.items()}
     jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
+    queues: dict[str, str] = json.loads(fields["queues"]) if "queues" in fields else {}
     async with redis.pipeline(transaction=False) as pipe:
-        for job_id in jobs_by_listener.values():
+        for listener, job_id in jobs_by_listener.items():
             pipe.exists(space.in_progress(job_id))
-            pipe.zscore(settings.queue_key, job_id)
+            pipe.zscore(queues.get(listener, settings.queue_key), job_id)
             pipe.exists(space.result(job_id))
         live = await pipe.execute()
     now_ms = time.time() * 1000
@@ -187,6 +196,13 @@ async def event_status(redis: Any, settings: Settings, event_uuid: str) -> Event
         if status == "":  # finished without a record: read arq's result (a stock arq path)
             job = await _from_arq_result(redis, settings, job_id) or job
         jobs.append(job)
+    waiting = [n for n, job in enumerate(jobs) if job.status in _WAITING_STATES]
+    if waiting:
+        served = {name for worker in await live_workers(redis, space=space) for name in worker.listeners}
+        for n in waiting:
+            if jobs[n].listener not in served:
+                note = f"waiting: no live worker serves listener {jobs[n].listener}"
+                jobs[n] = dataclasses.replace(jobs[n], note=note)
     return EventStatus(event_uuid, fields["event"], emitted_at, jobs)
 
 

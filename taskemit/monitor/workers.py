@@ -12,7 +12,7 @@ from typing import Any
 
 from ..store.keys import KeySpace
 
-__all__ = ("WorkerInfo", "live_workers")
+__all__ = ("Waiting", "WorkerInfo", "live_workers", "waiting_listeners")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,13 @@ class WorkerInfo:
     jobs_failed: int
     jobs_retried: int
     running: dict[str, int] = field(default_factory=dict)
+    #: the listeners it runs and the queues it serves
+    listeners: list[str] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    concurrency: int = 0
+    #: times Redis was unreachable since it started, and the last such outage (start, end, seconds)
+    outages: int = 0
+    last_outage: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -47,7 +54,8 @@ async def live_workers(redis: Any, queue: str | None = None, *, space: KeySpace)
         if not raw:
             continue
         data = {k.decode(): json.loads(v) for k, v in raw.items()}
-        if queue is not None and data.get("queue") != queue:
+        queues = data.get("queues") or [data.get("queue", "")]
+        if queue is not None and queue not in queues:
             continue
         workers.append(
             WorkerInfo(
@@ -62,6 +70,42 @@ async def live_workers(redis: Any, queue: str | None = None, *, space: KeySpace)
                 jobs_failed=int(data.get("jobs_failed", 0)),
                 jobs_retried=int(data.get("jobs_retried", 0)),
                 running=dict(data.get("running", {})),
+                listeners=list(data.get("listeners", [])),
+                queues=list(queues),
+                concurrency=int(data.get("concurrency", 0)),
+                outages=int(data.get("outages", 0)),
+                last_outage=data.get("last_outage"),
             )
         )
     return workers
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Jobs of a listener that no live worker serves: they wait until one starts."""
+
+    listener: str
+    queue: str
+    jobs: int
+
+    def __str__(self) -> str:
+        return f"waiting: no live worker serves listener {self.listener} ({self.jobs} jobs queued on {self.queue})"
+
+
+async def waiting_listeners(redis: Any, *, space: KeySpace) -> list[Waiting]:
+    """Listeners with queued jobs and no live worker that runs them, from the routes emitters registered."""
+    routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
+    if not routes:
+        return []
+    served = {name for worker in await live_workers(redis, space=space) for name in worker.listeners}
+    unserved = sorted(name for name in routes if name not in served)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in unserved:
+            pipe.zcard(space.ready(routes[name], name))
+        counts = await pipe.execute()
+    prefix = space.queue("")
+    return [
+        Waiting(name, routes[name].removeprefix(prefix), count)
+        for name, count in zip(unserved, counts, strict=True)
+        if count
+    ]

@@ -83,6 +83,11 @@ class KeySpace:
         """Pub/sub channel on which emits tell the workers of ``queue_key`` which listeners have work."""
         return f"{queue_key}:wake"
 
+    @property
+    def routes(self) -> str:
+        """Hash: listener name -> the queue key its jobs go to, as emitters registered them."""
+        return self.prefix + "routes"
+
     def new_job_id(self, seed: str | None = None) -> str:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
         token = uuid.uuid4().hex if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("drain", "latency", "idle_cpu", "scaling", "emit", "web")
+NAMES = ("drain", "latency", "idle_cpu", "scaling", "emit", "scale", "web")
 
 
 def load(name: str) -> ModuleType:

@@ -16,7 +16,7 @@ NAME = "scaling"
 TITLE = "scaling: drain jobs/s with 2 worker processes / with 1"
 UNIT = "x (2p/1p)"
 HIGHER_IS_BETTER = True
-SYSTEMS = ("taskemit", "taskemit-tuned", "arq")
+SYSTEMS = ("taskemit", "arq")
 
 
 def rounds(quick: bool) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from benchmarks.compare.systems.base import System
 
-NAMES = ("taskemit", "taskemit-tuned", "arq", "saq", "streaq", "taskiq")
+NAMES = ("taskemit", "arq", "saq", "streaq", "taskiq")
 
 
 def create(name: str) -> System:
     """The adapter of ``name`` (imports that system's package only now)."""
-    if name in ("taskemit", "taskemit-tuned"):
+    if name == "taskemit":
         from benchmarks.compare.systems.taskemit import TaskEmit
 
-        return TaskEmit(tuned=name == "taskemit-tuned")
+        return TaskEmit()
     if name == "arq":
         from benchmarks.compare.systems.arq import Arq
 
@@ -33,7 +33,7 @@ def create(name: str) -> System:
 
 
 def select(spec: str | None) -> list[str]:
-    """Names picked by ``--systems``: each entry matches itself and its variants (taskemit: both)."""
+    """Names picked by ``--systems``: each entry matches itself and its variants ."""
     if not spec:
         return list(NAMES)
     wanted = [part.strip() for part in spec.split(",") if part.strip()]

@@ -1,11 +1,8 @@
 """Everything taskemit-specific in the comparison: listeners, worker command line, producer.
 
-taskemit's worker API is being rewritten; only this module should need to change. The
-worker process runs ``worker_commands()``, which imports ``WorkerSettings`` from this module
-(built on access from BENCH_REDIS_URL, BENCH_QUEUE and BENCH_TUNED).
-
-Two variants: "taskemit" runs ``taskemit worker`` with the product's defaults, and
-"taskemit-tuned" with max_jobs=100, poll_delay=0.01.
+The worker process runs ``worker_commands()``: ``taskemit worker`` with the product's
+defaults (no flags), which imports ``WorkerSettings`` from this module (built on access from
+BENCH_REDIS_URL and BENCH_QUEUE).
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ async def d(n: int, t: float) -> None:
 
 
 LISTENERS = (a, b, c, d)
-TUNING: dict[str, Any] = {"max_jobs": 100, "poll_delay": 0.01}
 EVENTS = {3: "ev3", 1: "ev1"}  # fan-out -> event id
 
 
@@ -54,14 +50,12 @@ def __getattr__(name: str) -> Any:
     """``WorkerSettings`` for ``taskemit worker`` in the worker process."""
     if name == "WorkerSettings":
         settings = _settings(os.environ["BENCH_REDIS_URL"], os.environ["BENCH_QUEUE"])
-        tuning = TUNING if os.environ.get("BENCH_TUNED") == "1" else {}
-        return worker_settings(list(LISTENERS), settings=settings, **tuning)
+        return worker_settings(list(LISTENERS), settings=settings)
     raise AttributeError(name)
 
 
-def taskemit_worker_command(processes: int, tuned: bool) -> list[list[str]]:
-    """The worker command line(s). Tuning is passed by BENCH_TUNED (see ``TaskEmit.worker_env``);
-    when ``taskemit worker --concurrency N`` exists, pass it here instead."""
+def taskemit_worker_command(processes: int) -> list[list[str]]:
+    """The worker command line(s): the defaults, as a user starts it."""
     command = [PYTHON, "-m", "taskemit", "worker", f"{__name__}:WorkerSettings"]
     if processes > 1:
         command += ["--processes", str(processes)]
@@ -87,19 +81,13 @@ class TaskEmitProducer(Producer):
 
 
 class TaskEmit(System):
-    def __init__(self, tuned: bool) -> None:
-        self.tuned = tuned
-        self.name = "taskemit-tuned" if tuned else "taskemit"
-        self.settings = {
-            "worker": "taskemit worker (one arq job per listener)",
-            **(TUNING if tuned else {"max_jobs": "default", "poll_delay": "default"}),
-        }
+    name = "taskemit"
+
+    def __init__(self) -> None:
+        self.settings = {"worker": "taskemit worker, defaults (one job per listener; concurrency 100)"}
 
     def worker_commands(self, processes: int) -> list[list[str]]:
-        return taskemit_worker_command(processes, self.tuned)
-
-    def worker_env(self) -> dict[str, str]:
-        return {"BENCH_TUNED": "1" if self.tuned else "0"}
+        return taskemit_worker_command(processes)
 
     def versions(self) -> dict[str, str]:
         return package_versions("taskemit", "arq", "redis", "hiredis")

@@ -1,0 +1,274 @@
+"""taskemit's worker loop, in-process on a real Redis: routing by listener and queue, wake on
+work, leases around sync listeners, graceful stop, batched finishes, what Redis holds never
+stopping the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from taskemit import Attempt, Emitter, Retry, listener
+from taskemit.engine import Engine, InProcessWorker
+from taskemit.errors import InvalidArgument, ListenerConfigError
+from taskemit.monitor import event_status
+from taskemit.monitor.deadletter import get_dead_letter
+from taskemit.monitor.stats import read_listener_stats
+from taskemit.monitor.workers import live_workers, waiting_listeners
+from taskemit.settings import Settings
+
+runs: defaultdict[str, list[Any]] = defaultdict(list)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    runs.clear()
+
+
+@listener("invoice_paid", queue="billing")
+async def charge(invoice: int) -> None:
+    runs["charge"].append(invoice)
+
+
+@listener("invoice_paid")
+async def thank(invoice: int) -> None:
+    runs["thank"].append(invoice)
+
+
+@listener("tick")
+async def count_tick(n: int, attempt: Attempt) -> None:
+    runs["tick"].append((n, attempt.number))
+
+
+@listener("flaky", backoff=None)
+async def retry_soon(attempt: Attempt) -> None:
+    runs["flaky"].append((attempt.number, time.monotonic()))
+    if attempt.number == 1:
+        raise Retry(after=0.3)
+
+
+@listener("sync_slow", timeout=0.3, max_tries=2)
+def sync_overrun(seconds: float) -> None:
+    start = time.monotonic()
+    runs["sync_start"].append((start, threading.get_ident()))
+    time.sleep(seconds)
+    runs["sync_end"].append(time.monotonic())
+
+
+@listener("long")
+async def long_running(attempt: Attempt) -> None:
+    runs["long"].append(attempt.number)
+    await asyncio.sleep(30)
+
+
+@listener("exits", max_tries=3)
+async def exits() -> None:
+    runs["exits"].append(1)
+    raise SystemExit(3)
+
+
+@pytest.fixture
+def settings(taskemit_settings: Settings) -> Settings:
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout}s: {dict(runs)}")
+        await asyncio.sleep(0.01)
+
+
+async def test_listener_queue_is_validated_at_decoration() -> None:
+    with pytest.raises(ListenerConfigError, match="queue"):
+        listener("x", queue="has space")(thank.fn)
+    with pytest.raises(ListenerConfigError, match="queue"):
+        listener("x", queue="")(thank.fn)
+
+
+async def test_named_queue_jobs_go_to_their_queue_and_only_its_workers_run_them(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter([charge, thank], settings) as emitter:
+        receipt = await emitter.publish("invoice_paid", 7)
+    assert receipt is not None
+    billing = settings.keys.queue("billing")
+    assert await redis.zscore(billing, receipt.jobs[charge.name]) is not None
+    assert await redis.zscore(settings.queue_key, receipt.jobs[thank.name]) is not None
+    # a worker told to serve only the default queue runs thank, never charge
+    async with InProcessWorker([charge, thank], settings, queues=["default"]):
+        await until(lambda: runs["thank"] == [7])
+        await asyncio.sleep(0.2)
+        status = await event_status(redis, settings, receipt.event_uuid)
+        assert status is not None
+        by_listener = {job.listener: job for job in status.jobs}
+        assert by_listener[charge.name].status == "queued"  # found on its own queue
+        assert by_listener[charge.name].note == f"waiting: no live worker serves listener {charge.name}"
+        assert by_listener[thank.name].status == "complete" and by_listener[thank.name].note is None
+        (waiting,) = await waiting_listeners(redis, space=settings.keys)
+        assert (waiting.listener, waiting.queue, waiting.jobs) == (charge.name, "billing", 1)
+    assert runs["charge"] == []
+    async with InProcessWorker([charge], settings) as worker:
+        await until(lambda: runs["charge"] == [7])
+        (info,) = await live_workers(redis, space=settings.keys)
+        assert info.worker_id == worker.worker_id
+        assert info.listeners == [charge.name] and info.queues == ["billing"]
+        await until(lambda: True)
+    assert await waiting_listeners(redis, space=settings.keys) == []
+
+
+async def test_queues_that_match_no_listener_are_refused(settings: Settings) -> None:
+    with pytest.raises(InvalidArgument, match="none of the listeners"):
+        Engine([thank], settings, queues=["billing"])
+
+
+async def test_an_emit_wakes_an_idle_worker_without_polling(settings: Settings) -> None:
+    # the safety-net poll is a minute away: only the emit's wake-up can start the job in time
+    slow_poll = settings.model_copy(update={"idle_poll": 60.0})
+    async with InProcessWorker([count_tick], slow_poll):
+        await asyncio.sleep(0.3)  # the worker is idle, waiting
+        async with Emitter([count_tick], slow_poll) as emitter:
+            emitter.emit("tick", 1)
+            await until(lambda: runs["tick"] == [(1, 1)], timeout=5)
+
+
+async def test_a_retry_due_later_wakes_the_worker_at_its_time(settings: Settings) -> None:
+    slow_poll = settings.model_copy(update={"idle_poll": 60.0})
+    async with InProcessWorker([retry_soon], slow_poll):
+        async with Emitter([retry_soon], slow_poll) as emitter:
+            emitter.emit("flaky")
+        await until(lambda: len(runs["flaky"]) == 2, timeout=5)
+    (first, t1), (second, t2) = runs["flaky"]
+    assert (first, second) == (1, 2)
+    assert t2 - t1 >= 0.29  # not before its time
+
+
+async def test_many_jobs_run_once_each_and_counters_add_up(settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter([count_tick], settings) as emitter:
+        for n in range(500):
+            emitter.emit("tick", n)
+        await emitter.publish("tick", 500)
+    async with InProcessWorker([count_tick], settings, concurrency=40):
+        await until(lambda: len(runs["tick"]) >= 501)
+        await asyncio.sleep(0.2)
+        (stats,) = await read_listener_stats(redis, space=settings.keys)
+    assert sorted(runs["tick"]) == [(n, 1) for n in range(501)]
+    assert (stats.succeeded, stats.failed, stats.duration_count) == (501, 0, 501)
+    assert sum(stats.buckets.values()) == 501
+    # every job settled: payloads deleted, queue and sets empty
+    queue = settings.queue_key
+    assert await redis.zcard(queue) == 0
+    assert await redis.zcard(settings.keys.ready(queue, count_tick.name)) == 0
+    assert await redis.zcard(settings.keys.leased(queue, count_tick.name)) == 0
+
+
+async def test_a_sync_listener_past_its_timeout_keeps_its_lease_until_its_thread_returns(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    # the thread runs 2.4 s, past its 0.3 s timeout and past the 2 s lease: two workers
+    # compete, and the retry must not start before the first thread has returned
+    short = settings.model_copy(update={"lease_ttl": 2.0})
+    async with Emitter([sync_overrun], short) as emitter:
+        receipt = await emitter.publish("sync_slow", 2.4)
+    assert receipt is not None
+    job_id = receipt.jobs[sync_overrun.name]
+    async with InProcessWorker([sync_overrun], short), InProcessWorker([sync_overrun], short):
+        await until(lambda: len(runs["sync_start"]) == 1)
+        await asyncio.sleep(1.0)  # past the timeout: the lease is still held
+        assert await redis.exists(short.keys.in_progress(job_id))
+        await until(lambda: len(runs["sync_end"]) == 2, timeout=15)
+    (first_start, _), (second_start, _) = runs["sync_start"]
+    first_end = runs["sync_end"][0]
+    assert second_start >= first_end  # never two runs at once
+    letter = await get_dead_letter(redis, job_id, space=short.keys)
+    assert letter is not None and letter.error["type"] == "taskemit.errors.ListenerTimeout"
+    assert [a["attempt"] for a in letter.attempts] == [1, 2]
+
+
+async def test_a_stopping_worker_gives_running_jobs_back_without_counting_the_attempt(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter([long_running], settings) as emitter:
+        receipt = await emitter.publish("long")
+    assert receipt is not None
+    job_id = receipt.jobs[long_running.name]
+    async with InProcessWorker([long_running], settings, grace=0.2):
+        await until(lambda: runs["long"] == [1])
+    # given back at once: no lease, ready again, the try counter back where it was
+    assert not await redis.exists(settings.keys.in_progress(job_id))
+    assert await redis.zscore(settings.keys.ready(settings.queue_key, long_running.name), job_id) is not None
+    assert await redis.get(settings.keys.retry(job_id)) == b"0"
+    async with InProcessWorker([long_running], settings, grace=0.2):
+        await until(lambda: len(runs["long"]) == 2, timeout=5)
+    assert runs["long"] == [1, 1]  # the interrupted attempt was not counted
+
+
+async def test_a_listener_raising_system_exit_is_dead_lettered_and_the_worker_goes_on(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter([exits, count_tick], settings) as emitter:
+        receipt = await emitter.publish("exits")
+    assert receipt is not None
+    async with InProcessWorker([exits, count_tick], settings) as worker:
+        await until(lambda: runs["exits"] == [1])
+        async with Emitter([exits, count_tick], settings) as emitter:
+            emitter.emit("tick", 5)
+        await until(lambda: runs["tick"] == [(5, 1)])
+        assert worker.running
+    letter = await get_dead_letter(redis, receipt.jobs[exits.name], space=settings.keys)
+    assert letter is not None and letter.error["type"] == "builtins.SystemExit"
+    assert runs["exits"] == [1]  # not an Exception: not retried
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"t":"x","f":"f","a":[],"k":{},"et":1}',
+        b'{"t":1,"f":"f","a":[],"k":{},"et":"soon"}',
+        b'{"t":1,"f":"f","a":{},"k":{},"et":1}',
+        b'{"t":1,"f":"f","a":[],"k":[],"et":1}',
+        b"[1, 2]",
+        b"\xff\xfe",
+    ],
+)
+async def test_a_malformed_job_is_dead_lettered_and_the_worker_goes_on(
+    settings: Settings, redis: aioredis.Redis, payload: bytes
+) -> None:
+    space, queue = settings.keys, settings.queue_key
+    bad = space.job_id("bad")
+    await redis.set(space.job(bad), payload, px=60_000)
+    for key in (queue, space.ready(queue, count_tick.name)):
+        await redis.zadd(key, {bad: int(time.time() * 1000)})
+    async with InProcessWorker([count_tick], settings) as worker:
+        for _ in range(300):
+            if letter := await get_dead_letter(redis, bad, space=space):
+                break
+            await asyncio.sleep(0.02)
+        async with Emitter([count_tick], settings) as emitter:
+            emitter.emit("tick", 9)
+        await until(lambda: runs["tick"] == [(9, 1)])
+        assert worker.running
+    assert letter is not None and letter.reason == "undecodable payload"
+    assert letter.payload == payload
+    assert await redis.zcard(queue) == 0
+
+
+async def test_an_expired_job_is_dead_lettered(settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter([count_tick], settings) as emitter:
+        receipt = await emitter.publish("tick", 1)
+    assert receipt is not None
+    job_id = receipt.jobs[count_tick.name]
+    await redis.delete(settings.keys.job(job_id))  # what job_expiry does to a job nobody took
+    async with InProcessWorker([count_tick], settings):
+        for _ in range(300):
+            if letter := await get_dead_letter(redis, job_id, space=settings.keys):
+                break
+            await asyncio.sleep(0.02)
+    assert letter is not None and letter.reason == "expired"
+    assert runs["tick"] == []
