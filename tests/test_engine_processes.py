@@ -1,0 +1,162 @@
+"""taskemit workers as separate processes on a real redis-server: two services' pools on one
+Redis, --queue, and a worker that outlives a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pool_listeners
+import pytest
+from redis import asyncio as aioredis
+
+from taskemit import Emitter
+from taskemit.monitor.deadletter import list_dead_letters
+from taskemit.monitor.workers import live_workers
+from taskemit.settings import Settings
+from taskemit.store.redis_server import RedisServer
+
+TESTS = Path(__file__).resolve().parent
+BOTH = [pool_listeners.charge, pool_listeners.pack]
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env.update(
+        TASKEMIT_REDIS_URL=settings.redis_url,
+        TASKEMIT_NAMESPACE=settings.namespace,
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+    )
+    return env
+
+
+def start(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "worker", *args],
+        env=child_env(settings),
+        cwd=TESTS,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(*workers: subprocess.Popen[bytes]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+async def runs(redis: aioredis.Redis, key: str, count: int, timeout: float = 20.0) -> list[tuple[int, int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = [item.decode().split(":") for item in await redis.lrange(key, 0, -1)]
+        if len(items) >= count:
+            return [(int(order), int(pid)) for order, pid in items]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{key}: {await redis.llen(key)} of {count} runs after {timeout}s")
+
+
+async def live(redis: aioredis.Redis, settings: Settings, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(await live_workers(redis, space=settings.keys)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} workers started"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def settings(taskemit_settings: Settings) -> Settings:
+    return taskemit_settings.model_copy(update={"drain_on_exit": False})
+
+
+async def test_two_services_pools_on_one_redis_each_run_only_their_own_listeners(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    billing = [start(settings, "pool_listeners:Billing") for _ in range(2)]
+    shipping = [start(settings, "pool_listeners:Shipping") for _ in range(2)]
+    try:
+        await live(redis, settings, 4)
+        async with Emitter(BOTH, settings) as emitter:
+            for order in range(40):
+                emitter.emit("order_placed", order)
+        charged = await runs(redis, "runs:charge", 40)
+        packed = await runs(redis, "runs:pack", 40)
+        await asyncio.sleep(0.5)  # anything run twice would show now
+        assert sorted(order for order, _ in charged) == list(range(40))
+        assert sorted(order for order, _ in packed) == list(range(40))
+        assert {pid for _, pid in charged} <= {p.pid for p in billing}
+        assert {pid for _, pid in packed} <= {p.pid for p in shipping}
+        assert await redis.llen("runs:charge") == 40 and await redis.llen("runs:pack") == 40
+        assert (await list_dead_letters(redis, space=settings.keys)).items == []
+        assert all(worker.poll() is None for worker in billing + shipping)
+    finally:
+        stop(*billing, *shipping)
+
+
+async def test_queue_option_serves_only_that_queue(settings: Settings, redis: aioredis.Redis) -> None:
+    worker = start(settings, "pool_listeners:Both", "--queue", "billing")
+    try:
+        await live(redis, settings, 1)
+        (info,) = await live_workers(redis, space=settings.keys)
+        assert info.listeners == ["billing.charge"] and info.queues == ["billing"]
+        async with Emitter(BOTH, settings) as emitter:
+            emitter.emit("order_placed", 1)
+        assert await runs(redis, "runs:charge", 1) == [(1, worker.pid)]
+        await asyncio.sleep(0.5)
+        assert await redis.llen("runs:pack") == 0  # left queued for a worker of the default queue
+    finally:
+        stop(worker)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+async def test_a_worker_survives_a_redis_restart(
+    taskemit_settings: Settings, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = taskemit_settings.model_copy(update={"redis_url": own_redis.url, "drain_on_exit": False})
+    log = tmp_path / "worker.log"
+    worker = start(settings, "pool_listeners:Both", log=log)
+    redis = aioredis.Redis.from_url(own_redis.url)
+    try:
+        await live(redis, settings, 1)
+        async with Emitter(BOTH, settings) as emitter:
+            await emitter.publish("order_placed", 1)
+        await runs(redis, "runs:pack", 1)
+        own_redis.stop()  # SIGKILL: a crash, nothing kept
+        await asyncio.sleep(3)
+        assert worker.poll() is None, log.read_text()
+        own_redis.start()
+        await redis.aclose()
+        redis = aioredis.Redis.from_url(own_redis.url)
+        async with Emitter(BOTH, settings) as emitter:
+            await emitter.publish("order_placed", 2)
+        assert [order for order, _ in await runs(redis, "runs:pack", 1)] == [2]  # the new Redis is empty
+        assert [order for order, _ in await runs(redis, "runs:charge", 1)] == [2]
+        assert worker.poll() is None
+        # the heartbeat shows the outage
+        deadline = time.monotonic() + 20
+        while True:
+            workers = await live_workers(redis, space=settings.keys)
+            if workers and workers[0].last_outage:
+                break
+            assert time.monotonic() < deadline, "no heartbeat with the outage"
+            await asyncio.sleep(0.2)
+        # noticed at its first call to Redis after the kill, over by the first after the restart
+        assert workers[0].outages == 1 and 0.5 <= workers[0].last_outage["seconds"] <= 30
+        text = log.read_text()
+        assert text.count("is unreachable") == 1 and text.count("is reachable again") == 1
+    finally:
+        stop(worker)
+        await redis.aclose()
