@@ -192,3 +192,23 @@ async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
     out, err = await asyncio.to_thread(proc.communicate, timeout=15)
     assert proc.returncode == 0, err.decode()  # Ctrl-C ends watching cleanly, as `watch` does
     assert b"Listeners" in out and b"Traceback" not in err
+
+
+async def test_check_and_status_say_when_no_live_worker_serves_a_listener(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        receipt = await emitter.publish("signup", email="ada@example.com")
+    assert receipt is not None
+    # a worker that runs welcome only: crm_sync's job waits
+    async with InProcessWorker([welcome, held], env):
+        await asyncio.sleep(0.3)
+        result = await arun("check")
+        shown = await arun("status", receipt.event_uuid, "--json")
+        table = await arun("status", receipt.event_uuid)
+    assert result.exit_code == 0  # a worker is alive
+    assert f"waiting: no live worker serves listener {crm_sync.name} (1 jobs queued on default)" in result.output
+    assert welcome.name not in result.output
+    jobs = {job["listener"]: job for job in json.loads(shown.output)["jobs"]}
+    assert jobs[crm_sync.name]["status"] == "queued"
+    assert jobs[crm_sync.name]["note"] == f"waiting: no live worker serves listener {crm_sync.name}"
+    assert jobs[welcome.name]["status"] == "complete" and jobs[welcome.name]["note"] is None
+    assert "waiting: no live worker serves" in " ".join(table.output.split())
