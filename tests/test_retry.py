@@ -249,7 +249,9 @@ async def test_backoff_longer_than_the_job_expiry_still_completes(
     assert record is not None and record.jobs[0].status == "complete"
 
 
-async def test_a_job_waits_for_a_worker_that_has_its_listener(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+async def test_a_job_waits_for_a_worker_that_has_its_listener(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
     settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
     async with Emitter([always_fails, sibling], settings) as emitter:
         receipt = await emitter.publish("doomed", 1)

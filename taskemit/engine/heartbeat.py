@@ -1,8 +1,9 @@
 """Writing worker heartbeats: which workers are alive, what they run, when they were last seen.
 
-A ``TaskEmitWorker`` writes its heartbeat with arq's health check (every
-``health_check_interval`` seconds): a hash per worker that expires unless renewed, and a
-sorted set of worker ids by last-seen time. A worker is live while its hash exists.
+taskemit's worker (``loop.Engine``) writes its heartbeat every ``HEARTBEAT_INTERVAL`` seconds:
+a hash per worker (what it serves, what it runs, its counts and Redis outages) that expires
+unless renewed, and a sorted set of worker ids by last-seen time. A worker is live while its
+hash exists.
 """
 
 from __future__ import annotations

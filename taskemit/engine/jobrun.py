@@ -57,7 +57,7 @@ __all__ = ("JobRun", "ListenerRunner", "Outcome", "job_function")
 logger = logging.getLogger("taskemit.worker")
 
 _RECORD_ATTEMPT = lua.script("record_attempt", "lib_stats")
-#: ctx keys a TaskEmitWorker fills in: its id, and a Counter of the listeners it runs now
+#: ctx keys taskemit's worker fills in: its id, and a Counter of the listeners it runs now
 CTX_WORKER_ID = "taskemit_worker_id"
 CTX_RUNNING = "taskemit_running"
 _jitter = random.Random()

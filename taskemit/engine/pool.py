@@ -1,6 +1,6 @@
 """A supervisor for N worker processes: restarts a crashed one, forwards SIGTERM/SIGINT.
 
-Each child is a separate OS process running one arq worker (``taskemit worker TARGET -p 1``),
+Each child is a separate OS process running one worker (``taskemit worker TARGET -p 1``),
 started in its own session so that a terminal's Ctrl-C reaches the children only through
 the supervisor, once.
 """
