@@ -197,7 +197,8 @@ CAPTURE_VIEWS: dict[str, str] = {
     "workers": (
         r"\$ taskemit workers Workers worker host pid queue running complete failed retried up since last seen"
         r" redis outages"
-        rf" (?P<host>\S+):(?P<pid>\d+):[0-9a-f]{{6}} (?P=host) (?P=pid) shop:orders \d+ \d+ \d+ \d+ {_MS} \d+\.\d s ago 0"
+        rf" (?P<host>\S+):(?P<pid>\d+):[0-9a-f]{{6}} (?P=host) (?P=pid) shop:orders \d+ \d+ \d+ \d+ {_MS}"
+        r" \d+\.\d s ago 0"
     ),
     "dead_list": (
         r"\$ taskemit dead list Dead letters job id listener event died tries reason last error"
