@@ -31,6 +31,7 @@ from ..settings import Settings, load_settings
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import ONCE_NAMESPACE
+from ..store.wire import Command, send_batch
 from .listener import Listener
 from .registry import Registry
 
@@ -337,10 +338,6 @@ class Emitter:
             except asyncio.CancelledError:
                 self._buffer.extendleft(reversed(batch))
                 raise
-            except NoScriptError:  # Redis restarted or its script cache was flushed
-                self._buffer.extendleft(reversed(batch))
-                await self._load_script()
-                continue
             except (RedisError, OSError) as exc:
                 self._buffer.extendleft(reversed(batch))
                 logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
@@ -354,12 +351,23 @@ class Emitter:
                         pending.future.set_exception(exc)
                 continue
             delay = _RETRY_FIRST_DELAY
-            for pending, jobs_stored in zip(batch, stored, strict=True):
-                receipt = pending.receipt if jobs_stored or not pending.once else None
+            missing_script = [p for p, reply in zip(batch, stored, strict=True) if isinstance(reply, NoScriptError)]
+            for pending, reply in zip(batch, stored, strict=True):
+                if isinstance(reply, NoScriptError):
+                    continue
+                if isinstance(reply, Exception):  # an error in the script: a bug, not an outage
+                    logger.error("storing event %s failed in Redis: %s", pending.receipt.event_uuid, reply)
+                    if pending.future is not None and not pending.future.done():
+                        pending.future.set_exception(reply)
+                    continue
+                receipt = pending.receipt if reply or not pending.once else None
                 if receipt is not None and self.settings.drain_on_exit:
                     self._stored_jobs.extend(receipt.jobs.values())
                 if pending.future is not None and not pending.future.done():
                     pending.future.set_result(receipt)
+            if missing_script:  # Redis restarted or its script cache was flushed: load it, store them again
+                self._buffer.extendleft(reversed(missing_script))
+                await self._load_script()
 
     async def _load_script(self) -> None:
         assert self._redis is not None
@@ -369,49 +377,56 @@ class Emitter:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)
 
-    async def _store(self, batch: list[_PendingEvent]) -> list[int]:
-        """Store a batch in one round trip; returns the number of jobs stored per event."""
+    async def _store(self, batch: list[_PendingEvent]) -> list[Any]:
+        """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
         assert self._redis is not None
         settings = self.settings
         space = settings.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for pending in batch:
-                receipt = pending.receipt
-                routes = pending.routes
-                queues = (
-                    json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
-                    if any(route.named for route in routes)
-                    else ""
-                )
-                argv: list[Any] = [
-                    pending.emitted_ms,
-                    settings.job_expiry * 1000,
-                    settings.event_retention,
-                    receipt.event_id,
-                    pending.emitted_ms,
-                    json.dumps(receipt.jobs),
-                    receipt.event_uuid,
-                    "1" if pending.once else "0",
-                    queues,
-                ]
-                keys = [
-                    space.event(receipt.event_uuid),
-                    space.events,
-                    space.events_by_id(receipt.event_id),
-                    space.event_counts,
-                ]
-                wakes: dict[str, list[str]] = {}
-                for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
-                    argv += (job_id, payload)
-                    keys += (space.job(job_id), route.queue, route.ready)
-                    wakes.setdefault(route.wake, []).append(name)
-                for channel, names in wakes.items():
-                    argv += (channel, "\n".join(names))
-                _EMIT.queue(pipe, keys, argv)
-            unregistered = dict(self._unregistered)
-            if unregistered:
-                pipe.hset(space.routes, mapping=unregistered)
-            results: list[int] = await pipe.execute()
+        wakes: dict[str, set[str]] = {}
+        event_ids: set[str] = set()
+        commands: list[Command] = []
+        for pending in batch:
+            receipt = pending.receipt
+            routes = pending.routes
+            queues = (
+                json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
+                if any(route.named for route in routes)
+                else ""
+            )
+            argv: list[Any] = [
+                pending.emitted_ms,
+                settings.job_expiry * 1000,
+                settings.event_retention,
+                receipt.event_id,
+                pending.emitted_ms,
+                json.dumps(receipt.jobs),
+                receipt.event_uuid,
+                "1" if pending.once else "0",
+                queues,
+            ]
+            keys = [
+                space.event(receipt.event_uuid),
+                space.events,
+                space.events_by_id(receipt.event_id),
+                space.event_counts,
+            ]
+            for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
+                argv += (job_id, payload)
+                keys += (space.job(job_id), route.queue, route.ready)
+                wakes.setdefault(route.wake, set()).add(name)
+            event_ids.add(receipt.event_id)
+            commands.append(_EMIT.command(keys, argv))
+        # once per batch: the indexes forget events whose records have expired (so they never
+        # outgrow the retention), and the workers of the listeners that got jobs wake up
+        horizon = f"({int(time.time() * 1000) - settings.event_retention * 1000}"
+        for key in (space.events, *(space.events_by_id(event_id) for event_id in event_ids)):
+            commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
+        for channel, names in wakes.items():
+            commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
+        unregistered = dict(self._unregistered)
+        if unregistered:
+            commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))
+        results = await send_batch(self._redis, commands)
         for name in unregistered:
             self._unregistered.pop(name, None)
         return results[: len(batch)]

@@ -25,6 +25,7 @@ from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, Codec
+from ..store.wire import send_batch
 from .jobrun import Outcome, dead_letter_details
 
 __all__ = ("Claim", "ClaimBatch", "JobStore", "Route")
@@ -222,11 +223,7 @@ class JobStore:
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for i in todo:
-                    script, keys, args = calls[i]
-                    script.queue(pipe, keys, args)
-                results = await pipe.execute(raise_on_error=False)
+            results = await send_batch(self.redis, [calls[i][0].command(calls[i][1], calls[i][2]) for i in todo])
             missing = []
             for i, result in zip(todo, results, strict=True):
                 if isinstance(result, NoScriptError) and attempt == 0:

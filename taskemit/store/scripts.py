@@ -35,6 +35,10 @@ class LuaScript:
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
 
+    def command(self, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+        """The EVALSHA command for ``store.wire.send_batch``; the caller loads the script first."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
     def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         """Add a call to a pipeline; the caller loads the script first (``load``)."""
         pipe.evalsha(self.sha, len(keys), *keys, *args)

@@ -1,5 +1,6 @@
--- Store one emitted event atomically: one arq job per listener and the event record, then
--- wake the workers that serve those listeners.
+-- Store one emitted event atomically: one arq job per listener and the event record.
+-- The caller trims the event indexes to the retention and wakes the workers (PUBLISH on the
+-- queues' wake channels) once per batch of events, after these calls.
 --
 -- KEYS[1]      the event record (hash)
 -- KEYS[2]      the index of events (sorted set of event uuids, scored by emit time in ms)
@@ -18,7 +19,6 @@
 -- ARGV[9]      JSON object {listener name: queue key} when a listener is not on the default
 --              queue, else ''
 -- ARGV[10..]   job id, payload; one pair per job, in KEYS order
--- then         wake channel, message; one pair per queue with new jobs
 --
 -- Returns the number of jobs stored (0 when ARGV[8] made it a no-op).
 if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
@@ -38,14 +38,7 @@ else
   redis.call('HSET', KEYS[1], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
--- the index forgets events whose records have expired, so it never outgrows the retention
-local horizon = '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[3]) * 1000)
-for i = 2, 3 do
-  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', horizon)
-end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-for i = 10 + 2 * jobs, #ARGV, 2 do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
-end
 return jobs
