@@ -92,6 +92,7 @@ class Listener:
 
     __slots__ = (
         "_accepts_anything",
+        "_fitting_shapes",
         "_signature",
         "attempt_param",
         "event_ids",
@@ -140,6 +141,7 @@ class Listener:
                     parameters=[p for p in signature.parameters.values() if p.name != self.attempt_param]
                 )
         self._signature = signature
+        self._fitting_shapes: set[tuple[int, frozenset[str]]] = set()
         kinds = {p.kind for p in self._signature.parameters.values()} if self._signature else set()
         self._accepts_anything = self._signature is None or (
             {
@@ -157,9 +159,16 @@ class Listener:
         """Raise ListenerArgumentError if ``fn(*args, **kwargs)`` would be a TypeError."""
         if self._accepts_anything:
             return
+        # binding depends only on how many positional arguments and which names: remember the
+        # shapes that fit, so an emit checks each shape once
+        shape = (len(args), frozenset(kwargs))
+        if shape in self._fitting_shapes:
+            return
         assert self._signature is not None
         try:
             self._signature.bind(*args, **kwargs)
+            if len(self._fitting_shapes) < 64:
+                self._fitting_shapes.add(shape)
         except TypeError as exc:
             raise ListenerArgumentError(
                 f"listener {self.name!r} cannot accept the arguments emitted with event {event_id!r}: "

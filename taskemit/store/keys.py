@@ -9,6 +9,7 @@ ordinary arq jobs: the namespace goes into the queue names and the job ids inste
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -90,7 +91,7 @@ class KeySpace:
 
     def new_job_id(self, seed: str | None = None) -> str:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
-        token = uuid.uuid4().hex if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex
+        token = os.urandom(16).hex() if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex
         return self.prefix + token
 
     def job_id(self, token: str) -> str:

@@ -2,7 +2,7 @@
 
 Two queue sizes side by side in one redis-server, each in a Redis database of its own (so
 each has its own keyspace): SMALL jobs in db 1 and LARGE in db 2 (1,000 and 1,000,000;
-1,000 and 300,000 with --quick). The queues are filled with no worker running, by the
+1,000 and 500,000 with --quick). The queues are filled with no worker running, by the
 producer's ``send_many`` with single-listener events ("ev1"), so the arq queue, listener
 ``d``'s ready set and the events index all hold N entries. Then, REPEATS times, each size
 in turn (the order alternating, so a load change on the machine hits both alike):
@@ -16,8 +16,15 @@ in turn (the order alternating, so a load change on the machine hits both alike)
 - the Redis server's own time per emitted event and per status call (INFO commandstats,
   reset before each measurement): what the client-side times include besides round trips.
 
-The small database is flushed and refilled before each of its bursts (a burst adds BURST
-jobs); the large one is filled once (its bursts add a few percent to N).
+The small database is flushed and refilled before each of its bursts. The large one is
+filled once, and each burst's jobs and events are deleted after it was measured, so it
+stays at N. That matters: a Redis hash table (the keyspace, and the dict inside every
+sorted set) doubles when its size reaches a power of two and then moves its entries over
+incrementally, one bucket per command on it; until that is done (about a million commands
+on a million-entry set) every lookup there costs 2-3x (measured: server time per emit
+18 -> 45 us, per status call 6 -> 14 us, right after the sets passed 2**20 entries). The
+large sizes sit past a finished resize (1M: sets of 2**19 < N + BURST < 2**20, keyspace
+2N < 2**21; 500k: 2**18 < N + BURST < 2**19); 300k, the obvious quick size, is mid-resize.
 
 Value: emit rate at the large size / at the small size, the median of the per-repeat
 ratios (1.0 = flat; the target is >= 0.9). The detail has the other figures; the status
@@ -26,6 +33,7 @@ and stats ratios are small-size time / large-size time, so >= 0.9 means flat the
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from typing import Any
@@ -34,17 +42,20 @@ from urllib.parse import urlsplit, urlunsplit
 from redis import asyncio as aioredis
 
 from benchmarks.compare.scenarios.common import QUEUE, Context
+from benchmarks.compare.systems import taskemit as adapter
 from benchmarks.compare.systems.base import System
-from benchmarks.compare.systems.taskemit import EVENTS, _settings
+from taskemit.emit.registry import Registry
 from taskemit.monitor import event_status, live_workers, read_listener_stats
 
 NAME = "scale"
-TITLE = "scale: emit and status cost with 1k vs 1M jobs queued (300k with --quick); taskemit only, no peers"
+TITLE = "scale: emit and status cost with 1k vs 1M jobs queued (500k with --quick); taskemit only, no peers"
 UNIT = "x (emit/s large/small)"
 HIGHER_IS_BETTER = True
 SYSTEMS = ("taskemit",)
 
 FANOUT = 1  # "ev1": one listener per event
+EVENT = adapter.EVENTS[FANOUT]
+LISTENERS = Registry(adapter.LISTENERS).for_event(EVENT)  # their ready sets hold the jobs
 BURST = 20_000  # events per timed emit burst
 STATUS_CALLS = 500
 STATS_CALLS = 200
@@ -53,7 +64,7 @@ STATUS_COMMANDS = ("hgetall", "exists", "zscore")  # what event_status sends for
 
 
 def sizes(quick: bool) -> tuple[int, int]:
-    return (1_000, 300_000) if quick else (1_000, 1_000_000)
+    return (1_000, 500_000) if quick else (1_000, 1_000_000)
 
 
 def repeats(quick: bool) -> int:
@@ -82,7 +93,7 @@ class _Size:
         self.jobs = jobs
         self.url = _db_url(ctx.url, db)
         self.redis: aioredis.Redis = aioredis.Redis.from_url(self.url)
-        self.settings = _settings(self.url, QUEUE)
+        self.settings = adapter._settings(self.url, QUEUE)
         self.bursts: list[dict[str, float]] = []
         self.fill_s = 0.0
 
@@ -95,9 +106,11 @@ class _Size:
         if queued < self.jobs:
             raise RuntimeError(f"the fill stored {queued} of {self.jobs} jobs")
 
-    async def burst(self, system: System) -> None:
-        """One timed burst, then status and stats reads on what it stored."""
+    async def burst(self, system: System) -> int:
+        """One timed burst, then status and stats reads on what it stored; returns its first ms."""
         redis, settings = self.redis, self.settings
+        await asyncio.sleep(0.002)  # no job of the fill shares the burst's first millisecond
+        first_ms = int(time.time() * 1000)
         await redis.config_resetstat()
         seconds = await system.emit_loop(self.url, QUEUE, BURST * FANOUT, FANOUT)
         server_emit_us = await _server_usec(redis, ("evalsha", "eval")) / BURST
@@ -108,7 +121,7 @@ class _Size:
         start = time.perf_counter()
         for event_uuid in sample:
             found = await event_status(redis, settings, event_uuid)
-            if found is None or found.event_id != EVENTS[FANOUT]:
+            if found is None or found.event_id != EVENT:
                 raise RuntimeError(f"event {event_uuid} has no status record")
         status_s = (time.perf_counter() - start) / len(sample)
         server_status_us = await _server_usec(redis, STATUS_COMMANDS) / len(sample)
@@ -125,6 +138,24 @@ class _Size:
                 "server_status_us": server_status_us,
             }
         )
+        return first_ms
+
+    async def remove_since(self, first_ms: int) -> None:
+        """Delete the jobs and events stored from ``first_ms`` on (a burst), so the queue is N again."""
+        redis, space, queue = self.redis, self.settings.keys, self.settings.queue_key
+        job_ids = [m.decode() for m in await redis.zrangebyscore(queue, first_ms, "+inf")]
+        events = [m.decode() for m in await redis.zrangebyscore(space.events, first_ms, "+inf")]
+        keys = [space.job(job_id) for job_id in job_ids] + [space.event(uuid) for uuid in events]
+        async with redis.pipeline(transaction=False) as pipe:
+            for first in range(0, len(keys), 5000):
+                pipe.delete(*keys[first : first + 5000])
+            ready = [space.ready(queue, item.name) for item in LISTENERS]
+            for index in (queue, *ready, space.events, space.events_by_id(EVENT)):
+                pipe.zremrangebyscore(index, first_ms, "+inf")
+            await pipe.execute()
+        queued = int(await redis.zcard(queue))
+        if queued != self.jobs:
+            raise RuntimeError(f"{queued} jobs queued after removing a burst, not {self.jobs}")
 
     async def summary(self) -> dict[str, Any]:
         memory = await self.redis.info("memory")
@@ -165,7 +196,9 @@ async def run(ctx: Context, system: System) -> dict[str, Any]:
             await small.fill(system)  # afresh: the previous burst added BURST jobs
             order = (small, large) if repeat % 2 == 0 else (large, small)
             for size in order:
-                await size.burst(system)
+                first_ms = await size.burst(system)
+                if size is large:
+                    await large.remove_since(first_ms)
             ratios.append(large.bursts[-1]["emit_per_s"] / small.bursts[-1]["emit_per_s"])
         s, g = await small.summary(), await large.summary()
     finally:
