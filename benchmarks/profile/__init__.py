@@ -1,0 +1,1 @@
+"""Profiles of taskemit's worker (py-spy); see ``drain_profile``."""
