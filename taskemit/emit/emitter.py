@@ -30,8 +30,8 @@ from ..monitor.status import EventStatus, event_status, wait_for_event
 from ..settings import Settings, load_settings
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
-from ..store.keys import ONCE_NAMESPACE
-from ..store.wire import Command, send_batch
+from ..store.keys import ONCE_NAMESPACE, random_uuid
+from ..store.wire import BatchConnection, Command
 from .listener import Listener
 from .registry import Registry
 
@@ -43,6 +43,10 @@ _EMIT = lua.script("emit")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
+#: seconds between trims of an event index
+_TRIM_EVERY = 1.0
+#: seconds a wake channel with no worker listening is not published to
+_UNHEARD_FOR = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class Emitter:
     """Durable event emitter: an async context manager with Litestar's ``emit`` signature."""
 
     __slots__ = (
+        "_batches",
         "_buffer",
         "_closing",
         "_codec",
@@ -107,6 +112,8 @@ class Emitter:
         "_redis",
         "_routes",
         "_stored_jobs",
+        "_trimmed",
+        "_unheard",
         "_unregistered",
         "_wake",
         "listeners",
@@ -131,11 +138,16 @@ class Emitter:
         self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
         self._codec = get_codec(self.settings.serializer)
         self._redis = redis
+        #: the flusher's own connection
+        self._batches: BatchConnection | None = None
         self._buffer: deque[_PendingEvent] = deque()
         self._stored_jobs: list[str] = []
         self._routes: dict[str, _Route] = {}
         #: routes not yet written to Redis (``KeySpace.routes``): what ``taskemit check`` reads
         self._unregistered: dict[str, str] = {}
+        #: index key -> when it was last trimmed; wake channel -> when a publish reached no worker
+        self._trimmed: dict[str, float] = {}
+        self._unheard: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -180,6 +192,9 @@ class Emitter:
             if self.settings.drain_on_exit and exc_type is None:
                 await self.drain()
         finally:
+            if self._batches is not None:
+                await self._batches.close()
+                self._batches = None
             await self._redis.aclose()
             self._redis = None
             self._loop = None
@@ -275,7 +290,7 @@ class Emitter:
             item.check_arguments(event_id, args, kwargs)
         space = self.settings.keys
         if once_key is None:
-            event_uuid = str(uuid.uuid4())
+            event_uuid = random_uuid()
             jobs = {item.name: space.new_job_id() for item in listeners}
         else:
             event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
@@ -418,17 +433,33 @@ class Emitter:
             commands.append(_EMIT.command(keys, argv))
         # once per batch: the indexes forget events whose records have expired (so they never
         # outgrow the retention), and the workers of the listeners that got jobs wake up
+        now = time.monotonic()
         horizon = f"({int(time.time() * 1000) - settings.event_retention * 1000}"
         for key in (space.events, *(space.events_by_id(event_id) for event_id in event_ids)):
-            commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
+            if self._trimmed.get(key, -_TRIM_EVERY) + _TRIM_EVERY <= now:  # retention is days: once a second does
+                self._trimmed[key] = now
+                commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
+        published: list[str] = []
+        first_publish = len(commands)
         for channel, names in wakes.items():
-            commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
+            if self._unheard.get(channel, -_UNHEARD_FOR) + _UNHEARD_FOR <= now:
+                published.append(channel)
+                commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
         unregistered = dict(self._unregistered)
         if unregistered:
             commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))
-        results = await send_batch(self._redis, commands)
+        if self._batches is None:
+            self._batches = BatchConnection(self._redis)
+        results = await self._batches.send(commands)
         for name in unregistered:
             self._unregistered.pop(name, None)
+        # a channel no worker listens to is left alone for a while (a worker that subscribes
+        # meanwhile claims what is queued at once, and the next emits wake it)
+        for channel, receivers in zip(published, results[first_publish:], strict=False):
+            if receivers == 0:
+                self._unheard[channel] = now
+            else:
+                self._unheard.pop(channel, None)
         return results[: len(batch)]
 
     def _fail_buffered(self, reason: str) -> None:

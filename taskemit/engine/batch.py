@@ -25,7 +25,7 @@ from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, Codec
-from ..store.wire import send_batch
+from ..store.wire import BatchConnection, send_batch
 from .jobrun import Outcome, dead_letter_details
 
 __all__ = ("Claim", "ClaimBatch", "JobStore", "Route")
@@ -86,6 +86,8 @@ class JobStore:
         self.holder = holder
         self.lease_ms = int(settings.lease_ttl * 1000)
         self._claim_keys = [key for r in self.routes for key in (r.ready, r.leased, r.queue)]
+        #: the claim loop's own connection (renewals and releases come from other tasks)
+        self._batches = BatchConnection(redis)
         self._first = 0
 
     async def load_scripts(self) -> None:
@@ -116,7 +118,7 @@ class JobStore:
                 retry_key_prefix,
             ]
             calls.append((_CLAIM, self._claim_keys, args))
-        replies = await self._run(calls)
+        replies = await self._run(calls, self._batches)
         if not self.routes:
             return ClaimBatch([], [], None)
         claimed, expired, next_due = replies[-1]
@@ -218,12 +220,18 @@ class JobStore:
             except Exception:
                 return ["", 0]
 
-    async def _run(self, calls: Sequence[tuple[lua.LuaScript, list[str], list[Any]]]) -> list[Any]:
+    async def close(self) -> None:
+        await self._batches.close()
+
+    async def _run(
+        self, calls: Sequence[tuple[lua.LuaScript, list[str], list[Any]]], batches: BatchConnection | None = None
+    ) -> list[Any]:
         """Run script calls in one pipeline; reload scripts Redis lost (a restart) and rerun only those."""
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in range(2):
-            results = await send_batch(self.redis, [calls[i][0].command(calls[i][1], calls[i][2]) for i in todo])
+            commands = [calls[i][0].command(calls[i][1], calls[i][2]) for i in todo]
+            results = await (batches.send(commands) if batches is not None else send_batch(self.redis, commands))
             missing = []
             for i, result in zip(todo, results, strict=True):
                 if isinstance(result, NoScriptError) and attempt == 0:

@@ -274,6 +274,9 @@ class Engine:
             )
 
     async def _close(self) -> None:
+        if self._store is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._store.close()
         if self.redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await remove_heartbeat(self.redis, self.settings.keys, self.worker_id)

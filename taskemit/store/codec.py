@@ -73,8 +73,12 @@ def _json_object_hook(obj: dict[str, Any]) -> Any:
     return obj if decode is None else decode(obj)
 
 
+#: one encoder for every payload: ``json.dumps`` with options builds a new one per call
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def _json_loads(data: bytes) -> Any:

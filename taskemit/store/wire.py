@@ -2,8 +2,10 @@
 
 redis-py's asyncio client packs every argument of every command in Python, which costs more
 than the rest of an emit or a job finish together (a Lua call with twenty arguments takes about
-20 µs to pack). ``send_batch`` packs a batch with hiredis, writes it at once on one pooled
-connection and reads the replies in order.
+20 µs to pack). A batch here is packed by hiredis, written at once and its replies read in
+order: on a pooled connection (``send_batch``), or on a connection one task keeps for itself
+(``BatchConnection``: an emitter's flusher, a worker's claim loop), which also saves taking a
+connection from the pool and checking it for every batch.
 """
 
 from __future__ import annotations
@@ -15,14 +17,32 @@ from typing import Any
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-__all__ = ("Command", "send_batch")
+__all__ = ("BatchConnection", "Command", "send_batch")
 
 #: a command and its arguments: str, bytes, int or float each
 Command = tuple[Any, ...]
 
 
+async def _take(pool: Any) -> Any:
+    try:
+        return await pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        return await pool.get_connection("BATCH")
+
+
+async def _exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
+    await connection.send_packed_command(b"".join([pack_command(c) for c in commands]), check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 async def send_batch(client: Any, commands: Sequence[Command]) -> list[Any]:
-    """Run ``commands`` in one round trip; their replies in order.
+    """Run ``commands`` in one round trip on a pooled connection; their replies in order.
 
     An error reply (``ResponseError``, ``NoScriptError``, ...) is returned in its place, not
     raised, so the caller sees which commands ran. A lost connection raises (redis-py's
@@ -30,23 +50,40 @@ async def send_batch(client: Any, commands: Sequence[Command]) -> list[Any]:
     """
     if not commands:
         return []
-    packed = b"".join([pack_command(command) for command in commands])
     pool = client.connection_pool
+    connection = await _take(pool)
     try:
-        connection = await pool.get_connection()
-    except TypeError:  # redis-py before 5.3 wants a command name
-        connection = await pool.get_connection("BATCH")
-    try:
-        await connection.send_packed_command(packed, check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
+        return await _exchange(connection, commands)
     except (Exception, asyncio.CancelledError):
         await connection.disconnect()  # replies may still be on their way: never reuse it
         raise
     finally:
         await pool.release(connection)
+
+
+class BatchConnection:
+    """A connection of ``client``'s pool kept by one task for its batches (not shared between tasks)."""
+
+    def __init__(self, client: Any) -> None:
+        self._pool = client.connection_pool
+        self._connection: Any = None
+
+    async def send(self, commands: Sequence[Command]) -> list[Any]:
+        """As ``send_batch``, on the kept connection (taken again after it failed)."""
+        if not commands:
+            return []
+        if self._connection is None:
+            self._connection = await _take(self._pool)
+        try:
+            return await _exchange(self._connection, commands)
+        except (Exception, asyncio.CancelledError):
+            await self.close(broken=True)
+            raise
+
+    async def close(self, broken: bool = False) -> None:
+        """Give the connection back to the pool (disconnected when ``broken``)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if broken:
+                await connection.disconnect()
+            await self._pool.release(connection)
