@@ -37,6 +37,11 @@ async def d(n: int, t: float) -> None:
     probe.hit(t)
 
 
+@listener("foreign")
+async def foreign(n: int) -> None:
+    """Not in the worker: its jobs are left for a worker that has it (idle_cpu measures the cost)."""
+
+
 LISTENERS = (a, b, c, d)
 EVENTS = {3: "ev3", 1: "ev1"}  # fan-out -> event id
 
@@ -91,6 +96,13 @@ class TaskEmit(System):
 
     def versions(self) -> dict[str, str]:
         return package_versions("taskemit", "arq", "redis", "hiredis")
+
+    async def queue_foreign(self, url: str, queue: str, jobs: int) -> None:
+        """Queue ``jobs`` jobs of a listener the worker does not have."""
+        async with Emitter([foreign], _settings(url, queue)) as emitter:
+            for n in range(jobs - 1):
+                emitter.emit("foreign", n)
+            await emitter.publish("foreign", jobs - 1)
 
     @asynccontextmanager
     async def producer(self, url: str, queue: str) -> AsyncIterator[Producer]:
