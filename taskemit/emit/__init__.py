@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .emitter import EmitReceipt, Emitter
+from .emitter import Emitter
 from .listener import Listener, as_listener, listener
+from .receipt import EmitReceipt
 from .registry import Registry, discover_listeners
 
 __all__ = ("EmitReceipt", "Emitter", "Listener", "Registry", "as_listener", "discover_listeners", "listener")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -26,83 +24,27 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import EmitBufferFull, ListenerConfigError, RedisUnavailable, StateError, UnknownEventError, redact_url
-from ..monitor.status import EventStatus, event_status, wait_for_event
 from ..settings import Settings, load_settings
-from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import ONCE_NAMESPACE, random_uuid
-from ..store.wire import BatchConnection, Command
 from .listener import Listener
+from .receipt import EmitReceipt
 from .registry import Registry
+from .writer import EMIT, EventWriter, PendingEvent, Route
 
-__all__ = ("EmitReceipt", "Emitter")
+__all__ = ("Emitter",)
 
 logger = logging.getLogger("taskemit.emitter")
 
-_EMIT = lua.script("emit")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
-#: seconds between trims of an event index
-_TRIM_EVERY = 1.0
-#: seconds a wake channel with no worker listening is not published to
-_UNHEARD_FOR = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class EmitReceipt:
-    """What ``publish`` stored: the event's uuid and the arq job id of each listener."""
-
-    event_uuid: str
-    event_id: str
-    jobs: Mapping[str, str]
-    settings: Settings | None = field(default=None, repr=False, compare=False)
-
-    async def status(self) -> EventStatus | None:
-        """The event's current status and its jobs' (see ``taskemit.monitor``)."""
-        async with self._client() as redis:
-            return await event_status(redis, self._settings(), self.event_uuid)
-
-    async def wait(self, timeout: float | None = None) -> EventStatus:
-        """Wait until every listener job is complete, failed or aborted; return their statuses.
-
-        Raises TimeoutError naming the jobs still unfinished when ``timeout`` seconds pass.
-        """
-        async with self._client() as redis:
-            return await wait_for_event(redis, self._settings(), self.event_uuid, timeout)
-
-    def _settings(self) -> Settings:
-        return self.settings if self.settings is not None else load_settings()
-
-    def _client(self) -> aioredis.Redis:
-        # a client of its own: the receipt may outlive its emitter, or be awaited on another loop
-        client: aioredis.Redis = aioredis.Redis.from_url(self._settings().redis_url)
-        return client
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    queue: str
-    ready: str
-    wake: str
-    named: bool  # on a queue the listener names, not the default one
-
-
-@dataclass(slots=True)
-class _PendingEvent:
-    receipt: EmitReceipt
-    emitted_ms: int
-    payloads: list[bytes]
-    routes: list[_Route]
-    future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
-    once: bool = False
 
 
 class Emitter:
     """Durable event emitter: an async context manager with Litestar's ``emit`` signature."""
 
     __slots__ = (
-        "_batches",
         "_buffer",
         "_closing",
         "_codec",
@@ -112,10 +54,8 @@ class Emitter:
         "_redis",
         "_routes",
         "_stored_jobs",
-        "_trimmed",
-        "_unheard",
-        "_unregistered",
         "_wake",
+        "_writer",
         "listeners",
         "registry",
         "settings",
@@ -138,16 +78,11 @@ class Emitter:
         self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
         self._codec = get_codec(self.settings.serializer)
         self._redis = redis
-        #: the flusher's own connection
-        self._batches: BatchConnection | None = None
-        self._buffer: deque[_PendingEvent] = deque()
+        self._buffer: deque[PendingEvent] = deque()
         self._stored_jobs: list[str] = []
-        self._routes: dict[str, _Route] = {}
-        #: routes not yet written to Redis (``KeySpace.routes``): what ``taskemit check`` reads
-        self._unregistered: dict[str, str] = {}
-        #: index key -> when it was last trimmed; wake channel -> when a publish reached no worker
-        self._trimmed: dict[str, float] = {}
-        self._unheard: dict[str, float] = {}
+        self._routes: dict[str, Route] = {}
+        #: stores the flusher's batches (set on entering)
+        self._writer: EventWriter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -162,12 +97,15 @@ class Emitter:
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(self.settings.redis_url)
         try:
-            await _EMIT.load(self._redis)
+            await EMIT.load(self._redis)
         except (RedisError, OSError) as exc:  # emits are buffered until Redis answers
             logger.warning("Redis at %s is not reachable yet: %s", redact_url(self.settings.redis_url), exc)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
+        self._writer = EventWriter(self._redis, self.settings)
+        for name, route in self._routes.items():  # routes seen before entering
+            self._writer.register(name, route.queue)
         self._closing = False
         self._flusher = self._loop.create_task(self._flush_forever(), name="taskemit-flusher")
         return self
@@ -192,9 +130,9 @@ class Emitter:
             if self.settings.drain_on_exit and exc_type is None:
                 await self.drain()
         finally:
-            if self._batches is not None:
-                await self._batches.close()
-                self._batches = None
+            if self._writer is not None:
+                await self._writer.close()
+                self._writer = None
             await self._redis.aclose()
             self._redis = None
             self._loop = None
@@ -275,7 +213,7 @@ class Emitter:
 
     def _prepare(
         self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], once_key: str | None = None
-    ) -> _PendingEvent | None:
+    ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
         listeners = self.registry.for_event(event_id)
@@ -298,7 +236,7 @@ class Emitter:
         emitted_ms = int(time.time() * 1000)
         job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}
         payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
-        return _PendingEvent(
+        return PendingEvent(
             EmitReceipt(event_uuid, event_id, jobs, self.settings),
             emitted_ms,
             payloads,
@@ -306,21 +244,22 @@ class Emitter:
             once=once_key is not None,
         )
 
-    def _route(self, item: Listener) -> _Route:
+    def _route(self, item: Listener) -> Route:
         """Where ``item``'s jobs go: its queue, its ready set there, the queue's wake channel."""
         route = self._routes.get(item.name)
         if route is None:
             space = self.settings.keys
             queue = space.queue(item.queue or self.settings.queue_name)
-            route = _Route(queue, space.ready(queue, item.name), space.wake_channel(queue), item.queue is not None)
+            route = Route(queue, space.ready(queue, item.name), space.wake_channel(queue), item.queue is not None)
             self._routes[item.name] = route
-            self._unregistered[item.name] = queue
+            if self._writer is not None:
+                self._writer.register(item.name, queue)
         return route
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
 
-    def _submit(self, pending: _PendingEvent) -> None:
+    def _submit(self, pending: PendingEvent) -> None:
         if len(self._buffer) >= self.settings.emit_buffer_size:
             raise EmitBufferFull(
                 f"{len(self._buffer)} events are waiting to be stored in Redis "
@@ -349,7 +288,8 @@ class Emitter:
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(_BATCH_SIZE, len(self._buffer)))]
             try:
-                stored = await self._store(batch)
+                assert self._writer is not None
+                stored = await self._writer.store(batch)
             except asyncio.CancelledError:
                 self._buffer.extendleft(reversed(batch))
                 raise
@@ -387,80 +327,10 @@ class Emitter:
     async def _load_script(self) -> None:
         assert self._redis is not None
         try:
-            await _EMIT.load(self._redis)
+            await EMIT.load(self._redis)
         except (RedisError, OSError) as exc:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)
-
-    async def _store(self, batch: list[_PendingEvent]) -> list[Any]:
-        """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
-        assert self._redis is not None
-        settings = self.settings
-        space = settings.keys
-        wakes: dict[str, set[str]] = {}
-        event_ids: set[str] = set()
-        commands: list[Command] = []
-        for pending in batch:
-            receipt = pending.receipt
-            routes = pending.routes
-            queues = (
-                json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
-                if any(route.named for route in routes)
-                else ""
-            )
-            argv: list[Any] = [
-                pending.emitted_ms,
-                settings.job_expiry * 1000,
-                settings.event_retention,
-                receipt.event_id,
-                pending.emitted_ms,
-                json.dumps(receipt.jobs),
-                receipt.event_uuid,
-                "1" if pending.once else "0",
-                queues,
-            ]
-            keys = [
-                space.event(receipt.event_uuid),
-                space.events,
-                space.events_by_id(receipt.event_id),
-                space.event_counts,
-            ]
-            for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
-                argv += (job_id, payload)
-                keys += (space.job(job_id), route.queue, route.ready)
-                wakes.setdefault(route.wake, set()).add(name)
-            event_ids.add(receipt.event_id)
-            commands.append(_EMIT.command(keys, argv))
-        # once per batch: the indexes forget events whose records have expired (so they never
-        # outgrow the retention), and the workers of the listeners that got jobs wake up
-        now = time.monotonic()
-        horizon = f"({int(time.time() * 1000) - settings.event_retention * 1000}"
-        for key in (space.events, *(space.events_by_id(event_id) for event_id in event_ids)):
-            if self._trimmed.get(key, -_TRIM_EVERY) + _TRIM_EVERY <= now:  # retention is days: once a second does
-                self._trimmed[key] = now
-                commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
-        published: list[str] = []
-        first_publish = len(commands)
-        for channel, names in wakes.items():
-            if self._unheard.get(channel, -_UNHEARD_FOR) + _UNHEARD_FOR <= now:
-                published.append(channel)
-                commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
-        unregistered = dict(self._unregistered)
-        if unregistered:
-            commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))
-        if self._batches is None:
-            self._batches = BatchConnection(self._redis)
-        results = await self._batches.send(commands)
-        for name in unregistered:
-            self._unregistered.pop(name, None)
-        # a channel no worker listens to is left alone for a while (a worker that subscribes
-        # meanwhile claims what is queued at once, and the next emits wake it)
-        for channel, receivers in zip(published, results[first_publish:], strict=False):
-            if receivers == 0:
-                self._unheard[channel] = now
-            else:
-                self._unheard.pop(channel, None)
-        return results[: len(batch)]
 
     def _fail_buffered(self, reason: str) -> None:
         lost = len(self._buffer)

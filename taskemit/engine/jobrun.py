@@ -1,10 +1,9 @@
 """Running one attempt of a listener job: call the listener, apply its retry policy.
 
 :class:`ListenerRunner` runs one attempt and returns an :class:`Outcome`: what happened
-and every record of it, ready to write. Nothing here writes to Redis except the arq path
-(``job_function``, for stock arq workers), which writes each outcome as it comes; the
-taskemit worker (``engine/loop.py``) writes a batch of outcomes per round trip
-(``engine/finish.py``).
+and every record of it, ready to write. Nothing here writes to Redis: taskemit's worker
+(``engine/loop.py``) writes a batch of outcomes per round trip (``engine/batch.py``), the arq
+path (``engine/arqpath.py``, for stock arq workers) each outcome as it comes.
 
 Per attempt the runner strips taskemit's metadata keyword, hands the listener an
 :class:`~taskemit.Attempt` if it asks, enforces the per-attempt timeout, and decides one of:
@@ -28,35 +27,26 @@ import functools
 import inspect
 import json
 import logging
-import os
 import random
-import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from arq.worker import Retry as ArqRetry
-from redis.exceptions import RedisError
 
 from ..attempt import Attempt, Retry
 from ..emit.listener import Listener
 from ..errors import AttemptsExhausted, ListenerTimeout
-from ..monitor.deadletter import record_dead_letter
 from ..monitor.stats import outcome_args
 from ..policy import RetryPolicy
 from ..settings import Settings
 from ..state import JobState
-from ..store import scripts as lua
 from ..store.codec import META_KWARG, Codec
 
-__all__ = ("JobRun", "ListenerRunner", "Outcome", "job_function")
+__all__ = ("JobRun", "ListenerRunner", "Outcome", "dead_letter_details", "job_parts")
 
 logger = logging.getLogger("taskemit.worker")
 
-_RECORD_ATTEMPT = lua.script("record_attempt", "lib_stats")
 #: ctx keys taskemit's worker fills in: its id, and a Counter of the listeners it runs now
 CTX_WORKER_ID = "taskemit_worker_id"
 CTX_RUNNING = "taskemit_running"
@@ -372,68 +362,17 @@ def dead_letter_details(outcome: Outcome, settings: Settings, queue: str | None 
     }
 
 
-# -- the arq path: one function per listener, for stock arq workers --------------------------
-
-
-def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[..., Awaitable[Any]]:
-    """The arq coroutine that runs ``item`` for one job, under its retry policy.
-
-    It writes each outcome at once and tells arq what to do with the job: return (complete),
-    raise arq's ``Retry`` (retry), or raise the listener's error (dead; arq stores it failed).
-    """
-    runner = ListenerRunner(item, settings, codec)
-
-    async def run_listener(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        enqueued = ctx.get("enqueue_time")
-        worker = ctx.get(CTX_WORKER_ID) or f"{socket.gethostname()}:{os.getpid()}"
-        run = runner.new_run(
-            ctx["job_id"],
-            ctx["job_try"],
-            args,
-            kwargs,
-            worker,
-            int(enqueued.timestamp() * 1000) if enqueued is not None else None,
-        )
-        running: Counter[str] | None = ctx.get(CTX_RUNNING)
-        outcome = await runner.attempt(run, running)
-        await _write(ctx["redis"], settings, outcome)
-        if outcome.state is JobState.RETRYING:
-            raise ArqRetry(defer=(outcome.run_at_ms / 1000) - time.time())
-        if outcome.state is JobState.FAILED:
-            assert outcome.error is not None
-            raise outcome.error
-        return outcome.result
-
-    run_listener.__qualname__ = run_listener.__name__ = item.name
-    return run_listener
-
-
-async def _write(redis: Any, settings: Settings, outcome: Outcome) -> None:
-    """Record one outcome on the arq path (arq itself settles the job's own keys)."""
-    attempt = outcome.run.attempt
-    space = settings.keys
-    try:
-        if outcome.state is JobState.FAILED:
-            await record_dead_letter(redis, settings, **dead_letter_details(outcome, settings))
-            return
-        stats_keys, stats_args = outcome_args(space, attempt.listener, outcome.counted, outcome.duration)
-        job_keys: list[str] = []
-        job_args: list[Any] = []
-        if outcome.state is JobState.RETRYING:  # keep the payload alive for the retry
-            job_keys = [space.job(attempt.job_id), space.retry(attempt.job_id)]
-            job_args = [outcome.next_payload, outcome.ttl_ms]
-        event = outcome.run.meta.get("event")
-        await _RECORD_ATTEMPT(
-            redis,
-            [space.attempts(attempt.job_id), space.event(event or "-"), *stats_keys, *job_keys],
-            [
-                outcome.attempt_json,
-                settings.event_retention,
-                "job:" + attempt.job_id,
-                outcome.outcome_json,
-                *stats_args,
-                *job_args,
-            ],
-        )
-    except (RedisError, OSError):  # the job's own result is still stored by arq
-        logger.warning("could not record attempt %d of job %s", attempt.number, attempt.job_id, exc_info=True)
+def job_parts(job: Any) -> tuple[tuple[Any, ...], dict[str, Any], int | None, int]:
+    """args, kwargs, enqueue ms and try of a decoded arq job; ValueError when it is malformed."""
+    if not isinstance(job, dict):
+        raise ValueError(f"a job is a dict, got {type(job).__name__}")
+    args, kwargs, enqueued, job_try = job.get("a"), job.get("k"), job.get("et"), job.get("t")
+    if not isinstance(args, (list, tuple)):
+        raise ValueError(f"'a' (the arguments) is not a list: {type(args).__name__}")
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise ValueError("'k' (the keyword arguments) is not a dict of names")
+    if enqueued is not None and (not isinstance(enqueued, int) or isinstance(enqueued, bool) or enqueued < 0):
+        raise ValueError(f"'et' (the enqueue time) is not a time in ms: {enqueued!r}")
+    if job_try is not None and (not isinstance(job_try, int) or isinstance(job_try, bool) or job_try < 0):
+        raise ValueError(f"'t' (the try) is not a count: {job_try!r}")
+    return tuple(args), dict(kwargs), enqueued, job_try or 0

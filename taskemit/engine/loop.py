@@ -34,18 +34,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..emit.listener import Listener
-from ..errors import InvalidArgument, JobPayloadError, redact_url
+from ..errors import InvalidArgument, JobPayloadError
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import get_codec
 from .batch import Claim, JobStore, Route
 from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
-from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome
+from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome, job_parts
+from .link import REDIS_DOWN, RedisLink, listen_for_work
 
 __all__ = ("Engine",)
 
@@ -53,40 +52,8 @@ logger = logging.getLogger("taskemit.worker")
 
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
-#: what Redis being away looks like from redis-py
-REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 5.0
 #: the most jobs one claim call takes, however many slots are free
 _CLAIM_BATCH = 200
-
-
-class _Link:
-    """The worker's view of its Redis connection: up or down since when, and the last outage."""
-
-    def __init__(self, url: str) -> None:
-        self.url = redact_url(url)
-        self.down_since: float | None = None
-        self.outages = 0
-        self.last_outage: dict[str, float] | None = None
-        self.delay = _BACKOFF_FIRST
-
-    def down(self, exc: BaseException) -> float:
-        """Note a failed call; returns how long to wait before the next try."""
-        if self.down_since is None:
-            self.down_since = time.time()
-            self.outages += 1
-            logger.warning("Redis at %s is unreachable (%s); retrying with backoff", self.url, exc)
-        delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
-        return delay
-
-    def up(self) -> None:
-        if self.down_since is not None:
-            now = time.time()
-            self.last_outage = {"start": self.down_since, "end": now, "seconds": round(now - self.down_since, 3)}
-            logger.warning("Redis at %s is reachable again after %.1fs", self.url, now - self.down_since)
-            self.down_since = None
-        self.delay = _BACKOFF_FIRST
 
 
 class Engine:
@@ -153,7 +120,7 @@ class Engine:
         self.ctx[CTX_RUNNING] = self.running_listeners
         self.jobs_complete = self.jobs_failed = self.jobs_retried = 0
         self.redis: ArqRedis | None = None
-        self.link = _Link(settings.redis_url)
+        self.link = RedisLink(settings.redis_url)
         self.started = time.time()
         self._store: JobStore | None = None
         self._running: dict[str, tuple[asyncio.Task[None], int]] = {}
@@ -389,7 +356,7 @@ class Engine:
         runner = self.runners[claim.route]
         try:
             job = self.codec.decode_job(claim.payload)
-            args, kwargs, enqueue_ms, job_try = _job_parts(job)
+            args, kwargs, enqueue_ms, job_try = job_parts(job)
         except Exception as exc:  # what is in Redis never stops the worker: the job is dead-lettered
             error = JobPayloadError(f"job {claim.job_id} has a payload that cannot be run: {exc}")
             run = runner.new_run(claim.job_id, claim.job_try, (), {}, self.worker_id, None)
@@ -408,32 +375,9 @@ class Engine:
     # -- helpers running beside the loop ---------------------------------------------------------
 
     async def _listen_for_work(self) -> None:
-        """Wake the loop when an emit queues a job of one of this worker's listeners."""
         assert self.redis is not None
         channels = [self.settings.keys.wake_channel(queue) for queue in self.queues]
-        if not channels:
-            return
-        delay = _BACKOFF_FIRST
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*channels)
-                delay = _BACKOFF_FIRST
-                self._wake.set()  # anything emitted while not subscribed
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                    if message is None:
-                        continue
-                    data = message["data"]
-                    if isinstance(data, bytes) and not self._names.isdisjoint(data.split(b"\n")):
-                        self._wake.set()
-            except REDIS_DOWN as exc:
-                logger.debug("wake channel lost (%s); resubscribing in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listen_for_work(self.redis, channels, self._names, self._wake)
 
     async def _renew_leases(self) -> None:
         """Renew the leases of the running jobs three times per lease."""
@@ -482,19 +426,3 @@ class Engine:
             except REDIS_DOWN as exc:
                 self.link.down(exc)
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-
-
-def _job_parts(job: Any) -> tuple[tuple[Any, ...], dict[str, Any], int | None, int]:
-    """args, kwargs, enqueue ms and try of a decoded arq job; ValueError when it is malformed."""
-    if not isinstance(job, dict):
-        raise ValueError(f"a job is a dict, got {type(job).__name__}")
-    args, kwargs, enqueued, job_try = job.get("a"), job.get("k"), job.get("et"), job.get("t")
-    if not isinstance(args, (list, tuple)):
-        raise ValueError(f"'a' (the arguments) is not a list: {type(args).__name__}")
-    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
-        raise ValueError("'k' (the keyword arguments) is not a dict of names")
-    if enqueued is not None and (not isinstance(enqueued, int) or isinstance(enqueued, bool) or enqueued < 0):
-        raise ValueError(f"'et' (the enqueue time) is not a time in ms: {enqueued!r}")
-    if job_try is not None and (not isinstance(job_try, int) or isinstance(job_try, bool) or job_try < 0):
-        raise ValueError(f"'t' (the try) is not a count: {job_try!r}")
-    return tuple(args), dict(kwargs), enqueued, job_try or 0

@@ -3,7 +3,7 @@
 ``worker_settings()`` builds an arq ``WorkerSettings`` class. ``taskemit worker`` runs it on
 taskemit's own loop (:class:`~taskemit.engine.loop.Engine`, via ``engine_for``); the stock
 ``arq`` CLI runs the same class on arq's loop, as the compatibility path: each listener is
-then one arq function named after the listener (see ``jobrun.job_function``).
+then one arq function named after the listener (see ``arqpath.job_function``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
 from ..store.codec import Codec, get_codec
+from .arqpath import job_function
 from .heartbeat import HEARTBEAT_INTERVAL
-from .jobrun import job_function
 from .loop import Engine
 
 __all__ = ("InProcessWorker", "engine_for", "worker_settings")

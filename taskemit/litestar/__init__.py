@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..emit.emitter import EmitReceipt, Emitter
+from ..emit import EmitReceipt, Emitter
 from ..errors import UnknownEventError
 from ..monitor.metrics import metrics_registry
 from ..settings import Settings, load_settings

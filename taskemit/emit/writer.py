@@ -1,0 +1,139 @@
+"""Writing batches of emitted events to Redis: one round trip per batch.
+
+Each event is one ``emit.lua`` call (its jobs and its record, atomically). Once per batch,
+after those calls: the event indexes are trimmed to the retention (at most once a second per
+index), the workers of the listeners that got jobs are woken (one PUBLISH per queue, skipped
+for a second after a publish that no worker heard), and listeners seen for the first time are
+registered with their queue (``KeySpace.routes``, which ``taskemit check`` reads). The batch
+is packed by hiredis and written on the writer's own connection (``store/wire.py``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..settings import Settings
+from ..store import scripts as lua
+from ..store.wire import BatchConnection, Command
+from .receipt import EmitReceipt
+
+__all__ = ("EMIT", "EventWriter", "PendingEvent", "Route")
+
+EMIT = lua.script("emit")
+#: seconds between trims of an event index
+_TRIM_EVERY = 1.0
+#: seconds a wake channel with no worker listening is not published to
+_UNHEARD_FOR = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one listener's jobs go: its queue, its ready set there, the queue's wake channel."""
+
+    queue: str
+    ready: str
+    wake: str
+    named: bool  # on a queue the listener names, not the default one
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    """An event prepared by ``emit``, waiting in the buffer to be stored."""
+
+    receipt: EmitReceipt
+    emitted_ms: int
+    payloads: list[bytes]
+    routes: list[Route]
+    future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
+    once: bool = False
+
+
+class EventWriter:
+    """Stores batches of events for one emitter (used by its single flusher task)."""
+
+    def __init__(self, redis: Any, settings: Settings) -> None:
+        self.settings = settings
+        self._batches = BatchConnection(redis)
+        #: listener -> queue key, not yet written to ``KeySpace.routes``
+        self._unregistered: dict[str, str] = {}
+        #: index key -> when it was last trimmed; wake channel -> when a publish reached no worker
+        self._trimmed: dict[str, float] = {}
+        self._unheard: dict[str, float] = {}
+
+    def register(self, listener: str, queue: str) -> None:
+        """Record ``listener``'s queue with the next batch (thread-safe: a dict store)."""
+        self._unregistered[listener] = queue
+
+    async def close(self) -> None:
+        await self._batches.close()
+
+    async def store(self, batch: list[PendingEvent]) -> list[Any]:
+        """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
+        settings = self.settings
+        space = settings.keys
+        wakes: dict[str, set[str]] = {}
+        event_ids: set[str] = set()
+        commands: list[Command] = []
+        for pending in batch:
+            receipt = pending.receipt
+            routes = pending.routes
+            queues = (
+                json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
+                if any(route.named for route in routes)
+                else ""
+            )
+            argv: list[Any] = [
+                pending.emitted_ms,
+                settings.job_expiry * 1000,
+                settings.event_retention,
+                receipt.event_id,
+                pending.emitted_ms,
+                json.dumps(receipt.jobs),
+                receipt.event_uuid,
+                "1" if pending.once else "0",
+                queues,
+            ]
+            keys = [
+                space.event(receipt.event_uuid),
+                space.events,
+                space.events_by_id(receipt.event_id),
+                space.event_counts,
+            ]
+            for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
+                argv += (job_id, payload)
+                keys += (space.job(job_id), route.queue, route.ready)
+                wakes.setdefault(route.wake, set()).add(name)
+            event_ids.add(receipt.event_id)
+            commands.append(EMIT.command(keys, argv))
+        # once per batch: the indexes forget events whose records have expired (so they never
+        # outgrow the retention), and the workers of the listeners that got jobs wake up
+        now = time.monotonic()
+        horizon = f"({int(time.time() * 1000) - settings.event_retention * 1000}"
+        for key in (space.events, *(space.events_by_id(event_id) for event_id in event_ids)):
+            if self._trimmed.get(key, -_TRIM_EVERY) + _TRIM_EVERY <= now:  # retention is days: once a second does
+                self._trimmed[key] = now
+                commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
+        published: list[str] = []
+        first_publish = len(commands)
+        for channel, names in wakes.items():
+            if self._unheard.get(channel, -_UNHEARD_FOR) + _UNHEARD_FOR <= now:
+                published.append(channel)
+                commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
+        unregistered = dict(self._unregistered)
+        if unregistered:
+            commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))
+        results = await self._batches.send(commands)
+        for name in unregistered:
+            self._unregistered.pop(name, None)
+        # a channel no worker listens to is left alone for a while (a worker that subscribes
+        # meanwhile claims what is queued at once, and the next emits wake it)
+        for channel, receivers in zip(published, results[first_publish:], strict=False):
+            if receivers == 0:
+                self._unheard[channel] = now
+            else:
+                self._unheard.pop(channel, None)
+        return results[: len(batch)]

@@ -1,0 +1,87 @@
+"""The worker's link to Redis: noticing outages, backing off, and the wake channel.
+
+Redis going away never stops a worker: every call that finds it unreachable reports to a
+:class:`RedisLink`, which logs once when Redis goes and once when it is back (with how long it
+was away, which the heartbeat then shows), and says how long to wait before the next try.
+``listen_for_work`` keeps a pub/sub subscription to the wake channels, resubscribing after a
+lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import redact_url
+
+__all__ = ("REDIS_DOWN", "RedisLink", "listen_for_work")
+
+logger = logging.getLogger("taskemit.worker")
+
+#: what Redis being away looks like from redis-py
+REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 5.0
+
+
+class RedisLink:
+    """The worker's view of its Redis connection: up or down since when, and the last outage."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        self.down_since: float | None = None
+        self.outages = 0
+        self.last_outage: dict[str, float] | None = None
+        self.delay = _BACKOFF_FIRST
+
+    def down(self, exc: BaseException) -> float:
+        """Note a failed call; returns how long to wait before the next try."""
+        if self.down_since is None:
+            self.down_since = time.time()
+            self.outages += 1
+            logger.warning("Redis at %s is unreachable (%s); retrying with backoff", self.url, exc)
+        delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
+        return delay
+
+    def up(self) -> None:
+        if self.down_since is not None:
+            now = time.time()
+            self.last_outage = {"start": self.down_since, "end": now, "seconds": round(now - self.down_since, 3)}
+            logger.warning("Redis at %s is reachable again after %.1fs", self.url, now - self.down_since)
+            self.down_since = None
+        self.delay = _BACKOFF_FIRST
+
+
+async def listen_for_work(redis: Any, channels: Sequence[str], names: Collection[bytes], wake: asyncio.Event) -> None:
+    """Set ``wake`` whenever an emit on ``channels`` queues a job of one of ``names``; runs until cancelled."""
+    if not channels:
+        return
+    wanted = frozenset(names)
+    delay = _BACKOFF_FIRST
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(*channels)
+            delay = _BACKOFF_FIRST
+            wake.set()  # anything emitted while not subscribed
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is None:
+                    continue
+                data = message["data"]
+                if isinstance(data, bytes) and not wanted.isdisjoint(data.split(b"\n")):
+                    wake.set()
+        except REDIS_DOWN as exc:
+            logger.debug("wake channel lost (%s); resubscribing in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
