@@ -6,17 +6,9 @@ import asyncio
 import os
 import time
 
-from redis import asyncio as aioredis
+from children import push as _push
 
 from taskemit import listener, worker_settings
-
-
-async def _push(key: str, value: str) -> None:
-    client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
-    try:
-        await client.rpush(key, value)
-    finally:
-        await client.aclose()
 
 
 @listener("lease_slow", timeout=120)

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import os
 
-from redis import asyncio as aioredis
+from children import push as _push
 
 from taskemit import listener, worker_settings
-
-
-async def _push(key: str, value: str) -> None:
-    client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
-    try:
-        await client.rpush(key, value)
-    finally:
-        await client.aclose()
 
 
 @listener("order_placed", name="billing.charge", queue="billing")

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import os
 
+from children import push as _push
 from redis import asyncio as aioredis
 
 from taskemit import listener, worker_settings
-
-
-async def _push(key: str, value: str) -> int:
-    client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
-    try:
-        return int(await client.rpush(key, value))
-    finally:
-        await client.aclose()
 
 
 @listener("proc_event")

@@ -4,8 +4,6 @@ Redis, --queue, and a worker that outlives a Redis restart."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pool_listeners
 import pytest
+from children import TESTS, child_env, stop
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
@@ -22,18 +21,7 @@ from taskemit.monitor.workers import live_workers
 from taskemit.settings import Settings
 from taskemit.store.redis_server import RedisServer
 
-TESTS = Path(__file__).resolve().parent
 BOTH = [pool_listeners.charge, pool_listeners.pack]
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
-    env.update(
-        TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_NAMESPACE=settings.namespace,
-        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
-    )
-    return env
 
 
 def start(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -46,13 +34,6 @@ def start(settings: Settings, *args: str, log: Path | None = None) -> subprocess
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def stop(*workers: subprocess.Popen[bytes]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
 
 
 async def runs(redis: aioredis.Redis, key: str, count: int, timeout: float = 20.0) -> list[tuple[int, int]]:

@@ -4,52 +4,31 @@ listener on a live worker is never started twice, and stock arq workers respect 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import lease_listeners
 import pytest
+from children import TESTS, child_env, stop
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
 from taskemit.settings import Settings
 
-TESTS = Path(__file__).resolve().parent
 LISTENERS = [lease_listeners.slow, lease_listeners.quick]
-
-
-def child_env(settings: Settings, lease: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
-    env.update(
-        TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_NAMESPACE=settings.namespace,
-        TASKEMIT_LEASE_TTL=str(lease),
-        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
-    )
-    return env
 
 
 def start_worker(settings: Settings, lease: float, *command: str) -> subprocess.Popen[bytes]:
     command = command or (sys.executable, "-m", "taskemit", "worker", "lease_listeners:WorkerSettings")
     return subprocess.Popen(
         list(command),
-        env=child_env(settings, lease),
+        env=child_env(settings, TASKEMIT_LEASE_TTL=str(lease)),
         cwd=TESTS,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def stop(*workers: subprocess.Popen[bytes]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
 
 
 async def wait_for_len(redis: aioredis.Redis, key: str, count: int, timeout: float) -> list[str]:

@@ -12,23 +12,11 @@ from pathlib import Path
 
 import proc_listeners
 import pytest
+from children import child_env
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
 from taskemit.settings import Settings
-
-TESTS = Path(__file__).resolve().parent
-
-
-def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
-    env.update(
-        TASKEMIT_REDIS_URL=settings.redis_url,
-        TASKEMIT_NAMESPACE=settings.namespace,
-        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
-        **extra,
-    )
-    return env
 
 
 async def emit_calls(settings: Settings, count: int) -> None:

@@ -1,0 +1,44 @@
+"""What the tests that run real worker processes share: the children's environment, stopping
+them, and a way for listeners in a child to record what they did in the test's Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from redis import asyncio as aioredis
+
+from taskemit.settings import Settings
+
+TESTS = Path(__file__).resolve().parent
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a child process: ``settings``' Redis and namespace, this folder importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env.update(
+        TASKEMIT_REDIS_URL=settings.redis_url,
+        TASKEMIT_NAMESPACE=settings.namespace,
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+        **extra,
+    )
+    return env
+
+
+def stop(*children: subprocess.Popen[bytes]) -> None:
+    """SIGKILL each child's process group (they start in sessions of their own) and reap it."""
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+async def push(key: str, value: str) -> int:
+    """RPUSH to the test's Redis (``TASKEMIT_REDIS_URL``) from a listener in a child."""
+    client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
+    try:
+        return int(await client.rpush(key, value))
+    finally:
+        await client.aclose()
