@@ -98,10 +98,14 @@ class JobStore:
         """Write ``finished`` (outcome, route index) and claim up to ``limit`` jobs: one round trip."""
         calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
         tally = OutcomeTally()
+        finish_keys: list[str] = []
+        finish_args: list[Any] = [self.holder, self.settings.event_retention]
         for outcome, route in finished:
-            self._finish_calls(outcome, self.routes[route], calls)
+            self._finish_call(outcome, self.routes[route], calls, finish_keys, finish_args)
             if outcome.state is not JobState.FAILED:  # the dead letter script counts its own
                 tally.add(outcome.run.attempt.listener, outcome.counted, outcome.duration)
+        if finish_keys:  # after the dead letters: they read what the finish leaves alone
+            calls.append((_FINISH, finish_keys, finish_args))
         for keys, args in tally.calls(self.settings.keys):
             calls.append((_COUNT, keys, args))
         if self.routes:
@@ -154,14 +158,20 @@ class JobStore:
         (released,) = await self._run([(_RELEASE, keys, args)])
         return int(released)
 
-    def _finish_calls(
-        self, outcome: Outcome, route: Route, calls: list[tuple[lua.LuaScript, list[str], list[Any]]]
+    def _finish_call(
+        self,
+        outcome: Outcome,
+        route: Route,
+        calls: list[tuple[lua.LuaScript, list[str], list[Any]]],
+        keys: list[str],
+        args: list[Any],
     ) -> None:
+        """Add ``outcome`` to the batch's finish call (and its dead letter call, if it died)."""
         settings = self.settings
         space = settings.keys
         run = outcome.run
         job_id = run.attempt.job_id
-        keys = [
+        keys += (
             space.attempts(job_id),
             space.event(run.meta.get("event") or "-"),
             route.queue,
@@ -171,7 +181,7 @@ class JobStore:
             space.job(job_id),
             space.retry(job_id),
             space.result(job_id),
-        ]
+        )
         if outcome.state is JobState.RETRYING:
             mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
         else:
@@ -179,23 +189,13 @@ class JobStore:
         if outcome.state is JobState.FAILED:
             dl_keys, dl_args = dead_letter_call(settings, **dead_letter_details(outcome, settings, route.queue))
             calls.append((DEAD_LETTER, dl_keys, dl_args))
-        args = [
-            job_id,
-            mode,
-            self.holder,
-            outcome.attempt_json,
-            settings.event_retention,
-            "job:" + job_id,
-            outcome.outcome_json,
-            *extra,
-        ]
-        calls.append((_FINISH, keys, args))
+        args += (job_id, mode, outcome.attempt_json, outcome.outcome_json, *extra)
 
     def _result(self, outcome: Outcome, route: Route) -> list[Any]:
         """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
         retention_ms = self.settings.result_retention * 1000
         if not retention_ms:
-            return ["", 0]
+            return ["", 0, ""]
         run = outcome.run
         success = outcome.state is JobState.COMPLETE
         data = {
@@ -212,13 +212,13 @@ class JobStore:
             "id": run.attempt.job_id,
         }
         try:
-            return [self.codec.dumps(data), retention_ms]
+            return [self.codec.dumps(data), retention_ms, ""]
         except Exception:  # a result the serializer cannot store: keep its repr
             data["r"] = repr(data["r"])[:1000]
             try:
-                return [self.codec.dumps(data), retention_ms]
+                return [self.codec.dumps(data), retention_ms, ""]
             except Exception:
-                return ["", 0]
+                return ["", 0, ""]
 
     async def close(self) -> None:
         await self._batches.close()

@@ -1,4 +1,4 @@
--- Finish one attempt of a claimed job: record it and settle the job in arq's keys.
+-- Finish a batch of attempts of claimed jobs: record each and settle the job in arq's keys.
 --
 -- mode 'done':    the attempt is recorded, arq's result stored (unless '' or TTL 0), and
 --                 the job's keys deleted and its id taken out of the queue: finished for good.
@@ -9,51 +9,46 @@
 -- A job whose lease another worker holds by now (ours ran out during an outage) is only
 -- recorded: that worker settles it.
 --
--- KEYS[1]   the job's attempts (list)
--- KEYS[2]   the event record (hash)
--- KEYS[3]   arq's queue
--- KEYS[4]   the listener's leased set
--- KEYS[5]   the listener's ready set
--- KEYS[6]   arq's in-progress key (the lease)
--- KEYS[7]   arq's job key
--- KEYS[8]   arq's try counter
--- KEYS[9]   arq's result key
--- ARGV[1]   job id
--- ARGV[2]   mode
--- ARGV[3]   the lease holder (worker id)
--- ARGV[4]   the attempt, JSON ('' in mode 'release')
--- ARGV[5]   TTL of the attempts list, seconds
--- ARGV[6]   outcome field on the event record
--- ARGV[7]   the outcome, JSON
--- ARGV[8]   done/release: arq's result ('' for none); retry: the next attempt's payload
--- ARGV[9]   done/release: result TTL, ms; retry: payload and counter TTL, ms
--- ARGV[10]  retry: the retry time, ms
-local id = ARGV[1]
-local mode = ARGV[2]
-if mode ~= 'release' then
-  redis.call('RPUSH', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+-- KEYS        nine per job: its attempts (list), its event record (hash), arq's queue, the
+--             listener's leased set, its ready set, arq's in-progress key (the lease), job
+--             key, try counter and result key
+-- ARGV[1]     the lease holder (worker id)
+-- ARGV[2]     TTL of the attempts lists, seconds
+-- ARGV[3..]   seven per job: job id, mode, the attempt (JSON; '' in mode 'release'), the
+--             outcome for the event record (JSON), then
+--             done/release: arq's result ('' for none), its TTL in ms, ''
+--             retry: the next attempt's payload, its TTL (and the counter's) in ms, the retry time in ms
+--
+-- Returns the number of jobs settled (the others were only recorded).
+local holder = ARGV[1]
+local settled = 0
+for j = 0, #KEYS / 9 - 1 do
+  local k, a = 9 * j, 2 + 7 * j
+  local id, mode = ARGV[a + 1], ARGV[a + 2]
+  if mode ~= 'release' then
+    redis.call('RPUSH', KEYS[k + 1], ARGV[a + 3])
+    redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
+    if redis.call('EXISTS', KEYS[k + 2]) == 1 then
+      redis.call('HSET', KEYS[k + 2], 'job:' .. id, ARGV[a + 4])
+    end
+  end
+  local held = redis.call('GET', KEYS[k + 6])
+  if not held or held == holder then
+    settled = settled + 1
+    redis.call('ZREM', KEYS[k + 4], id)
+    if mode == 'retry' then
+      redis.call('DEL', KEYS[k + 6])
+      redis.call('SET', KEYS[k + 7], ARGV[a + 5], 'PX', ARGV[a + 6])
+      redis.call('PEXPIRE', KEYS[k + 8], ARGV[a + 6])
+      redis.call('ZADD', KEYS[k + 3], ARGV[a + 7], id)
+      redis.call('ZADD', KEYS[k + 5], ARGV[a + 7], id)
+    else
+      if ARGV[a + 5] ~= '' and tonumber(ARGV[a + 6]) > 0 then
+        redis.call('SET', KEYS[k + 9], ARGV[a + 5], 'PX', ARGV[a + 6])
+      end
+      redis.call('DEL', KEYS[k + 6], KEYS[k + 7], KEYS[k + 8])
+      redis.call('ZREM', KEYS[k + 3], id)
+    end
   end
 end
-local holder = redis.call('GET', KEYS[6])
-if holder and holder ~= ARGV[3] then
-  return 0
-end
-redis.call('ZREM', KEYS[4], id)
-if mode == 'retry' then
-  redis.call('DEL', KEYS[6])
-  redis.call('SET', KEYS[7], ARGV[8], 'PX', ARGV[9])
-  redis.call('PEXPIRE', KEYS[8], ARGV[9])
-  redis.call('ZADD', KEYS[3], ARGV[10], id)
-  redis.call('ZADD', KEYS[5], ARGV[10], id)
-  return 1
-end
-if ARGV[8] ~= '' and tonumber(ARGV[9]) > 0 then
-  redis.call('SET', KEYS[9], ARGV[8], 'PX', ARGV[9])
-end
-redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZREM', KEYS[5], id)
-return 1
+return settled
