@@ -6,11 +6,12 @@ is recorded in Redis with the pid that ran it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from children import push as _push
 
-from taskemit import listener, worker_settings
+from taskemit import Attempt, listener, worker_settings
 
 
 @listener("order_placed", name="billing.charge", queue="billing")
@@ -26,3 +27,14 @@ async def pack(order: int) -> None:
 Billing = worker_settings(listeners=[charge])
 Shipping = worker_settings(listeners=[pack])
 Both = worker_settings(listeners=[charge, pack])
+
+
+@listener("nap", name="ops.nap", max_tries=1)
+async def nap(seconds: float, attempt: Attempt) -> None:
+    """Records each start (attempt number and pid) and each finish."""
+    await _push("runs:nap", f"{attempt.number}:{os.getpid()}")
+    await asyncio.sleep(seconds)
+    await _push("runs:nap-done", str(os.getpid()))
+
+
+Napper = worker_settings(listeners=[nap])

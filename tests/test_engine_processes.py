@@ -1,9 +1,10 @@
 """taskemit workers as separate processes on a real redis-server: two services' pools on one
-Redis, --queue, and a worker that outlives a Redis restart."""
+Redis, --queue, a worker that outlives a Redis restart, and stopping on signals."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -24,11 +25,13 @@ from taskemit.store.redis_server import RedisServer
 BOTH = [pool_listeners.charge, pool_listeners.pack]
 
 
-def start(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    settings: Settings, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, "-m", "taskemit", "worker", *args],
-        env=child_env(settings),
+        env=child_env(settings, **(env or {})),
         cwd=TESTS,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -141,3 +144,67 @@ async def test_a_worker_survives_a_redis_restart(
     finally:
         stop(worker)
         await redis.aclose()
+
+
+async def test_sigterm_lets_running_listeners_finish_and_exits_0(settings: Settings, redis: aioredis.Redis) -> None:
+    worker = start(settings, "pool_listeners:Napper")
+    try:
+        await live(redis, settings, 1)
+        async with Emitter([pool_listeners.nap], settings) as emitter:
+            receipt = await emitter.publish("nap", 1.5)
+        assert await runs(redis, "runs:nap", 1) == [(1, worker.pid)]
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 20) == 0
+        assert await redis.llen("runs:nap-done") == 1  # it ran to the end
+        assert receipt is not None
+        status = await receipt.status()
+        assert status is not None and status.jobs[0].status == "complete"
+    finally:
+        stop(worker)
+
+
+async def test_a_stop_past_the_grace_gives_the_job_back_without_counting_the_attempt(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    # max_tries=1: had the interrupted run counted, the job would be dead-lettered
+    impatient = settings.model_copy(update={"shutdown_grace": 0.5})
+    first = start(impatient, "pool_listeners:Napper", env={"TASKEMIT_SHUTDOWN_GRACE": "0.5"})
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await live(redis, settings, 1)
+        async with Emitter([pool_listeners.nap], settings) as emitter:
+            receipt = await emitter.publish("nap", 3.0)
+        await runs(redis, "runs:nap", 1)
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.wait, 20) == 0
+        assert time.monotonic() - started < 5  # the grace, not the listener's 3 s... nor a lease
+        second = start(settings, "pool_listeners:Napper")
+        again = await runs(redis, "runs:nap", 2)
+        assert again == [(1, first.pid), (1, second.pid)]  # attempt 1 both times
+        assert receipt is not None
+        status = await receipt.wait(timeout=20)
+        assert status.jobs[0].status == "complete"
+        assert await redis.lrange("runs:nap-done", 0, -1) == [str(second.pid).encode()]
+        assert (await list_dead_letters(redis, space=settings.keys)).items == []
+    finally:
+        stop(first, *([second] if second is not None else []))
+
+
+async def test_a_second_signal_stops_at_once(settings: Settings, redis: aioredis.Redis) -> None:
+    worker = start(settings, "pool_listeners:Napper")
+    try:
+        await live(redis, settings, 1)
+        async with Emitter([pool_listeners.nap], settings) as emitter:
+            await emitter.publish("nap", 30.0)
+        await runs(redis, "runs:nap", 1)
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        worker.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(worker.wait, 20) == 0
+        assert time.monotonic() - started < 5  # not the 30 s grace
+        ready = settings.keys.ready(settings.queue_key, pool_listeners.nap.name)
+        assert await redis.zcard(ready) == 1  # given back, ready for another worker
+    finally:
+        stop(worker)
