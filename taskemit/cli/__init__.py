@@ -114,7 +114,9 @@ def worker(
         for queue in queues:
             command += ["--queue", queue]
         command += ["--verbose"] if verbose else []
-        sys.exit(WorkerPool(command, processes, burst=burst).run())
+        # children get shutdown_grace to let their listeners finish, and a little more to give back the rest
+        stop_timeout = load_settings().shutdown_grace + 10
+        sys.exit(WorkerPool(command, processes, burst=burst, stop_timeout=stop_timeout).run())
 
     import asyncio
 
