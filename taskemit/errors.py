@@ -13,6 +13,7 @@ __all__ = (
     "ListenerTimeout",
     "NotReplayable",
     "PayloadEncodeError",
+    "PayloadTooLarge",
     "PolicyError",
     "RedisUnavailable",
     "SettingsFileNotFound",
@@ -49,6 +50,10 @@ class ListenerArgumentError(TaskEmitError, TypeError):
 
 class PayloadEncodeError(TaskEmitError, TypeError):
     """The arguments of an emit cannot be encoded by the configured serializer."""
+
+
+class PayloadTooLarge(TaskEmitError, ValueError):
+    """An emitted job's payload is larger than the ``max_payload_bytes`` setting."""
 
 
 class JobPayloadError(TaskEmitError, ValueError):

@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     on_unknown_event: Literal["raise", "ignore"] = Field(
         "raise", description="What emit does with an event id no listener listens to."
     )
+    max_payload_bytes: int = Field(
+        1_048_576,
+        gt=0,
+        description="The largest job payload an emit may store, in bytes (1 MiB); larger ones raise PayloadTooLarge.",
+    )
     emit_buffer_size: int = Field(
         10_000, gt=0, description="Events an emitter holds in memory while they wait to be stored."
     )

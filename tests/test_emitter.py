@@ -15,6 +15,7 @@ from taskemit import (
     Emitter,
     ListenerArgumentError,
     PayloadEncodeError,
+    PayloadTooLarge,
     TaskEmitError,
     UnknownEventError,
     listener,
@@ -182,6 +183,17 @@ async def test_unencodable_arguments_raise_at_emit(taskemit_settings: Settings, 
             emitter.emit("user_created", email=object())
         assert isinstance(info.value, TypeError)
     assert await redis.dbsize() == 0
+
+
+async def test_a_payload_over_the_limit_raises_at_emit(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings, max_payload_bytes=1000)
+    async with Emitter(LISTENERS, settings) as emitter:
+        emitter.emit("user_created", email="a" * 500)  # under the limit: stored
+        with pytest.raises(PayloadTooLarge, match=r"is 2,\d{3} bytes, more than max_payload_bytes=1,000") as info:
+            emitter.emit("user_created", email="a" * 2000)
+        assert isinstance(info.value, ValueError) and "welcome" in str(info.value)
+    events = await redis.zcard(settings.keys.events)
+    assert events == 1  # only the first
 
 
 async def test_reserved_keyword_is_rejected(taskemit_settings: Settings) -> None:

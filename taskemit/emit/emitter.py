@@ -23,7 +23,15 @@ from typing import Any, ClassVar
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from ..errors import EmitBufferFull, ListenerConfigError, RedisUnavailable, StateError, UnknownEventError, redact_url
+from ..errors import (
+    EmitBufferFull,
+    ListenerConfigError,
+    PayloadTooLarge,
+    RedisUnavailable,
+    StateError,
+    UnknownEventError,
+    redact_url,
+)
 from ..settings import Settings, load_settings
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import ONCE_NAMESPACE, random_uuid
@@ -176,6 +184,7 @@ class Emitter:
         Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
         listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
+        PayloadTooLarge if a job would exceed ``max_payload_bytes``,
         EmitBufferFull if too many events are waiting for Redis.
         """
         pending = self._prepare(event_id, args, kwargs)
@@ -236,6 +245,13 @@ class Emitter:
         emitted_ms = int(time.time() * 1000)
         job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}
         payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
+        limit = self.settings.max_payload_bytes
+        for item, payload in zip(listeners, payloads, strict=True):
+            if len(payload) > limit:
+                raise PayloadTooLarge(
+                    f"the job of listener {item.name!r} for event {event_id!r} is {len(payload):,} bytes, more "
+                    f"than max_payload_bytes={limit:,}; store large data elsewhere and emit a reference to it"
+                )
         return PendingEvent(
             EmitReceipt(event_uuid, event_id, jobs, self.settings),
             emitted_ms,
