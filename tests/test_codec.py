@@ -12,7 +12,7 @@ from arq.jobs import deserialize_job
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskemit import ListenerError, PayloadEncodeError
+from taskemit import JobPayloadError, ListenerError, PayloadEncodeError
 from taskemit.store.codec import get_codec
 
 json_codec = get_codec("json")
@@ -72,3 +72,70 @@ def test_pickle_codec_keeps_python_types() -> None:
 def test_unknown_serializer() -> None:
     with pytest.raises(ValueError, match="unknown serializer 'yaml'"):
         get_codec("yaml")
+
+
+# -- decoding what is in Redis: only JobPayloadError may come out ------------------------------
+
+_TAG = "__taskemit_type__"
+_tagged = st.fixed_dictionaries(
+    {
+        _TAG: st.sampled_from(["datetime", "date", "time", "uuid", "decimal", "bytes", "exception", "other"]),
+        "v": st.one_of(st.text(), st.integers(), st.none(), st.lists(st.integers())),
+    }
+)
+_json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | _tagged,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+_job_like = st.fixed_dictionaries(
+    {},
+    optional={"t": _json_like, "f": _json_like, "a": _json_like, "k": _json_like, "et": _json_like},
+)
+
+
+def _decodes_cleanly(data: bytes) -> None:
+    try:
+        job = json_codec.decode_job(data)
+    except JobPayloadError:
+        return
+    assert isinstance(job, dict) and isinstance(job["f"], str)
+    assert isinstance(job["a"], list) and isinstance(job["k"], dict)
+
+
+@given(st.binary(max_size=200))
+def test_decode_job_of_any_bytes_is_a_job_or_a_job_payload_error(data: bytes) -> None:
+    _decodes_cleanly(data)
+
+
+@given(st.one_of(_json_like, _job_like))
+def test_decode_job_of_any_json_is_a_job_or_a_job_payload_error(value: object) -> None:
+    import json
+
+    _decodes_cleanly(json.dumps(value).encode())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000,  # recursion
+        b'{"f":"x","a":[],"k":{"d":{"__taskemit_type__":"decimal","v":"not a number"}}}',
+        b'{"f":"x","a":[],"k":{"b":{"__taskemit_type__":"bytes","v":"abcde"}}}',
+        b'{"f":"x","a":[],"k":{"d":{"__taskemit_type__":"datetime"}}}',
+        b'{"f":"x","a":[],"k":{"1":1},"t":-1}',
+        b'{"f":"x","a":[],"k":{},"et":true}',
+        b'{"f":1,"a":[],"k":{}}',
+        b"\xff",
+        b"null",
+    ],
+)
+def test_known_bad_payloads_are_job_payload_errors(data: bytes) -> None:
+    with pytest.raises(JobPayloadError):
+        json_codec.decode_job(data)
+
+
+def test_pickle_payloads_that_do_not_decode_are_job_payload_errors() -> None:
+    codec = get_codec("pickle")
+    for data in (b"garbage", pickle.dumps([1, 2]), pickle.dumps({"f": "x", "a": "no", "k": {}})):
+        with pytest.raises(JobPayloadError):
+            codec.decode_job(data)

@@ -362,17 +362,6 @@ def dead_letter_details(outcome: Outcome, settings: Settings, queue: str | None 
     }
 
 
-def job_parts(job: Any) -> tuple[tuple[Any, ...], dict[str, Any], int | None, int]:
-    """args, kwargs, enqueue ms and try of a decoded arq job; ValueError when it is malformed."""
-    if not isinstance(job, dict):
-        raise ValueError(f"a job is a dict, got {type(job).__name__}")
-    args, kwargs, enqueued, job_try = job.get("a"), job.get("k"), job.get("et"), job.get("t")
-    if not isinstance(args, (list, tuple)):
-        raise ValueError(f"'a' (the arguments) is not a list: {type(args).__name__}")
-    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
-        raise ValueError("'k' (the keyword arguments) is not a dict of names")
-    if enqueued is not None and (not isinstance(enqueued, int) or isinstance(enqueued, bool) or enqueued < 0):
-        raise ValueError(f"'et' (the enqueue time) is not a time in ms: {enqueued!r}")
-    if job_try is not None and (not isinstance(job_try, int) or isinstance(job_try, bool) or job_try < 0):
-        raise ValueError(f"'t' (the try) is not a count: {job_try!r}")
-    return tuple(args), dict(kwargs), enqueued, job_try or 0
+def job_parts(job: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], int | None, int]:
+    """args, kwargs, enqueue ms and try of a job ``Codec.decode_job`` returned."""
+    return tuple(job["a"]), dict(job["k"]), job.get("et"), job.get("t") or 0

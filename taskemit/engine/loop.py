@@ -355,9 +355,8 @@ class Engine:
     async def _attempt(self, claim: Claim) -> Outcome:
         runner = self.runners[claim.route]
         try:
-            job = self.codec.decode_job(claim.payload)
-            args, kwargs, enqueue_ms, job_try = job_parts(job)
-        except Exception as exc:  # what is in Redis never stops the worker: the job is dead-lettered
+            args, kwargs, enqueue_ms, job_try = job_parts(self.codec.decode_job(claim.payload))
+        except JobPayloadError as exc:  # what is in Redis never stops the worker: the job is dead-lettered
             error = JobPayloadError(f"job {claim.job_id} has a payload that cannot be run: {exc}")
             run = runner.new_run(claim.job_id, claim.job_try, (), {}, self.worker_id, None)
             outcome = runner.dead(run, error, "undecodable payload", ran=False)

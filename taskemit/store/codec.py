@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from ..errors import InvalidArgument, ListenerError, PayloadEncodeError
+from ..errors import InvalidArgument, JobPayloadError, ListenerError, PayloadEncodeError
 
 __all__ = ("META_KWARG", "Codec", "get_codec")
 
@@ -114,9 +114,37 @@ class Codec:
             ) from exc
 
     def decode_job(self, data: bytes) -> dict[str, Any]:
-        """The job dict (``t``, ``f``, ``a``, ``k``, ``et``) from its stored bytes."""
-        decoded: dict[str, Any] = self.loads(data)
-        return decoded
+        """The job dict from its stored bytes: ``f`` a str, ``a`` a list, ``k`` a dict of names,
+        ``t`` and ``et`` an int or None.
+
+        Raises JobPayloadError, and nothing else, when the bytes do not decode to such a job
+        (a job in Redis is data from outside: whatever it holds must not stop a worker).
+        """
+        try:
+            job = self.loads(data)
+        except Exception as exc:  # JSON, base64, Decimal, recursion, pickle: any of them
+            raise JobPayloadError(
+                f"the job payload does not decode with the {self.name!r} serializer: {exc!r}"
+            ) from None
+        if not isinstance(job, dict):
+            raise JobPayloadError(f"a job payload decodes to a dict, this one to {type(job).__name__}")
+        function, args, kwargs = job.get("f"), job.get("a"), job.get("k")
+        if not isinstance(function, str):
+            raise JobPayloadError(f"'f' (the listener) is not a name: {_short(function)}")
+        if not isinstance(args, (list, tuple)):
+            raise JobPayloadError(f"'a' (the arguments) is not a list: {_short(args)}")
+        if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+            raise JobPayloadError(f"'k' (the keyword arguments) is not a dict of names: {_short(kwargs)}")
+        for field in ("t", "et"):
+            value = job.get(field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise JobPayloadError(f"{field!r} is not a count or a time in ms: {_short(value)}")
+        return job
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 _CODECS = {
