@@ -5,6 +5,7 @@ stopping the worker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import defaultdict
@@ -272,3 +273,26 @@ async def test_an_expired_job_is_dead_lettered(settings: Settings, redis: aiored
             await asyncio.sleep(0.02)
     assert letter is not None and letter.reason == "expired"
     assert runs["tick"] == []
+
+
+async def test_a_first_try_success_is_recorded_on_its_event_and_found_by_its_job_id(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    from taskemit.monitor import job_status
+
+    async with Emitter([count_tick, retry_soon], settings) as emitter:
+        ok = await emitter.publish("tick", 1)
+        flaky = await emitter.publish("flaky")
+    assert ok is not None and flaky is not None
+    async with InProcessWorker([count_tick, retry_soon], settings):
+        await ok.wait(timeout=10)
+        await flaky.wait(timeout=10)
+    job_id = ok.jobs[count_tick.name]
+    assert not await redis.exists(settings.keys.attempts(job_id))  # no history to keep
+    job = await job_status(redis, settings, job_id)  # found through arq's result
+    assert (job.status, job.attempts, job.event_uuid) == ("complete", 1, ok.event_uuid)
+    assert job.worker and job.started and job.finished
+    # a job that failed once keeps its whole history
+    flaky_id = flaky.jobs[retry_soon.name]
+    history = [json.loads(entry) for entry in await redis.lrange(settings.keys.attempts(flaky_id), 0, -1)]
+    assert [(entry["attempt"], entry["status"]) for entry in history] == [(1, "failed"), (2, "complete")]

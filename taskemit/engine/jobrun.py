@@ -132,7 +132,8 @@ class Outcome:
     #: JobState.COMPLETE, RETRYING or FAILED (dead-lettered)
     state: JobState
     run: JobRun
-    #: the attempt for the job's history ('' when the listener never ran)
+    #: the attempt for the job's history ('' when the listener never ran, or when a first try
+    #: succeeded: the history is kept from the first failure or replay on)
     attempt_json: str
     #: the job's outcome on its event record
     outcome_json: str
@@ -216,10 +217,13 @@ class ListenerRunner:
         finally:
             if running is not None:
                 running[self.name] -= 1
+        # a job's attempt history is kept once it has one: a first try that succeeds (the common
+        # case) is recorded on the event record only
+        history = attempt.number > 1 or "replay_of" in run.meta
         return Outcome(
             JobState.COMPLETE,
             run,
-            run.attempt_json(JobState.COMPLETE),
+            run.attempt_json(JobState.COMPLETE) if history else "",
             run.outcome_json(JobState.COMPLETE, result=short_repr(result)),
             ("succeeded",),
             time.time() - run.started,

@@ -275,6 +275,14 @@ async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | No
     if last is not None:
         event = json.loads(last).get("event")
         return str(event) if event else None
+    result = await redis.get(space.result(job_id))  # a finished job: arq's result keeps its arguments
+    if result is not None:
+        try:
+            meta = (deserialize_result(result, deserializer=codec.loads).kwargs or {}).get(META_KWARG) or {}
+        except Exception:
+            meta = {}
+        if meta.get("event"):
+            return str(meta["event"])
     event = await redis.hget(space.dead(job_id), "event_uuid")
     return _text(event) if event else None
 

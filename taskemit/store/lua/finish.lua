@@ -14,7 +14,8 @@
 --             key, try counter and result key
 -- ARGV[1]     the lease holder (worker id)
 -- ARGV[2]     TTL of the attempts lists, seconds
--- ARGV[3..]   seven per job: job id, mode, the attempt (JSON; '' in mode 'release'), the
+-- ARGV[3..]   seven per job: job id, mode, the attempt for the job's history (JSON; '' for
+--             none: mode 'release', or a first try that succeeded), the
 --             outcome for the event record (JSON), then
 --             done/release: arq's result ('' for none), its TTL in ms, ''
 --             retry: the next attempt's payload, its TTL (and the counter's) in ms, the retry time in ms
@@ -25,9 +26,11 @@ local settled = 0
 for j = 0, #KEYS / 9 - 1 do
   local k, a = 9 * j, 2 + 7 * j
   local id, mode = ARGV[a + 1], ARGV[a + 2]
-  if mode ~= 'release' then
+  if ARGV[a + 3] ~= '' then
     redis.call('RPUSH', KEYS[k + 1], ARGV[a + 3])
     redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
+  end
+  if mode ~= 'release' then
     if redis.call('EXISTS', KEYS[k + 2]) == 1 then
       redis.call('HSET', KEYS[k + 2], 'job:' .. id, ARGV[a + 4])
     end
