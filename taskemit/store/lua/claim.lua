@@ -47,22 +47,23 @@ for k = 0, listeners - 1 do
   local ready, leased, queue = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit - #claimed)) do
     redis.call('ZREM', ready, id)
-    local held = redis.call('PTTL', lease_prefix .. id)
-    if held ~= -2 then
-      -- a stock arq worker (or an older lease) holds it: look again when that runs out
-      redis.call('ZADD', leased, now + (held > 0 and held or lease), id)
-    else
-      local payload = redis.call('GET', job_prefix .. id)
-      if payload then
-        redis.call('SET', lease_prefix .. id, holder, 'PX', lease)
-        local try = redis.call('INCR', try_prefix .. id)
-        redis.call('EXPIRE', try_prefix .. id, 88400)
-        redis.call('ZADD', leased, now + lease, id)
-        claimed[#claimed + 1] = {id, i, payload, try}
-      elseif redis.call('ZREM', queue, id) == 1 then
+    local payload = redis.call('GET', job_prefix .. id)
+    if not payload then
+      if redis.call('ZREM', queue, id) == 1 then
         expired[#expired + 1] = {id, i}
       end
       -- else: finished elsewhere (a stock arq worker removed it from the queue)
+    elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', lease) then
+      local try = redis.call('INCR', try_prefix .. id)
+      if try == 1 then  -- a new counter; INCR keeps the TTL of an existing one
+        redis.call('EXPIRE', try_prefix .. id, 88400)
+      end
+      redis.call('ZADD', leased, now + lease, id)
+      claimed[#claimed + 1] = {id, i, payload, try}
+    else
+      -- a stock arq worker (or an older lease) holds it: look again when that runs out
+      local held = redis.call('PTTL', lease_prefix .. id)
+      redis.call('ZADD', leased, now + (held > 0 and held or lease), id)
     end
   end
 end
