@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Seconds a worker's claim on a running job lasts unless renewed; the worker renews it three "
         "times per lease while the listener runs, so a killed worker's jobs run again within about this long.",
     )
+    loop_lag_warning: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds a worker's event loop may be blocked before it logs a warning naming the async "
+        "listeners that were running (one that calls time.sleep, or computes for long, stalls every job).",
+    )
     shutdown_grace: float = Field(
         30.0,
         ge=0,

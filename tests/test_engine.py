@@ -296,3 +296,23 @@ async def test_a_first_try_success_is_recorded_on_its_event_and_found_by_its_job
     flaky_id = flaky.jobs[retry_soon.name]
     history = [json.loads(entry) for entry in await redis.lrange(settings.keys.attempts(flaky_id), 0, -1)]
     assert [(entry["attempt"], entry["status"]) for entry in history] == [(1, "failed"), (2, "complete")]
+
+
+@listener("blocks")
+async def blocks_the_loop(seconds: float) -> None:
+    time.sleep(seconds)  # the mistake this guards against: a blocking call in an async listener
+    runs["blocks"].append(seconds)
+
+
+async def test_a_blocked_event_loop_is_reported_naming_the_listener(
+    settings: Settings, redis: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    touchy = settings.model_copy(update={"loop_lag_warning": 0.5})
+    async with Emitter([blocks_the_loop], touchy) as emitter:
+        emitter.emit("blocks", 1.2)
+    async with InProcessWorker([blocks_the_loop], touchy):
+        await until(lambda: runs["blocks"] == [1.2])
+        await asyncio.sleep(0.5)  # the probe wakes up late once, then measures
+        warnings = [r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage()]
+        assert warnings and blocks_the_loop.name in warnings[0]
+        assert float(warnings[0].split("blocked for ")[1].split("s")[0]) >= 0.9

@@ -92,12 +92,23 @@ class TaskEmitCollector(Collector):
         heartbeats = pipe.execute()
         live = GaugeMetricFamily("taskemit_worker_up", "1 for each worker with a fresh heartbeat.", labels=["worker"])
         running = GaugeMetricFamily("taskemit_worker_jobs_running", "Jobs a worker is running.", labels=["worker"])
+        lag = GaugeMetricFamily(
+            "taskemit_worker_loop_lag_seconds",
+            "The longest a worker's event loop was blocked between its last two heartbeats.",
+            labels=["worker"],
+        )
         for worker_id, beat in zip(worker_ids, heartbeats, strict=True):
-            if beat and json.loads(beat.get(b"queue", b'""')) == self.settings.queue_name:
-                live.add_metric([worker_id.decode()], 1)
-                running.add_metric([worker_id.decode()], int(json.loads(beat.get(b"jobs_running", b"0"))))
+            if not beat:
+                continue
+            queues = json.loads(beat.get(b"queues", b"null")) or [json.loads(beat.get(b"queue", b'""'))]
+            if self.settings.queue_name in queues:
+                name = worker_id.decode()
+                live.add_metric([name], 1)
+                running.add_metric([name], int(json.loads(beat.get(b"jobs_running", b"0"))))
+                lag.add_metric([name], float(json.loads(beat.get(b"loop_lag", b"0"))))
         yield live
         yield running
+        yield lag
 
 
 def metrics_registry(settings: Settings) -> CollectorRegistry:

@@ -37,6 +37,8 @@ class WorkerInfo:
     #: times Redis was unreachable since it started, and the last such outage (start, end, seconds)
     outages: int = 0
     last_outage: dict[str, float] | None = None
+    #: the longest its event loop was blocked between its last two heartbeats, seconds
+    loop_lag: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -75,6 +77,7 @@ async def live_workers(redis: Any, queue: str | None = None, *, space: KeySpace)
                 concurrency=int(data.get("concurrency", 0)),
                 outages=int(data.get("outages", 0)),
                 last_outage=data.get("last_outage"),
+                loop_lag=float(data.get("loop_lag", 0.0)),
             )
         )
     return workers
