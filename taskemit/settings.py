@@ -152,6 +152,15 @@ class Settings(BaseSettings):
     emit_buffer_size: int = Field(
         10_000, gt=0, description="Events an emitter holds in memory while they wait to be stored."
     )
+    connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds an emitter waits for a connection to Redis before it counts Redis as down."
+    )
+    publish_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds `publish` waits for its event to be stored (and any one Redis call of an emitter "
+        "may take) before it raises RedisUnavailable.",
+    )
     shutdown_timeout: float = Field(
         10.0, gt=0, description="Seconds a closing emitter keeps trying to store buffered events."
     )

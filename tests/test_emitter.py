@@ -279,3 +279,31 @@ async def test_drain_without_drain_on_exit_is_a_clear_error(taskemit_settings: S
         await emitter.publish("user_created", email="a@example.com")
         with pytest.raises(RuntimeError, match="drain_on_exit"):
             await emitter.drain()
+
+
+async def test_a_frozen_redis_bounds_entering_and_publish(taskemit_settings: Settings) -> None:
+    import os
+    import signal
+    import time
+
+    from taskemit.errors import RedisUnavailable
+    from taskemit.store.redis_server import RedisServer
+
+    with RedisServer() as server:
+        settings = no_drain(taskemit_settings, redis_url=server.url, connect_timeout=0.5, publish_timeout=0.5)
+        assert server._process is not None
+        os.kill(server._process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            started = time.monotonic()
+            async with Emitter(LISTENERS, settings) as emitter:  # warns, does not hang
+                assert time.monotonic() - started < 3
+                with pytest.raises(RedisUnavailable, match=r"publish_timeout=0\.5s") as info:
+                    await emitter.publish("user_created", email="frozen@example.com")
+                assert isinstance(info.value, ConnectionError) and time.monotonic() - started < 5
+                os.kill(server._process.pid, signal.SIGCONT)
+                receipt = await emitter.publish("user_created", email="thawed@example.com")
+                assert receipt is not None
+                status = await receipt.status()
+                assert status is not None and status.event_id == "user_created"
+        finally:
+            os.kill(server._process.pid, signal.SIGCONT)

@@ -103,7 +103,12 @@ class Emitter:
         if self._flusher is not None:
             raise StateError("Emitter is already entered")
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+            # bounded waits: a frozen Redis fails a call after publish_timeout instead of hanging it
+            self._redis = aioredis.Redis.from_url(
+                self.settings.redis_url,
+                socket_connect_timeout=self.settings.connect_timeout,
+                socket_timeout=self.settings.publish_timeout,
+            )
         try:
             await EMIT.load(self._redis)
         except (RedisError, OSError) as exc:  # emits are buffered until Redis answers
@@ -199,11 +204,7 @@ class Emitter:
         pending = self._prepare(event_id, args, kwargs)
         if pending is None:
             return None
-        # a thread-safe future: publish may be awaited on another loop than the emitter's
-        # (Litestar's test clients run the app's loop in a thread of its own)
-        pending.future = concurrent.futures.Future()
-        self._submit(pending)
-        return await asyncio.wrap_future(pending.future)
+        return await self._stored(pending)
 
     async def publish_once(self, key: str, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
@@ -216,9 +217,24 @@ class Emitter:
         pending = self._prepare(event_id, args, kwargs, once_key=key)
         if pending is None:
             return None
+        return await self._stored(pending)
+
+    async def _stored(self, pending: PendingEvent) -> EmitReceipt | None:
+        """Submit ``pending`` and wait until it is stored, at most ``publish_timeout`` seconds."""
+        # a thread-safe future: publish may be awaited on another loop than the emitter's
+        # (Litestar's test clients run the app's loop in a thread of its own)
         pending.future = concurrent.futures.Future()
         self._submit(pending)
-        return await asyncio.wrap_future(pending.future)
+        timeout = self.settings.publish_timeout
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(pending.future), timeout)
+        except TimeoutError:
+            in_flight = not pending.abandon()  # still buffered: it never will be stored now
+            raise RedisUnavailable(
+                self.settings.redis_url,
+                f"the event was not stored within publish_timeout={timeout:g}s"
+                + ("; it was on its way and may still be stored" if in_flight else ""),
+            ) from None
 
     def _prepare(
         self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], once_key: str | None = None
@@ -303,6 +319,9 @@ class Emitter:
         delay = _RETRY_FIRST_DELAY
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(_BATCH_SIZE, len(self._buffer)))]
+            batch = [pending for pending in batch if pending.take()]  # publish gave up on the others
+            if not batch:
+                continue
             try:
                 assert self._writer is not None
                 stored = await self._writer.store(batch)

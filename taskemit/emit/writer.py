@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,25 @@ class PendingEvent:
     routes: list[Route]
     future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
     once: bool = False
+    #: "buffered", "taken" (the flusher is storing it) or "abandoned" (publish gave up on it)
+    state: str = "buffered"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def take(self) -> bool:
+        """The flusher takes it for a batch; False if publish abandoned it first."""
+        with self._lock:
+            if self.state == "abandoned":
+                return False
+            self.state = "taken"
+            return True
+
+    def abandon(self) -> bool:
+        """publish gives up on it; False if the flusher had already taken it (it may be stored)."""
+        with self._lock:
+            if self.state == "taken":
+                return False
+            self.state = "abandoned"
+            return True
 
 
 class EventWriter:
