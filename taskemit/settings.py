@@ -126,6 +126,18 @@ class Settings(BaseSettings):
         description="Seconds a worker's claim on a running job lasts unless renewed; the worker renews it three "
         "times per lease while the listener runs, so a killed worker's jobs run again within about this long.",
     )
+    max_jobs_per_child: int = Field(
+        0,
+        ge=0,
+        description="Jobs a worker process runs before it stops gracefully to be replaced by a fresh one "
+        "(exit code 75; `taskemit worker -p N` starts the new one at once). 0: no limit.",
+    )
+    max_memory_mb: int = Field(
+        0,
+        ge=0,
+        description="Resident memory (MiB) past which a worker process stops gracefully to be replaced, as with "
+        "max_jobs_per_child. 0: no limit.",
+    )
     loop_lag_warning: float = Field(
         1.0,
         gt=0,

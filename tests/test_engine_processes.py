@@ -208,3 +208,31 @@ async def test_a_second_signal_stops_at_once(settings: Settings, redis: aioredis
         assert await redis.zcard(ready) == 1  # given back, ready for another worker
     finally:
         stop(worker)
+
+
+async def test_the_pool_replaces_a_worker_past_max_jobs_per_child(settings: Settings, redis: aioredis.Redis) -> None:
+    pool = start(settings, "pool_listeners:Shipping", "-p", "2", env={"TASKEMIT_MAX_JOBS_PER_CHILD": "3"})
+    try:
+        await live(redis, settings, 2)
+        async with Emitter([pool_listeners.pack], settings) as emitter:
+            for order in range(12):
+                await emitter.publish("order_placed", order)
+                await asyncio.sleep(0.05)
+        packed = await runs(redis, "runs:pack", 12, timeout=40)
+        assert sorted(order for order, _ in packed) == list(range(12))  # each once, none lost
+        assert len({pid for _, pid in packed}) >= 4  # 12 jobs, at most 3 per process
+        assert pool.poll() is None  # the supervisor carries on
+    finally:
+        stop(pool)
+
+
+async def test_a_worker_past_max_memory_mb_stops_to_be_replaced(settings: Settings, redis: aioredis.Redis) -> None:
+    worker = start(settings, "pool_listeners:Shipping", env={"TASKEMIT_MAX_MEMORY_MB": "1"})  # any process exceeds it
+    try:
+        await live(redis, settings, 1)
+        async with Emitter([pool_listeners.pack], settings) as emitter:
+            await emitter.publish("order_placed", 1)
+        assert await runs(redis, "runs:pack", 1) == [(1, worker.pid)]
+        assert await asyncio.to_thread(worker.wait, 20) == 75  # stopped gracefully, for a supervisor to replace
+    finally:
+        stop(worker)

@@ -144,6 +144,10 @@ def worker(
     except TaskEmitError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(engine.run())
+    if engine.vitals.recycled:
+        from ..engine.pool import RECYCLE_EXIT_CODE
+
+        sys.exit(RECYCLE_EXIT_CODE)
 
 
 @cli.command()

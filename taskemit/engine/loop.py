@@ -45,6 +45,7 @@ from .batch import Claim, JobStore, Route
 from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome, job_parts
 from .link import REDIS_DOWN, RedisLink, listen_for_work
+from .vitals import Vitals
 
 __all__ = ("Engine",)
 
@@ -54,8 +55,6 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 #: the most jobs one claim call takes, however many slots are free
 _CLAIM_BATCH = 200
-#: seconds between the loop-lag probe's wake-ups
-_LAG_PROBE = 0.25
 
 
 class Engine:
@@ -121,9 +120,8 @@ class Engine:
         self.ctx[CTX_WORKER_ID] = self.worker_id
         self.ctx[CTX_RUNNING] = self.running_listeners
         self.jobs_complete = self.jobs_failed = self.jobs_retried = 0
-        #: the longest the event loop was blocked since the last heartbeat, seconds
-        self.loop_lag = 0.0
-        self._started_since_probe: set[str] = set()
+        #: event-loop lag, jobs done, memory: for heartbeats and recycling
+        self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
         self.redis: ArqRedis | None = None
         self.link = RedisLink(settings.redis_url)
         self.started = time.time()
@@ -177,7 +175,7 @@ class Engine:
                 asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
                 asyncio.create_task(self._renew_leases(), name="taskemit-leases"),
                 asyncio.create_task(self._beat(), name="taskemit-heartbeat"),
-                asyncio.create_task(self._watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
             ]
             try:
                 await self._loop()
@@ -333,7 +331,7 @@ class Engine:
         await asyncio.wait(tasks)
 
     def _start(self, claim: Claim) -> None:
-        self._started_since_probe.add(self.routes[claim.route].listener)
+        self.vitals.job_started(self.routes[claim.route].listener)
         task = asyncio.create_task(self._run_job(claim))
         self._running[claim.job_id] = (task, claim.route)
 
@@ -349,6 +347,8 @@ class Engine:
             self._interrupted.append((claim.job_id, route))
         else:
             self._finished.append((outcome, route))
+            if not self._stopping and self.vitals.job_finished():
+                self.stop()
             if outcome.state is JobState.COMPLETE:
                 self.jobs_complete += 1
             elif outcome.state is JobState.RETRYING:
@@ -407,30 +407,6 @@ class Engine:
                     job_id,
                 )
 
-    async def _watch_loop_lag(self) -> None:
-        """Measure how late the event loop wakes up; warn when an async listener blocked it."""
-        loop = asyncio.get_running_loop()
-        threshold = self.settings.loop_lag_warning
-        async_listeners = {item.name for item in self.listeners if item.is_async}
-        while True:
-            start = loop.time()
-            await asyncio.sleep(_LAG_PROBE)
-            lag = loop.time() - start - _LAG_PROBE
-            self.loop_lag = max(self.loop_lag, lag)
-            started, self._started_since_probe = self._started_since_probe, set()
-            if lag >= threshold:
-                # the culprit may have returned by now: blame what ran at any time since the last probe
-                ran = {name for name, n in self.running_listeners.items() if n} | started
-                running = sorted(ran & async_listeners)
-                logger.warning(
-                    "worker %s: the event loop was blocked for %.2fs; async listeners that ran meanwhile: %s. An async "
-                    "listener that blocks (time.sleep, long computation, blocking I/O) stalls every job of the "
-                    "worker; make it a plain def listener (it then runs in a thread) or await instead",
-                    self.worker_id,
-                    lag,
-                    ", ".join(running) or "(none: the worker itself, or a job that just finished)",
-                )
-
     async def _beat(self) -> None:
         while True:
             info = {
@@ -448,9 +424,8 @@ class Engine:
                 "running": {name: n for name, n in self.running_listeners.items() if n > 0},
                 "outages": self.link.outages,
                 "last_outage": self.link.last_outage,
-                "loop_lag": round(self.loop_lag, 4),
+                "loop_lag": round(self.vitals.take_loop_lag(), 4),
             }
-            self.loop_lag = 0.0
             try:
                 assert self.redis is not None
                 await write_heartbeat(self.redis, self.settings.keys, self.worker_id, info, HEARTBEAT_INTERVAL)

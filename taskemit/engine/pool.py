@@ -17,7 +17,7 @@ from types import FrameType
 
 from ..errors import InvalidArgument
 
-__all__ = ("WorkerPool",)
+__all__ = ("RECYCLE_EXIT_CODE", "WorkerPool")
 
 logger = logging.getLogger("taskemit.pool")
 
@@ -26,6 +26,9 @@ _RESTART_FIRST_DELAY = 0.5
 _RESTART_MAX_DELAY = 30.0
 #: a child that lived this long before crashing restarts after the first delay again
 _STABLE_AFTER = 30.0
+#: the exit code of a worker that stopped to be replaced (max_jobs_per_child, max_memory_mb):
+#: the supervisor starts a new one at once (EX_TEMPFAIL)
+RECYCLE_EXIT_CODE = 75
 
 
 @dataclass(slots=True)
@@ -80,6 +83,12 @@ class WorkerPool:
         if self._stop_signal is not None or (self.burst and code == 0):
             slot.finished = True
             logger.info("worker %d (pid %d) exited with code %d", slot.index, pid, code)
+            return
+        if code == RECYCLE_EXIT_CODE:  # stopped to be replaced, not a crash
+            logger.info("worker %d (pid %d) was recycled; starting a new one", slot.index, pid)
+            slot.restart_delay = _RESTART_FIRST_DELAY
+            slot.restarts += 1
+            self._spawn(slot)
             return
         if now - slot.started > _STABLE_AFTER:
             slot.restart_delay = _RESTART_FIRST_DELAY

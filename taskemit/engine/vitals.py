@@ -1,0 +1,108 @@
+"""What a worker watches in itself: event-loop lag, jobs done and memory.
+
+- Event-loop lag: a probe sleeps a quarter second and measures how late it wakes. An async
+  listener that blocks (time.sleep, long computation, blocking I/O) shows as lag; past
+  ``loop_lag_warning`` the worker logs a warning naming the async listeners that ran meanwhile.
+  The longest lag since the last heartbeat goes into the heartbeat (and the metrics).
+- Recycling: past ``max_jobs_per_child`` jobs or ``max_memory_mb`` of resident memory, the
+  worker stops gracefully to be replaced (``taskemit worker`` then exits with
+  ``pool.RECYCLE_EXIT_CODE``, and the ``-p`` supervisor starts a new process at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from ..emit.listener import Listener
+from ..settings import Settings
+
+__all__ = ("Vitals", "resident_mib")
+
+logger = logging.getLogger("taskemit.worker")
+
+#: seconds between the loop-lag probe's wake-ups
+_LAG_PROBE = 0.25
+#: seconds between two looks at the resident memory
+_MEMORY_EVERY = 1.0
+
+
+def resident_mib() -> float | None:
+    """This process's resident memory in MiB (Linux ``/proc``), or None where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Vitals:
+    """One worker's lag probe and recycling limits."""
+
+    def __init__(
+        self, settings: Settings, worker_id: str, listeners: Sequence[Listener], running: Counter[str]
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.running = running
+        self.async_listeners = {item.name for item in listeners if item.is_async}
+        #: the longest the event loop was blocked since the last heartbeat, seconds
+        self.loop_lag = 0.0
+        #: jobs finished, for max_jobs_per_child; True once the worker stopped to be replaced
+        self.jobs_done = 0
+        self.recycled = False
+        self._started_since_probe: set[str] = set()
+        self._next_memory_check = 0.0
+
+    def job_started(self, listener: str) -> None:
+        self._started_since_probe.add(listener)
+
+    def job_finished(self) -> bool:
+        """Count a finished job; True when the worker should now stop to be replaced."""
+        settings = self.settings
+        self.jobs_done += 1
+        reason = None
+        if settings.max_jobs_per_child and self.jobs_done >= settings.max_jobs_per_child:
+            reason = f"it ran {self.jobs_done} jobs (max_jobs_per_child={settings.max_jobs_per_child})"
+        elif settings.max_memory_mb and time.monotonic() >= self._next_memory_check:
+            self._next_memory_check = time.monotonic() + _MEMORY_EVERY
+            rss = resident_mib()
+            if rss is not None and rss > settings.max_memory_mb:
+                reason = f"it uses {rss:.0f} MiB (max_memory_mb={settings.max_memory_mb})"
+        if reason is None or self.recycled:
+            return False
+        logger.warning("worker %s stops to be replaced: %s", self.worker_id, reason)
+        self.recycled = True
+        return True
+
+    def take_loop_lag(self) -> float:
+        """The longest lag since the last call (for a heartbeat)."""
+        lag, self.loop_lag = self.loop_lag, 0.0
+        return lag
+
+    async def watch_loop_lag(self) -> None:
+        """Measure how late the event loop wakes up; warn when an async listener blocked it."""
+        loop = asyncio.get_running_loop()
+        threshold = self.settings.loop_lag_warning
+        while True:
+            start = loop.time()
+            await asyncio.sleep(_LAG_PROBE)
+            lag = loop.time() - start - _LAG_PROBE
+            self.loop_lag = max(self.loop_lag, lag)
+            started, self._started_since_probe = self._started_since_probe, set()
+            if lag >= threshold:
+                # the culprit may have returned by now: blame what ran at any time since the last probe
+                ran = {name for name, n in self.running.items() if n} | started
+                logger.warning(
+                    "worker %s: the event loop was blocked for %.2fs; async listeners that ran meanwhile: %s. An async "
+                    "listener that blocks (time.sleep, long computation, blocking I/O) stalls every job of the "
+                    "worker; make it a plain def listener (it then runs in a thread) or await instead",
+                    self.worker_id,
+                    lag,
+                    ", ".join(sorted(ran & self.async_listeners)) or "(none: the worker itself)",
+                )
