@@ -164,6 +164,25 @@ class Settings(BaseSettings):
     emit_buffer_size: int = Field(
         10_000, gt=0, description="Events an emitter holds in memory while they wait to be stored."
     )
+    spool: bool = Field(
+        True,
+        description="Keep emitted events that Redis did not take on local disk (when the buffer is full, and "
+        "when an emitter closes during an outage) until an emitter or `taskemit spool flush` stores them.",
+    )
+    spool_dir: str = Field(
+        "",
+        description="Directory of the spool files, one per namespace (default: $XDG_STATE_HOME/taskemit/spool, "
+        "else ~/.local/state/taskemit/spool).",
+    )
+    spool_size: int = Field(1_000_000, gt=0, description="Events one spool file holds at most.")
+    on_spool_full: Literal["raise", "block"] = Field(
+        "raise",
+        description="When the buffer and the spool are both full: raise EmitBufferFull at emit, or block the "
+        "emitting thread (never the emitter's own event loop) up to spool_block_timeout seconds.",
+    )
+    spool_block_timeout: float = Field(
+        10.0, ge=0, description='Seconds an emit blocks for room when on_spool_full is "block".'
+    )
     connect_timeout: float = Field(
         5.0, gt=0, description="Seconds an emitter waits for a connection to Redis before it counts Redis as down."
     )

@@ -26,6 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,8 +97,9 @@ def taskemit_redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def taskemit_settings(taskemit_redis_url: str) -> Settings:
-    """Settings for one test: the test Redis, flushed; a namespace of its own; drain_on_exit on."""
+def taskemit_settings(taskemit_redis_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test: the test Redis, flushed; a namespace of its own; drain_on_exit on;
+    the spool in the test's temporary directory."""
     from redis import Redis
 
     with Redis.from_url(taskemit_redis_url) as client:
@@ -106,6 +108,7 @@ def taskemit_settings(taskemit_redis_url: str) -> Settings:
         redis_url=taskemit_redis_url,
         namespace=f"test-{uuid.uuid4().hex[:12]}",
         drain_on_exit=True,
+        spool_dir=str(tmp_path / "spool"),
     )
 
 

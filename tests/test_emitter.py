@@ -202,13 +202,58 @@ async def test_reserved_keyword_is_rejected(taskemit_settings: Settings) -> None
             emitter.emit("user_deleted", email="a", **{META_KWARG: 1})
 
 
-async def test_buffer_limit_raises_clear_error(taskemit_settings: Settings) -> None:
-    settings = no_drain(taskemit_settings, emit_buffer_size=3)
+async def test_buffer_limit_raises_clear_error_without_a_spool(taskemit_settings: Settings) -> None:
+    settings = no_drain(taskemit_settings, emit_buffer_size=3, spool=False)
     async with Emitter(LISTENERS, settings) as emitter:
         for _ in range(3):
             emitter.emit("password_changed", email="a@example.com")
         with pytest.raises(EmitBufferFull, match="emit_buffer_size=3"):
             emitter.emit("password_changed", email="a@example.com")
+
+
+async def test_past_the_buffer_events_go_to_the_spool_and_are_stored_from_it(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    from taskemit.emit.spool import Spool
+
+    settings = no_drain(taskemit_settings, emit_buffer_size=3)
+    async with Emitter(LISTENERS, settings) as emitter:
+        for n in range(8):  # no await: the flusher has not run yet, 5 of them go to disk
+            emitter.emit("password_changed", email=f"{n}@example.com")
+        assert Spool(settings).count() == 5
+        receipt = await emitter.publish("password_changed", email="last@example.com")  # also spooled
+    assert receipt is not None
+    assert await redis.zcard(settings.keys.events) == 9
+    assert await redis.zcard(settings.queue_key) == 9
+    assert Spool(settings).count() == 0
+
+
+async def test_spooled_events_are_stored_once_however_often_the_spool_is_replayed(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    import shutil
+
+    from taskemit.emit.spool import Spool
+
+    down = no_drain(taskemit_settings, redis_url="redis://127.0.0.1:1/0", shutdown_timeout=0.3, connect_timeout=0.2)
+    async with Emitter(LISTENERS, down) as emitter:  # Redis unreachable: closing spools them
+        for n in range(4):
+            emitter.emit("password_changed", email=f"{n}@example.com")
+    spool = Spool(taskemit_settings)
+    assert spool.count() == 4
+    copy = spool.path.with_name("copy.sqlite3")
+    shutil.copy(spool.path, copy)
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings):  # the next emitter stores them
+        pass
+    assert spool.count() == 0 and await redis.zcard(settings.queue_key) == 4
+    shutil.copy(copy, spool.path)  # the same events again, as after a crash before forgetting them
+    spool.close()
+    async with Emitter(LISTENERS, settings):
+        pass
+    assert Spool(settings).count() == 0
+    assert await redis.zcard(settings.queue_key) == 4  # not 8
+    assert await redis.zcard(settings.keys.events) == 4
 
 
 async def test_pickle_serializer_round_trip(taskemit_settings: Settings) -> None:

@@ -15,6 +15,7 @@ from ..settings import load_settings
 from .cron import cron, scheduler_command
 from .dead import dead
 from .monitor import COMMANDS as MONITOR_COMMANDS
+from .spool import spool
 
 __all__ = ("main",)
 
@@ -165,6 +166,7 @@ def demo() -> None:
 cli.add_command(dead)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
+cli.add_command(spool)
 for _command in MONITOR_COMMANDS:
     cli.add_command(_command)
 

@@ -1,0 +1,51 @@
+"""``taskemit spool``: the events an emitter kept on local disk because Redis did not take them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from ..emit import Emitter
+from ..emit.spool import Spool
+from ..errors import RedisUnavailable
+from ..settings import load_settings
+
+__all__ = ("spool",)
+
+
+@click.group()
+def spool() -> None:
+    """Events kept on local disk while Redis was unreachable (this machine, this namespace)."""
+
+
+@spool.command("status")
+def status() -> None:
+    """Where the spool file is and how many events wait in it."""
+    settings = load_settings()
+    found = Spool(settings)
+    count = found.count() if found.exists() else 0
+    click.echo(f"{count} events waiting in {found.path}")
+
+
+@spool.command("flush")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for Redis.")
+def flush(timeout: float) -> None:
+    """Store the spooled events in Redis now (each once, however often it runs)."""
+    settings = load_settings()
+    found = Spool(settings)
+    if not found.exists() or not (before := found.count()):
+        click.echo(f"the spool {found.path} is empty")
+        return
+
+    async def main() -> int:
+        async with Emitter([], settings) as emitter:
+            return await emitter.flush_spool(timeout)
+
+    try:
+        left = asyncio.run(main())
+    except RedisUnavailable as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(3)
+    click.echo(f"stored {before - left} events from {found.path}; {left} left")

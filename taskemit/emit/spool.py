@@ -1,0 +1,144 @@
+"""The spool: emitted events that Redis did not take, kept on local disk until it does.
+
+An emitter writes events here when Redis is unreachable and its in-memory buffer is full, and
+when it closes with events still buffered (a deploy during an outage). The next emitter of the
+same namespace that starts with the same ``spool_dir``, or ``taskemit spool flush``, stores
+them. They are stored once each, by event uuid, however often the spool is replayed: a spooled
+event goes to Redis as an exactly-once emit, so a second replay (two processes, or a crash
+between storing and forgetting) is a no-op.
+
+One SQLite file per namespace (``<spool_dir>/<namespace>.sqlite3``), written with SQLite's
+write-ahead log, so an event is on disk when ``emit`` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+from .receipt import EmitReceipt
+from .writer import PendingEvent, Route
+
+__all__ = ("Spool", "default_spool_dir")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_uuid TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+)
+"""
+
+
+def default_spool_dir() -> Path:
+    """``$XDG_STATE_HOME/taskemit/spool``, else ``~/.local/state/taskemit/spool``."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "taskemit" / "spool"
+
+
+def _encode(pending: PendingEvent) -> str:
+    receipt = pending.receipt
+    return json.dumps(
+        {
+            "event_uuid": receipt.event_uuid,
+            "event_id": receipt.event_id,
+            "jobs": dict(receipt.jobs),
+            "emitted_ms": pending.emitted_ms,
+            "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
+            "routes": [[r.queue, r.ready, r.wake, r.named] for r in pending.routes],
+        }
+    )
+
+
+def _decode(data: str, settings: Settings) -> PendingEvent:
+    fields: dict[str, Any] = json.loads(data)
+    return PendingEvent(
+        EmitReceipt(fields["event_uuid"], fields["event_id"], fields["jobs"], settings),
+        int(fields["emitted_ms"]),
+        [base64.b64decode(payload) for payload in fields["payloads"]],
+        [Route(str(queue), str(ready), str(wake), bool(named)) for queue, ready, wake, named in fields["routes"]],
+        once=True,  # stored once by its uuid, however often the spool is replayed
+    )
+
+
+class Spool:
+    """The spool file of one namespace. Thread-safe: ``emit`` may spill from any thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        directory = Path(settings.spool_dir) if settings.spool_dir else default_spool_dir()
+        self.path = directory / f"{settings.namespace}.sqlite3"
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def count(self) -> int:
+        with self._lock:
+            (count,) = self._connect().execute("SELECT COUNT(*) FROM events").fetchone()
+        return int(count)
+
+    def add(self, events: list[PendingEvent]) -> int:
+        """Write ``events``, up to ``spool_size`` in the file; returns how many were written."""
+        if not events:
+            return 0
+        with self._lock:
+            db = self._connect()
+            (count,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
+            room = max(0, self.settings.spool_size - int(count))
+            taken = events[:room]
+            if taken:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO events (event_uuid, data) VALUES (?, ?)",
+                        [(p.receipt.event_uuid, _encode(p)) for p in taken],
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        return len(taken)
+
+    def read(self, limit: int) -> list[PendingEvent]:
+        """The oldest ``limit`` spooled events (they stay in the file until ``forget``)."""
+        with self._lock:
+            rows = self._connect().execute("SELECT data FROM events ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [_decode(data, self.settings) for (data,) in rows]
+
+    def forget(self, event_uuids: list[str]) -> None:
+        """Remove events that are stored in Redis now."""
+        if not event_uuids:
+            return
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM events WHERE event_uuid = ?", [(uuid,) for uuid in event_uuids])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
