@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Modules holding listeners, imported by `taskemit worker` when no target is given.",
     )
+    redact_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["password", "token", "secret", "authorization"],
+        description="Argument names whose values the CLI shows as [redacted] (any name containing one, "
+        "case-insensitive).",
+    )
     max_jobs: int = Field(
         100, gt=0, description="Jobs one worker process runs at the same time (`taskemit worker --concurrency`)."
     )
@@ -245,7 +250,7 @@ class Settings(BaseSettings):
         """The retry policy of a listener that declares none of its own."""
         return RetryPolicy(max_tries=self.max_tries, backoff=Backoff.from_dict(self.backoff), timeout=self.job_timeout)
 
-    @field_validator("listeners", mode="before")
+    @field_validator("listeners", "redact_keys", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
         # TASKEMIT_LISTENERS="app.listeners,app.more" as well as a TOML list.

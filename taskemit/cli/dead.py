@@ -20,6 +20,7 @@ from ..monitor.deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from ..redact import redact
 from ..settings import Settings, load_settings
 from ._output import make_console, when
 
@@ -36,10 +37,10 @@ def _run(action: Callable[[aioredis.Redis, Settings], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _as_dict(letter: DeadLetter, serializer: str) -> dict[str, Any]:
+def _as_dict(letter: DeadLetter, settings: Settings) -> dict[str, Any]:
     try:
-        args, kwargs = letter.arguments(serializer)
-        arguments: Any = {"args": list(args), "kwargs": kwargs}
+        args, kwargs = letter.arguments(settings.serializer)
+        arguments: Any = redact({"args": list(args), "kwargs": kwargs}, settings.redact_keys)
     except Exception as exc:  # an undecodable payload is one reason a job dies
         arguments = {"undecodable": str(exc)}
     return {
@@ -75,11 +76,12 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
         )
     )
     if as_json:
+        settings = load_settings()
         click.echo(
             json.dumps(
                 {
                     "items": [
-                        {k: v for k, v in _as_dict(letter, "json").items() if k != "attempts"}
+                        {k: v for k, v in _as_dict(letter, settings).items() if k != "attempts"}
                         | {"attempts": len(letter.attempts)}
                         for letter in page.items
                     ],
@@ -118,7 +120,7 @@ def show_command(job_id: str, as_json: bool) -> None:
     )
     if letter is None:
         raise click.ClickException(f"no dead letter with job id {job_id!r}")
-    data = _as_dict(letter, serializer)
+    data = _as_dict(letter, load_settings(serializer=serializer))
     if as_json:
         click.echo(json.dumps(data, default=str, indent=2))
         return

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import redact_url
 from ..monitor.status import EventStatus, event_status, events_between
 from ..settings import load_settings
 from ..state import JobState
@@ -103,12 +104,13 @@ def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
     with ExitStack() as stack:
         url = settings.redis_url
         if _redis_answers(url):
-            console.print(f"Using the configured Redis at [bold]{url}[/]")
+            console.print(f"Using the configured Redis at [bold]{redact_url(url)}[/]")
         else:
             server = stack.enter_context(RedisServer())
             url = server.url
             console.print(
-                f"No Redis answered at {settings.redis_url}; started an embedded redis-server at [bold]{url}[/]"
+                f"No Redis answered at {redact_url(settings.redis_url)}; started an embedded redis-server at "
+                f"[bold]{url}[/]"
             )
         # a queue of its own, so the demo never runs or steals jobs of a real deployment
         os.environ["TASKEMIT_REDIS_URL"] = url

@@ -34,7 +34,7 @@ from ..errors import (
     redact_url,
 )
 from ..settings import Settings, load_settings
-from ..store.codec import META_KWARG, get_codec
+from ..store.codec import META_KWARG, get_codec, warn_if_pickle
 from ..store.keys import ONCE_NAMESPACE, random_uuid
 from .listener import Listener
 from .receipt import EmitReceipt
@@ -112,6 +112,7 @@ class Emitter:
     async def __aenter__(self) -> Emitter:
         if self._flusher is not None:
             raise StateError("Emitter is already entered")
+        warn_if_pickle(self.settings.serializer)
         if self._redis is None:
             # bounded waits: a frozen Redis fails a call after publish_timeout instead of hanging it
             self._redis = aioredis.Redis.from_url(

@@ -40,7 +40,7 @@ from ..emit.listener import Listener
 from ..errors import InvalidArgument, JobPayloadError
 from ..settings import Settings
 from ..state import JobState
-from ..store.codec import get_codec
+from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore, Route
 from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome, job_parts
@@ -152,6 +152,7 @@ class Engine:
 
     async def run(self) -> None:
         """Run until stopped (or, in burst mode, until its listeners have no work left)."""
+        warn_if_pickle(self.settings.serializer)
         loop = asyncio.get_running_loop()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -269,7 +270,7 @@ class Engine:
                 if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
                     await self._interrupt_running()
                     continue
-            free = 0 if self._stopping else self.concurrency - len(self._running)
+            free = 0 if self._stopping else self.vitals.claim_budget(self.concurrency - len(self._running))
             if free <= 0 and not self._finished:
                 await self._wait(self._stop_timeout())
                 continue

@@ -54,13 +54,19 @@ class Vitals:
         #: the longest the event loop was blocked since the last heartbeat, seconds
         self.loop_lag = 0.0
         #: jobs finished, for max_jobs_per_child; True once the worker stopped to be replaced
-        self.jobs_done = 0
+        self.jobs_started = self.jobs_done = 0
         self.recycled = False
         self._started_since_probe: set[str] = set()
         self._next_memory_check = 0.0
 
     def job_started(self, listener: str) -> None:
         self._started_since_probe.add(listener)
+        self.jobs_started += 1
+
+    def claim_budget(self, wanted: int) -> int:
+        """How many of ``wanted`` jobs may still be claimed under ``max_jobs_per_child``."""
+        limit = self.settings.max_jobs_per_child
+        return wanted if not limit else max(0, min(wanted, limit - self.jobs_started))
 
     def job_finished(self) -> bool:
         """Count a finished job; True when the worker should now stop to be replaced."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from uuid import UUID
 
 from ..errors import InvalidArgument, JobPayloadError, ListenerError, PayloadEncodeError
 
-__all__ = ("META_KWARG", "Codec", "get_codec")
+__all__ = ("META_KWARG", "Codec", "get_codec", "warn_if_pickle")
 
 _TAG = "__taskemit_type__"
 
@@ -151,6 +152,16 @@ _CODECS = {
     "json": Codec("json", _json_dumps, _json_loads),
     "pickle": Codec("pickle", pickle.dumps, pickle.loads),
 }
+
+
+def warn_if_pickle(name: str) -> None:
+    """Log, at each emitter and worker start, that the pickle serializer trusts whatever is in Redis."""
+    if name == "pickle":
+        logging.getLogger("taskemit").warning(
+            'serializer = "pickle": decoding a job runs whatever code its bytes say, so anyone who can write '
+            "to this Redis can run code in every worker; use it only when everything that can write to this "
+            'Redis is trusted, else serializer = "json"'
+        )
 
 
 def get_codec(name: str) -> Codec:

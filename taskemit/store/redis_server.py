@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,8 +49,10 @@ def _free_port() -> int:
 class RedisServer:
     """A private redis-server process without persistence; ``stop()``/``start()`` restart it on the same port."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None, extra_args: Sequence[str] = ()) -> None:
         self.binary = binary or find_redis_server()
+        #: more redis-server options (``--requirepass``, ``--user``...)
+        self.extra_args = list(extra_args)
         self.port = port or _free_port()
         self._dir = tempfile.mkdtemp(prefix="taskemit-redis-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -82,6 +85,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -100,7 +104,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, password or not
         except OSError:
             return False
 

@@ -1,0 +1,144 @@
+"""Security: a password-protected Redis with an ACL user, secrets kept out of logs and CLI output,
+argument redaction, and the warning that comes with the pickle serializer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from children import TESTS, child_env, stop
+from click.testing import CliRunner
+from redis import asyncio as aioredis
+
+from taskemit import Emitter, listener
+from taskemit.cli import cli
+from taskemit.engine import InProcessWorker
+from taskemit.redact import MASK, redact
+from taskemit.settings import Settings
+from taskemit.store.redis_server import RedisServer
+
+PASSWORD = "s3cret-Pa55"
+seen: list[str] = []
+
+
+@listener("login", name="security.audit")
+async def audit(user: str, password: str = "", api_token: str = "") -> None:
+    seen.append(user)
+
+
+@listener("login", name="security.reject", max_tries=1)
+async def reject(user: str, password: str = "", api_token: str = "") -> None:
+    raise PermissionError(f"{user} is locked out")
+
+
+def test_redact_masks_secret_looking_keys_at_any_depth() -> None:
+    value = {"user": "ada", "Password": "x", "nested": [{"api_token": "t", "ok": 1}], "auth": {"secret_key": "k"}}
+    assert redact(value, ["password", "token", "secret"]) == {
+        "user": "ada",
+        "Password": MASK,
+        "nested": [{"api_token": MASK, "ok": 1}],
+        "auth": {"secret_key": MASK},
+    }
+    assert redact(value, []) is value
+
+
+@pytest.fixture
+def acl_redis() -> Iterator[RedisServer]:
+    # a default user with a password, and an ACL user of our own
+    args = ["--requirepass", "admin-only", "--user", "worker", "on", f">{PASSWORD}", "~*", "&*", "+@all"]
+    with RedisServer(extra_args=args) as server:
+        yield server
+
+
+async def test_an_acl_user_with_a_password_emits_and_runs_jobs(
+    taskemit_settings: Settings, acl_redis: RedisServer
+) -> None:
+    seen.clear()
+    url = f"redis://worker:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    settings = taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False})
+    async with Emitter([audit], settings) as emitter:
+        receipt = await emitter.publish("login", user="ada")
+    assert receipt is not None
+    async with InProcessWorker([audit], settings):
+        status = await receipt.wait(timeout=10)
+    assert status.status == "complete" and seen == ["ada"]
+    anonymous = aioredis.Redis.from_url(f"redis://127.0.0.1:{acl_redis.port}/0")
+    try:
+        with pytest.raises(Exception, match=r"(?i)auth"):  # the server really wants the password
+            await anonymous.ping()
+    finally:
+        await anonymous.aclose()
+
+
+async def test_the_password_never_shows_in_worker_logs_or_cli_output(
+    taskemit_settings: Settings, acl_redis: RedisServer, tmp_path: Path
+) -> None:
+    url = f"redis://worker:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    settings = taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False})
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "worker", "pool_listeners:Shipping", "--verbose"],
+        env=child_env(settings),
+        cwd=TESTS,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        await asyncio.sleep(1.5)
+        acl_redis.stop()  # the worker logs the outage, naming the Redis
+        await asyncio.sleep(2.0)
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(worker.wait, 20)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    assert "is unreachable" in text and f"redis://worker:***@127.0.0.1:{acl_redis.port}" in text
+    assert PASSWORD not in text
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["check"], env={"TASKEMIT_REDIS_URL": url})
+    assert result.exit_code == 1 and "cannot reach Redis at redis://worker:***@" in result.output
+    assert PASSWORD not in result.output
+
+
+async def test_dead_letter_arguments_are_redacted_in_the_cli_but_kept_for_replay(
+    taskemit_settings: Settings, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([reject], settings) as emitter:
+        receipt = await emitter.publish("login", user="bob", password="hunter2", api_token="tok-123")
+    assert receipt is not None
+    async with InProcessWorker([reject], settings):
+        await receipt.wait(timeout=10)
+    job_id = receipt.jobs[reject.name]
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "show", job_id, "--json"])
+    data = json.loads(shown.output)
+    assert data["arguments"]["kwargs"] == {"user": "bob", "password": MASK, "api_token": MASK}
+    table = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "show", job_id])
+    assert "hunter2" not in table.output and "tok-123" not in table.output and "bob" in table.output
+    monkeypatch.setenv("TASKEMIT_REDACT_KEYS", "token")  # the list is a setting
+    only_token = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "show", job_id, "--json"])
+    assert json.loads(only_token.output)["arguments"]["kwargs"]["password"] == "hunter2"
+    raw = await redis.hget(settings.keys.dead(job_id), "payload")
+    assert raw is not None and b"hunter2" in raw  # Redis keeps the real arguments: a replay needs them
+
+
+async def test_the_pickle_serializer_warns_at_start(
+    taskemit_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = taskemit_settings.model_copy(update={"serializer": "pickle", "drain_on_exit": False})
+    with caplog.at_level(logging.WARNING, logger="taskemit"):
+        async with Emitter([audit], settings):
+            pass
+        async with InProcessWorker([audit], settings):
+            await asyncio.sleep(0.1)
+    warnings = [r.getMessage() for r in caplog.records if 'serializer = "pickle"' in r.getMessage()]
+    assert len(warnings) == 2 and "run code" in warnings[0]
