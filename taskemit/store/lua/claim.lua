@@ -24,16 +24,17 @@ local first = tonumber(ARGV[5])
 local job_prefix, lease_prefix, try_prefix = ARGV[6], ARGV[7], ARGV[8]
 local listeners = #KEYS / 3
 
--- leases that ran out: a stopped worker's jobs become ready again; renewed ones are re-scored
+-- leases that ran out: a stopped worker's jobs become ready again, at their place in the queue
+-- (their first run time, so they go before what was queued after them); renewed ones are re-scored
 for i = 1, listeners do
-  local ready, leased = KEYS[3 * i - 2], KEYS[3 * i - 1]
+  local ready, leased, queue = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
     local ttl = redis.call('PTTL', lease_prefix .. id)
     if ttl > 0 then
       redis.call('ZADD', leased, now + ttl, id)
     else
       redis.call('ZREM', leased, id)
-      redis.call('ZADD', ready, now, id)
+      redis.call('ZADD', ready, redis.call('ZSCORE', queue, id) or now, id)
     end
   end
 end
@@ -61,9 +62,14 @@ for k = 0, listeners - 1 do
       redis.call('ZADD', leased, now + lease, id)
       claimed[#claimed + 1] = {id, i, payload, try}
     else
-      -- a stock arq worker (or an older lease) holds it: look again when that runs out
+      -- a stock arq worker (or an older lease) holds it: look again when that runs out (a lease
+      -- in its last millisecond reads 0: look again soon, not a whole lease later)
       local held = redis.call('PTTL', lease_prefix .. id)
-      redis.call('ZADD', leased, now + (held > 0 and held or lease), id)
+      local wait = lease
+      if held >= 0 then
+        wait = math.max(held, 50)
+      end
+      redis.call('ZADD', leased, now + wait, id)
     end
   end
 end
