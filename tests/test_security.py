@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +27,14 @@ from taskemit.settings import Settings
 from taskemit.store.redis_server import RedisServer
 
 PASSWORD = "s3cret-Pa55"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 seen: list[str] = []
 
 
@@ -142,3 +152,135 @@ async def test_the_pickle_serializer_warns_at_start(
             await asyncio.sleep(0.1)
     warnings = [r.getMessage() for r in caplog.records if 'serializer = "pickle"' in r.getMessage()]
     assert len(warnings) == 2 and "run code" in warnings[0]
+
+
+def _tls_files(directory: Path) -> dict[str, Path] | None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    if shutil.which("openssl") is None:
+        return None
+    files = {
+        name: directory / name for name in ("ca.key", "ca.crt", "server.key", "server.crt", "client.key", "client.crt")
+    }
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    commands = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=taskemit-test-ca",
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=taskemit-worker",
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "2",
+        ],
+    ]
+    for command in commands:
+        if subprocess.run(["openssl", *command], cwd=directory, capture_output=True).returncode != 0:
+            return None
+    return files
+
+
+async def test_tls_with_a_ca_file_and_a_client_certificate(taskemit_settings: Settings, tmp_path: Path) -> None:
+    files = _tls_files(tmp_path)
+    if files is None:
+        pytest.skip("openssl cannot make test certificates here")
+    tls_port = _free_port()
+    args = [
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(files["server.crt"]),
+        "--tls-key-file", str(files["server.key"]),
+        "--tls-ca-cert-file", str(files["ca.crt"]),
+        "--tls-auth-clients", "yes",
+    ]  # fmt: skip
+    server = None
+    candidates = {shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/local/bin/redis-server"}
+    for binary in sorted(c for c in candidates if c and Path(c).exists()):
+        try:
+            server = RedisServer(binary=binary, extra_args=args).start()
+            break
+        except Exception:  # a redis-server built without TLS refuses the options
+            continue
+    if server is None:
+        pytest.skip("no redis-server here supports TLS")
+    try:
+        seen.clear()
+        url = (
+            f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={files['ca.crt']}"
+            f"&ssl_certfile={files['client.crt']}&ssl_keyfile={files['client.key']}"
+        )
+        settings = taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False})
+        async with Emitter([audit], settings) as emitter:
+            receipt = await emitter.publish("login", user="tls")
+        assert receipt is not None
+        async with InProcessWorker([audit], settings):
+            status = await receipt.wait(timeout=10)
+        assert status.status == "complete" and seen == ["tls"]
+        without_cert = aioredis.Redis.from_url(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={files['ca.crt']}")
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - the server insists on a client certificate
+                await without_cert.ping()
+        finally:
+            await without_cert.aclose()
+    finally:
+        server.stop()
