@@ -114,15 +114,15 @@ class Emitter:
             raise StateError("Emitter is already entered")
         warn_if_pickle(self.settings.serializer)
         if self._redis is None:
-            # bounded waits: a frozen Redis fails a call after publish_timeout instead of hanging it
+            # bounded waits: the calls below are bounded by publish_timeout each (a socket timeout would
+            # do the same at a cost on every read)
             self._redis = aioredis.Redis.from_url(
-                self.settings.redis_url,
-                socket_connect_timeout=self.settings.connect_timeout,
-                socket_timeout=self.settings.publish_timeout,
+                self.settings.redis_url, socket_connect_timeout=self.settings.connect_timeout
             )
         try:
-            await EMIT.load(self._redis)
-        except (RedisError, OSError) as exc:  # emits are buffered until Redis answers
+            async with asyncio.timeout(self.settings.connect_timeout + self.settings.publish_timeout):
+                await EMIT.load(self._redis)
+        except (RedisError, OSError) as exc:  # emits are buffered until Redis answers (TimeoutError included)
             logger.warning("Redis at %s is not reachable yet: %s", redact_url(self.settings.redis_url), exc)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -428,7 +428,8 @@ class Emitter:
                     continue
             try:
                 assert self._writer is not None
-                stored = await self._writer.store(batch)
+                async with asyncio.timeout(self.settings.publish_timeout):  # a frozen Redis fails, never hangs
+                    stored = await self._writer.store(batch)
             except asyncio.CancelledError:
                 if not from_spool:
                     self._buffer.extendleft(reversed(batch))
@@ -486,7 +487,8 @@ class Emitter:
     async def _load_script(self) -> None:
         assert self._redis is not None
         try:
-            await EMIT.load(self._redis)
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await EMIT.load(self._redis)
         except (RedisError, OSError) as exc:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)

@@ -25,6 +25,8 @@ from .receipt import EmitReceipt
 __all__ = ("EMIT", "EventWriter", "PendingEvent", "Route")
 
 EMIT = lua.script("emit")
+#: guards PendingEvent.state between the flusher and a publish giving up (possibly on another thread)
+_STATE_LOCK = threading.Lock()
 #: seconds between trims of an event index
 _TRIM_EVERY = 1.0
 #: seconds a wake channel with no worker listening is not published to
@@ -53,11 +55,10 @@ class PendingEvent:
     once: bool = False
     #: "buffered", "taken" (the flusher is storing it) or "abandoned" (publish gave up on it)
     state: str = "buffered"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def take(self) -> bool:
         """The flusher takes it for a batch; False if publish abandoned it first."""
-        with self._lock:
+        with _STATE_LOCK:
             if self.state == "abandoned":
                 return False
             self.state = "taken"
@@ -65,7 +66,7 @@ class PendingEvent:
 
     def abandon(self) -> bool:
         """publish gives up on it; False if the flusher had already taken it (it may be stored)."""
-        with self._lock:
+        with _STATE_LOCK:
             if self.state == "taken":
                 return False
             self.state = "abandoned"

@@ -1,6 +1,6 @@
 """What a worker watches in itself: event-loop lag, jobs done and memory.
 
-- Event-loop lag: a probe sleeps a quarter second and measures how late it wakes. An async
+- Event-loop lag: a probe sleeps half a second and measures how late it wakes. An async
   listener that blocks (time.sleep, long computation, blocking I/O) shows as lag; past
   ``loop_lag_warning`` the worker logs a warning naming the async listeners that ran meanwhile.
   The longest lag since the last heartbeat goes into the heartbeat (and the metrics).
@@ -26,7 +26,7 @@ __all__ = ("Vitals", "resident_mib")
 logger = logging.getLogger("taskemit.worker")
 
 #: seconds between the loop-lag probe's wake-ups
-_LAG_PROBE = 0.25
+_LAG_PROBE = 0.5
 #: seconds between two looks at the resident memory
 _MEMORY_EVERY = 1.0
 
