@@ -309,10 +309,10 @@ async def test_a_blocked_event_loop_is_reported_naming_the_listener(
 ) -> None:
     touchy = settings.model_copy(update={"loop_lag_warning": 0.5})
     async with Emitter([blocks_the_loop], touchy) as emitter:
-        emitter.emit("blocks", 1.2)
+        emitter.emit("blocks", 1.5)  # blocked at least 1.0 s past the probe's half-second nap
     async with InProcessWorker([blocks_the_loop], touchy):
-        await until(lambda: runs["blocks"] == [1.2])
-        await asyncio.sleep(0.5)  # the probe wakes up late once, then measures
+        await until(lambda: runs["blocks"] == [1.5])
+        await asyncio.sleep(0.8)  # the probe wakes up late once, then measures
         warnings = [r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage()]
         assert warnings and blocks_the_loop.name in warnings[0]
         assert float(warnings[0].split("blocked for ")[1].split("s")[0]) >= 0.9
