@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar
@@ -25,7 +23,6 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import (
-    EmitBufferFull,
     ListenerConfigError,
     PayloadTooLarge,
     RedisUnavailable,
@@ -36,10 +33,10 @@ from ..errors import (
 from ..settings import Settings, load_settings
 from ..store.codec import META_KWARG, get_codec, warn_if_pickle
 from ..store.keys import ONCE_NAMESPACE, random_uuid
+from .backlog import Backlog
 from .listener import Listener
 from .receipt import EmitReceipt
 from .registry import Registry
-from .spool import Spool
 from .writer import EMIT, EventWriter, PendingEvent, Route
 
 __all__ = ("Emitter",)
@@ -55,7 +52,7 @@ class Emitter:
     """Durable event emitter: an async context manager with Litestar's ``emit`` signature."""
 
     __slots__ = (
-        "_buffer",
+        "_backlog",
         "_closing",
         "_codec",
         "_flusher",
@@ -63,9 +60,6 @@ class Emitter:
         "_loop_thread",
         "_redis",
         "_routes",
-        "_spool",
-        "_spool_waiting",
-        "_spooled_futures",
         "_stored_jobs",
         "_wake",
         "_writer",
@@ -91,16 +85,12 @@ class Emitter:
         self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
         self._codec = get_codec(self.settings.serializer)
         self._redis = redis
-        self._buffer: deque[PendingEvent] = deque()
+        #: accepted events not stored yet: in memory, then in the spool
+        self._backlog = Backlog(self.settings)
         self._stored_jobs: list[str] = []
         self._routes: dict[str, Route] = {}
         #: stores the flusher's batches (set on entering)
         self._writer: EventWriter | None = None
-        #: where events go that Redis did not take (None: the spool is off)
-        self._spool: Spool | None = Spool(self.settings) if self.settings.spool else None
-        self._spool_waiting = False
-        #: publish futures of events this emitter spooled, by event uuid
-        self._spooled_futures: dict[str, concurrent.futures.Future[EmitReceipt | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
@@ -132,16 +122,10 @@ class Emitter:
             self._writer.register(name, route.queue)
         self._closing = False
         self._flusher = self._loop.create_task(self._flush_forever(), name="taskemit-flusher")
-        if self._spool is not None and self._spool.exists():  # events an earlier emitter could not store
-            try:
-                waiting = self._spool.count()
-            except (OSError, sqlite3.Error) as exc:
-                logger.error("cannot read the spool %s: %s", self._spool.path, exc)
-                waiting = 0
-            if waiting:
-                logger.info("storing %d events from the spool %s", waiting, self._spool.path)
-                self._spool_waiting = True
-                self._wake.set()
+        waiting = self._backlog.check_spool()  # events an earlier emitter could not store
+        if waiting and self._backlog.spool is not None:
+            logger.info("storing %d events from the spool %s", waiting, self._backlog.spool.path)
+            self._wake.set()
         return self
 
     async def __aexit__(
@@ -159,7 +143,10 @@ class Emitter:
         try:
             await asyncio.wait_for(flusher, self.settings.shutdown_timeout)
         except TimeoutError:
-            self._spill_buffered(f"Redis did not accept them within shutdown_timeout={self.settings.shutdown_timeout}s")
+            self._backlog.spill_all(
+                f"Redis did not accept them within shutdown_timeout={self.settings.shutdown_timeout}s",
+                self.settings.redis_url,
+            )
         try:
             if self.settings.drain_on_exit and exc_type is None:
                 await self.drain()
@@ -167,8 +154,7 @@ class Emitter:
             if self._writer is not None:
                 await self._writer.close()
                 self._writer = None
-            if self._spool is not None:
-                self._spool.close()
+            self._backlog.close()
             await self._redis.aclose()
             self._redis = None
             self._loop = None
@@ -202,16 +188,17 @@ class Emitter:
 
         Raises RedisUnavailable if Redis does not take them within ``timeout`` seconds.
         """
-        if self._spool is None or self._wake is None:
+        spool = self._backlog.spool
+        if spool is None or self._wake is None:
             raise StateError("flush_spool() needs an entered emitter with the spool setting on")
-        self._spool_waiting = True
+        self._backlog.spool_waiting = True
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._spool_waiting:
+        while self._backlog.spool_waiting:
             if deadline is not None and time.monotonic() > deadline:
                 raise RedisUnavailable(self.settings.redis_url, f"the spool was not stored within {timeout:g}s")
             await asyncio.sleep(0.05)
-        return self._spool.count()
+        return spool.count()
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -331,72 +318,13 @@ class Emitter:
         return UnknownEventError(event_id)
 
     def _submit(self, pending: PendingEvent) -> None:
-        if len(self._buffer) >= self.settings.emit_buffer_size and not self._spill(pending):
-            raise EmitBufferFull(
-                f"{len(self._buffer)} events are waiting to be stored in Redis "
-                f"(emit_buffer_size={self.settings.emit_buffer_size})"
-                + ("" if self._spool is None else f" and the spool {self._spool.path} is full or unwritable")
-                + "; is Redis reachable?"
-            )
-        else:
-            self._buffer.append(pending)  # deque.append is thread-safe
+        on_loop = threading.get_ident() == self._loop_thread
+        self._backlog.add(pending, on_loop)
         assert self._loop is not None and self._wake is not None
-        if threading.get_ident() == self._loop_thread:
+        if on_loop:
             self._wake.set()
         else:
             self._loop.call_soon_threadsafe(self._wake.set)
-
-    def _spill(self, pending: PendingEvent) -> bool:
-        """Write an event that does not fit in the buffer to the spool; False if it cannot be kept."""
-        if self._spool is None:
-            return False
-        deadline = time.monotonic() + self.settings.spool_block_timeout
-        while True:
-            try:
-                if self._spool.add([pending]):
-                    if pending.future is not None:
-                        self._spooled_futures[pending.receipt.event_uuid] = pending.future
-                    self._spool_waiting = True
-                    return True
-            except (OSError, sqlite3.Error) as exc:
-                logger.error("cannot write to the spool %s: %s", self._spool.path, exc)
-                return False
-            # the spool is full too
-            if self.settings.on_spool_full == "raise" or threading.get_ident() == self._loop_thread:
-                return False  # blocking the emitter's own loop would keep the flusher from making room
-            if len(self._buffer) < self.settings.emit_buffer_size:
-                self._buffer.append(pending)
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-
-    def _spill_buffered(self, reason: str) -> None:
-        """On closing: keep what Redis did not take in the spool; what does not fit is lost (and logged)."""
-        pending = [p for p in self._buffer if p.take()]
-        self._buffer.clear()
-        kept = 0
-        if self._spool is not None and pending:
-            try:
-                kept = self._spool.add(pending)
-            except (OSError, sqlite3.Error) as exc:
-                logger.error("cannot write to the spool %s: %s", self._spool.path, exc)
-        if kept:
-            logger.warning(
-                "%d emitted events were not stored (%s); they wait in the spool %s for the next emitter "
-                "or `taskemit spool flush`",
-                kept,
-                reason,
-                self._spool.path if self._spool is not None else "",
-            )
-        for event in pending[:kept]:
-            if event.future is not None and not event.future.done():
-                event.future.set_exception(
-                    RedisUnavailable(self.settings.redis_url, f"{reason}; the event waits in the spool")
-                )
-        self._buffer.extend(pending[kept:])
-        if self._buffer:
-            self._fail_buffered(reason)
 
     # -- storing -----------------------------------------------------------------------
 
@@ -406,37 +334,23 @@ class Emitter:
             await self._wake.wait()
             self._wake.clear()
             await self._flush_buffer()
-            if self._closing and not self._buffer:
+            if self._closing and not self._backlog:
                 return
 
     async def _flush_buffer(self) -> None:
         """Store the buffer, then whatever waits in the spool, until both are empty."""
         delay = _RETRY_FIRST_DELAY
-        while True:
-            from_spool = not self._buffer
-            if from_spool:
-                if self._spool is None or not self._spool_waiting:
-                    return
-                batch = self._spool.read(_BATCH_SIZE)
-                if not batch:
-                    self._spool_waiting = False
-                    return
-            else:
-                batch = [self._buffer.popleft() for _ in range(min(_BATCH_SIZE, len(self._buffer)))]
-                batch = [pending for pending in batch if pending.take()]  # publish gave up on the others
-                if not batch:
-                    continue
+        while (taken := self._backlog.next_batch(_BATCH_SIZE)) is not None:
+            batch, from_spool = taken
             try:
                 assert self._writer is not None
                 async with asyncio.timeout(self.settings.publish_timeout):  # a frozen Redis fails, never hangs
                     stored = await self._writer.store(batch)
             except asyncio.CancelledError:
-                if not from_spool:
-                    self._buffer.extendleft(reversed(batch))
+                self._backlog.give_back(batch, from_spool)
                 raise
             except (RedisError, OSError) as exc:
-                if not from_spool:
-                    self._buffer.extendleft(reversed(batch))
+                self._backlog.give_back(batch, from_spool)
                 logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY)
@@ -444,22 +358,14 @@ class Emitter:
             except Exception as exc:  # a bug, not an outage: report it to whoever waits
                 logger.exception("storing %d events failed", len(batch))
                 if from_spool:
-                    self._spool_waiting = False  # they stay in the spool
+                    self._backlog.stop_spool()  # they stay in the spool
                 for pending in batch:
                     if pending.future is not None and not pending.future.done():
                         pending.future.set_exception(exc)
                 continue
             delay = _RETRY_FIRST_DELAY
             missing_script = self._settle(batch, stored)
-            if from_spool:  # what Redis stored (or had already) leaves the spool
-                assert self._spool is not None
-                self._spool.forget(
-                    [p.receipt.event_uuid for p, reply in zip(batch, stored, strict=True) if isinstance(reply, int)]
-                )
-                if any(isinstance(r, Exception) and not isinstance(r, NoScriptError) for r in stored):
-                    self._spool_waiting = False  # a script error: leave the rest for `taskemit spool flush`
-            elif missing_script:
-                self._buffer.extendleft(reversed(missing_script))
+            self._backlog.stored(batch, from_spool, stored, missing_script)
             if missing_script:  # Redis restarted or its script cache was flushed: load it, store them again
                 await self._load_script()
 
@@ -467,7 +373,7 @@ class Emitter:
         """Resolve what ``publish`` waits for; returns the events to store again (script not loaded)."""
         missing_script = []
         for pending, reply in zip(batch, replies, strict=True):
-            future = pending.future or self._spooled_futures.pop(pending.receipt.event_uuid, None)
+            future = self._backlog.future_of(pending)
             if isinstance(reply, NoScriptError):
                 missing_script.append(pending)
                 continue
@@ -492,12 +398,3 @@ class Emitter:
         except (RedisError, OSError) as exc:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)
-
-    def _fail_buffered(self, reason: str) -> None:
-        lost = len(self._buffer)
-        while self._buffer:
-            pending = self._buffer.popleft()
-            if pending.future is not None and not pending.future.done():
-                pending.future.set_exception(RedisUnavailable(self.settings.redis_url, reason))
-        if lost:
-            logger.error("%d emitted events were not stored: %s", lost, reason)
