@@ -131,7 +131,7 @@ async def test_cli_list_show_replay_purge(cli_env: Settings, redis: aioredis.Red
     assert "Attempts" in human.output and "RuntimeError" in human.output
 
     missing = await asyncio.to_thread(CliRunner().invoke, cli, ["dead", "show", "nope"])
-    assert missing.exit_code == 1 and "no dead letter with job id 'nope'" in missing.output
+    assert missing.exit_code == 4 and "no dead letter with job id 'nope'" in missing.output
 
     replayed = await asyncio.to_thread(invoke, "dead", "replay", job_id)
     assert replayed.exit_code == 0 and f"replayed {job_id} as " in replayed.output

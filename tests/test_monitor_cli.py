@@ -79,7 +79,7 @@ async def test_status_events_and_stats(env: Settings) -> None:
     data = json.loads(job.output)
     assert data["status"] == "failed" and data["error"]["message"] == "crm refused bad@example.com"
     missing = await arun("status", "nothing-like-this")
-    assert missing.exit_code == 1 and "unknown" in missing.output
+    assert missing.exit_code == 4 and "no event or job with id 'nothing-like-this'" in missing.output
 
     listed = json.loads((await arun("events", "--json")).output)
     assert {e["event_uuid"] for e in listed["items"]} == {good.event_uuid, bad.event_uuid}
@@ -212,3 +212,39 @@ async def test_check_and_status_say_when_no_live_worker_serves_a_listener(env: S
     assert jobs[crm_sync.name]["note"] == f"waiting: no live worker serves listener {crm_sync.name}"
     assert jobs[welcome.name]["status"] == "complete" and jobs[welcome.name]["note"] is None
     assert "waiting: no live worker serves" in " ".join(table.output.split())
+
+
+def test_cli_errors_are_one_line_with_exit_codes_and_global_flags(env: Settings) -> None:
+    import subprocess
+
+    down = f"redis://127.0.0.1:{_free_port()}/0"
+    for command in (["status", "x"], ["events"], ["stats"], ["workers"], ["dead", "list"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "taskemit", "--redis-url", down, *command], capture_output=True, text=True
+        )
+        assert result.returncode == 3, (command, result.stderr)
+        assert result.stderr.startswith(f"Error: cannot reach Redis at {down}") and "Traceback" not in result.stderr
+        assert result.stdout == ""
+    debug = subprocess.run(
+        [sys.executable, "-m", "taskemit", "--redis-url", down, "--debug", "events"], capture_output=True, text=True
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    # --redis-url and --namespace reach the command's settings (here: a namespace with no workers)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskemit",
+            "--redis-url",
+            env.redis_url,
+            "--namespace",
+            "elsewhere",
+            "workers",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0 and json.loads(found.stdout) == []
+    usage = subprocess.run([sys.executable, "-m", "taskemit", "status"], capture_output=True, text=True)
+    assert usage.returncode == 2

@@ -9,9 +9,12 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from .. import __version__
+from ..errors import redact_url
 from ..settings import load_settings
+from ._output import REDIS_UNREACHABLE, USAGE
 from .cron import cron, scheduler_command
 from .dead import dead
 from .monitor import COMMANDS as MONITOR_COMMANDS
@@ -49,10 +52,29 @@ def _configure_logging(verbose: bool) -> None:
     logging.config.dictConfig(config)
 
 
+#: --debug: errors print their traceback instead of one line
+_debug = False
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="taskemit")
-def cli() -> None:
-    """Durable, retrying, scheduled events on arq and Redis."""
+@click.option("--redis-url", metavar="URL", help="Redis to use (instead of the redis_url setting).")
+@click.option("--namespace", metavar="NAME", help="The namespace (instead of the namespace setting).")
+@click.option("--debug", is_flag=True, help="Print the traceback of an error, not one line.")
+def cli(redis_url: str | None, namespace: str | None, debug: bool) -> None:
+    """Durable, retrying, scheduled events on arq and Redis.
+
+    \b
+    Exit codes: 0 ok, 1 a check failed (check: no live worker), 2 usage or settings error,
+    3 Redis unreachable, 4 not found.
+    """
+    global _debug
+    _debug = debug
+    # through the environment, so that every command's settings and any child process see them
+    if redis_url:
+        os.environ["TASKEMIT_REDIS_URL"] = redis_url
+    if namespace:
+        os.environ["TASKEMIT_NAMESPACE"] = namespace
 
 
 @cli.command()
@@ -176,7 +198,25 @@ def main() -> None:
         cli()
     except ValidationError as exc:
         click.echo(f"Error: invalid taskemit settings:\n{exc}", err=True)
-        sys.exit(2)
+        sys.exit(USAGE)
     except FileNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(USAGE)
+    except (RedisError, ConnectionError, TimeoutError) as exc:
+        if _debug:
+            raise
+        url = redact_url(os.environ.get("TASKEMIT_REDIS_URL") or _configured_url())
+        click.echo(
+            f"Error: cannot reach Redis at {url}: {exc}\n"
+            "Hint: is it running? Set redis_url (settings.toml, TASKEMIT_REDIS_URL or --redis-url); "
+            "--debug shows the traceback.",
+            err=True,
+        )
+        sys.exit(REDIS_UNREACHABLE)
+
+
+def _configured_url() -> str:
+    try:
+        return load_settings().redis_url
+    except Exception:
+        return "(unknown)"

@@ -1,12 +1,13 @@
-"""What every command's human output shares: a console and a time format."""
+"""What every command's output shares: a console, a time format, exit codes."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import click
 from rich.console import Console
 
-__all__ = ("make_console", "when")
+__all__ = ("CHECK_FAILED", "NOT_FOUND", "REDIS_UNREACHABLE", "USAGE", "NotFound", "make_console", "when")
 
 
 def make_console() -> Console:
@@ -18,3 +19,16 @@ def make_console() -> Console:
 def when(epoch: float | None, timespec: str = "seconds") -> str:
     """Local time of an epoch timestamp, or "" for none."""
     return dt.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec=timespec) if epoch else ""
+
+
+#: exit codes of the taskemit command (see ``taskemit --help``)
+CHECK_FAILED = 1
+USAGE = 2
+REDIS_UNREACHABLE = 3
+NOT_FOUND = 4
+
+
+class NotFound(click.ClickException):
+    """What the command was asked about does not exist (exit code 4)."""
+
+    exit_code = NOT_FOUND

@@ -22,7 +22,7 @@ from ..monitor.deadletter import (
 )
 from ..redact import redact
 from ..settings import Settings, load_settings
-from ._output import make_console, when
+from ._output import NotFound, make_console, when
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ def show_command(job_id: str, as_json: bool) -> None:
         lambda redis, settings: _with_serializer(get_dead_letter(redis, job_id, space=settings.keys), settings)
     )
     if letter is None:
-        raise click.ClickException(f"no dead letter with job id {job_id!r}")
+        raise NotFound(f"no dead letter with job id {job_id!r}")
     data = _as_dict(letter, load_settings(serializer=serializer))
     if as_json:
         click.echo(json.dumps(data, default=str, indent=2))
@@ -170,7 +170,7 @@ def replay_command(job_id: str | None, replay_all: bool, listener_name: str | No
             except NotReplayable as exc:
                 raise click.ClickException(str(exc)) from None
             if new is None:
-                raise click.ClickException(f"no dead letter with job id {job_id!r}")
+                raise NotFound(f"no dead letter with job id {job_id!r}")
             return [(job_id, new)]
         # read every page first: replaying removes letters, which would shift later pages
         letters = [

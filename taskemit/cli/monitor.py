@@ -23,7 +23,7 @@ from ..monitor.status import EventStatus, JobStatus, event_status, job_status, r
 from ..monitor.workers import Waiting, WorkerInfo, live_workers, waiting_listeners
 from ..settings import Settings, load_settings
 from ..state import JobState
-from ._output import make_console, when
+from ._output import NotFound, make_console, when
 
 T = TypeVar("T")
 _MS = "milliseconds"  # event and job times are shown to the millisecond
@@ -130,7 +130,12 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> EventStatus | JobStatus:
         event = await event_status(redis, settings, ident)
-        return event if event is not None else await job_status(redis, settings, ident)
+        if event is not None:
+            return event
+        job = await job_status(redis, settings, ident)
+        if job.status == JobState.UNKNOWN and not job.listener:
+            raise NotFound(f"no event or job with id {ident!r} (or its records have expired)")
+        return job
 
     def render(found: EventStatus | JobStatus) -> RenderableType:
         if isinstance(found, EventStatus):
@@ -141,9 +146,7 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
             [found], f"Job {found.job_id}" + (f" of event {found.event_uuid}" if found.event_uuid else "")
         )
 
-    found = _show(fetch, render, lambda f: f.to_dict(), as_json=as_json, watch=watch, interval=interval)
-    if isinstance(found, JobStatus) and found.status == JobState.UNKNOWN and not found.listener:
-        sys.exit(1)
+    _show(fetch, render, lambda f: f.to_dict(), as_json=as_json, watch=watch, interval=interval)
 
 
 @click.command()
