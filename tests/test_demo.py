@@ -61,3 +61,33 @@ def test_restart_keeps_the_port() -> None:
         assert not server.running
         server.start()
         assert server.running and server.port == port
+
+
+def test_demo_on_a_configured_redis_cleans_up_its_namespace_unless_kept(
+    taskemit_redis_url: str, tmp_path: Path
+) -> None:
+    from redis import Redis
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env["TASKEMIT_REDIS_URL"] = taskemit_redis_url
+    with Redis.from_url(taskemit_redis_url) as redis:
+        redis.flushdb()
+        result = subprocess.run(
+            [sys.executable, "-m", "taskemit", "demo"], env=env, cwd=tmp_path, capture_output=True, timeout=120
+        )
+        out = result.stdout.decode()
+        assert result.returncode == 0, out + result.stderr.decode()
+        assert "Using the configured Redis" in out and "Namespace taskemit-demo-" in out
+        assert "4 events, 7 listener jobs, 7 complete." in out
+        assert redis.dbsize() == 0  # nothing left behind
+        kept = subprocess.run(
+            [sys.executable, "-m", "taskemit", "demo", "--keep"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=120,
+        )
+        assert kept.returncode == 0 and "Kept the demo's keys" in kept.stdout.decode()
+        namespace = kept.stdout.decode().split("Namespace ")[1].split()[0]
+        keys = [key.decode() for key in redis.scan_iter()]
+        assert keys and all("{" + namespace + "}" in key for key in keys)

@@ -174,7 +174,8 @@ def worker(
 
 
 @cli.command()
-def demo() -> None:
+@click.option("--keep", is_flag=True, help="Keep the demo's keys in Redis (deleted at the end by default).")
+def demo(keep: bool) -> None:
     """Run Litestar's events example end to end and print what happened to each event."""
     try:
         import litestar  # noqa: F401
@@ -182,7 +183,7 @@ def demo() -> None:
         raise click.ClickException("the demo needs Litestar: pip install 'taskemit[demo]'") from None
     from ..demo.run import run_demo
 
-    sys.exit(run_demo())
+    sys.exit(run_demo(keep=keep))
 
 
 cli.add_command(dead)

@@ -94,8 +94,22 @@ def _table(records: list[EventStatus]) -> Table:
     return table
 
 
-def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
-    """Run the demo; returns the process exit code (0 when every listener job completed)."""
+def _remove_namespace(url: str, namespace: str) -> int:
+    """Delete every key of ``namespace`` (they all carry its hash tag); returns how many."""
+    from redis import Redis
+
+    with Redis.from_url(url) as redis:
+        keys = list(redis.scan_iter(match=f"*{{{namespace}}}*", count=1000))
+        if keys:
+            redis.delete(*keys)
+        return len(keys)
+
+
+def run_demo(console: Console | None = None, timeout: float = 60.0, keep: bool = False) -> int:
+    """Run the demo; returns the process exit code (0 when every listener job completed).
+
+    It runs in a namespace of its own, whose keys it deletes at the end unless ``keep``.
+    """
     if console is None:
         console = Console()
         if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
@@ -112,9 +126,13 @@ def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
                 f"No Redis answered at {redact_url(settings.redis_url)}; started an embedded redis-server at "
                 f"[bold]{url}[/]"
             )
-        # a queue of its own, so the demo never runs or steals jobs of a real deployment
+        # a namespace of its own, so the demo never runs or steals jobs of a real deployment
+        namespace = f"taskemit-demo-{uuid.uuid4().hex[:8]}"
         os.environ["TASKEMIT_REDIS_URL"] = url
-        os.environ["TASKEMIT_QUEUE_NAME"] = f"taskemit:demo:{uuid.uuid4().hex[:8]}"
+        os.environ["TASKEMIT_NAMESPACE"] = namespace
+        console.print(f"Namespace [bold]{namespace}[/] (its keys are deleted at the end unless --keep)")
+        if not keep:
+            stack.callback(_remove_namespace, url, namespace)
         log = stack.enter_context(tempfile.NamedTemporaryFile("w+b", prefix="taskemit-demo-worker-", suffix=".log"))
         worker = subprocess.Popen(
             [sys.executable, "-m", "taskemit", "worker", _WORKER_TARGET],
@@ -135,6 +153,8 @@ def run_demo(console: Console | None = None, timeout: float = 60.0) -> int:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+        if keep:
+            console.print(f"Kept the demo's keys: taskemit --namespace {namespace} events")
         console.print(_table(records))
         jobs = [job for record in records for job in record.jobs]
         workers = sorted({job.worker for job in jobs if job.worker})
