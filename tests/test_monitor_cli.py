@@ -248,3 +248,28 @@ def test_cli_errors_are_one_line_with_exit_codes_and_global_flags(env: Settings)
     assert found.returncode == 0 and json.loads(found.stdout) == []
     usage = subprocess.run([sys.executable, "-m", "taskemit", "status"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+async def test_listeners_shows_queues_waiting_jobs_workers_and_dead_letters(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        await emitter.publish("signup", email="bad@example.com")  # crm_sync dies, welcome succeeds
+        await emitter.publish("hold", n=1)
+    async with InProcessWorker([welcome, crm_sync], env):  # held's job has no worker
+        for _ in range(200):
+            shown = json.loads((await arun("listeners", "--json")).output)
+            by_name = {view["listener"]: view for view in shown}
+            if by_name[crm_sync.name]["dead"] == 1 and by_name[welcome.name]["queued"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        table = await arun("listeners")
+    assert by_name[held.name] == {
+        "listener": held.name,
+        "queue": "default",
+        "queued": 1,
+        "running": 0,
+        "workers": 0,
+        "dead": 0,
+    }
+    assert by_name[crm_sync.name]["dead"] == 1 and by_name[crm_sync.name]["workers"] == 1
+    assert by_name[welcome.name]["workers"] == 1 and by_name[welcome.name]["queued"] == 0
+    assert "0: waiting" in table.output and held.name in table.output

@@ -1,4 +1,4 @@
-"""Monitoring commands: ``status``, ``events``, ``stats``, ``workers``, ``check``, ``metrics``."""
+"""Monitoring commands: ``status``, ``events``, ``stats``, ``workers``, ``listeners``, ``check``, ``metrics``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
 from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
-from ..monitor.workers import Waiting, WorkerInfo, live_workers, waiting_listeners
+from ..monitor.workers import ListenerView, Waiting, WorkerInfo, listener_views, live_workers, waiting_listeners
 from ..settings import Settings, load_settings
 from ..state import JobState
 from ._output import NotFound, make_console, when
@@ -331,6 +331,29 @@ def _outages(worker: WorkerInfo) -> str:
 
 
 @click.command()
+@json_option
+@watch_option
+@interval_option
+def listeners(as_json: bool, watch: bool, interval: float) -> None:
+    """Listeners: their queue, jobs waiting and running, live workers that run them, dead letters."""
+
+    async def fetch(redis: aioredis.Redis, settings: Settings) -> list[ListenerView]:
+        return await listener_views(redis, space=settings.keys)
+
+    def render(found: list[ListenerView]) -> RenderableType:
+        table = Table(title="Listeners", title_justify="left")
+        for column in ("listener", "queue", "queued", "running", "live workers", "dead"):
+            table.add_column(column, overflow="fold", justify="left" if column in ("listener", "queue") else "right")
+        for view in found:
+            workers = str(view.workers) if view.workers or not view.queued else "[red]0: waiting[/]"
+            dead = f"[red]{view.dead}[/]" if view.dead else "0"
+            table.add_row(view.listener, view.queue, str(view.queued), str(view.running), workers, dead)
+        return table
+
+    _show(fetch, render, lambda views: [v.to_dict() for v in views], as_json=as_json, watch=watch, interval=interval)
+
+
+@click.command()
 def check() -> None:
     """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
     settings = load_settings()
@@ -375,4 +398,4 @@ def metrics(port: int, host: str) -> None:
         server.shutdown()
 
 
-COMMANDS = [status, events, stats, workers, check, metrics]
+COMMANDS = [status, events, stats, workers, listeners, check, metrics]

@@ -26,7 +26,7 @@ from .status import (
     recent_events,
     wait_for_event,
 )
-from .workers import WorkerInfo, live_workers
+from .workers import ListenerView, WorkerInfo, listener_views, live_workers, waiting_listeners
 
 __all__ = (
     "DeadLetter",
@@ -35,6 +35,7 @@ __all__ = (
     "EventStatus",
     "JobStatus",
     "ListenerStats",
+    "ListenerView",
     "WorkerInfo",
     "event_status",
     "events_between",
@@ -42,6 +43,7 @@ __all__ = (
     "iter_dead_letters",
     "job_status",
     "list_dead_letters",
+    "listener_views",
     "live_workers",
     "purge_dead_letters",
     "quantile",
@@ -49,4 +51,5 @@ __all__ = (
     "recent_events",
     "replay_dead_letter",
     "wait_for_event",
+    "waiting_listeners",
 )

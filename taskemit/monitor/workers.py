@@ -12,7 +12,7 @@ from typing import Any
 
 from ..store.keys import KeySpace
 
-__all__ = ("Waiting", "WorkerInfo", "live_workers", "waiting_listeners")
+__all__ = ("ListenerView", "Waiting", "WorkerInfo", "listener_views", "live_workers", "waiting_listeners")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +112,49 @@ async def waiting_listeners(redis: Any, *, space: KeySpace) -> list[Waiting]:
         for name, count in zip(unserved, counts, strict=True)
         if count
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerView:
+    """One listener as operators see it: where its jobs go, how many wait, who runs them."""
+
+    listener: str
+    queue: str
+    queued: int
+    running: int
+    workers: int
+    dead: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
+    """Every listener emitters registered or live workers run, sorted by name; two round trips
+    plus one per live worker's heartbeat."""
+    routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
+    workers = await live_workers(redis, space=space)
+    prefix = space.queue("")
+    for worker in workers:  # a listener no emitter has emitted to yet: its worker's queue
+        for name in worker.listeners:
+            if name not in routes and len(worker.queues) == 1:
+                routes[name] = space.queue(worker.queues[0])
+    names = sorted(routes)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.zcard(space.ready(routes[name], name))
+            pipe.zcard(space.dead_by_listener(name))
+        counts = await pipe.execute()
+    views = []
+    for n, name in enumerate(names):
+        views.append(
+            ListenerView(
+                listener=name,
+                queue=routes[name].removeprefix(prefix),
+                queued=int(counts[2 * n]),
+                running=sum(worker.running.get(name, 0) for worker in workers),
+                workers=sum(name in worker.listeners for worker in workers),
+                dead=int(counts[2 * n + 1]),
+            )
+        )
+    return views
