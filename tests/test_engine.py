@@ -316,3 +316,41 @@ async def test_a_blocked_event_loop_is_reported_naming_the_listener(
         warnings = [r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage()]
         assert warnings and blocks_the_loop.name in warnings[0]
         assert float(warnings[0].split("blocked for ")[1].split("s")[0]) >= 0.9
+
+
+async def test_abort_settles_a_waiting_job_at_once_and_cancels_a_running_one(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    from arq.jobs import Job, JobStatus
+
+    from taskemit.monitor import abort_job
+    from taskemit.store.codec import get_codec
+
+    short = settings.model_copy(update={"lease_ttl": 2.0})  # renewals, and so abort checks, every 2/3 s
+    async with Emitter([long_running, count_tick], short) as emitter:
+        waiting = await emitter.publish("tick", 1)
+        running = await emitter.publish("long")
+    assert waiting is not None and running is not None
+    waiting_id = waiting.jobs[count_tick.name]
+    assert await abort_job(redis, short, waiting_id) == "aborted"
+    assert (await waiting.status()).jobs[0].status == "aborted"  # type: ignore[union-attr]
+    async with InProcessWorker([long_running, count_tick], short):
+        await until(lambda: runs["long"] == [1])
+        running_id = running.jobs[long_running.name]
+        assert await abort_job(redis, short, running_id) == "requested"
+        status = await running.wait(timeout=10)
+    assert status.jobs[0].status == "aborted"
+    assert runs["tick"] == [] and runs["long"] == [1]  # not run, not retried
+    assert await get_dead_letter(redis, running_id, space=short.keys) is None
+    assert await abort_job(redis, short, running_id) == "missing"
+    # arq's own Job API sees both as aborted, and its Job.abort() is honoured by taskemit's worker
+    job = Job(running_id, redis, _queue_name=short.queue_key, _deserializer=get_codec("json").loads)
+    assert await job.status() == JobStatus.complete
+    async with Emitter([count_tick], short) as emitter:
+        later = await emitter.publish("tick", 2)
+    assert later is not None
+    later_job = Job(later.jobs[count_tick.name], redis, _queue_name=short.queue_key)
+    await redis.zadd(short.keys.abort_requests, {later_job.job_id: time.time() * 1000})  # what Job.abort() does
+    async with InProcessWorker([count_tick], short):
+        status = await later.wait(timeout=10)
+    assert status.jobs[0].status == "aborted" and runs["tick"] == []

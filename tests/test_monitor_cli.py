@@ -273,3 +273,16 @@ async def test_listeners_shows_queues_waiting_jobs_workers_and_dead_letters(env:
     assert by_name[crm_sync.name]["dead"] == 1 and by_name[crm_sync.name]["workers"] == 1
     assert by_name[welcome.name]["workers"] == 1 and by_name[welcome.name]["queued"] == 0
     assert "0: waiting" in table.output and held.name in table.output
+
+
+async def test_abort_command(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        receipt = await emitter.publish("hold", n=1)
+    assert receipt is not None
+    job_id = receipt.jobs[held.name]
+    done = await arun("abort", job_id)
+    assert done.exit_code == 0 and f"job {job_id} aborted" in done.output
+    again = await arun("abort", job_id)
+    assert again.exit_code == 4 and "no waiting or running job" in again.output
+    shown = json.loads((await arun("status", receipt.event_uuid, "--json")).output)
+    assert shown["jobs"][0]["status"] == "aborted"

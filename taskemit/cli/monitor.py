@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
+from ..monitor.abort import abort_job
 from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
 from ..monitor.workers import ListenerView, Waiting, WorkerInfo, listener_views, live_workers, waiting_listeners
@@ -354,6 +355,25 @@ def listeners(as_json: bool, watch: bool, interval: float) -> None:
 
 
 @click.command()
+@click.argument("job_id")
+def abort(job_id: str) -> None:
+    """Abort a job: at once if it waits; a running one is cancelled by its worker within seconds."""
+    settings = load_settings()
+
+    async def main() -> str:
+        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+            return await abort_job(redis, settings, job_id)
+
+    outcome = asyncio.run(main())
+    if outcome == "missing":
+        raise NotFound(f"no waiting or running job with id {job_id!r} (it may have finished)")
+    if outcome == "requested":
+        click.echo(f"job {job_id} is running: its worker cancels it at its next lease renewal")
+    else:
+        click.echo(f"job {job_id} aborted")
+
+
+@click.command()
 def check() -> None:
     """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
     settings = load_settings()
@@ -398,4 +418,4 @@ def metrics(port: int, host: str) -> None:
         server.shutdown()
 
 
-COMMANDS = [status, events, stats, workers, listeners, check, metrics]
+COMMANDS = [status, events, stats, workers, listeners, abort, check, metrics]

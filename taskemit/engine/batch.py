@@ -73,6 +73,8 @@ class ClaimBatch:
     expired: list[tuple[str, int]]
     #: when work is next due (a delayed job, a retry, a lease running out), epoch seconds
     next_due: float | None
+    #: due jobs whose abort was asked for before they started: settle them as aborted
+    aborted: list[Claim]
 
 
 class JobStore:
@@ -102,7 +104,7 @@ class JobStore:
         finish_args: list[Any] = [self.holder, self.settings.event_retention]
         for outcome, route in finished:
             self._finish_call(outcome, self.routes[route], calls, finish_keys, finish_args)
-            if outcome.state is not JobState.FAILED:  # the dead letter script counts its own
+            if outcome.state not in (JobState.FAILED, JobState.ABORTED):  # dead letters count their own
                 tally.add(outcome.run.attempt.listener, outcome.counted, outcome.duration)
         if finish_keys:  # after the dead letters: they read what the finish leaves alone
             calls.append((_FINISH, finish_keys, finish_args))
@@ -120,30 +122,39 @@ class JobStore:
                 job_key_prefix,
                 in_progress_key_prefix,
                 retry_key_prefix,
+                self.settings.keys.abort_requests,
             ]
             calls.append((_CLAIM, self._claim_keys, args))
         replies = await self._run(calls, self._batches)
         if not self.routes:
-            return ClaimBatch([], [], None)
-        claimed, expired, next_due = replies[-1]
+            return ClaimBatch([], [], None, [])
+        claimed, expired, next_due, aborted = replies[-1]
         due = float(next_due)
         return ClaimBatch(
             [Claim(job_id.decode(), route - 1, payload, job_try) for job_id, route, payload, job_try in claimed],
             [(job_id.decode(), route - 1) for job_id, route in expired],
             due / 1000 if due >= 0 else None,
+            [Claim(job_id.decode(), route - 1, payload, 0) for job_id, route, payload in aborted],
         )
 
-    async def renew(self, jobs: Sequence[tuple[str, int]]) -> list[str]:
-        """Renew the leases of ``jobs`` (job id, route index); returns the ids whose lease is lost."""
+    async def renew(self, jobs: Sequence[tuple[str, int]]) -> tuple[list[str], list[str]]:
+        """Renew the leases of ``jobs`` (job id, route index); returns the ids whose lease is lost,
+        and those whose abort was asked for."""
         if not jobs:
-            return []
+            return [], []
         space = self.settings.keys
         keys: list[str] = []
         for job_id, route in jobs:
             keys += (space.in_progress(job_id), self.routes[route].leased)
-        args = [self.holder, int(time.time() * 1000), self.lease_ms, *(job_id for job_id, _ in jobs)]
-        (lost,) = await self._run([(_RENEW, keys, args)])
-        return [job_id.decode() for job_id in lost]
+        args = [
+            self.holder,
+            int(time.time() * 1000),
+            self.lease_ms,
+            space.abort_requests,
+            *(job_id for job_id, _ in jobs),
+        ]
+        ((lost, aborted),) = await self._run([(_RENEW, keys, args)])
+        return [job_id.decode() for job_id in lost], [job_id.decode() for job_id in aborted]
 
     async def release(self, jobs: Sequence[tuple[str, int]]) -> int:
         """Give back the leases of ``jobs`` without counting their attempts; returns how many."""
@@ -185,7 +196,7 @@ class JobStore:
         if outcome.state is JobState.RETRYING:
             mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
         else:
-            mode, extra = ("done" if outcome.state is JobState.COMPLETE else "release"), self._result(outcome, route)
+            mode, extra = ("release" if outcome.state is JobState.FAILED else "done"), self._result(outcome, route)
         if outcome.state is JobState.FAILED:
             dl_keys, dl_args = dead_letter_call(settings, **dead_letter_details(outcome, settings, route.queue))
             calls.append((DEAD_LETTER, dl_keys, dl_args))
@@ -253,7 +264,7 @@ class JobStore:
 
 def _empty_reply(script: lua.LuaScript) -> Any:
     if script is _CLAIM:
-        return [[], [], "-1"]
+        return [[], [], "-1", []]
     if script is _RENEW:
-        return []
+        return [[], []]
     return 0

@@ -129,7 +129,7 @@ class JobRun:
 class Outcome:
     """What one attempt came to, with the records to write for it."""
 
-    #: JobState.COMPLETE, RETRYING or FAILED (dead-lettered)
+    #: JobState.COMPLETE, RETRYING, FAILED (dead-lettered) or ABORTED
     state: JobState
     run: JobRun
     #: the attempt for the job's history ('' when the listener never ran, or when a first try
@@ -265,6 +265,19 @@ class ListenerRunner:
             async with asyncio.timeout(self.timeout):
                 return await result
         return result
+
+    def aborted(self, run: JobRun, started: bool) -> Outcome:
+        """The outcome of a job stopped on request (``taskemit abort``, arq's ``Job.abort()``)."""
+        logger.info("listener %s job %s aborted on request", self.name, run.attempt.job_id)
+        return Outcome(
+            JobState.ABORTED,
+            run,
+            "",
+            run.outcome_json(JobState.ABORTED, reason="aborted on request", started_before=started),
+            (),
+            None,
+            error=asyncio.CancelledError("aborted on request"),
+        )
 
     def _timed_out(self) -> ListenerTimeout:
         return ListenerTimeout(f"listener {self.name!r} timed out after {self.timeout:g}s")

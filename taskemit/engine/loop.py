@@ -129,6 +129,8 @@ class Engine:
         self._running: dict[str, tuple[asyncio.Task[None], int]] = {}
         self._finished: list[tuple[Outcome, int]] = []
         self._interrupted: list[tuple[str, int]] = []
+        #: running jobs being cancelled because their abort was asked for
+        self._aborting: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_deadline: float | None = None
@@ -287,6 +289,8 @@ class Engine:
                 self._start(claim)
             for job_id, route in batch.expired:
                 self._finished.append((self._expired(job_id, route), route))
+            for claim in batch.aborted:
+                self._finished.append((self._aborted(claim, started=False), claim.route))
             if self._stopping:
                 continue
             if len(batch.claimed) >= limit:
@@ -341,6 +345,10 @@ class Engine:
         try:
             outcome = await self._attempt(claim)
         except asyncio.CancelledError:
+            if claim.job_id in self._aborting:  # stopped on request: settled as aborted
+                self._aborting.discard(claim.job_id)
+                self._finished.append((self._aborted(claim, started=True), route))
+                return
             self._interrupted.append((claim.job_id, route))
             raise
         except Exception:  # a bug in taskemit, never the listener's: keep the worker alive
@@ -373,6 +381,15 @@ class Engine:
         run = runner.new_run(claim.job_id, max(claim.job_try, job_try), args, kwargs, self.worker_id, enqueue_ms)
         return await runner.attempt(run, self.running_listeners)
 
+    def _aborted(self, claim: Claim, started: bool) -> Outcome:
+        runner = self.runners[claim.route]
+        try:
+            args, kwargs, enqueue_ms, _ = job_parts(self.codec.decode_job(claim.payload))
+        except JobPayloadError:
+            args, kwargs, enqueue_ms = (), {}, None
+        run = runner.new_run(claim.job_id, max(claim.job_try, 1), args, kwargs, self.worker_id, enqueue_ms)
+        return runner.aborted(run, started)
+
     def _expired(self, job_id: str, route: int) -> Outcome:
         runner = self.runners[route]
         run = runner.new_run(job_id, 1, (), {}, self.worker_id, None)
@@ -396,10 +413,15 @@ class Engine:
             if not running:
                 continue
             try:
-                lost = await self._store.renew(running)
+                lost, aborted = await self._store.renew(running)
             except REDIS_DOWN as exc:
                 self.link.down(exc)
                 continue
+            for job_id in aborted:  # asked to stop: cancel it (a sync listener's thread runs to its end)
+                entry = self._running.get(job_id)
+                if entry is not None:
+                    self._aborting.add(job_id)
+                    entry[0].cancel()
             for job_id in lost:
                 logger.warning(
                     "worker %s lost the lease of running job %s (Redis was unreachable for longer than the lease); "

@@ -6,6 +6,7 @@ routes and the Prometheus collector are thin layers over these functions.
 
 from __future__ import annotations
 
+from .abort import abort_job
 from .deadletter import (
     DeadLetter,
     DeadLetterPage,
@@ -37,6 +38,7 @@ __all__ = (
     "ListenerStats",
     "ListenerView",
     "WorkerInfo",
+    "abort_job",
     "event_status",
     "events_between",
     "get_dead_letter",

@@ -13,7 +13,7 @@ import random
 import re
 import uuid
 
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 
 from ..errors import InvalidArgument
 
@@ -129,6 +129,11 @@ class KeySpace:
     def retry(self, job_id: str) -> str:
         """arq's try counter of a job."""
         return retry_key_prefix + job_id
+
+    @property
+    def abort_requests(self) -> str:
+        """arq's sorted set of job ids whose abort was asked for (arq's own key: one for all namespaces)."""
+        return abort_jobs_ss
 
     # -- events ----------------------------------------------------------------------------
 

@@ -12,16 +12,19 @@
 -- ARGV[4]      the lease holder (worker id), the value of arq's in-progress key
 -- ARGV[5]      start at this listener (0-based; rotated by the caller, for fairness)
 -- ARGV[6..8]   arq's key prefixes: job, in-progress, retry
+-- ARGV[9]      arq's sorted set of abort requests (arq's Job.abort(), taskemit abort)
 --
--- Returns {claimed, expired, next_due}: claimed is a list of {job id, listener index (1-based),
--- payload, try}; expired a list of {job id, listener index} whose payload expired in the
--- queue; next_due the earliest run time or lease expiry left (ms), or -1.
+-- Returns {claimed, expired, next_due, aborted}: claimed is a list of {job id, listener index
+-- (1-based), payload, try}; expired a list of {job id, listener index} whose payload expired in
+-- the queue; next_due the earliest run time or lease expiry left (ms), or -1; aborted a list of
+-- {job id, listener index, payload} of due jobs whose abort was asked for (not started; the
+-- caller settles them as aborted).
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local holder = ARGV[4]
 local first = tonumber(ARGV[5])
-local job_prefix, lease_prefix, try_prefix = ARGV[6], ARGV[7], ARGV[8]
+local job_prefix, lease_prefix, try_prefix, abort_requests = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local listeners = #KEYS / 3
 
 -- leases that ran out: a stopped worker's jobs become ready again, at their place in the queue
@@ -39,7 +42,7 @@ for i = 1, listeners do
   end
 end
 
-local claimed, expired = {}, {}
+local claimed, expired, aborted = {}, {}, {}
 for k = 0, listeners - 1 do
   if #claimed >= limit then
     break
@@ -54,6 +57,9 @@ for k = 0, listeners - 1 do
         expired[#expired + 1] = {id, i}
       end
       -- else: finished elsewhere (a stock arq worker removed it from the queue)
+    elseif redis.call('ZSCORE', abort_requests, id) then
+      redis.call('ZREM', abort_requests, id)
+      aborted[#aborted + 1] = {id, i, payload}
     elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', lease) then
       local try = redis.call('INCR', try_prefix .. id)
       if try == 1 then  -- a new counter; INCR keeps the TTL of an existing one
@@ -86,4 +92,4 @@ for n = 1, #KEYS do
     end
   end
 end
-return {claimed, expired, tostring(next_due)}
+return {claimed, expired, tostring(next_due), aborted}

@@ -1,0 +1,75 @@
+"""Aborting a job: a waiting one at once, a running one at its worker's next lease renewal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from ..settings import Settings
+from ..state import JobState
+from ..store import scripts as lua
+from ..store.codec import META_KWARG, get_codec
+
+__all__ = ("abort_job",)
+
+_ABORT = lua.script("abort")
+
+
+async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
+    """Abort ``job_id``: ``"aborted"`` (it was waiting: settled now), ``"requested"`` (it runs: its
+    worker cancels it within a third of ``lease_ttl``) or ``"missing"`` (finished, or unknown).
+
+    An aborted job is not retried and not dead-lettered; its status is ``aborted``.
+    """
+    space = settings.keys
+    job_id = space.job_id(job_id)
+    codec = get_codec(settings.serializer)
+    payload = await redis.get(space.job(job_id))
+    listener, result, queue = "", b"", settings.queue_key
+    meta: dict[str, Any] = {}
+    if payload is not None:
+        try:
+            job = codec.decode_job(payload)
+        except Exception:
+            job = {"f": "", "a": [], "k": {}, "et": None, "t": None}
+        listener = job["f"]
+        meta = job["k"].get(META_KWARG) or {}
+        routes = await redis.hget(space.routes, listener)
+        queue = routes.decode() if routes else settings.queue_key
+        now_ms = int(time.time() * 1000)
+        if settings.result_retention:
+            result = codec.dumps(
+                {
+                    "t": job.get("t") or 0,
+                    "f": listener,
+                    "a": job["a"],
+                    "k": job["k"],
+                    "et": job.get("et") or now_ms,
+                    "s": False,
+                    "r": asyncio.CancelledError("aborted on request"),  # what arq stores for an abort
+                    "st": now_ms,
+                    "ft": now_ms,
+                    "q": queue,
+                    "id": job_id,
+                }
+            )
+    outcome = json.dumps(
+        {"status": JobState.ABORTED, "listener": listener, "finished": time.time(), "reason": "aborted on request"}
+    )
+    reply = await _ABORT(
+        redis,
+        [
+            space.in_progress(job_id),
+            space.job(job_id),
+            queue,
+            space.ready(queue, listener),
+            space.event(meta.get("event") or "-"),
+            space.result(job_id),
+            space.retry(job_id),
+            space.abort_requests,
+        ],
+        [job_id, outcome, result, settings.result_retention * 1000, int(time.time() * 1000)],
+    )
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

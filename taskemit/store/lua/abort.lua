@@ -1,0 +1,35 @@
+-- Abort one job: a waiting job is settled as aborted at once; a running one is asked to stop
+-- (its worker cancels it at its next lease renewal, and settles it).
+--
+-- KEYS[1]   arq's in-progress key (the lease)
+-- KEYS[2]   arq's job key
+-- KEYS[3]   arq's queue
+-- KEYS[4]   the listener's ready set
+-- KEYS[5]   the event record (hash)
+-- KEYS[6]   arq's result key
+-- KEYS[7]   arq's try counter
+-- KEYS[8]   arq's sorted set of abort requests
+-- ARGV[1]   job id
+-- ARGV[2]   the outcome for the event record, JSON
+-- ARGV[3]   arq's result ('' for none)
+-- ARGV[4]   result TTL, ms
+-- ARGV[5]   now, ms
+--
+-- Returns 'aborted', 'requested' (it is running) or 'missing' (finished, or never existed).
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
+  return 'requested'
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 'missing'
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[7])
+if ARGV[3] ~= '' and tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[4])
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HSET', KEYS[5], 'job:' .. ARGV[1], ARGV[2])
+end
+return 'aborted'
