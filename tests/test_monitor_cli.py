@@ -212,6 +212,8 @@ async def test_check_and_status_say_when_no_live_worker_serves_a_listener(env: S
     assert jobs[crm_sync.name]["note"] == f"waiting: no live worker serves listener {crm_sync.name}"
     assert jobs[welcome.name]["status"] == "complete" and jobs[welcome.name]["note"] is None
     assert "waiting: no live worker serves" in " ".join(table.output.split())
+    as_json = json.loads((await arun("check", "--json")).output)
+    assert as_json["ok"] is False and as_json["waiting"] == [{"listener": crm_sync.name, "queue": "default", "jobs": 1}]
 
 
 def test_cli_errors_are_one_line_with_exit_codes_and_global_flags(env: Settings) -> None:

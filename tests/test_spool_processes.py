@@ -5,6 +5,7 @@ runs again."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -138,6 +139,8 @@ async def test_spool_commands_show_and_store_what_waits(
     runner = CliRunner()
     shown = await asyncio.to_thread(runner.invoke, cli, ["spool", "status"])
     assert shown.exit_code == 0 and shown.output.startswith("3 events waiting in ")
+    as_json = await asyncio.to_thread(runner.invoke, cli, ["spool", "status", "--json"])
+    assert json.loads(as_json.output)["events"] == 3
     flushed = await asyncio.to_thread(runner.invoke, cli, ["spool", "flush"])
     assert flushed.exit_code == 0 and "stored 3 events" in flushed.output and "0 left" in flushed.output
     again = await asyncio.to_thread(runner.invoke, cli, ["spool", "flush"])

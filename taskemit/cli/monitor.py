@@ -374,7 +374,8 @@ def abort(job_id: str) -> None:
 
 
 @click.command()
-def check() -> None:
+@json_option
+def check(as_json: bool) -> None:
     """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
     settings = load_settings()
 
@@ -390,9 +391,20 @@ def check() -> None:
     except (RedisError, OSError) as exc:
         click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
+    ok = bool(count or arq_alive)
+    if as_json:
+        report = {
+            "ok": ok,
+            "queue": settings.queue_name,
+            "live_workers": count,
+            "arq_health_check": arq_alive,
+            "waiting": [{"listener": w.listener, "queue": w.queue, "jobs": w.jobs} for w in waiting],
+        }
+        click.echo(json.dumps(report))
+        sys.exit(0 if ok else 1)
     for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
         click.echo(str(item), err=True)
-    if count or arq_alive:
+    if ok:
         click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
         return
     click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import click
@@ -21,11 +22,15 @@ def spool() -> None:
 
 
 @spool.command("status")
-def status() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool) -> None:
     """Where the spool file is and how many events wait in it."""
     settings = load_settings()
     found = Spool(settings)
     count = found.count() if found.exists() else 0
+    if as_json:
+        click.echo(json.dumps({"path": str(found.path), "events": count}))
+        return
     click.echo(f"{count} events waiting in {found.path}")
 
 
