@@ -288,3 +288,27 @@ async def test_abort_command(env: Settings) -> None:
     assert again.exit_code == 4 and "no waiting or running job" in again.output
     shown = json.loads((await arun("status", receipt.event_uuid, "--json")).output)
     assert shown["jobs"][0]["status"] == "aborted"
+
+
+async def test_ids_can_be_abbreviated_to_8_characters(env: Settings) -> None:
+    async with Emitter(ALL, env) as emitter:
+        receipt = await emitter.publish("signup", email="ada@example.com")
+    assert receipt is not None
+    short_event = receipt.event_uuid[:8]
+    shown = json.loads((await arun("status", short_event, "--json")).output)
+    assert shown["event_uuid"] == receipt.event_uuid
+    job_id = receipt.jobs[welcome.name]
+    short_job = job_id.removeprefix(env.keys.prefix)[:10]
+    job = json.loads((await arun("status", short_job, "--json")).output)
+    assert job["job_id"] == job_id
+    # two jobs that share a prefix: a clear usage error, not a guess
+    redis = aioredis.Redis.from_url(env.redis_url)
+    try:
+        for tail in ("11", "22"):
+            await redis.set(env.keys.job(env.keys.job_id("abcdef00" + tail * 12)), b"{}", px=60_000)
+    finally:
+        await redis.aclose()
+    ambiguous = await arun("status", "abcdef00")
+    assert ambiguous.exit_code == 2 and "matches 2 events or jobs" in ambiguous.output
+    too_short = await arun("status", "abcdef0")
+    assert too_short.exit_code == 4  # shorter than 8: taken as it is, and not found

@@ -7,7 +7,16 @@ import datetime as dt
 import click
 from rich.console import Console
 
-__all__ = ("CHECK_FAILED", "NOT_FOUND", "REDIS_UNREACHABLE", "USAGE", "NotFound", "make_console", "when")
+__all__ = (
+    "CHECK_FAILED",
+    "NOT_FOUND",
+    "REDIS_UNREACHABLE",
+    "USAGE",
+    "NotFound",
+    "full_id",
+    "make_console",
+    "when",
+)
 
 
 def make_console() -> Console:
@@ -32,3 +41,24 @@ class NotFound(click.ClickException):
     """What the command was asked about does not exist (exit code 4)."""
 
     exit_code = NOT_FOUND
+
+
+def full_id(ident: str) -> str:
+    """The full event uuid or job id an abbreviated ``ident`` (8+ characters) stands for."""
+    import asyncio
+
+    from redis import asyncio as aioredis
+
+    from ..monitor.ids import AmbiguousId, resolve_id
+    from ..settings import load_settings
+
+    settings = load_settings()
+
+    async def main() -> str:
+        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+            return await resolve_id(redis, settings, ident)
+
+    try:
+        return asyncio.run(main())
+    except AmbiguousId as exc:
+        raise click.UsageError(str(exc)) from None

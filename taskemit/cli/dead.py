@@ -22,7 +22,7 @@ from ..monitor.deadletter import (
 )
 from ..redact import redact
 from ..settings import Settings, load_settings
-from ._output import NotFound, make_console, when
+from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
 
@@ -114,7 +114,8 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_command(job_id: str, as_json: bool) -> None:
-    """Show one dead letter with its arguments and every attempt."""
+    """Show one dead letter with its arguments and every attempt (8+ characters of its job id do)."""
+    job_id = full_id(job_id)
     letter, serializer = _run(
         lambda redis, settings: _with_serializer(get_dead_letter(redis, job_id, space=settings.keys), settings)
     )
@@ -162,6 +163,8 @@ def replay_command(job_id: str | None, replay_all: bool, listener_name: str | No
         raise click.UsageError("give either a JOB_ID or --all")
     if job_id and (listener_name or event):
         raise click.UsageError("--listener and --event filter --all; they do not apply to one JOB_ID")
+    if job_id:
+        job_id = full_id(job_id)
 
     async def replay(redis: aioredis.Redis, settings: Settings) -> list[tuple[str, str]]:
         if job_id:

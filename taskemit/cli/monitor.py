@@ -24,7 +24,7 @@ from ..monitor.status import EventStatus, JobStatus, event_status, job_status, r
 from ..monitor.workers import ListenerView, Waiting, WorkerInfo, listener_views, live_workers, waiting_listeners
 from ..settings import Settings, load_settings
 from ..state import JobState
-from ._output import NotFound, make_console, when
+from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
 _MS = "milliseconds"  # event and job times are shown to the millisecond
@@ -127,7 +127,8 @@ def _jobs_table(jobs: list[JobStatus], title: str) -> Table:
 @watch_option
 @interval_option
 def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
-    """What happened to an event (its uuid) or a listener job (its job id)."""
+    """What happened to an event (its uuid) or a listener job (its job id); 8+ characters of either do."""
+    ident = full_id(ident)
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> EventStatus | JobStatus:
         event = await event_status(redis, settings, ident)
@@ -358,6 +359,7 @@ def listeners(as_json: bool, watch: bool, interval: float) -> None:
 @click.argument("job_id")
 def abort(job_id: str) -> None:
     """Abort a job: at once if it waits; a running one is cancelled by its worker within seconds."""
+    job_id = full_id(job_id)
     settings = load_settings()
 
     async def main() -> str:

@@ -1,0 +1,51 @@
+"""Ids as people type them: an unambiguous prefix of at least 8 characters of an event uuid or a job id.
+
+The CLI prints full ids; any command that takes one also takes a prefix (``taskemit status
+0f0fa426``). A full id is used as it is. A prefix is looked up among the event index and the
+keys of jobs, results and dead letters of the namespace (a SCAN: fine for a command, not for a
+hot path).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from arq.constants import job_key_prefix, result_key_prefix
+
+from ..errors import InvalidArgument
+from ..settings import Settings
+
+__all__ = ("MIN_PREFIX", "AmbiguousId", "resolve_id")
+
+MIN_PREFIX = 8
+_FULL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PREFIX = re.compile(r"[0-9a-f-]+")
+
+
+class AmbiguousId(InvalidArgument):
+    """A prefix that matches more than one event or job."""
+
+
+async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
+    """The full event uuid or job id that ``ident`` abbreviates; ``ident`` itself when it is a full id,
+    shorter than 8 characters, or matches nothing. AmbiguousId when it matches several."""
+    space = settings.keys
+    token = ident.removeprefix(space.prefix)
+    if _FULL_UUID.fullmatch(token) or len(token) >= 32 or len(token) < MIN_PREFIX or not _PREFIX.fullmatch(token):
+        return ident
+    found: set[str] = set()
+    async for member, _ in redis.zscan_iter(space.events, match=f"{token}*"):
+        found.add(member.decode())
+    for pattern in (
+        f"{job_key_prefix}{space.prefix}{token}*",
+        f"{result_key_prefix}{space.prefix}{token}*",
+        f"{space.dead(space.prefix + token)}*",
+    ):
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            text = key.decode()
+            found.add(space.prefix + text.rsplit(space.prefix, 1)[-1])
+    if len(found) > 1:
+        shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
+        raise AmbiguousId(f"{ident!r} matches {len(found)} events or jobs ({shown}); give more characters")
+    return found.pop() if found else ident
