@@ -167,3 +167,25 @@ def test_quantile_estimates_within_buckets() -> None:
     assert quantile(0.5, {}) is None
     with pytest.raises(ValueError, match="q must be"):
         quantile(1.5, counts)
+
+
+async def test_a_page_of_events_costs_a_few_round_trips_not_one_per_event(
+    settings: Settings, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.asyncio.connection import AbstractConnection
+
+    async with Emitter(ALL, settings) as emitter:
+        for n in range(30):
+            emitter.emit("order_placed", n)
+    sends = 0
+    original = AbstractConnection.send_packed_command
+
+    async def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        nonlocal sends
+        sends += 1
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    page = await recent_events(redis, settings, limit=20)
+    assert len(page.items) == 20 and all(len(event.jobs) == 2 for event in page.items)  # quick and flaky
+    assert sends <= 6, f"{sends} round trips for a page of 20 events"

@@ -33,6 +33,7 @@ __all__ = (
     "EventStatus",
     "JobStatus",
     "event_status",
+    "event_statuses",
     "events_between",
     "job_status",
     "recent_events",
@@ -169,41 +170,68 @@ def _live_status(outcome_status: str | None, in_progress: bool, score: float | N
 
 async def event_status(redis: Any, settings: Settings, event_uuid: str) -> EventStatus | None:
     """The event and each of its jobs' status, or None if unknown (or expired)."""
+    (event,) = await event_statuses(redis, settings, [event_uuid])
+    return event
+
+
+async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str]) -> list[EventStatus | None]:
+    """``event_status`` of many events in a bounded number of round trips (not one per event)."""
+    if not event_uuids:
+        return []
     space = settings.keys
-    raw = await redis.hgetall(space.event(event_uuid))
-    if not raw:
-        return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
-    queues: dict[str, str] = json.loads(fields["queues"]) if "queues" in fields else {}
     async with redis.pipeline(transaction=False) as pipe:
-        for listener, job_id in jobs_by_listener.items():
-            pipe.exists(space.in_progress(job_id))
-            pipe.zscore(queues.get(listener, settings.queue_key), job_id)
-            pipe.exists(space.result(job_id))
+        for event_uuid in event_uuids:
+            pipe.hgetall(space.event(event_uuid))
+        raws = await pipe.execute()
+    records: list[tuple[str, dict[str, str], dict[str, str], dict[str, str]] | None] = []
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_uuid, raw in zip(event_uuids, raws, strict=True):
+            if not raw:
+                records.append(None)
+                continue
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
+            queues: dict[str, str] = json.loads(fields["queues"]) if "queues" in fields else {}
+            records.append((event_uuid, fields, jobs_by_listener, queues))
+            for listener, job_id in jobs_by_listener.items():
+                pipe.exists(space.in_progress(job_id))
+                pipe.zscore(queues.get(listener, settings.queue_key), job_id)
+                pipe.exists(space.result(job_id))
         live = await pipe.execute()
     now_ms = time.time() * 1000
-    emitted_at = int(fields["emitted_at"]) / 1000
-    jobs = []
-    for n, (listener, job_id) in enumerate(jobs_by_listener.items()):
-        in_progress, score, has_result = live[3 * n : 3 * n + 3]
-        outcome = json.loads(fields.get("job:" + job_id, "null")) or {}
-        status = _live_status(outcome.get("status"), bool(in_progress), score, now_ms)
-        if status is None:
-            status = outcome.get("status") or (JobState.UNKNOWN if not has_result else "")
-        extra = {"event_uuid": event_uuid, "event_id": fields["event"], "enqueued_at": emitted_at}
-        job = _from_outcome(job_id, listener, {**outcome, "status": status}, **extra)
-        if status == "":  # finished without a record: read arq's result (a stock arq path)
-            job = await _from_arq_result(redis, settings, job_id) or job
-        jobs.append(job)
-    waiting = [n for n, job in enumerate(jobs) if job.status in _WAITING_STATES]
-    if waiting:
+    events: list[EventStatus | None] = []
+    n = 0
+    for record in records:
+        if record is None:
+            events.append(None)
+            continue
+        event_uuid, fields, jobs_by_listener, _ = record
+        emitted_at = int(fields["emitted_at"]) / 1000
+        jobs = []
+        for listener, job_id in jobs_by_listener.items():
+            in_progress, score, has_result = live[3 * n : 3 * n + 3]
+            n += 1
+            outcome = json.loads(fields.get("job:" + job_id, "null")) or {}
+            status = _live_status(outcome.get("status"), bool(in_progress), score, now_ms)
+            if status is None:
+                status = outcome.get("status") or (JobState.UNKNOWN if not has_result else "")
+            extra = {"event_uuid": event_uuid, "event_id": fields["event"], "enqueued_at": emitted_at}
+            job = _from_outcome(job_id, listener, {**outcome, "status": status}, **extra)
+            if status == "":  # finished without a record: read arq's result (a stock arq path)
+                job = await _from_arq_result(redis, settings, job_id) or job
+            jobs.append(job)
+        events.append(EventStatus(event_uuid, fields["event"], emitted_at, jobs))
+    waiting = any(job.status in _WAITING_STATES for event in events if event is not None for job in event.jobs)
+    if waiting:  # one look at the live workers for the whole page
         served = {name for worker in await live_workers(redis, space=space) for name in worker.listeners}
-        for n in waiting:
-            if jobs[n].listener not in served:
-                note = f"waiting: no live worker serves listener {jobs[n].listener}"
-                jobs[n] = dataclasses.replace(jobs[n], note=note)
-    return EventStatus(event_uuid, fields["event"], emitted_at, jobs)
+        for event in events:
+            if event is None:
+                continue
+            for i, job in enumerate(event.jobs):
+                if job.status in _WAITING_STATES and job.listener not in served:
+                    note = f"waiting: no live worker serves listener {job.listener}"
+                    event.jobs[i] = dataclasses.replace(job, note=note)
+    return events
 
 
 async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobStatus | None:
@@ -322,12 +350,12 @@ async def recent_events(
         batch = await redis.zrevrangebyscore(index, max_score, "-inf", start=skip, num=limit, withscores=True)
         if not batch:
             return EventPage(items, None)
-        for member, score in batch:
+        statuses = await event_statuses(redis, settings, [_text(member) for member, _ in batch])
+        for (_, score), event in zip(batch, statuses, strict=True):
             scanned += 1
             # the cursor: the score of the last event read and how many at that score were read
             skip = skip + 1 if str(int(score)) == str(max_score) else 1
             max_score = str(int(score))
-            event = await event_status(redis, settings, _text(member))
             if event is not None and (status is None or event.status == status):
                 items.append(event)
                 if len(items) == limit:
