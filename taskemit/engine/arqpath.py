@@ -27,7 +27,8 @@ from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import Codec
-from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome, dead_letter_details
+from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
+from .outcome import Outcome, dead_letter_details
 
 __all__ = ("job_function",)
 

@@ -26,7 +26,7 @@ from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, Codec
 from ..store.wire import BatchConnection, send_batch
-from .jobrun import Outcome, dead_letter_details
+from .outcome import Outcome, dead_letter_details
 
 __all__ = ("Claim", "ClaimBatch", "JobStore", "Route")
 

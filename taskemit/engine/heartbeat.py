@@ -8,16 +8,19 @@ hash exists.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..store.keys import KeySpace
+from .link import REDIS_DOWN, RedisLink
 
-__all__ = ("HEARTBEAT_INTERVAL", "new_worker_id", "remove_heartbeat", "write_heartbeat")
+__all__ = ("HEARTBEAT_INTERVAL", "beat", "new_worker_id", "remove_heartbeat", "write_heartbeat")
 
 #: seconds between heartbeats; a worker is dead after missing three
 HEARTBEAT_INTERVAL = 5.0
@@ -48,3 +51,17 @@ async def remove_heartbeat(redis: Any, space: KeySpace, worker_id: str) -> None:
         pipe.delete(space.worker(worker_id))
         pipe.zrem(space.workers, worker_id)
         await pipe.execute()
+
+
+async def beat(
+    redis: Any, space: KeySpace, worker_id: str, info: Callable[[], dict[str, Any]], link: RedisLink
+) -> None:
+    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds, until cancelled; a failed
+    write is reported to ``link`` (the worker's RedisLink) and tried again next time."""
+    while True:
+        try:
+            await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
+            link.up()
+        except REDIS_DOWN as exc:
+            link.down(exc)
+        await asyncio.sleep(HEARTBEAT_INTERVAL)

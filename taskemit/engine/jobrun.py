@@ -1,7 +1,8 @@
 """Running one attempt of a listener job: call the listener, apply its retry policy.
 
-:class:`ListenerRunner` runs one attempt and returns an :class:`Outcome`: what happened
-and every record of it, ready to write. Nothing here writes to Redis: taskemit's worker
+:class:`ListenerRunner` runs one attempt (from a claimed job's payload, or decoded arguments)
+and returns an :class:`~taskemit.engine.outcome.Outcome`: what happened and every record of it,
+ready to write. Nothing here writes to Redis: taskemit's worker
 (``engine/loop.py``) writes a batch of outcomes per round trip (``engine/batch.py``), the arq
 path (``engine/arqpath.py``, for stock arq workers) each outcome as it comes.
 
@@ -25,25 +26,22 @@ import contextvars
 import datetime as dt
 import functools
 import inspect
-import json
 import logging
 import random
 import time
-import traceback
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..attempt import Attempt, Retry
 from ..emit.listener import Listener
-from ..errors import AttemptsExhausted, ListenerTimeout
-from ..monitor.stats import outcome_args
+from ..errors import AttemptsExhausted, JobPayloadError, ListenerTimeout
 from ..policy import RetryPolicy
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import META_KWARG, Codec
+from .outcome import JobRun, Outcome, error_summary, short_repr
 
-__all__ = ("JobRun", "ListenerRunner", "Outcome", "dead_letter_details", "job_parts")
+__all__ = ("ListenerRunner",)
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -51,105 +49,6 @@ logger = logging.getLogger("taskemit.worker")
 CTX_WORKER_ID = "taskemit_worker_id"
 CTX_RUNNING = "taskemit_running"
 _jitter = random.Random()
-
-
-def error_summary(exc: BaseException) -> dict[str, Any]:
-    """JSON-safe error: type, message and the last frames of the traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "where": [f"{f.filename}:{f.lineno} in {f.name}" for f in frames],
-    }
-
-
-def short_repr(value: Any, limit: int = 200) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class JobRun:
-    """One attempt of one job: the facts every record of it needs."""
-
-    __slots__ = ("args", "attempt", "enqueue_ms", "kwargs", "meta", "started", "worker")
-
-    def __init__(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        attempt: Attempt,
-        meta: dict[str, Any],
-        worker: str,
-        enqueue_ms: int | None,
-    ) -> None:
-        self.args = args
-        self.kwargs = kwargs
-        self.attempt = attempt
-        self.meta = meta
-        self.worker = worker
-        self.enqueue_ms = enqueue_ms if enqueue_ms is not None else int(time.time() * 1000)
-        self.started = time.time()
-
-    def attempt_json(self, status: str, **extra: Any) -> str:
-        return json.dumps(
-            {
-                "event": self.attempt.event_uuid,
-                "attempt": self.attempt.number,
-                "status": status,
-                "started": self.started,
-                "finished": time.time(),
-                "worker": self.worker,
-                **extra,
-            }
-        )
-
-    def outcome_json(self, status: str, **extra: Any) -> str:
-        return json.dumps(
-            {
-                "status": status,
-                "listener": self.attempt.listener,
-                "job_try": self.attempt.number,
-                "max_tries": self.attempt.max_tries,
-                "started": self.started,
-                "finished": time.time(),
-                "worker": self.worker,
-                **extra,
-            }
-        )
-
-    def payload(self, codec: Codec, job_try: int | None = None) -> bytes:
-        """The job's payload again (for its next attempt, or its dead letter)."""
-        kwargs = {**self.kwargs, META_KWARG: self.meta}
-        return codec.encode_job(self.attempt.listener, self.args, kwargs, enqueue_ms=self.enqueue_ms, job_try=job_try)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one attempt came to, with the records to write for it."""
-
-    #: JobState.COMPLETE, RETRYING, FAILED (dead-lettered) or ABORTED
-    state: JobState
-    run: JobRun
-    #: the attempt for the job's history ('' when the listener never ran, or when a first try
-    #: succeeded: the history is kept from the first failure or replay on)
-    attempt_json: str
-    #: the job's outcome on its event record
-    outcome_json: str
-    #: what the listener's counters count (succeeded, failed, retried, dead)
-    counted: tuple[str, ...]
-    #: seconds the listener ran (None when it never ran)
-    duration: float | None
-    result: Any = None
-    error: BaseException | None = None
-    #: retry: the next attempt's payload, its TTL, and when it runs
-    next_payload: bytes = b""
-    ttl_ms: int = 0
-    run_at_ms: int = 0
-    #: dead: why, and the error as recorded
-    reason: str = ""
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 class ListenerRunner:
@@ -196,6 +95,32 @@ class ListenerRunner:
             enqueued_at=dt.datetime.fromtimestamp(enqueue_ms / 1000, dt.UTC) if enqueue_ms else None,
         )
         return JobRun(args, kwargs, attempt, meta, worker, enqueue_ms)
+
+    def run_of(self, job_id: str, job_try: int, payload: bytes, worker: str) -> JobRun:
+        """A JobRun for a claimed job's payload; JobPayloadError when it does not decode to an arq job."""
+        job = self.codec.decode_job(payload)
+        job_try = max(job_try, job.get("t") or 0)  # arq's rule: the payload's try when it is ahead
+        return self.new_run(job_id, job_try, tuple(job["a"]), dict(job["k"]), worker, job.get("et"))
+
+    async def run_payload(
+        self, job_id: str, job_try: int, payload: bytes, worker: str, running: Counter[str] | None = None
+    ) -> Outcome:
+        """Run a claimed job from its payload; one that cannot be decoded is dead, with its bytes kept."""
+        try:
+            run = self.run_of(job_id, job_try, payload, worker)
+        except JobPayloadError as exc:  # what is in Redis never stops the worker: the job is dead-lettered
+            run = self.new_run(job_id, job_try, (), {}, worker, None)
+            error = JobPayloadError(f"job {job_id} has a payload that cannot be run: {exc}")
+            outcome = self.dead(run, error, "undecodable payload", ran=False)
+            outcome.next_payload = payload
+            return outcome
+        return await self.attempt(run, running)
+
+    def expired(self, job_id: str, worker: str) -> Outcome:
+        """A job whose payload expired in the queue before a worker took it."""
+        run = self.new_run(job_id, 1, (), {}, worker, None)
+        error = JobPayloadError(f"job {job_id} expired in the queue before a worker took it (job_expiry)")
+        return self.dead(run, error, "expired", ran=False)
 
     async def attempt(self, run: JobRun, running: Counter[str] | None = None) -> Outcome:
         """Run the listener once for ``run``; never raises what the listener raises."""
@@ -266,8 +191,12 @@ class ListenerRunner:
                 return await result
         return result
 
-    def aborted(self, run: JobRun, started: bool) -> Outcome:
+    def aborted(self, job_id: str, job_try: int, payload: bytes, worker: str, started: bool) -> Outcome:
         """The outcome of a job stopped on request (``taskemit abort``, arq's ``Job.abort()``)."""
+        try:
+            run = self.run_of(job_id, max(job_try, 1), payload, worker)
+        except JobPayloadError:
+            run = self.new_run(job_id, max(job_try, 1), (), {}, worker, None)
         logger.info("listener %s job %s aborted on request", self.name, run.attempt.job_id)
         return Outcome(
             JobState.ABORTED,
@@ -357,28 +286,3 @@ def _death_reason(policy: RetryPolicy, error: BaseException, attempt: int) -> st
     if attempt >= policy.max_tries:
         return "attempts exhausted"
     return f"{type(error).__qualname__} is not in retry_on"
-
-
-def dead_letter_details(outcome: Outcome, settings: Settings, queue: str | None = None) -> dict[str, Any]:
-    """``record_dead_letter``'s keywords for a dead outcome."""
-    run = outcome.run
-    attempt = run.attempt
-    return {
-        "job_id": attempt.job_id,
-        "listener": attempt.listener,
-        "event_uuid": run.meta.get("event"),
-        "event_id": run.meta.get("event_id"),
-        "reason": outcome.reason,
-        "payload": outcome.next_payload,
-        "error": outcome.summary,
-        "final_attempt": outcome.attempt_json,
-        "outcome": outcome.outcome_json,
-        "enqueued_ms": run.enqueue_ms,
-        "stats": outcome_args(settings.keys, attempt.listener, outcome.counted, outcome.duration),
-        "queue": queue,
-    }
-
-
-def job_parts(job: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], int | None, int]:
-    """args, kwargs, enqueue ms and try of a job ``Codec.decode_job`` returned."""
-    return tuple(job["a"]), dict(job["k"]), job.get("et"), job.get("t") or 0

@@ -37,14 +37,15 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from ..emit.listener import Listener
-from ..errors import InvalidArgument, JobPayloadError
+from ..errors import InvalidArgument
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore, Route
-from .heartbeat import HEARTBEAT_INTERVAL, new_worker_id, remove_heartbeat, write_heartbeat
-from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner, Outcome, job_parts
+from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
 from .link import REDIS_DOWN, RedisLink, listen_for_work
+from .outcome import Outcome
 from .vitals import Vitals
 
 __all__ = ("Engine",)
@@ -177,7 +178,10 @@ class Engine:
             self._helpers = [
                 asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
                 asyncio.create_task(self._renew_leases(), name="taskemit-leases"),
-                asyncio.create_task(self._beat(), name="taskemit-heartbeat"),
+                asyncio.create_task(
+                    beat(self.redis, self.settings.keys, self.worker_id, self._heartbeat, self.link),
+                    name="taskemit-heartbeat",
+                ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
             ]
             try:
@@ -288,7 +292,7 @@ class Engine:
             for claim in batch.claimed:
                 self._start(claim)
             for job_id, route in batch.expired:
-                self._finished.append((self._expired(job_id, route), route))
+                self._finished.append((self.runners[route].expired(job_id, self.worker_id), route))
             for claim in batch.aborted:
                 self._finished.append((self._aborted(claim, started=False), claim.route))
             if self._stopping:
@@ -343,7 +347,9 @@ class Engine:
     async def _run_job(self, claim: Claim) -> None:
         route = claim.route
         try:
-            outcome = await self._attempt(claim)
+            outcome = await self.runners[route].run_payload(
+                claim.job_id, claim.job_try, claim.payload, self.worker_id, self.running_listeners
+            )
         except asyncio.CancelledError:
             if claim.job_id in self._aborting:  # stopped on request: settled as aborted
                 self._aborting.discard(claim.job_id)
@@ -368,33 +374,9 @@ class Engine:
             del self._running[claim.job_id]
             self._wake.set()
 
-    async def _attempt(self, claim: Claim) -> Outcome:
-        runner = self.runners[claim.route]
-        try:
-            args, kwargs, enqueue_ms, job_try = job_parts(self.codec.decode_job(claim.payload))
-        except JobPayloadError as exc:  # what is in Redis never stops the worker: the job is dead-lettered
-            error = JobPayloadError(f"job {claim.job_id} has a payload that cannot be run: {exc}")
-            run = runner.new_run(claim.job_id, claim.job_try, (), {}, self.worker_id, None)
-            outcome = runner.dead(run, error, "undecodable payload", ran=False)
-            outcome.next_payload = claim.payload
-            return outcome
-        run = runner.new_run(claim.job_id, max(claim.job_try, job_try), args, kwargs, self.worker_id, enqueue_ms)
-        return await runner.attempt(run, self.running_listeners)
-
     def _aborted(self, claim: Claim, started: bool) -> Outcome:
         runner = self.runners[claim.route]
-        try:
-            args, kwargs, enqueue_ms, _ = job_parts(self.codec.decode_job(claim.payload))
-        except JobPayloadError:
-            args, kwargs, enqueue_ms = (), {}, None
-        run = runner.new_run(claim.job_id, max(claim.job_try, 1), args, kwargs, self.worker_id, enqueue_ms)
-        return runner.aborted(run, started)
-
-    def _expired(self, job_id: str, route: int) -> Outcome:
-        runner = self.runners[route]
-        run = runner.new_run(job_id, 1, (), {}, self.worker_id, None)
-        error = JobPayloadError(f"job {job_id} expired in the queue before a worker took it (job_expiry)")
-        return runner.dead(run, error, "expired", ran=False)
+        return runner.aborted(claim.job_id, claim.job_try, claim.payload, self.worker_id, started)
 
     # -- helpers running beside the loop ---------------------------------------------------------
 
@@ -430,29 +412,22 @@ class Engine:
                     job_id,
                 )
 
-    async def _beat(self) -> None:
-        while True:
-            info = {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "queue": ",".join(self.queue_names),
-                "queues": self.queue_names,
-                "listeners": sorted(item.name for item in self.listeners),
-                "concurrency": self.concurrency,
-                "started": self.started,
-                "jobs_running": len(self._running),
-                "jobs_complete": self.jobs_complete,
-                "jobs_failed": self.jobs_failed,
-                "jobs_retried": self.jobs_retried,
-                "running": {name: n for name, n in self.running_listeners.items() if n > 0},
-                "outages": self.link.outages,
-                "last_outage": self.link.last_outage,
-                "loop_lag": round(self.vitals.take_loop_lag(), 4),
-            }
-            try:
-                assert self.redis is not None
-                await write_heartbeat(self.redis, self.settings.keys, self.worker_id, info, HEARTBEAT_INTERVAL)
-                self.link.up()
-            except REDIS_DOWN as exc:
-                self.link.down(exc)
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+    def _heartbeat(self) -> dict[str, Any]:
+        """What this worker's heartbeat says about it now."""
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queue": ",".join(self.queue_names),
+            "queues": self.queue_names,
+            "listeners": sorted(item.name for item in self.listeners),
+            "concurrency": self.concurrency,
+            "started": self.started,
+            "jobs_running": len(self._running),
+            "jobs_complete": self.jobs_complete,
+            "jobs_failed": self.jobs_failed,
+            "jobs_retried": self.jobs_retried,
+            "running": {name: n for name, n in self.running_listeners.items() if n > 0},
+            "outages": self.link.outages,
+            "last_outage": self.link.last_outage,
+            "loop_lag": round(self.vitals.take_loop_lag(), 4),
+        }
