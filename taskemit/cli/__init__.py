@@ -18,6 +18,7 @@ from ._output import REDIS_UNREACHABLE, USAGE
 from .cron import cron, scheduler_command
 from .dead import dead
 from .monitor import COMMANDS as MONITOR_COMMANDS
+from .operate import COMMANDS as OPERATE_COMMANDS
 from .spool import spool
 
 __all__ = ("main",)
@@ -190,7 +191,7 @@ cli.add_command(dead)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
-for _command in MONITOR_COMMANDS:
+for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)
 
 

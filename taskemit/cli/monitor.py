@@ -1,4 +1,4 @@
-"""Monitoring commands: ``status``, ``events``, ``stats``, ``workers``, ``listeners``, ``check``, ``metrics``."""
+"""Monitoring views: ``status``, ``events``, ``stats``, ``workers``, ``listeners`` (table, --json, --watch)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ from typing import Any, TypeVar
 
 import click
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from ..engine.heartbeat import HEARTBEAT_INTERVAL
-from ..errors import redact_url
-from ..monitor.abort import abort_job
 from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
-from ..monitor.workers import ListenerView, Waiting, WorkerInfo, listener_views, live_workers, waiting_listeners
+from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
 from ..state import JobState
 from ._output import NotFound, full_id, make_console, when
@@ -355,81 +351,4 @@ def listeners(as_json: bool, watch: bool, interval: float) -> None:
     _show(fetch, render, lambda views: [v.to_dict() for v in views], as_json=as_json, watch=watch, interval=interval)
 
 
-@click.command()
-@click.argument("job_id")
-def abort(job_id: str) -> None:
-    """Abort a job: at once if it waits; a running one is cancelled by its worker within seconds."""
-    job_id = full_id(job_id)
-    settings = load_settings()
-
-    async def main() -> str:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
-            return await abort_job(redis, settings, job_id)
-
-    outcome = asyncio.run(main())
-    if outcome == "missing":
-        raise NotFound(f"no waiting or running job with id {job_id!r} (it may have finished)")
-    if outcome == "requested":
-        click.echo(f"job {job_id} is running: its worker cancels it at its next lease renewal")
-    else:
-        click.echo(f"job {job_id} aborted")
-
-
-@click.command()
-@json_option
-def check(as_json: bool) -> None:
-    """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
-    settings = load_settings()
-
-    async def main() -> tuple[int, bool, list[Waiting]]:
-        async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
-            alive = await live_workers(redis, settings.queue_name, space=settings.keys)
-            # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
-            arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
-            return len(alive), bool(arq_health), await waiting_listeners(redis, space=settings.keys)
-
-    try:
-        count, arq_alive, waiting = asyncio.run(main())
-    except (RedisError, OSError) as exc:
-        click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
-        sys.exit(1)
-    ok = bool(count or arq_alive)
-    if as_json:
-        report = {
-            "ok": ok,
-            "queue": settings.queue_name,
-            "live_workers": count,
-            "arq_health_check": arq_alive,
-            "waiting": [{"listener": w.listener, "queue": w.queue, "jobs": w.jobs} for w in waiting],
-        }
-        click.echo(json.dumps(report))
-        sys.exit(0 if ok else 1)
-    for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
-        click.echo(str(item), err=True)
-    if ok:
-        click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
-        return
-    click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
-    sys.exit(1)
-
-
-@click.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=9108, show_default=True)
-@click.option("--host", default="0.0.0.0", show_default=True)
-def metrics(port: int, host: str) -> None:
-    """Serve Prometheus metrics over HTTP (GET /metrics) until stopped."""
-    from prometheus_client import start_http_server
-
-    from ..monitor.metrics import metrics_registry
-
-    settings = load_settings()
-    server, thread = start_http_server(port, addr=host, registry=metrics_registry(settings))
-    click.echo(f"serving taskemit metrics for {settings.queue_name} on http://{host}:{port}/metrics")
-    try:
-        while thread.is_alive():
-            thread.join(1)
-    except KeyboardInterrupt:
-        server.shutdown()
-
-
-COMMANDS = [status, events, stats, workers, listeners, abort, check, metrics]
+COMMANDS = [status, events, stats, workers, listeners]

@@ -196,7 +196,8 @@ class JobStore:
         if outcome.state is JobState.RETRYING:
             mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
         else:
-            mode, extra = ("release" if outcome.state is JobState.FAILED else "done"), self._result(outcome, route)
+            mode = "release" if outcome.state is JobState.FAILED else "done"
+            extra = [*self._result(outcome, route), ""]  # finish.lua takes three arguments per mode
         if outcome.state is JobState.FAILED:
             dl_keys, dl_args = dead_letter_call(settings, **dead_letter_details(outcome, settings, route.queue))
             calls.append((DEAD_LETTER, dl_keys, dl_args))
@@ -206,7 +207,7 @@ class JobStore:
         """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
         retention_ms = self.settings.result_retention * 1000
         if not retention_ms:
-            return ["", 0, ""]
+            return ["", 0]
         run = outcome.run
         success = outcome.state is JobState.COMPLETE
         data = {
@@ -223,13 +224,13 @@ class JobStore:
             "id": run.attempt.job_id,
         }
         try:
-            return [self.codec.dumps(data), retention_ms, ""]
+            return [self.codec.dumps(data), retention_ms]
         except Exception:  # a result the serializer cannot store: keep its repr
             data["r"] = repr(data["r"])[:1000]
             try:
-                return [self.codec.dumps(data), retention_ms, ""]
+                return [self.codec.dumps(data), retention_ms]
             except Exception:
-                return ["", 0, ""]
+                return ["", 0]
 
     async def close(self) -> None:
         await self._batches.close()

@@ -96,21 +96,11 @@ class Waiting:
 
 
 async def waiting_listeners(redis: Any, *, space: KeySpace) -> list[Waiting]:
-    """Listeners with queued jobs and no live worker that runs them, from the routes emitters registered."""
-    routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
-    if not routes:
-        return []
-    served = {name for worker in await live_workers(redis, space=space) for name in worker.listeners}
-    unserved = sorted(name for name in routes if name not in served)
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in unserved:
-            pipe.zcard(space.ready(routes[name], name))
-        counts = await pipe.execute()
-    prefix = space.queue("")
+    """Listeners with queued jobs and no live worker that runs them."""
     return [
-        Waiting(name, routes[name].removeprefix(prefix), count)
-        for name, count in zip(unserved, counts, strict=True)
-        if count
+        Waiting(view.listener, view.queue, view.queued)
+        for view in await listener_views(redis, space=space)
+        if view.queued and not view.workers
     ]
 
 
