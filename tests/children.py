@@ -35,6 +35,17 @@ def stop(*children: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
+_client: aioredis.Redis | None = None
+
+
+def client() -> aioredis.Redis:
+    """One client of the test's Redis (``TASKEMIT_REDIS_URL``) for the listeners of a child process."""
+    global _client
+    if _client is None:
+        _client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
+    return _client
+
+
 async def push(key: str, value: str) -> int:
     """RPUSH to the test's Redis (``TASKEMIT_REDIS_URL``) from a listener in a child."""
     client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])

@@ -11,25 +11,16 @@ import asyncio
 import os
 import time
 
-from redis import asyncio as aioredis
+from children import client
 
 from taskemit import listener, worker_settings
-
-_client: aioredis.Redis | None = None
-
-
-def _redis() -> aioredis.Redis:
-    global _client
-    if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["TASKEMIT_REDIS_URL"])
-    return _client
 
 
 async def _run(name: str, order: int) -> None:
     started = time.time()
-    await _redis().rpush("outage:started", f"{order}:{name}:{os.getpid()}:{started}")
+    await client().rpush("outage:started", f"{order}:{name}:{os.getpid()}:{started}")
     await asyncio.sleep(0.02)  # some I/O: jobs are running when a worker is killed
-    await _redis().rpush("outage:done", f"{order}:{name}:{os.getpid()}:{started}:{time.time()}")
+    await client().rpush("outage:done", f"{order}:{name}:{os.getpid()}:{started}:{time.time()}")
 
 
 @listener("order_placed", name="outage.reserve")

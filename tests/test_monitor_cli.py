@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from taskemit.cli import cli
 from taskemit.litestar import metrics_route
 from taskemit.monitor import live_workers
 from taskemit.settings import Settings
+from taskemit.store.redis_server import free_port
 from taskemit.testing import InProcessWorker
 
 release = asyncio.Event()
@@ -121,12 +121,6 @@ async def test_workers_heartbeat_and_check(env: Settings, redis: aioredis.Redis)
     assert await live_workers(redis, env.queue_name, space=env.keys) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_prometheus_metrics(env: Settings) -> None:
     async with Emitter(ALL, env) as emitter:
         receipts = [await emitter.publish("signup", email=e) for e in ("a@x.io", "bad@x.io", "b@x.io")]
@@ -146,7 +140,7 @@ async def test_prometheus_metrics(env: Settings) -> None:
     assert f'taskemit_queue_jobs{{queue="{env.queue_name}",state="ready"}} 0.0' in text
 
     # the same metrics from `taskemit metrics` as a separate process
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "taskemit", "metrics", "--port", str(port), "--host", "127.0.0.1"],
         env={**__import__("os").environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_NAMESPACE": env.namespace},
@@ -168,7 +162,7 @@ async def test_prometheus_metrics(env: Settings) -> None:
 
 
 def test_check_without_redis_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKEMIT_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     result = run("check")
     assert result.exit_code == 1 and "cannot reach Redis" in result.output and "Traceback" not in result.output
 
@@ -219,7 +213,7 @@ async def test_check_and_status_say_when_no_live_worker_serves_a_listener(env: S
 def test_cli_errors_are_one_line_with_exit_codes_and_global_flags(env: Settings) -> None:
     import subprocess
 
-    down = f"redis://127.0.0.1:{_free_port()}/0"
+    down = f"redis://127.0.0.1:{free_port()}/0"
     for command in (["status", "x"], ["events"], ["stats"], ["workers"], ["dead", "list"]):
         result = subprocess.run(
             [sys.executable, "-m", "taskemit", "--redis-url", down, *command], capture_output=True, text=True

@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,15 +23,9 @@ from taskemit.cli import cli
 from taskemit.engine import InProcessWorker
 from taskemit.redact import MASK, redact
 from taskemit.settings import Settings
-from taskemit.store.redis_server import RedisServer
+from taskemit.store.redis_server import RedisServer, free_port
 
 PASSWORD = "s3cret-Pa55"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 seen: list[str] = []
@@ -46,6 +39,17 @@ async def audit(user: str, password: str = "", api_token: str = "") -> None:
 @listener("login", name="security.reject", max_tries=1)
 async def reject(user: str, password: str = "", api_token: str = "") -> None:
     raise PermissionError(f"{user} is locked out")
+
+
+async def emit_and_run(settings: Settings, user: str) -> None:
+    """An event through an emitter and a worker on ``settings``' Redis: the listener saw it."""
+    seen.clear()
+    async with Emitter([audit], settings) as emitter:
+        receipt = await emitter.publish("login", user=user)
+    assert receipt is not None
+    async with InProcessWorker([audit], settings):
+        status = await receipt.wait(timeout=10)
+    assert status.status == "complete" and seen == [user]
 
 
 def test_redact_masks_secret_looking_keys_at_any_depth() -> None:
@@ -70,15 +74,8 @@ def acl_redis() -> Iterator[RedisServer]:
 async def test_an_acl_user_with_a_password_emits_and_runs_jobs(
     taskemit_settings: Settings, acl_redis: RedisServer
 ) -> None:
-    seen.clear()
     url = f"redis://worker:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
-    settings = taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False})
-    async with Emitter([audit], settings) as emitter:
-        receipt = await emitter.publish("login", user="ada")
-    assert receipt is not None
-    async with InProcessWorker([audit], settings):
-        status = await receipt.wait(timeout=10)
-    assert status.status == "complete" and seen == ["ada"]
+    await emit_and_run(taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False}), "ada")
     anonymous = aioredis.Redis.from_url(f"redis://127.0.0.1:{acl_redis.port}/0")
     try:
         with pytest.raises(Exception, match=r"(?i)auth"):  # the server really wants the password
@@ -245,7 +242,7 @@ async def test_tls_with_a_ca_file_and_a_client_certificate(taskemit_settings: Se
     files = _tls_files(tmp_path)
     if files is None:
         pytest.skip("openssl cannot make test certificates here")
-    tls_port = _free_port()
+    tls_port = free_port()
     args = [
         "--tls-port", str(tls_port),
         "--tls-cert-file", str(files["server.crt"]),
@@ -264,18 +261,11 @@ async def test_tls_with_a_ca_file_and_a_client_certificate(taskemit_settings: Se
     if server is None:
         pytest.skip("no redis-server here supports TLS")
     try:
-        seen.clear()
         url = (
             f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={files['ca.crt']}"
             f"&ssl_certfile={files['client.crt']}&ssl_keyfile={files['client.key']}"
         )
-        settings = taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False})
-        async with Emitter([audit], settings) as emitter:
-            receipt = await emitter.publish("login", user="tls")
-        assert receipt is not None
-        async with InProcessWorker([audit], settings):
-            status = await receipt.wait(timeout=10)
-        assert status.status == "complete" and seen == ["tls"]
+        await emit_and_run(taskemit_settings.model_copy(update={"redis_url": url, "drain_on_exit": False}), "tls")
         without_cert = aioredis.Redis.from_url(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={files['ca.crt']}")
         try:
             with pytest.raises(Exception):  # noqa: B017 - the server insists on a client certificate

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,7 @@ from children import TESTS, child_env, stop
 from redis import asyncio as aioredis
 
 from taskemit.settings import Settings
-from taskemit.store.redis_server import RedisServer
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from taskemit.store.redis_server import RedisServer, free_port
 
 
 def start_app(settings: Settings, port: int, spool: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -70,7 +63,7 @@ async def test_events_answered_2xx_during_an_outage_survive_a_sigterm_and_run_on
 ) -> None:
     with RedisServer() as server:
         settings = taskemit_settings.model_copy(update={"redis_url": server.url, "drain_on_exit": False})
-        port, spool, log = _free_port(), tmp_path / "spool", tmp_path / "app.log"
+        port, spool, log = free_port(), tmp_path / "spool", tmp_path / "app.log"
         worker = subprocess.Popen(
             [sys.executable, "-m", "taskemit", "worker", "web_listeners:WorkerSettings"],
             env=child_env(settings),

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from ..errors import RedisUnavailable
 
-__all__ = ("RedisServer", "find_redis_server")
+__all__ = ("RedisServer", "find_redis_server", "free_port")
 
 
 def find_redis_server() -> str:
@@ -39,7 +39,8 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -53,7 +54,7 @@ class RedisServer:
         self.binary = binary or find_redis_server()
         #: more redis-server options (``--requirepass``, ``--user``...)
         self.extra_args = list(extra_args)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="taskemit-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 

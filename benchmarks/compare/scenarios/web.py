@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from benchmarks.compare.process import WorkerGroup
 from benchmarks.compare.scenarios.common import QUEUE, Context
 from benchmarks.compare.systems.base import PYTHON, ROOT
+from taskemit.store.redis_server import free_port
 
 NAME = "web"
 TITLE = "web: requests/s, Litestar + uvicorn (1 process), one emit per POST"
@@ -33,12 +33,6 @@ WRK_SCRIPT = 'wrk.method = "POST"\n'
 
 def rounds(quick: bool) -> int:
     return 1 if quick else 2
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_listening(port: int, server: WorkerGroup, timeout: float = 30.0) -> None:
@@ -100,7 +94,7 @@ async def _httpx(url: str, seconds: float) -> float:
 
 async def run(ctx: Context, variant: str) -> dict[str, Any]:
     seconds = 3.0 if ctx.quick else 10.0
-    port = _free_port()
+    port = free_port()
     env = {
         "BENCH_REDIS_URL": ctx.url,
         "BENCH_WEB_EMITTER": variant,
