@@ -1,4 +1,4 @@
-"""Reading back what happened: event and job statuses, dead letters, stats, live workers.
+"""Reading back what happened: event and job statuses, dead letters, stats, live workers, queues.
 
 Everything here reads the records that emitters and workers write; the CLI, the Litestar
 routes and the Prometheus collector are thin layers over these functions.
@@ -16,6 +16,7 @@ from .deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from .queues import QueueView, queue_depths
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventPage,
@@ -23,6 +24,7 @@ from .status import (
     JobStatus,
     event_status,
     events_between,
+    job_attempts,
     job_status,
     recent_events,
     wait_for_event,
@@ -37,18 +39,21 @@ __all__ = (
     "JobStatus",
     "ListenerStats",
     "ListenerView",
+    "QueueView",
     "WorkerInfo",
     "abort_job",
     "event_status",
     "events_between",
     "get_dead_letter",
     "iter_dead_letters",
+    "job_attempts",
     "job_status",
     "list_dead_letters",
     "listener_views",
     "live_workers",
     "purge_dead_letters",
     "quantile",
+    "queue_depths",
     "read_listener_stats",
     "recent_events",
     "replay_dead_letter",

@@ -35,6 +35,7 @@ __all__ = (
     "event_status",
     "event_statuses",
     "events_between",
+    "job_attempts",
     "job_status",
     "recent_events",
     "wait_for_event",
@@ -330,24 +331,28 @@ async def recent_events(
     limit: int = 20,
     cursor: str | None = None,
     scan_limit: int = 1000,
+    since: float | None = None,
+    until: float | None = None,
 ) -> EventPage:
     """Events newest first, optionally of one event id and/or one status, a page at a time.
 
     ``cursor`` is the ``next_cursor`` of the previous page. A status filter reads at most
-    ``scan_limit`` events per call; the cursor resumes where it stopped.
+    ``scan_limit`` events per call; the cursor resumes where it stopped. ``since`` and
+    ``until`` (epoch seconds, inclusive) keep the events emitted between them.
     """
     space = settings.keys
     if limit < 1:
         raise InvalidArgument(f"limit must be >= 1, got {limit}")
     index = space.events_by_id(event_id) if event_id else space.events
-    max_score, skip = ("+inf", 0)
+    max_score, skip = ("+inf" if until is None else str(int(until * 1000)), 0)
+    min_score = "-inf" if since is None else str(int(since * 1000))
     if cursor:
         score_text, _, skip_text = cursor.partition(":")
         max_score, skip = score_text, int(skip_text or 0)
     items: list[EventStatus] = []
     scanned = 0
     while len(items) < limit and scanned < scan_limit:
-        batch = await redis.zrevrangebyscore(index, max_score, "-inf", start=skip, num=limit, withscores=True)
+        batch = await redis.zrevrangebyscore(index, max_score, min_score, start=skip, num=limit, withscores=True)
         if not batch:
             return EventPage(items, None)
         statuses = await event_statuses(redis, settings, [_text(member) for member, _ in batch])
@@ -361,6 +366,16 @@ async def recent_events(
                 if len(items) == limit:
                     break
     return EventPage(items, f"{max_score}:{skip}")
+
+
+async def job_attempts(redis: Any, job_ids: list[str], *, space: KeySpace) -> dict[str, list[dict[str, Any]]]:
+    """Each job's attempt history, oldest first, in one round trip. A job keeps one from its first
+    failure or replay on: a job whose first attempt succeeded has none (its status has that attempt)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.lrange(space.attempts(job_id), 0, -1)
+        replies = await pipe.execute()
+    return {job_id: [json.loads(entry) for entry in entries] for job_id, entries in zip(job_ids, replies, strict=True)}
 
 
 async def wait_for_event(
