@@ -5,17 +5,20 @@ from __future__ import annotations
 __all__ = (
     "AttemptsExhausted",
     "EmitBufferFull",
+    "EventValidationError",
     "InvalidArgument",
     "JobPayloadError",
     "ListenerArgumentError",
     "ListenerConfigError",
     "ListenerError",
     "ListenerTimeout",
+    "NoLiveScheduler",
     "NotReplayable",
     "PayloadEncodeError",
     "PayloadTooLarge",
     "PolicyError",
     "RedisUnavailable",
+    "ScheduleNotFound",
     "SettingsFileNotFound",
     "StateError",
     "TaskEmitError",
@@ -60,6 +63,10 @@ class JobPayloadError(TaskEmitError, ValueError):
     """A job in Redis cannot be run: its payload does not decode to an arq job, or it expired."""
 
 
+class EventValidationError(TaskEmitError, ValueError):
+    """A typed event's data does not validate as its class (the emitter's and the worker's differ)."""
+
+
 class EmitBufferFull(TaskEmitError):
     """The emitter's in-memory buffer of events not yet stored in Redis is full."""
 
@@ -75,10 +82,14 @@ class ListenerError(TaskEmitError):
     is what ``arq.jobs.Job.result()`` raises for such a job.
     """
 
-    def __init__(self, type_name: str, message: str) -> None:
+    def __init__(self, type_name: str, message: str, *, listener: str | None = None, job_id: str | None = None) -> None:
         self.type_name = type_name
         self.message = message
-        super().__init__(f"{type_name}: {message}" if message else type_name)
+        #: which listener raised it, and its job (when known: ``publish(..., wait=True)`` sets them)
+        self.listener = listener
+        self.job_id = job_id
+        text = f"{type_name}: {message}" if message else type_name
+        super().__init__(f"listener {listener}: {text}" if listener else text)
 
 
 class StateError(TaskEmitError, RuntimeError):
@@ -107,6 +118,24 @@ class ListenerTimeout(TaskEmitError, TimeoutError):
 
 class AttemptsExhausted(TaskEmitError, RuntimeError):
     """A job started with no tries left (its last attempts were cut short by a crash or shutdown)."""
+
+
+class ScheduleNotFound(TaskEmitError, LookupError):
+    """No cron schedule of that name is registered in Redis (schedulers register theirs as they run)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no cron schedule named {name!r} is registered in Redis")
+
+
+class NoLiveScheduler(TaskEmitError, RuntimeError):
+    """A cron schedule was asked to fire, but no live scheduler runs it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no live scheduler runs cron schedule {name!r}; start a worker or `taskemit scheduler` that has it"
+        )
 
 
 def redact_url(url: str) -> str:

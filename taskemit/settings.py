@@ -155,6 +155,18 @@ class Settings(BaseSettings):
         description="Seconds a stopping worker lets running listeners finish; the jobs still running then are "
         "given back to the queue without counting the attempt.",
     )
+    catalog_refresh: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between an emitter's reads of the listener catalog (for an emitter without "
+        "listeners, and for broadcast, singleton and unreliable listeners: which workers are live).",
+    )
+    catalog_retention: int = Field(
+        86400,
+        ge=60,
+        description="Seconds the catalog keeps describing a listener after its last live worker stopped, so "
+        "dispatchers keep queueing its reliable events while its workers restart or deploy.",
+    )
     drain_on_exit: bool = Field(
         False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."
     )

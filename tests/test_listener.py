@@ -38,11 +38,13 @@ def test_exceptions_are_not_swallowed() -> None:
 
 @pytest.mark.parametrize(
     ("event_ids", "match"),
-    [((), "at least one event id"), (("",), "non-empty strings"), ((3,), "non-empty strings")],
+    [((), "at least one event id"), (("",), "non-empty string ids"), ((3,), "non-empty string ids")],
 )
 def test_bad_event_ids_fail_at_decoration(event_ids: tuple[Any, ...], match: str) -> None:
+    async def untyped(email: str) -> None: ...
+
     with pytest.raises(ListenerConfigError, match=match):
-        listener(*event_ids)
+        listener(*event_ids)(untyped)  # no ids and no event class in the annotations either
 
 
 def test_bare_decorator_use_is_explained() -> None:

@@ -139,6 +139,8 @@ def status(ident: str, as_json: bool, watch: bool, interval: float) -> None:
         if isinstance(found, EventStatus):
             emitted = when(found.emitted_at, _MS)
             title = f"Event {found.event_id} {found.event_uuid} emitted {emitted}: {_status(found.status)}"
+            if found.cause:
+                title += f"\ncaused by event {found.cause}"
             return _jobs_table(found.jobs, title)
         return _jobs_table(
             [found], f"Job {found.job_id}" + (f" of event {found.event_uuid}" if found.event_uuid else "")

@@ -23,23 +23,31 @@ from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import (
+    InvalidArgument,
     ListenerConfigError,
+    ListenerError,
     PayloadTooLarge,
     RedisUnavailable,
     StateError,
     UnknownEventError,
+    WaitTimeout,
     redact_url,
 )
+from ..monitor.catalog import read_catalog
+from ..monitor.status import wait_for_event
 from ..settings import Settings, load_settings
+from ..state import JobState
 from ..store.codec import META_KWARG, get_codec, warn_if_pickle
 from ..store.keys import ONCE_NAMESPACE, random_uuid
 from .backlog import Backlog
+from .events import dump_event, event_path, is_event_class
+from .fanout import Fanout, Target
 from .listener import Listener
 from .receipt import EmitReceipt
 from .registry import Registry
 from .writer import EMIT, EventWriter, PendingEvent, Route
 
-__all__ = ("Emitter",)
+__all__ = ("CausedEmitter", "Emitter")
 
 logger = logging.getLogger("taskemit.emitter")
 
@@ -55,11 +63,12 @@ class Emitter:
         "_backlog",
         "_closing",
         "_codec",
+        "_fanout",
         "_flusher",
         "_loop",
         "_loop_thread",
         "_redis",
-        "_routes",
+        "_refresher",
         "_stored_jobs",
         "_wake",
         "_writer",
@@ -74,13 +83,21 @@ class Emitter:
 
     def __init__(
         self,
-        listeners: Iterable[Any],
+        listeners: Iterable[Any] | None = None,
         settings: Settings | None = None,
         *,
         redis: aioredis.Redis | None = None,
+        catalog: bool | None = None,
     ) -> None:
+        """``listeners``: the listeners to fan out to. None: those the live workers registered in
+        the catalog (a dispatcher that does not import the handlers' code). ``catalog=True``
+        adds the catalog's listeners to the given ones."""
         self.settings = settings if settings is not None else load_settings()
-        self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners)
+        self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners or ())
+        self._fanout = Fanout(
+            self.registry, self.settings, use_catalog=listeners is None if catalog is None else catalog
+        )
+        self._refresher: asyncio.Task[None] | None = None
         #: event id -> listeners, as Litestar's backends expose it.
         self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
         self._codec = get_codec(self.settings.serializer)
@@ -88,7 +105,6 @@ class Emitter:
         #: accepted events not stored yet: in memory, then in the spool
         self._backlog = Backlog(self.settings)
         self._stored_jobs: list[str] = []
-        self._routes: dict[str, Route] = {}
         #: stores the flusher's batches (set on entering)
         self._writer: EventWriter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,8 +134,12 @@ class Emitter:
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._writer = EventWriter(self._redis, self.settings)
-        for name, route in self._routes.items():  # routes seen before entering
-            self._writer.register(name, route.queue)
+        for (name, worker), route in self._fanout.routes():  # routes seen before entering
+            if worker is None:
+                self._writer.register(name, route.queue)
+        if self._fanout.needs_catalog:
+            await self._read_catalog()
+            self._refresher = self._loop.create_task(self._refresh_catalog(), name="taskemit-catalog")
         self._closing = False
         self._flusher = self._loop.create_task(self._flush_forever(), name="taskemit-flusher")
         waiting = self._backlog.check_spool()  # events an earlier emitter could not store
@@ -137,6 +157,9 @@ class Emitter:
         flusher, self._flusher = self._flusher, None
         if flusher is None:
             return
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
         self._closing = True
         assert self._wake is not None and self._redis is not None
         self._wake.set()
@@ -209,8 +232,11 @@ class Emitter:
 
     # -- emitting ----------------------------------------------------------------------
 
-    def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
-        """Enqueue one job per listener of ``event_id``; returns without waiting for Redis.
+    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+        """Enqueue one job per listener of ``event``; returns without waiting for Redis.
+
+        ``event`` is a string event id (with the listeners' arguments), or an instance of an
+        event class (a dataclass, pydantic model or msgspec Struct; nothing else).
 
         Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
@@ -218,21 +244,26 @@ class Emitter:
         PayloadTooLarge if a job would exceed ``max_payload_bytes``,
         EmitBufferFull if too many events are waiting for Redis.
         """
-        pending = self._prepare(event_id, args, kwargs)
+        pending = self._prepare(event, args, kwargs)
         if pending is not None:
             self._submit(pending)
 
-    async def publish(self, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
-        """Like ``emit``, but return once the jobs are stored, with their ids.
+    async def publish(
+        self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> EmitReceipt | None:
+        """Like ``emit``, but return once the jobs are stored, with their ids (an EmitReceipt).
+
+        ``wait=True`` also waits until every listener has finished (retries included) and
+        raises an ``ExceptionGroup`` of ``ListenerError`` (one per listener that failed for good,
+        naming the original type and message). ``timeout`` bounds the whole call; past it,
+        WaitTimeout. (``wait`` and ``timeout`` are this method's own: emit an event argument of
+        either name with ``emit`` or in a typed event.)
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
         """
-        pending = self._prepare(event_id, args, kwargs)
-        if pending is None:
-            return None
-        return await self._stored(pending)
+        return await self._publish(self._prepare(event, args, kwargs), wait, timeout)
 
-    async def publish_once(self, key: str, event_id: str, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
 
         The event uuid and the job ids derive from ``key``, and the check and the writes are
@@ -240,34 +271,73 @@ class Emitter:
         one event between them (for as long as its record is kept: ``event_retention``).
         Returns the receipt, or None when the key was already used.
         """
-        pending = self._prepare(event_id, args, kwargs, once_key=key)
+        pending = self._prepare(event, args, kwargs, once_key=key)
         if pending is None:
             return None
-        return await self._stored(pending)
+        return await self._stored(pending, self.settings.publish_timeout)
 
-    async def _stored(self, pending: PendingEvent) -> EmitReceipt | None:
-        """Submit ``pending`` and wait until it is stored, at most ``publish_timeout`` seconds."""
+    def caused_by(self, event_uuid: str | None) -> CausedEmitter:
+        """This emitter, recording ``event_uuid`` as the cause of what it emits (what a listener's
+        injected ``Emitter`` is: the follow-up's record links to the event that caused it)."""
+        return CausedEmitter(self, event_uuid)
+
+    async def _publish(self, pending: PendingEvent | None, wait: bool, timeout: float | None) -> EmitReceipt | None:
+        if pending is None:
+            return None
+        started = time.monotonic()
+        receipt = await self._stored(pending, self.settings.publish_timeout, timeout)
+        if not wait or receipt is None:
+            return receipt
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        status = await wait_for_event(self.redis, self.settings, receipt.event_uuid, timeout=left, max_poll=0.1)
+        failures = [
+            ListenerError(
+                str((job.error or {}).get("type") or job.status),
+                str((job.error or {}).get("message") or ""),
+                listener=job.listener,
+                job_id=job.job_id,
+            )
+            for job in status.jobs
+            if job.status in (JobState.FAILED, JobState.ABORTED)
+        ]
+        if failures:
+            raise ExceptionGroup(f"{len(failures)} listener(s) of event {receipt.event_id} failed", failures)
+        return receipt
+
+    async def _stored(self, pending: PendingEvent, timeout: float, whole: float | None = None) -> EmitReceipt | None:
+        """Submit ``pending`` and wait until it is stored, at most ``timeout`` seconds (``publish_timeout``),
+        or ``whole``, the caller's timeout, when that is shorter."""
         # a thread-safe future: publish may be awaited on another loop than the emitter's
         # (Litestar's test clients run the app's loop in a thread of its own)
         pending.future = concurrent.futures.Future()
         self._submit(pending)
-        timeout = self.settings.publish_timeout
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(pending.future), timeout)
+            return await asyncio.wait_for(asyncio.wrap_future(pending.future), min(timeout, whole or timeout))
         except TimeoutError:
             in_flight = not pending.abandon()  # still buffered: it never will be stored now
+            maybe = "; it was on its way and may still be stored" if in_flight else ""
+            if whole is not None and whole < timeout:
+                raise WaitTimeout(f"the event was not stored within the timeout of {whole:g}s{maybe}") from None
             raise RedisUnavailable(
-                self.settings.redis_url,
-                f"the event was not stored within publish_timeout={timeout:g}s"
-                + ("; it was on its way and may still be stored" if in_flight else ""),
+                self.settings.redis_url, f"the event was not stored within publish_timeout={timeout:g}s{maybe}"
             ) from None
 
     def _prepare(
-        self, event_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], once_key: str | None = None
+        self,
+        event: str | object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        once_key: str | None = None,
+        cause: str | None = None,
     ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
-        listeners = self.registry.for_event(event_id)
+        if isinstance(event, str):
+            event_id = event
+            listeners = self._fanout.listeners(event)
+        else:
+            event_id, args = self._typed(event, args, kwargs)
+            listeners = self._fanout.listeners(type(event))
         if not listeners:
             if self.settings.on_unknown_event == "ignore":
                 logger.info("ignoring event %r: no listener is registered for it", event_id)
@@ -277,18 +347,23 @@ class Emitter:
             raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
+        jobs_of = self._fanout.jobs(listeners)
         space = self.settings.keys
+        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
         if once_key is None:
             event_uuid = random_uuid()
-            jobs = {item.name: space.new_job_id() for item in listeners}
+            jobs = {name: space.new_job_id() for name in names}
         else:
             event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
-            jobs = {item.name: space.new_job_id(seed=f"{event_uuid}:{item.name}") for item in listeners}
+            jobs = {name: space.new_job_id(seed=f"{event_uuid}:{name}") for name in names}
         emitted_ms = int(time.time() * 1000)
-        job_kwargs = {**kwargs, META_KWARG: {"event": event_uuid, "event_id": event_id}}
-        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item in listeners]
+        meta = {"event": event_uuid, "event_id": event_id}
+        if cause:
+            meta["cause"] = cause
+        job_kwargs = {**kwargs, META_KWARG: meta}
+        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item, _ in jobs_of]
         limit = self.settings.max_payload_bytes
-        for item, payload in zip(listeners, payloads, strict=True):
+        for (item, _), payload in zip(jobs_of, payloads, strict=True):
             if len(payload) > limit:
                 raise PayloadTooLarge(
                     f"the job of listener {item.name!r} for event {event_id!r} is {len(payload):,} bytes, more "
@@ -298,24 +373,53 @@ class Emitter:
             EmitReceipt(event_uuid, event_id, jobs, self.settings),
             emitted_ms,
             payloads,
-            [self._route(item) for item in listeners],
+            [self._route(item, worker) for item, worker in jobs_of],
             once=once_key is not None,
+            cause=cause,
         )
 
-    def _route(self, item: Listener) -> Route:
-        """Where ``item``'s jobs go: its queue, its ready set there, the queue's wake channel."""
-        route = self._routes.get(item.name)
-        if route is None:
-            space = self.settings.keys
-            queue = space.queue(item.queue or self.settings.queue_name)
-            route = Route(queue, space.ready(queue, item.name), space.wake_channel(queue), item.queue is not None)
-            self._routes[item.name] = route
-            if self._writer is not None:
-                self._writer.register(item.name, queue)
+    @staticmethod
+    def _typed(event: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """A typed event's id (its class path) and its one argument (the instance as data)."""
+        cls = type(event)
+        if not is_event_class(cls):
+            raise InvalidArgument(
+                "an event is a string id or an instance of an event class (a dataclass, pydantic model or "
+                f"msgspec Struct), got {event!r}"
+                + (": emit an instance, not the class" if is_event_class(event) else "")
+            )
+        if args or kwargs:
+            raise InvalidArgument(
+                f"a typed event carries its own data: emit({cls.__qualname__}(...)) takes no other arguments"
+            )
+        return event_path(cls), (dump_event(event),)
+
+    def _route(self, item: Target, worker: str | None) -> Route:
+        """Where a job of ``item`` goes: its queue, its ready set there, the queue's wake channel."""
+        route, new = self._fanout.route(item, worker)
+        if new and self._writer is not None:
+            self._writer.register(item.name, route.queue)
         return route
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
+
+    # -- the catalog -------------------------------------------------------------------
+
+    async def _read_catalog(self) -> None:
+        assert self._redis is not None
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                entries = await read_catalog(self._redis, space=self.settings.keys)
+        except (RedisError, OSError) as exc:
+            logger.warning("reading the listener catalog failed (%s); retrying", exc)
+            return
+        self._fanout.catalog.update(entries)
+
+    async def _refresh_catalog(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.catalog_refresh)
+            await self._read_catalog()
 
     def _submit(self, pending: PendingEvent) -> None:
         on_loop = threading.get_ident() == self._loop_thread
@@ -398,3 +502,38 @@ class Emitter:
         except (RedisError, OSError) as exc:
             logger.warning("loading the emit script failed (%s); retrying", exc)
             await asyncio.sleep(_RETRY_FIRST_DELAY)
+
+
+class CausedEmitter:
+    """An :class:`Emitter` that records the event that caused what it emits (``Emitter.caused_by``).
+
+    A listener that declares a parameter annotated ``Emitter`` receives one from the worker:
+    its follow-up events link to the event the listener is handling (``taskemit status``
+    shows the cause).
+    """
+
+    __slots__ = ("cause", "emitter")
+
+    def __init__(self, emitter: Emitter, cause: str | None) -> None:
+        self.emitter = emitter
+        self.cause = cause
+
+    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+        if pending is not None:
+            self.emitter._submit(pending)
+
+    async def publish(
+        self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> EmitReceipt | None:
+        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+        return await self.emitter._publish(pending, wait, timeout)
+
+    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        pending = self.emitter._prepare(event, args, kwargs, once_key=key, cause=self.cause)
+        if pending is None:
+            return None
+        return await self.emitter._stored(pending, self.emitter.settings.publish_timeout)
+
+    def __getattr__(self, name: str) -> Any:  # settings, registry, redis...
+        return getattr(self.emitter, name)

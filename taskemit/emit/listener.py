@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from ..attempt import Attempt
 from ..errors import ListenerArgumentError, ListenerConfigError
 from ..policy import Backoff, RetryPolicy
+from .events import event_path, is_event_class
 
 __all__ = ("Listener", "as_listener", "listener")
 
@@ -44,18 +46,33 @@ def _default_name(fn: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
-def _check_event_ids(event_ids: tuple[Any, ...]) -> frozenset[str]:
-    if not event_ids:
-        raise ListenerConfigError('listener() needs at least one event id, e.g. @listener("user_created")')
+def _check_event_ids(event_ids: tuple[Any, ...], *, allow_none: bool = False) -> tuple[str | type, ...]:
+    """Event ids (strings) or event classes, not both; none only where annotations may name them."""
+    if not event_ids and not allow_none:
+        raise ListenerConfigError(
+            'listener() needs at least one event id, e.g. @listener("user_created"), or an event class: '
+            "@listener(TodoCreated), or @listener() on a function whose first parameter is annotated with one"
+        )
     for event_id in event_ids:
+        if is_event_class(event_id):
+            continue
         if callable(event_id) and not isinstance(event_id, str):
             raise ListenerConfigError(
                 f"listener() was applied to {event_id!r} directly; call it with the event ids "
-                'first: @listener("user_created")'
+                'first: @listener("user_created"), or @listener() for an event class in the annotation'
             )
         if not isinstance(event_id, str) or not event_id:
-            raise ListenerConfigError(f"event ids must be non-empty strings, got {event_id!r}")
-    return frozenset(event_ids)
+            raise ListenerConfigError(
+                "events must be non-empty string ids or event classes (a dataclass, pydantic model or "
+                f"msgspec Struct), got {event_id!r}"
+            )
+    kinds = {isinstance(event_id, str) for event_id in event_ids}
+    if len(kinds) > 1:
+        raise ListenerConfigError(
+            f"listener() got both string event ids and event classes ({event_ids!r}); a listener takes "
+            "either keyword arguments (string ids) or one event instance (classes): make two listeners"
+        )
+    return tuple(dict.fromkeys(event_ids))
 
 
 def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -70,17 +87,66 @@ def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {key: getattr(policy, key) for key in options}
 
 
-def _attempt_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
-    """The parameter annotated ``Attempt``, which the worker fills in, if any."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable annotations: fall back to their text
-        hints = {}
-    for param in signature.parameters.values():
-        annotation = hints.get(param.name, param.annotation)
-        if annotation is Attempt or (isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "Attempt"):
-            return param.name
-    return None
+def _names(annotation: Any, name: str) -> bool:
+    """Whether ``annotation`` is taskemit's class ``name`` (or, unresolved, its text)."""
+    if isinstance(annotation, str):
+        return annotation.rsplit(".", 1)[-1] == name
+    return isinstance(annotation, type) and annotation.__name__ == name and annotation.__module__.startswith("taskemit")
+
+
+def _event_classes(annotation: Any) -> tuple[type, ...]:
+    """The event classes an annotation names: one class, or a union of them."""
+    if is_event_class(annotation):
+        return (annotation,)
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    return tuple(member for member in members if is_event_class(member))
+
+
+class _Parameters:
+    """What a listener's signature says: which parameters the worker injects, which takes the event."""
+
+    __slots__ = ("attempt", "emitter", "event", "event_classes", "signature")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.attempt: str | None = None
+        self.emitter: str | None = None
+        self.event: str | None = None
+        self.event_classes: tuple[type, ...] = ()
+        try:
+            signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature: accept anything
+            signature = None
+        if signature is None:
+            self.signature = None
+            return
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # unresolvable annotations: fall back to their text
+            hints = {}
+        rest = []
+        for param in signature.parameters.values():
+            annotation = hints.get(param.name, param.annotation)
+            if self.attempt is None and (annotation is Attempt or _names(annotation, "Attempt")):
+                self.attempt = param.name
+            elif self.emitter is None and _names(annotation, "Emitter"):
+                self.emitter = param.name
+            else:
+                rest.append(param)
+                if self.event is None and param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                    classes = _event_classes(annotation)
+                    if classes:
+                        self.event, self.event_classes = param.name, classes
+        # what an emit must fit: the signature without the parameters the worker fills in
+        self.signature = signature.replace(parameters=rest)
+
+    def first_positional(self) -> str | None:
+        for param in self.signature.parameters.values() if self.signature else ():
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
+                return param.name
+        return None
+
+
+MODES = ("pool", "broadcast", "singleton")
 
 
 class Listener:
@@ -88,6 +154,8 @@ class Listener:
 
     ``event_ids`` and ``fn`` match Litestar's ``EventListener`` so ``Litestar(listeners=[...])``
     accepts it; ``fn`` is the user's own function, unwrapped, so its exceptions propagate.
+    A listener of event classes has their paths (``module:QualName``) as ``event_ids``, the
+    classes in ``event_classes`` and the parameter that receives the instance in ``event_param``.
     """
 
     __slots__ = (
@@ -95,55 +163,78 @@ class Listener:
         "_fitting_shapes",
         "_signature",
         "attempt_param",
+        "emitter_param",
+        "event_classes",
         "event_ids",
+        "event_param",
         "fn",
         "is_async",
+        "mode",
         "name",
         "policy_options",
         "queue",
+        "reliable",
     )
 
     def __init__(
         self,
         fn: Callable[..., Any],
-        event_ids: Iterable[str],
+        event_ids: Iterable[str | type],
         *,
         name: str | None = None,
         queue: str | None = None,
+        mode: str = "pool",
+        reliable_delivery: bool = True,
         **policy_options: Any,
     ) -> None:
         if not callable(fn):
             raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
-        if name is not None and (not isinstance(name, str) or not name or "\n" in name):
-            raise ListenerConfigError(f"listener name must be a non-empty string on one line, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name or "\n" in name or "@" in name):
+            raise ListenerConfigError(f"listener name must be a non-empty string on one line without '@', got {name!r}")
         if queue is not None and (not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue)):
             raise ListenerConfigError(
                 f"listener queue must be a queue name of letters, digits, '_', '.', ':' or '-', got {queue!r}"
             )
+        if mode not in MODES:
+            raise ListenerConfigError(f"listener mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not isinstance(reliable_delivery, bool):
+            raise ListenerConfigError(f"reliable_delivery must be True or False, got {reliable_delivery!r}")
         self.fn = fn
         #: True for ``async def`` functions (awaited); the others run in a worker thread
         self.is_async = inspect.iscoroutinefunction(fn)
         #: the named queue its jobs go to; None: the ``queue_name`` setting's
         self.queue: str | None = queue
-        self.event_ids: frozenset[str] = _check_event_ids(tuple(event_ids))
+        #: "pool" (one worker runs each job), "broadcast" (every live worker), "singleton"
+        #: (one listener among the event's singleton listeners)
+        self.mode = mode
+        #: False: an event is dropped for this listener when no live worker serves it at emit time
+        self.reliable = reliable_delivery
         self.name: str = name or _default_name(fn)
         #: the retry options this listener sets; the rest come from settings (see ``policy``)
         self.policy_options: dict[str, Any] = _check_policy_options(self.name, policy_options)
-        self.attempt_param: str | None = None
-        try:
-            signature: inspect.Signature | None = inspect.signature(fn)
-        except (TypeError, ValueError):  # some builtins have no signature: accept anything
-            signature = None
-        if signature is not None:
-            self.attempt_param = _attempt_parameter(fn, signature)
-            if self.attempt_param is not None:  # injected by the worker, never emitted
-                signature = signature.replace(
-                    parameters=[p for p in signature.parameters.values() if p.name != self.attempt_param]
+        params = _Parameters(fn)
+        #: the parameters the worker fills in: the Attempt, and an Emitter for follow-up events
+        self.attempt_param: str | None = params.attempt
+        self.emitter_param: str | None = params.emitter
+        events = _check_event_ids(tuple(event_ids), allow_none=bool(params.event_classes))
+        if not events:  # @listener() on `def f(event: TodoCreated)`: the annotation names the events
+            events = params.event_classes
+        self.event_classes: tuple[type, ...] = tuple(e for e in events if isinstance(e, type))
+        #: the parameter that receives a typed event's instance (None for string ids)
+        self.event_param: str | None = None
+        if self.event_classes:
+            self.event_param = params.event if params.event_classes else params.first_positional()
+            if self.event_param is None:
+                raise ListenerConfigError(
+                    f"listener {self.name!r} listens to event classes but has no positional parameter for the "
+                    "event: def listener(event: TodoCreated)"
                 )
+        self.event_ids: frozenset[str] = frozenset(e if isinstance(e, str) else event_path(e) for e in events)
+        signature = params.signature
         self._signature = signature
         self._fitting_shapes: set[tuple[int, frozenset[str]]] = set()
-        kinds = {p.kind for p in self._signature.parameters.values()} if self._signature else set()
-        self._accepts_anything = self._signature is None or (
+        kinds = {p.kind for p in signature.parameters.values()} if signature else set()
+        self._accepts_anything = signature is None or (
             {
                 inspect.Parameter.VAR_POSITIONAL,
                 inspect.Parameter.VAR_KEYWORD,
@@ -151,9 +242,25 @@ class Listener:
             <= kinds
             and all(
                 p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                for p in self._signature.parameters.values()
+                for p in signature.parameters.values()
             )
         )
+        if self.event_classes:  # it is called with the event alone: say so now, not at the first emit
+            self.check_arguments(sorted(self.event_ids)[0], (object(),), {})
+
+    @property
+    def typed(self) -> bool:
+        """True for a listener of event classes (it receives one event instance)."""
+        return bool(self.event_classes)
+
+    @property
+    def parameters(self) -> list[tuple[str, int, bool]]:
+        """(name, kind, has a default) per parameter an emit must fit: the catalog's description."""
+        if self._signature is None:
+            return [("args", int(inspect.Parameter.VAR_POSITIONAL), False), ("kwargs", 4, False)]
+        return [
+            (p.name, int(p.kind), p.default is not inspect.Parameter.empty) for p in self._signature.parameters.values()
+        ]
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ListenerArgumentError if ``fn(*args, **kwargs)`` would be a TypeError."""
@@ -217,9 +324,11 @@ class Listener:
 
 
 def listener(
-    *event_ids: str,
+    *event_ids: str | type,
     name: str | None = None,
     queue: str | None = None,
+    mode: str = "pool",
+    reliable_delivery: bool = True,
     max_tries: int | None = None,
     backoff: Backoff | None = None,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
@@ -229,17 +338,25 @@ def listener(
     """Register the decorated function as a listener of ``event_ids``.
 
     Args:
-        *event_ids: the events it listens to.
+        *event_ids: the events it listens to: string ids, or event classes (dataclasses,
+            pydantic models, msgspec Structs; their subclasses' events too). None: the event
+            class in the annotation of its first parameter, ``@listener()`` on
+            ``async def on_created(event: TodoCreated)``.
         name: its stable name, the arq function name of its jobs (default ``module:qualname``).
         queue: the named queue its jobs go to (default: the ``queue_name`` setting); a worker
             serves the queues of its listeners.
+        mode: ``"pool"`` (default): one job per event, run by one worker; ``"broadcast"``: run
+            once in every live worker process that has it; ``"singleton"``: exactly one of the
+            event's singleton listeners runs each event.
+        reliable_delivery: False drops the event for this listener when no live worker
+            serves it at emit time (default True: the job waits for a worker).
         max_tries: attempts in all, the first included (default: the ``max_tries`` setting).
         backoff: the wait between attempts, a :class:`~taskemit.Backoff` (default: ``backoff`` setting).
         retry_on: retry only these exception types (default: any ``Exception``).
         give_up_on: never retry these; the job goes to the dead letters at once.
         timeout: seconds one attempt may take (default: the ``job_timeout`` setting).
     """
-    ids = _check_event_ids(event_ids)
+    ids = _check_event_ids(event_ids, allow_none=True)
     given = {
         "max_tries": max_tries,
         "backoff": backoff,
@@ -250,7 +367,7 @@ def listener(
     options = {key: value for key, value in given.items() if value is not None}
 
     def decorate(fn: Callable[..., Any]) -> Listener:
-        return Listener(fn, ids, name=name, queue=queue, **options)
+        return Listener(fn, ids, name=name, queue=queue, mode=mode, reliable_delivery=reliable_delivery, **options)
 
     return decorate
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import ListenerConfigError
+from .events import mro_paths
 from .listener import Listener, as_listener
 
 __all__ = ("Registry", "discover_listeners")
@@ -21,11 +22,15 @@ __all__ = ("Registry", "discover_listeners")
 class Registry:
     """Listeners by event id and by name; two different functions may not share a name."""
 
-    __slots__ = ("_by_event", "_by_name")
+    __slots__ = ("_by_class", "_by_event", "_by_name", "_by_path")
 
     def __init__(self, listeners: Iterable[Any] = ()) -> None:
         self._by_name: dict[str, Listener] = {}
+        #: string event id -> listeners; event class path -> listeners of that class
         self._by_event: dict[str, tuple[Listener, ...]] = {}
+        self._by_path: dict[str, tuple[Listener, ...]] = {}
+        #: event class -> its listeners through the MRO (filled as classes are emitted)
+        self._by_class: dict[type, tuple[Listener, ...]] = {}
         for obj in listeners:
             self.add(obj)
 
@@ -38,13 +43,25 @@ class Registry:
                 return seen
             raise ListenerConfigError(f'two listeners are named {item.name!r}; give one of them name="..."')
         self._by_name[item.name] = item
+        index = self._by_path if item.typed else self._by_event
         for event_id in sorted(item.event_ids):
-            self._by_event[event_id] = (*self._by_event.get(event_id, ()), item)
+            index[event_id] = (*index.get(event_id, ()), item)
+        self._by_class.clear()
         return item
 
-    def for_event(self, event_id: str) -> tuple[Listener, ...]:
-        """The listeners an event goes to, in registration order (empty if none)."""
-        return self._by_event.get(event_id, ())
+    def for_event(self, event: str | type) -> tuple[Listener, ...]:
+        """The listeners an event goes to (empty if none): a string id's, or an event class's
+        and its bases', the class's own first, each listener once."""
+        if isinstance(event, str):
+            return self._by_event.get(event, ())
+        found = self._by_class.get(event)
+        if found is None:
+            seen: dict[str, Listener] = {}
+            for path in mro_paths(event):
+                for item in self._by_path.get(path, ()):
+                    seen.setdefault(item.name, item)
+            found = self._by_class[event] = tuple(seen.values())
+        return found
 
     def get(self, name: str) -> Listener | None:
         """The listener called ``name``, or None."""
@@ -57,11 +74,12 @@ class Registry:
 
     @property
     def event_ids(self) -> frozenset[str]:
-        return frozenset(self._by_event)
+        """The string event ids and the event class paths it has listeners for."""
+        return frozenset(self._by_event) | frozenset(self._by_path)
 
     def by_event(self) -> Mapping[str, tuple[Listener, ...]]:
-        """Event id -> listeners, the shape Litestar's emitter backends expose."""
-        return dict(self._by_event)
+        """Event id (or class path) -> listeners, the shape Litestar's emitter backends expose."""
+        return {**self._by_event, **self._by_path}
 
     def __iter__(self) -> Iterator[Listener]:
         return iter(self._by_name.values())

@@ -41,6 +41,8 @@ class Route:
     ready: str
     wake: str
     named: bool  # on a queue the listener names, not the default one
+    #: a broadcast job's own queue: it expires when no emit renews it (its worker is gone)
+    expires: bool = False
 
 
 @dataclass(slots=True)
@@ -53,6 +55,8 @@ class PendingEvent:
     routes: list[Route]
     future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
     once: bool = False
+    #: the uuid of the event whose listener emitted this one
+    cause: str | None = None
     #: "buffered", "taken" (the flusher is storing it) or "abandoned" (publish gave up on it)
     state: str = "buffered"
 
@@ -98,6 +102,7 @@ class EventWriter:
         space = settings.keys
         wakes: dict[str, set[str]] = {}
         event_ids: set[str] = set()
+        expiring: set[str] = set()
         commands: list[Command] = []
         for pending in batch:
             receipt = pending.receipt
@@ -117,6 +122,7 @@ class EventWriter:
                 receipt.event_uuid,
                 "1" if pending.once else "0",
                 queues,
+                pending.cause or "",
             ]
             keys = [
                 space.event(receipt.event_uuid),
@@ -127,7 +133,9 @@ class EventWriter:
             for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
                 argv += (job_id, payload)
                 keys += (space.job(job_id), route.queue, route.ready)
-                wakes.setdefault(route.wake, set()).add(name)
+                wakes.setdefault(route.wake, set()).add(name.partition("@")[0])
+                if route.expires:  # a broadcast queue lives while emits reach its worker
+                    expiring.update((route.queue, route.ready))
             event_ids.add(receipt.event_id)
             commands.append(EMIT.command(keys, argv))
         # once per batch: the indexes forget events whose records have expired (so they never
@@ -138,6 +146,8 @@ class EventWriter:
             if self._trimmed.get(key, -_TRIM_EVERY) + _TRIM_EVERY <= now:  # retention is days: once a second does
                 self._trimmed[key] = now
                 commands.append(("ZREMRANGEBYSCORE", key, "-inf", horizon))
+        ttl_ms = settings.job_expiry * 1000
+        commands.extend(("PEXPIRE", key, ttl_ms) for key in sorted(expiring))
         published: list[str] = []
         first_publish = len(commands)
         for channel, names in wakes.items():

@@ -50,9 +50,12 @@ class Route:
     leased: str
 
     @classmethod
-    def of(cls, item: Listener, settings: Settings) -> Route:
+    def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
+        """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
         space = settings.keys
         queue = space.queue(item.queue or settings.queue_name)
+        if broadcast_to is not None:
+            queue = space.broadcast_queue(queue, broadcast_to)
         return cls(item.name, queue, space.ready(queue, item.name), space.leased(queue, item.name))
 
 

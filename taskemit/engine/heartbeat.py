@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..store.keys import KeySpace
@@ -54,13 +54,21 @@ async def remove_heartbeat(redis: Any, space: KeySpace, worker_id: str) -> None:
 
 
 async def beat(
-    redis: Any, space: KeySpace, worker_id: str, info: Callable[[], dict[str, Any]], link: RedisLink
+    redis: Any,
+    space: KeySpace,
+    worker_id: str,
+    info: Callable[[], dict[str, Any]],
+    link: RedisLink,
+    also: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
-    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds, until cancelled; a failed
-    write is reported to ``link`` (the worker's RedisLink) and tried again next time."""
+    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds, then ``also()`` (the
+    catalog registration), until cancelled; a failed write is reported to ``link`` (the
+    worker's RedisLink) and tried again next time."""
     while True:
         try:
             await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
+            if also is not None:
+                await also()
             link.up()
         except REDIS_DOWN as exc:
             link.down(exc)

@@ -33,8 +33,10 @@ from collections import Counter
 from typing import Any
 
 from ..attempt import Attempt, Retry
+from ..emit.emitter import Emitter
+from ..emit.events import event_path, import_event_class, load_event
 from ..emit.listener import Listener
-from ..errors import AttemptsExhausted, JobPayloadError, ListenerTimeout
+from ..errors import AttemptsExhausted, EventValidationError, JobPayloadError, ListenerTimeout, StateError
 from ..policy import RetryPolicy
 from ..settings import Settings
 from ..state import JobState
@@ -54,7 +56,7 @@ _jitter = random.Random()
 class ListenerRunner:
     """Runs attempts of one listener under its policy and timeout."""
 
-    __slots__ = ("codec", "item", "name", "policy", "settings", "threads", "timeout")
+    __slots__ = ("_classes", "codec", "emitter", "item", "name", "policy", "settings", "threads", "timeout")
 
     def __init__(
         self,
@@ -71,6 +73,10 @@ class ListenerRunner:
         self.timeout: float = self.policy.timeout or settings.job_timeout
         #: the pool sync listeners run in (None: asyncio's default executor)
         self.threads = threads
+        #: what a parameter annotated ``Emitter`` receives (the worker's emitter; set by the worker)
+        self.emitter: Emitter | None = None
+        #: a typed event's class path -> the class its data validates as here
+        self._classes: dict[str, type] = {}
 
     def new_run(
         self,
@@ -131,6 +137,12 @@ class ListenerRunner:
                 f"{self.policy.max_tries} (earlier attempts were cut short by a crash or shutdown)"
             )
             return self.dead(run, exhausted, "attempts exhausted", ran=False)
+        if self.item.typed:
+            try:
+                event = self._event(run)
+            except EventValidationError as exc:  # schema drift between emitter and worker: replay after a fix
+                return self.dead(run, exc, "event does not validate", ran=True)
+            run = run.with_event(event)
         if running is not None:
             running[self.name] += 1
         try:
@@ -155,22 +167,45 @@ class ListenerRunner:
             result=result,
         )
 
+    def _event(self, run: JobRun) -> Any:
+        """A typed event's data as an instance of its class: the concrete one if it can be imported
+        here and is one of the listener's, else the listener's own class."""
+        path = run.attempt.event_id or ""
+        cls = self._classes.get(path)
+        if cls is None:
+            listened = self.item.event_classes
+            cls = next((c for c in listened if event_path(c) == path), None)
+            if cls is None:
+                found = import_event_class(path)
+                cls = found if found is not None and issubclass(found, listened) else listened[0]
+            self._classes[path] = cls
+        if len(run.args) != 1:
+            raise EventValidationError(f"a job of typed event {path} carries {len(run.args)} arguments, not 1")
+        return load_event(cls, run.args[0])
+
     async def _call(self, run: JobRun) -> Any:
         item = self.item
         kwargs = run.kwargs
         if item.attempt_param is not None:
             kwargs = {**kwargs, item.attempt_param: run.attempt}
+        if item.emitter_param is not None:
+            if self.emitter is None:
+                raise StateError(
+                    f"listener {self.name!r} asks for an Emitter, which taskemit's worker provides "
+                    "(`taskemit worker`; a stock arq worker does not)"
+                )
+            kwargs = {**kwargs, item.emitter_param: self.emitter.caused_by(run.attempt.event_uuid)}
         if item.is_async:
             deadline = asyncio.timeout(self.timeout)
             try:
                 async with deadline:
-                    return await item.fn(*run.args, **kwargs)
+                    return await item.fn(*run.call_args, **kwargs)
             except TimeoutError as exc:
                 if not deadline.expired():
                     raise  # the listener's own TimeoutError, not ours
                 raise self._timed_out() from exc
         loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, item.fn, *run.args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, item.fn, *run.call_args, **kwargs)
         thread = loop.run_in_executor(self.threads, call)
         done, _ = await asyncio.wait((thread,), timeout=self.timeout)
         if not done:

@@ -36,13 +36,16 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ..emit.catalog import describe
+from ..emit.emitter import Emitter
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
+from ..monitor.catalog import register_listeners, unregister_worker
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore, Route
-from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .heartbeat import HEARTBEAT_INTERVAL, beat, new_worker_id, remove_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
@@ -112,9 +115,19 @@ class Engine:
         )
         self.routes = [Route.of(item, settings) for item in self.listeners]
         self.runners = [ListenerRunner(item, settings, self.codec, self.threads) for item in self.listeners]
+        for item, runner in zip(self.listeners, list(self.runners), strict=True):
+            if item.mode == "broadcast":  # its broadcast jobs wait on this worker's own queue
+                self.routes.append(Route.of(item, settings, broadcast_to=self.worker_id))
+                self.runners.append(runner)
         #: the queues it serves: their names and their Redis keys
         self.queue_names = sorted({item.queue or settings.queue_name for item in self.listeners})
-        self.queues = sorted({route.queue for route in self.routes})
+        self.queues = [settings.keys.queue(name) for name in self.queue_names]
+        #: what a listener's parameter annotated ``Emitter`` receives (entered while the worker runs)
+        self.emitter: Emitter | None = None
+        if any(item.emitter_param is not None for item in self.listeners):
+            self.emitter = Emitter(self.listeners, settings, catalog=True)
+            for runner in self.runners:
+                runner.emitter = self.emitter
         #: listener name -> jobs of it running now
         self.running_listeners: Counter[str] = Counter()
         self.ctx: dict[Any, Any] = dict(ctx or {})
@@ -166,6 +179,8 @@ class Engine:
         try:
             if not await self._connect():
                 return
+            if self.emitter is not None:
+                await self.emitter.__aenter__()
             if self.on_startup is not None:
                 await self.on_startup(self.ctx)
             logger.info(
@@ -179,7 +194,7 @@ class Engine:
                 asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
                 asyncio.create_task(self._renew_leases(), name="taskemit-leases"),
                 asyncio.create_task(
-                    beat(self.redis, self.settings.keys, self.worker_id, self._heartbeat, self.link),
+                    beat(self.redis, self.settings.keys, self.worker_id, self._heartbeat, self.link, self._register),
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
@@ -251,13 +266,30 @@ class Engine:
                 len(self._interrupted),
             )
 
+    async def _register(self) -> None:
+        """Register this worker's listeners in the catalog (with each heartbeat)."""
+        assert self.redis is not None
+        await register_listeners(
+            self.redis,
+            [describe(item) for item in self.listeners],
+            space=self.settings.keys,
+            worker_id=self.worker_id,
+            live_for=HEARTBEAT_INTERVAL * 3,
+            retention=self.settings.catalog_retention,
+        )
+
     async def _close(self) -> None:
+        if self.emitter is not None and self.emitter._flusher is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.emitter.__aexit__(None, None, None)
         if self._store is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._store.close()
         if self.redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await remove_heartbeat(self.redis, self.settings.keys, self.worker_id)
+                names = [item.name for item in self.listeners]
+                await unregister_worker(self.redis, names, space=self.settings.keys, worker_id=self.worker_id)
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.aclose()
             self.redis = None

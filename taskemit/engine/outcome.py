@@ -42,7 +42,7 @@ def short_repr(value: Any, limit: int = 200) -> str | None:
 class JobRun:
     """One attempt of one job: the facts every record of it needs."""
 
-    __slots__ = ("args", "attempt", "enqueue_ms", "kwargs", "meta", "started", "worker")
+    __slots__ = ("args", "attempt", "call_args", "enqueue_ms", "kwargs", "meta", "started", "worker")
 
     def __init__(
         self,
@@ -53,13 +53,20 @@ class JobRun:
         worker: str,
         enqueue_ms: int | None,
     ) -> None:
-        self.args = args
+        #: the job's arguments as stored (a retry stores them again), and as the listener gets them
+        #: (a typed event's data decoded into its class)
+        self.args = self.call_args = args
         self.kwargs = kwargs
         self.attempt = attempt
         self.meta = meta
         self.worker = worker
         self.enqueue_ms = enqueue_ms if enqueue_ms is not None else int(time.time() * 1000)
         self.started = time.time()
+
+    def with_event(self, event: Any) -> JobRun:
+        """This run, calling the listener with ``event`` (a typed event decoded from the stored data)."""
+        self.call_args = (event,)
+        return self
 
     def attempt_json(self, status: str, **extra: Any) -> str:
         return json.dumps(

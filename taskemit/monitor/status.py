@@ -102,6 +102,8 @@ class EventStatus:
     event_id: str
     emitted_at: float
     jobs: list[JobStatus] = field(default_factory=list)
+    #: the uuid of the event whose listener emitted this one, if a listener did
+    cause: str | None = None
 
     @property
     def status(self) -> JobState:
@@ -118,6 +120,7 @@ class EventStatus:
             "event_uuid": self.event_uuid,
             "event_id": self.event_id,
             "emitted_at": self.emitted_at,
+            "cause": self.cause,
             "status": self.status,
             "jobs": [job.to_dict() for job in self.jobs],
         }
@@ -221,7 +224,7 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
             if status == "":  # finished without a record: read arq's result (a stock arq path)
                 job = await _from_arq_result(redis, settings, job_id) or job
             jobs.append(job)
-        events.append(EventStatus(event_uuid, fields["event"], emitted_at, jobs))
+        events.append(EventStatus(event_uuid, fields["event"], emitted_at, jobs, fields.get("cause") or None))
     waiting = any(job.status in _WAITING_STATES for event in events if event is not None for job in event.jobs)
     if waiting:  # one look at the live workers for the whole page
         served = {name for worker in await live_workers(redis, space=space) for name in worker.listeners}
@@ -379,9 +382,17 @@ async def job_attempts(redis: Any, job_ids: list[str], *, space: KeySpace) -> di
 
 
 async def wait_for_event(
-    redis: Any, settings: Settings, event_uuid: str, timeout: float | None = None, poll: float = 0.05
+    redis: Any,
+    settings: Settings,
+    event_uuid: str,
+    timeout: float | None = None,
+    poll: float = 0.05,
+    max_poll: float = 1.0,
 ) -> EventStatus:
-    """Wait until every job of the event is complete, failed or aborted; return the statuses."""
+    """Wait until every job of the event is complete, failed or aborted; return the statuses.
+
+    Reads the event every ``poll`` seconds at first, backing off to every ``max_poll``.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = poll
     while True:
@@ -392,4 +403,4 @@ async def wait_for_event(
             pending = [f"{j.listener}={j.status}" for j in event.jobs if not j.done] if event else ["no record"]
             raise WaitTimeout(f"event {event_uuid} not finished after {timeout}s: {', '.join(pending)}")
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        delay = min(delay * 1.5, max_poll)

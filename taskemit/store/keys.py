@@ -105,6 +105,27 @@ class KeySpace:
         """Hash: listener name -> the queue key its jobs go to, as emitters registered them."""
         return self.prefix + "routes"
 
+    def broadcast_queue(self, queue_key: str, worker_id: str) -> str:
+        """One worker's own queue of broadcast jobs beside ``queue_key`` (expires when unused)."""
+        return f"{queue_key}:broadcast:{worker_id}"
+
+    # -- the listener catalog --------------------------------------------------------------
+
+    @property
+    def catalog(self) -> str:
+        """Hash: listener name -> its description (JSON: events, queue, mode, parameters), as workers register it."""
+        return self.prefix + "catalog"
+
+    @property
+    def catalog_seen(self) -> str:
+        """Sorted set: listener name -> when a live worker last registered it (ms); old ones are forgotten."""
+        return self.prefix + "catalog:seen"
+
+    @property
+    def catalog_live(self) -> str:
+        """Sorted set: ``listener\\nworker id`` -> when that registration expires (ms), renewed by heartbeats."""
+        return self.prefix + "catalog:live"
+
     def new_job_id(self, seed: str | None = None) -> str:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
         token = f"{random.getrandbits(128):032x}" if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex
@@ -222,6 +243,38 @@ class KeySpace:
     def cron_resumed(self) -> str:
         """Sorted set: cron schedule name -> when it was last resumed; earlier ticks are never caught up."""
         return self.prefix + "cron:resumed"
+
+    @property
+    def cron_schedules(self) -> str:
+        """Sorted set: cron schedule name -> when a scheduler last registered it (epoch seconds)."""
+        return self.prefix + "cron:schedules"
+
+    def cron_schedule(self, name: str) -> str:
+        """Hash: a registered schedule's definition and next tick (forgotten when no scheduler renews it)."""
+        return f"{self.prefix}cron:schedule:{name}"
+
+    @property
+    def cron_schedulers(self) -> str:
+        """Sorted set: scheduler id -> when it last registered (epoch seconds)."""
+        return self.prefix + "cron:schedulers"
+
+    def cron_scheduler(self, scheduler_id: str) -> str:
+        """Hash: a live scheduler's host, pid and schedules (expires unless it renews it)."""
+        return f"{self.prefix}cron:scheduler:{scheduler_id}"
+
+    @property
+    def cron_triggers(self) -> str:
+        """Hash: request id -> a pending "fire schedule NAME now" request (JSON: name, requested_at)."""
+        return self.prefix + "cron:triggers"
+
+    def cron_trigger_lease(self, request_id: str) -> str:
+        """String: the scheduler that took a trigger request; expires, so a crashed taker's request is retaken."""
+        return f"{self.prefix}cron:trigger:{request_id}"
+
+    @property
+    def cron_wake(self) -> str:
+        """Pub/sub channel on which a trigger wakes the schedulers."""
+        return self.prefix + "cron:wake"
 
 
 #: the keys of the default namespace, for functions that read Redis without settings

@@ -18,7 +18,8 @@
 -- ARGV[8]      '1': store nothing if this event uuid is already recorded (exactly-once emits)
 -- ARGV[9]      JSON object {listener name: queue key} when a listener is not on the default
 --              queue, else ''
--- ARGV[10..]   job id, payload; one pair per job, in KEYS order
+-- ARGV[10]     the uuid of the event whose listener emitted this one (its cause), else ''
+-- ARGV[11..]   job id, payload; one pair per job, in KEYS order
 --
 -- Returns the number of jobs stored (0 when ARGV[8] made it a no-op).
 if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
@@ -26,9 +27,9 @@ if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local jobs = (#KEYS - 4) / 3
 for i = 1, jobs do
-  local job_id = ARGV[8 + 2 * i]
+  local job_id = ARGV[9 + 2 * i]
   local k = 2 + 3 * i
-  redis.call('SET', KEYS[k], ARGV[9 + 2 * i], 'PX', ARGV[2])
+  redis.call('SET', KEYS[k], ARGV[10 + 2 * i], 'PX', ARGV[2])
   redis.call('ZADD', KEYS[k + 1], ARGV[1], job_id)
   redis.call('ZADD', KEYS[k + 2], ARGV[1], job_id)
 end
@@ -36,6 +37,9 @@ if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[1], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6], 'queues', ARGV[9])
 else
   redis.call('HSET', KEYS[1], 'event', ARGV[4], 'emitted_at', ARGV[5], 'jobs', ARGV[6])
+end
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'cause', ARGV[10])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[7])

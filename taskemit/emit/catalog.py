@@ -1,0 +1,116 @@
+"""The emitter's view of the listener catalog: listeners it has no code for, and live workers.
+
+``describe`` turns a :class:`Listener` into what a worker registers (``monitor/catalog.py``
+writes and reads it). :class:`CatalogView` is one emitter's cached copy, refreshed every
+``catalog_refresh`` seconds: :class:`RemoteListener` stands in for a listener whose code the
+emitter does not import, checks emitted arguments against the registered parameters, and
+resolves typed events through the MRO of the emitted class like the registry does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ListenerArgumentError
+from ..monitor.catalog import CatalogEntry
+from .events import mro_paths
+from .listener import Listener
+
+__all__ = ("CatalogView", "RemoteListener", "describe")
+
+
+def describe(item: Listener) -> CatalogEntry:
+    """What a worker registers about ``item``."""
+    return CatalogEntry(
+        name=item.name,
+        events=tuple(sorted(item.event_ids)),
+        typed=item.typed,
+        queue=item.queue,
+        mode=item.mode,
+        reliable=item.reliable,
+        params=tuple(item.parameters),
+    )
+
+
+class RemoteListener:
+    """A listener known from the catalog only: enough to route its jobs and check arguments."""
+
+    __slots__ = ("_signature", "entry", "event_ids", "mode", "name", "queue", "reliable", "typed")
+
+    def __init__(self, entry: CatalogEntry) -> None:
+        self.entry = entry
+        self.name = entry.name
+        self.queue = entry.queue
+        self.mode = entry.mode
+        self.reliable = entry.reliable
+        self.typed = entry.typed
+        self.event_ids = frozenset(entry.events)
+        params = []
+        for name, kind, has_default in entry.params:
+            default = None if has_default else inspect.Parameter.empty
+            params.append(inspect.Parameter(name, inspect._ParameterKind(kind), default=default))
+        try:
+            self._signature: inspect.Signature | None = inspect.Signature(params)
+        except ValueError:  # parameters in an order Python does not accept: check nothing
+            self._signature = None
+
+    def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ListenerArgumentError(
+                f"listener {self.name!r} (from the catalog) cannot accept the arguments emitted with event "
+                f"{event_id!r}: {exc}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<RemoteListener {self.name} on {sorted(self.event_ids)}>"
+
+
+class CatalogView:
+    """An emitter's copy of the catalog: remote listeners by event, live workers by listener."""
+
+    __slots__ = ("_by_class", "_by_event", "_by_path", "_workers", "loaded")
+
+    def __init__(self) -> None:
+        self._by_event: dict[str, tuple[RemoteListener, ...]] = {}
+        self._by_path: dict[str, tuple[RemoteListener, ...]] = {}
+        self._by_class: dict[type, tuple[RemoteListener, ...]] = {}
+        self._workers: dict[str, tuple[str, ...]] = {}
+        #: False until the catalog was read once
+        self.loaded = False
+
+    def update(self, entries: Mapping[str, CatalogEntry]) -> None:
+        by_event: dict[str, list[RemoteListener]] = {}
+        by_path: dict[str, list[RemoteListener]] = {}
+        for entry in sorted(entries.values(), key=lambda e: e.name):
+            remote = RemoteListener(entry)
+            index = by_path if entry.typed else by_event
+            for event in entry.events:
+                index.setdefault(event, []).append(remote)
+        # whole-attribute swaps: an emit on another thread sees the old view or the new one
+        self._by_event = {k: tuple(v) for k, v in by_event.items()}
+        self._by_path = {k: tuple(v) for k, v in by_path.items()}
+        self._by_class = {}
+        self._workers = {name: entry.workers for name, entry in entries.items()}
+        self.loaded = True
+
+    def for_event(self, event: str | type) -> tuple[RemoteListener, ...]:
+        if isinstance(event, str):
+            return self._by_event.get(event, ())
+        found = self._by_class.get(event)
+        if found is None:
+            seen: dict[str, RemoteListener] = {}
+            for path in mro_paths(event):
+                for remote in self._by_path.get(path, ()):
+                    seen.setdefault(remote.name, remote)
+            found = self._by_class[event] = tuple(seen.values())
+        return found
+
+    def workers(self, name: str) -> tuple[str, ...]:
+        """The live workers that serve listener ``name`` (as of the last refresh)."""
+        return self._workers.get(name, ())

@@ -1,0 +1,136 @@
+"""Typed events: an instance of a class as the event, and its listeners by class.
+
+An event may be an instance of a dataclass, a pydantic model or a msgspec ``Struct``:
+``emit(TodoCreated(name="a"))``. Its event id is the class's path, ``module:QualName``.
+A listener of a class also receives its subclasses' events (``for_event`` walks the MRO).
+
+On the wire a typed event's job carries the instance dumped to JSON-ready data as its one
+argument, and the concrete class's path in taskemit's metadata. The worker validates the
+data back into an instance of that class (or of the listener's class when the concrete one
+cannot be imported there); data that no longer validates raises :class:`EventValidationError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from typing import Any
+
+from ..errors import EventValidationError, ListenerConfigError
+
+__all__ = (
+    "dump_event",
+    "event_path",
+    "import_event_class",
+    "is_event_class",
+    "load_event",
+    "mro_paths",
+)
+
+try:  # msgspec Structs are supported when msgspec is installed (Litestar depends on it)
+    import msgspec
+except ImportError:  # pragma: no cover - msgspec is present wherever Litestar is
+    msgspec = None  # type: ignore[assignment]
+
+
+def _is_pydantic(cls: type) -> bool:
+    from pydantic import BaseModel
+
+    return issubclass(cls, BaseModel)
+
+
+def _is_struct(cls: type) -> bool:
+    return msgspec is not None and issubclass(cls, msgspec.Struct)
+
+
+def is_event_class(obj: Any) -> bool:
+    """True for a class whose instances can be events: a dataclass, pydantic model or msgspec Struct."""
+    if not isinstance(obj, type):
+        return False
+    return dataclasses.is_dataclass(obj) or _is_pydantic(obj) or _is_struct(obj)
+
+
+def _module_name(cls: type) -> str:
+    module = cls.__module__
+    if module == "__main__":  # workers import it by its module name, never as __main__
+        from .listener import _main_module_name
+
+        return _main_module_name()
+    return module
+
+
+_paths: dict[type, str] = {}
+
+
+def event_path(cls: type) -> str:
+    """The event id of a class's events: ``module:QualName``.
+
+    A worker imports the concrete class by this path to decode an event as that class; a
+    class defined inside a function cannot be imported, so its events decode as the
+    listener's own class.
+    """
+    path = _paths.get(cls)
+    if path is None:
+        path = _paths[cls] = f"{_module_name(cls)}:{cls.__qualname__}"
+    return path
+
+
+def mro_paths(cls: type) -> list[str]:
+    """The event ids a ``cls`` event goes to: its own path, then its bases' (MRO order)."""
+    return [event_path(klass) for klass in cls.__mro__ if klass is not object]
+
+
+def _pydantic_adapter(cls: type) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+_adapters: dict[type, Any] = {}
+
+
+def _adapter(cls: type) -> Any:
+    adapter = _adapters.get(cls)
+    if adapter is None:
+        adapter = _adapters[cls] = _pydantic_adapter(cls)
+    return adapter
+
+
+def dump_event(event: Any) -> dict[str, Any]:
+    """The instance as JSON-ready data (what the job carries)."""
+    cls = type(event)
+    if _is_struct(cls):
+        data = msgspec.to_builtins(event)
+    else:  # dataclasses and pydantic models: pydantic's JSON mode (datetimes, UUIDs, nested models...)
+        data = _adapter(cls).dump_python(event, mode="json")
+    if not isinstance(data, dict):
+        raise ListenerConfigError(f"event {cls.__qualname__} does not dump to an object of fields")
+    return data
+
+
+def load_event(cls: type, data: Any) -> Any:
+    """Validate ``data`` into an instance of ``cls``; EventValidationError when it does not fit."""
+    try:
+        if _is_struct(cls):
+            return msgspec.convert(data, cls)
+        return _adapter(cls).validate_python(data)
+    except Exception as exc:  # pydantic's ValidationError, msgspec's ValidationError, TypeError...
+        raise EventValidationError(
+            f"the data of event {event_path(cls)} does not validate as {cls.__qualname__}: {exc}"
+        ) from exc
+
+
+def import_event_class(path: str) -> type | None:
+    """The class at ``module:QualName`` if it can be imported here, else None."""
+    module_name, _, qualname = path.partition(":")
+    try:
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    except Exception:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if is_event_class(obj) else None

@@ -1,0 +1,131 @@
+"""The listener catalog: what the live workers serve, as they register it in Redis.
+
+Every taskemit worker registers, with each heartbeat, each of its listeners: the events it
+listens to (string ids or event class paths), its name, queue, delivery mode and the
+parameters an emit must fit. A registration lives three heartbeats unless renewed, so the
+catalog says which workers serve each listener now. A listener's description outlives its
+last worker for ``catalog_retention`` seconds: a dispatcher keeps queueing reliable events
+for it while its workers restart, and ``taskemit status`` says they wait for a worker.
+
+Readers: an :class:`~taskemit.Emitter` without listeners (a dispatcher that does not import
+the handlers' code) fans out from it; broadcast, singleton and unreliable listeners read
+their live workers from it; ``taskemit listeners`` and the dashboard show it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store import scripts as lua
+from ..store.keys import KeySpace
+
+__all__ = ("CatalogEntry", "read_catalog", "register_listeners", "unregister_worker")
+
+_REGISTER = lua.script("catalog")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """One listener as the catalog describes it, with the live workers that serve it."""
+
+    name: str
+    events: tuple[str, ...]
+    #: True: it takes one typed event (``events`` are class paths); False: keyword arguments
+    typed: bool
+    queue: str | None
+    mode: str
+    reliable: bool
+    #: (name, inspect.Parameter kind as an int, has a default) per parameter an emit must fit
+    params: tuple[tuple[str, int, bool], ...]
+    workers: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_json(cls, name: str, text: str | bytes, workers: tuple[str, ...] = ()) -> CatalogEntry:
+        data = json.loads(text)
+        return cls(
+            name=name,
+            events=tuple(data.get("events", ())),
+            typed=bool(data.get("typed", False)),
+            queue=data.get("queue"),
+            mode=str(data.get("mode", "pool")),
+            reliable=bool(data.get("reliable", True)),
+            params=tuple((str(p[0]), int(p[1]), bool(p[2])) for p in data.get("params", ())),
+            workers=workers,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "events": list(self.events),
+                "typed": self.typed,
+                "queue": self.queue,
+                "mode": self.mode,
+                "reliable": self.reliable,
+                "params": [list(p) for p in self.params],
+            },
+            sort_keys=True,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "events": list(self.events),
+            "typed": self.typed,
+            "queue": self.queue,
+            "mode": self.mode,
+            "reliable": self.reliable,
+            "params": [p[0] for p in self.params],
+            "workers": list(self.workers),
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def read_catalog(redis: Any, *, space: KeySpace, now: float | None = None) -> dict[str, CatalogEntry]:
+    """Every described listener by name, with its live workers; one round trip."""
+    now_ms = int((time.time() if now is None else now) * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(space.catalog)
+        pipe.zrangebyscore(space.catalog_live, f"({now_ms}", "+inf")
+        described, live = await pipe.execute()
+    workers: dict[str, list[str]] = {}
+    for member in live:
+        name, _, worker_id = _text(member).partition("\n")
+        workers.setdefault(name, []).append(worker_id)
+    entries = {}
+    for raw_name, text in described.items():
+        name = _text(raw_name)
+        try:
+            entries[name] = CatalogEntry.from_json(name, text, tuple(sorted(workers.get(name, ()))))
+        except (ValueError, TypeError, IndexError, AttributeError):  # a description from a newer version
+            continue
+    return entries
+
+
+async def register_listeners(
+    redis: Any,
+    entries: list[CatalogEntry],
+    *,
+    space: KeySpace,
+    worker_id: str,
+    live_for: float,
+    retention: float,
+    now: float | None = None,
+) -> int:
+    """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds; one script call."""
+    now_ms = int((time.time() if now is None else now) * 1000)
+    args: list[Any] = [now_ms, int(live_for * 1000), int(retention * 1000), worker_id]
+    for entry in entries:
+        args += (entry.name, entry.to_json())
+    return int(await _REGISTER(redis, [space.catalog, space.catalog_seen, space.catalog_live], args))
+
+
+async def unregister_worker(redis: Any, names: list[str], *, space: KeySpace, worker_id: str) -> None:
+    """A worker that stops cleanly no longer serves ``names`` (their descriptions stay)."""
+    if names:
+        await redis.zrem(space.catalog_live, *(f"{name}\n{worker_id}" for name in names))
