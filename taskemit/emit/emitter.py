@@ -14,19 +14,15 @@ import concurrent.futures
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar
 
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from ..errors import (
-    InvalidArgument,
-    ListenerConfigError,
     ListenerError,
-    PayloadTooLarge,
     RedisUnavailable,
     StateError,
     UnknownEventError,
@@ -37,15 +33,14 @@ from ..monitor.catalog import read_catalog
 from ..monitor.status import wait_for_event
 from ..settings import Settings, load_settings
 from ..state import JobState
-from ..store.codec import META_KWARG, get_codec, warn_if_pickle
-from ..store.keys import ONCE_NAMESPACE, random_uuid
+from ..store.codec import get_codec, warn_if_pickle
 from .backlog import Backlog
-from .events import dump_event, event_path, is_event_class
-from .fanout import Fanout, Target
+from .fanout import Fanout
+from .flusher import BacklogFlusher
 from .listener import Listener
 from .receipt import EmitReceipt
 from .registry import Registry
-from .writer import EMIT, EventWriter, PendingEvent, Route
+from .writer import EMIT, EventWriter, PendingEvent
 
 __all__ = ("CausedEmitter", "Emitter")
 
@@ -97,6 +92,7 @@ class Emitter:
         self._fanout = Fanout(
             self.registry, self.settings, use_catalog=listeners is None if catalog is None else catalog
         )
+        self._fanout.unknown_event = self._unknown_event
         self._refresher: asyncio.Task[None] | None = None
         #: event id -> listeners, as Litestar's backends expose it.
         self.listeners: Mapping[str, tuple[Listener, ...]] = self.registry.by_event()
@@ -137,11 +133,13 @@ class Emitter:
         for (name, worker), route in self._fanout.routes():  # routes seen before entering
             if worker is None:
                 self._writer.register(name, route.queue)
+        self._fanout.on_new_route = self._writer.register
         if self._fanout.needs_catalog:
             await self._read_catalog()
             self._refresher = self._loop.create_task(self._refresh_catalog(), name="taskemit-catalog")
         self._closing = False
-        self._flusher = self._loop.create_task(self._flush_forever(), name="taskemit-flusher")
+        flushing = BacklogFlusher(self._backlog, self._writer, self._redis, self.settings, self._stored_jobs)
+        self._flusher = self._loop.create_task(self._flush_forever(flushing), name="taskemit-flusher")
         waiting = self._backlog.check_spool()  # events an earlier emitter could not store
         if waiting and self._backlog.spool is not None:
             logger.info("storing %d events from the spool %s", waiting, self._backlog.spool.path)
@@ -175,6 +173,7 @@ class Emitter:
                 await self.drain()
         finally:
             if self._writer is not None:
+                self._fanout.on_new_route = None
                 await self._writer.close()
                 self._writer = None
             self._backlog.close()
@@ -202,7 +201,8 @@ class Emitter:
             )
         if self._redis is None:
             raise StateError("drain() needs an entered emitter: `async with Emitter(...) as emitter`")
-        job_ids, self._stored_jobs = self._stored_jobs, []
+        job_ids = list(self._stored_jobs)
+        self._stored_jobs.clear()
         if job_ids:
             await drainer(self, job_ids, timeout)
 
@@ -332,74 +332,7 @@ class Emitter:
     ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
-        if isinstance(event, str):
-            event_id = event
-            listeners = self._fanout.listeners(event)
-        else:
-            event_id, args = self._typed(event, args, kwargs)
-            listeners = self._fanout.listeners(type(event))
-        if not listeners:
-            if self.settings.on_unknown_event == "ignore":
-                logger.info("ignoring event %r: no listener is registered for it", event_id)
-                return None
-            raise self._unknown_event(event_id)
-        if META_KWARG in kwargs:
-            raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
-        for item in listeners:
-            item.check_arguments(event_id, args, kwargs)
-        jobs_of = self._fanout.jobs(listeners)
-        space = self.settings.keys
-        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
-        if once_key is None:
-            event_uuid = random_uuid()
-            jobs = {name: space.new_job_id() for name in names}
-        else:
-            event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
-            jobs = {name: space.new_job_id(seed=f"{event_uuid}:{name}") for name in names}
-        emitted_ms = int(time.time() * 1000)
-        meta = {"event": event_uuid, "event_id": event_id}
-        if cause:
-            meta["cause"] = cause
-        job_kwargs = {**kwargs, META_KWARG: meta}
-        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item, _ in jobs_of]
-        limit = self.settings.max_payload_bytes
-        for (item, _), payload in zip(jobs_of, payloads, strict=True):
-            if len(payload) > limit:
-                raise PayloadTooLarge(
-                    f"the job of listener {item.name!r} for event {event_id!r} is {len(payload):,} bytes, more "
-                    f"than max_payload_bytes={limit:,}; store large data elsewhere and emit a reference to it"
-                )
-        return PendingEvent(
-            EmitReceipt(event_uuid, event_id, jobs, self.settings),
-            emitted_ms,
-            payloads,
-            [self._route(item, worker) for item, worker in jobs_of],
-            once=once_key is not None,
-            cause=cause,
-        )
-
-    @staticmethod
-    def _typed(event: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """A typed event's id (its class path) and its one argument (the instance as data)."""
-        cls = type(event)
-        if not is_event_class(cls):
-            raise InvalidArgument(
-                "an event is a string id or an instance of an event class (a dataclass, pydantic model or "
-                f"msgspec Struct), got {event!r}"
-                + (": emit an instance, not the class" if is_event_class(event) else "")
-            )
-        if args or kwargs:
-            raise InvalidArgument(
-                f"a typed event carries its own data: emit({cls.__qualname__}(...)) takes no other arguments"
-            )
-        return event_path(cls), (dump_event(event),)
-
-    def _route(self, item: Target, worker: str | None) -> Route:
-        """Where a job of ``item`` goes: its queue, its ready set there, the queue's wake channel."""
-        route, new = self._fanout.route(item, worker)
-        if new and self._writer is not None:
-            self._writer.register(item.name, route.queue)
-        return route
+        return self._fanout.prepare(event, args, kwargs, once_key, cause)
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)
@@ -430,78 +363,14 @@ class Emitter:
         else:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    # -- storing -----------------------------------------------------------------------
-
-    async def _flush_forever(self) -> None:
+    async def _flush_forever(self, flushing: BacklogFlusher) -> None:
         assert self._wake is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._flush_buffer()
+            await flushing.flush()
             if self._closing and not self._backlog:
                 return
-
-    async def _flush_buffer(self) -> None:
-        """Store the buffer, then whatever waits in the spool, until both are empty."""
-        delay = _RETRY_FIRST_DELAY
-        while (taken := self._backlog.next_batch(_BATCH_SIZE)) is not None:
-            batch, from_spool = taken
-            try:
-                assert self._writer is not None
-                async with asyncio.timeout(self.settings.publish_timeout):  # a frozen Redis fails, never hangs
-                    stored = await self._writer.store(batch)
-            except asyncio.CancelledError:
-                self._backlog.give_back(batch, from_spool)
-                raise
-            except (RedisError, OSError) as exc:
-                self._backlog.give_back(batch, from_spool)
-                logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_DELAY)
-                continue
-            except Exception as exc:  # a bug, not an outage: report it to whoever waits
-                logger.exception("storing %d events failed", len(batch))
-                if from_spool:
-                    self._backlog.stop_spool()  # they stay in the spool
-                for pending in batch:
-                    if pending.future is not None and not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
-            delay = _RETRY_FIRST_DELAY
-            missing_script = self._settle(batch, stored)
-            self._backlog.stored(batch, from_spool, stored, missing_script)
-            if missing_script:  # Redis restarted or its script cache was flushed: load it, store them again
-                await self._load_script()
-
-    def _settle(self, batch: list[PendingEvent], replies: list[Any]) -> list[PendingEvent]:
-        """Resolve what ``publish`` waits for; returns the events to store again (script not loaded)."""
-        missing_script = []
-        for pending, reply in zip(batch, replies, strict=True):
-            future = self._backlog.future_of(pending)
-            if isinstance(reply, NoScriptError):
-                missing_script.append(pending)
-                continue
-            if isinstance(reply, Exception):  # an error in the script: a bug, not an outage
-                logger.error("storing event %s failed in Redis: %s", pending.receipt.event_uuid, reply)
-                if future is not None and not future.done():
-                    future.set_exception(reply)
-                continue
-            spooled = pending.future is None and future is not None  # spooled by this emitter: it was stored
-            receipt = pending.receipt if reply or not pending.once or spooled else None
-            if receipt is not None and self.settings.drain_on_exit:
-                self._stored_jobs.extend(receipt.jobs.values())
-            if future is not None and not future.done():
-                future.set_result(receipt)
-        return missing_script
-
-    async def _load_script(self) -> None:
-        assert self._redis is not None
-        try:
-            async with asyncio.timeout(self.settings.publish_timeout):
-                await EMIT.load(self._redis)
-        except (RedisError, OSError) as exc:
-            logger.warning("loading the emit script failed (%s); retrying", exc)
-            await asyncio.sleep(_RETRY_FIRST_DELAY)
 
 
 class CausedEmitter:

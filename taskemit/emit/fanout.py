@@ -1,23 +1,37 @@
 """Fan-out: which listeners an event goes to, which jobs that makes, and where each job goes.
 
+:meth:`Fanout.prepare` turns what ``emit`` got into a :class:`PendingEvent`, ready to store:
+
 - listeners: the registry's (by string id, or by event class through its MRO), and, for an
   emitter that reads the catalog, those the live workers registered that it has no code for;
 - delivery modes: a pool listener gets one job; a broadcast listener one job per live worker
   that serves it (on that worker's own queue; a worker down at emit time never gets it); the
   event's singleton listeners one job between them (a listener with a live worker first); an
   unreliable listener (``reliable_delivery=False``) none while no live worker serves it;
-- routes: a job's queue, its listener's ready set there and the queue's wake channel.
+- routes: a job's queue, its listener's ready set there and the queue's wake channel;
+- checks, before anything is stored: the arguments against every listener, the payload size.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..errors import InvalidArgument, ListenerConfigError, PayloadTooLarge, UnknownEventError
 from ..settings import Settings
+from ..store.codec import META_KWARG, get_codec
+from ..store.keys import ONCE_NAMESPACE, random_uuid
 from .catalog import CatalogView
+from .events import dump_event, event_path, is_event_class
+from .receipt import EmitReceipt
 from .registry import Registry
-from .writer import Route
+from .writer import PendingEvent, Route
+
+logger = logging.getLogger("taskemit.emitter")
 
 __all__ = ("Fanout", "Target")
 
@@ -36,11 +50,27 @@ class Target(Protocol):
 class Fanout:
     """One emitter's fan-out over its registry and, optionally, the catalog."""
 
-    __slots__ = ("_routes", "_turn", "catalog", "needs_catalog", "registry", "settings", "use_catalog")
+    __slots__ = (
+        "_codec",
+        "_routes",
+        "_turn",
+        "catalog",
+        "needs_catalog",
+        "on_new_route",
+        "registry",
+        "settings",
+        "unknown_event",
+        "use_catalog",
+    )
 
     def __init__(self, registry: Registry, settings: Settings, *, use_catalog: bool) -> None:
         self.registry = registry
         self.settings = settings
+        self._codec = get_codec(settings.serializer)
+        #: the error for an event without listeners (Litestar's backend raises its own type)
+        self.unknown_event: Callable[[str], Exception] = UnknownEventError
+        #: called with (listener, queue key) the first time a listener's jobs go to its queue
+        self.on_new_route: Callable[[str, str], None] | None = None
         #: listeners come from the catalog too (a dispatcher without the handlers' code)
         self.use_catalog = use_catalog
         self.catalog = CatalogView()
@@ -77,17 +107,89 @@ class Fanout:
                 jobs.append((pool[next(self._turn) % len(pool)], None))
         return jobs
 
+    def prepare(
+        self,
+        event: str | object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        once_key: str | None = None,
+        cause: str | None = None,
+    ) -> PendingEvent | None:
+        """The event as a PendingEvent to store; None for an event without listeners that the
+        ``on_unknown_event`` setting ignores. Raises what ``Emitter.emit`` documents."""
+        if isinstance(event, str):
+            event_id = event
+            listeners = self.listeners(event)
+        else:
+            event_id, args = self._typed(event, args, kwargs)
+            listeners = self.listeners(type(event))
+        if not listeners:
+            if self.settings.on_unknown_event == "ignore":
+                logger.info("ignoring event %r: no listener is registered for it", event_id)
+                return None
+            raise self.unknown_event(event_id)
+        if META_KWARG in kwargs:
+            raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
+        for item in listeners:
+            item.check_arguments(event_id, args, kwargs)
+        jobs_of = self.jobs(listeners)
+        space = self.settings.keys
+        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
+        if once_key is None:
+            event_uuid = random_uuid()
+            jobs = {name: space.new_job_id() for name in names}
+        else:
+            event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
+            jobs = {name: space.new_job_id(seed=f"{event_uuid}:{name}") for name in names}
+        emitted_ms = int(time.time() * 1000)
+        meta = {"event": event_uuid, "event_id": event_id}
+        if cause:
+            meta["cause"] = cause
+        job_kwargs = {**kwargs, META_KWARG: meta}
+        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item, _ in jobs_of]
+        limit = self.settings.max_payload_bytes
+        for (item, _), payload in zip(jobs_of, payloads, strict=True):
+            if len(payload) > limit:
+                raise PayloadTooLarge(
+                    f"the job of listener {item.name!r} for event {event_id!r} is {len(payload):,} bytes, more "
+                    f"than max_payload_bytes={limit:,}; store large data elsewhere and emit a reference to it"
+                )
+        return PendingEvent(
+            EmitReceipt(event_uuid, event_id, jobs, self.settings),
+            emitted_ms,
+            payloads,
+            [self.route(item, worker) for item, worker in jobs_of],
+            once=once_key is not None,
+            cause=cause,
+        )
+
+    @staticmethod
+    def _typed(event: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """A typed event's id (its class path) and its one argument (the instance as data)."""
+        cls = type(event)
+        if not is_event_class(cls):
+            raise InvalidArgument(
+                "an event is a string id or an instance of an event class (a dataclass, pydantic model or "
+                f"msgspec Struct), got {event!r}"
+                + (": emit an instance, not the class" if is_event_class(event) else "")
+            )
+        if args or kwargs:
+            raise InvalidArgument(
+                f"a typed event carries its own data: emit({cls.__qualname__}(...)) takes no other arguments"
+            )
+        return event_path(cls), (dump_event(event),)
+
     def routes(self) -> list[tuple[tuple[str, str | None], Route]]:
         """The routes used so far: ((listener, broadcast worker or None), route)."""
         return list(self._routes.items())
 
-    def route(self, item: Target, worker: str | None) -> tuple[Route, bool]:
-        """Where a job of ``item`` goes (on ``worker``'s own queue for broadcast); and whether the
-        route is new to this emitter (the writer registers it)."""
+    def route(self, item: Target, worker: str | None) -> Route:
+        """Where a job of ``item`` goes: its queue (``worker``'s own for broadcast), its ready set
+        there, the queue's wake channel."""
         key = (item.name, worker)
         route = self._routes.get(key)
         if route is not None:
-            return route, False
+            return route
         space = self.settings.keys
         queue = space.queue(item.queue or self.settings.queue_name)
         wake = space.wake_channel(queue)
@@ -98,4 +200,6 @@ class Fanout:
             route = Route(own, space.ready(own, item.name), wake, True, expires=True)
         if len(self._routes) < 10_000:  # broadcast routes come and go with workers
             self._routes[key] = route
-        return route, worker is None
+        if worker is None and self.on_new_route is not None:
+            self.on_new_route(item.name, route.queue)
+        return route
