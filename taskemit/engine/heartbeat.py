@@ -1,4 +1,5 @@
-"""Writing worker heartbeats: which workers are alive, what they run, when they were last seen.
+"""Writing worker heartbeats: which workers are alive, what they run, when they were last seen;
+and, with each heartbeat, the worker's listeners in the catalog (``monitor/catalog.py``).
 
 taskemit's worker (``loop.Engine``) writes its heartbeat every ``HEARTBEAT_INTERVAL`` seconds:
 a hash per worker (what it serves, what it runs, its counts and Redis outages) that expires
@@ -14,9 +15,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..emit.catalog import describe
+from ..emit.listener import Listener
+from ..monitor.catalog import register_listeners, unregister_worker
 from ..store.keys import KeySpace
 from .link import REDIS_DOWN, RedisLink
 
@@ -45,12 +49,13 @@ async def write_heartbeat(
         await pipe.execute()
 
 
-async def remove_heartbeat(redis: Any, space: KeySpace, worker_id: str) -> None:
-    """Forget a worker that stops cleanly."""
+async def remove_heartbeat(redis: Any, space: KeySpace, worker_id: str, listeners: Sequence[str] = ()) -> None:
+    """Forget a worker that stops cleanly, and its registrations in the listener catalog."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(space.worker(worker_id))
         pipe.zrem(space.workers, worker_id)
         await pipe.execute()
+    await unregister_worker(redis, list(listeners), space=space, worker_id=worker_id)
 
 
 async def beat(
@@ -59,16 +64,26 @@ async def beat(
     worker_id: str,
     info: Callable[[], dict[str, Any]],
     link: RedisLink,
-    also: Callable[[], Awaitable[Any]] | None = None,
+    listeners: Sequence[Listener] = (),
+    catalog_retention: float = 86400,
 ) -> None:
-    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds, then ``also()`` (the
-    catalog registration), until cancelled; a failed write is reported to ``link`` (the
-    worker's RedisLink) and tried again next time."""
+    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds and register
+    ``listeners`` in the catalog as served by this worker for three heartbeats, until
+    cancelled; a failed write is reported to ``link`` (the worker's RedisLink) and tried
+    again next time."""
+    entries = [describe(item) for item in listeners]
     while True:
         try:
             await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
-            if also is not None:
-                await also()
+            if entries:
+                await register_listeners(
+                    redis,
+                    entries,
+                    space=space,
+                    worker_id=worker_id,
+                    live_for=HEARTBEAT_INTERVAL * 3,
+                    retention=catalog_retention,
+                )
             link.up()
         except REDIS_DOWN as exc:
             link.down(exc)

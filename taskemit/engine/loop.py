@@ -36,16 +36,14 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..emit.catalog import describe
 from ..emit.emitter import Emitter
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
-from ..monitor.catalog import register_listeners, unregister_worker
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore, Route
-from .heartbeat import HEARTBEAT_INTERVAL, beat, new_worker_id, remove_heartbeat
+from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
@@ -194,7 +192,15 @@ class Engine:
                 asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
                 asyncio.create_task(self._renew_leases(), name="taskemit-leases"),
                 asyncio.create_task(
-                    beat(self.redis, self.settings.keys, self.worker_id, self._heartbeat, self.link, self._register),
+                    beat(
+                        self.redis,
+                        self.settings.keys,
+                        self.worker_id,
+                        self._heartbeat,
+                        self.link,
+                        self.listeners,
+                        self.settings.catalog_retention,
+                    ),
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
@@ -266,18 +272,6 @@ class Engine:
                 len(self._interrupted),
             )
 
-    async def _register(self) -> None:
-        """Register this worker's listeners in the catalog (with each heartbeat)."""
-        assert self.redis is not None
-        await register_listeners(
-            self.redis,
-            [describe(item) for item in self.listeners],
-            space=self.settings.keys,
-            worker_id=self.worker_id,
-            live_for=HEARTBEAT_INTERVAL * 3,
-            retention=self.settings.catalog_retention,
-        )
-
     async def _close(self) -> None:
         if self.emitter is not None and self.emitter._flusher is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -287,9 +281,8 @@ class Engine:
                 await self._store.close()
         if self.redis is not None:
             with contextlib.suppress(RedisError, OSError):
-                await remove_heartbeat(self.redis, self.settings.keys, self.worker_id)
                 names = [item.name for item in self.listeners]
-                await unregister_worker(self.redis, names, space=self.settings.keys, worker_id=self.worker_id)
+                await remove_heartbeat(self.redis, self.settings.keys, self.worker_id, names)
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.aclose()
             self.redis = None
