@@ -72,6 +72,11 @@ def _input(name: str, label: str, value: str | None) -> str:
     return f'<label>{escape(label)}<input name="{name}" value="{attr(value or "")}"></label>'
 
 
+def _see_other(url: str) -> Redirect:
+    """Back to a page after a form post (303: the browser GETs it)."""
+    return Redirect(url, status_code=303)
+
+
 def html_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
     """Errors of the HTML pages as a small HTML page (the API keeps Litestar's JSON errors)."""
     body = (
@@ -342,8 +347,8 @@ class PageActions(DashboardController):
         done = await d.data.replay(job_id)
         notice = f"Replayed {done.job_id} as {done.new_job_id}"
         if done.event_uuid:
-            return Redirect(query(f"{d.base}/events/{quote(done.event_uuid, safe='')}", notice=notice))
-        return Redirect(query(f"{d.base}/dead", notice=notice))
+            return _see_other(query(f"{d.base}/events/{quote(done.event_uuid, safe='')}", notice=notice))
+        return _see_other(query(f"{d.base}/dead", notice=notice))
 
     @post("/dead/replay", status_code=303)
     async def replay_all(self, listener: Query = None, event: Query = None) -> Redirect:
@@ -352,13 +357,13 @@ class PageActions(DashboardController):
         notice = f"Replayed {len(done.replayed)} dead letters" + (
             f", skipped {len(done.skipped)}" if done.skipped else ""
         )
-        return Redirect(query(f"{d.base}/dead", listener=listener, event=event, notice=notice))
+        return _see_other(query(f"{d.base}/dead", listener=listener, event=event, notice=notice))
 
     @post("/dead/purge", status_code=303)
     async def purge(self, listener: Query = None, event: Query = None) -> Redirect:
         d = self.dashboard
         done = await d.data.purge(listener=listener, event=event)
-        return Redirect(
+        return _see_other(
             query(f"{d.base}/dead", listener=listener, event=event, notice=f"Purged {done.purged} dead letters")
         )
 
@@ -370,4 +375,4 @@ class PageActions(DashboardController):
             "aborted": f"Aborted {job_id}",
             "requested": f"{job_id} is running: its worker cancels it at its next lease renewal",
         }.get(done.outcome, f"{job_id} was neither waiting nor running")
-        return Redirect(query(f"{d.base}/events/{quote(event_uuid, safe='')}", notice=notice))
+        return _see_other(query(f"{d.base}/events/{quote(event_uuid, safe='')}", notice=notice))
