@@ -441,13 +441,32 @@ def test_cron_list_pause_resume(app_dir: Path, settings: Settings) -> None:
     resumed = runner.invoke(cli, ["cron", "resume", "app.nightly", "cron_app:WorkerSettings"])
     assert (resumed.exit_code, resumed.output) == (0, "resumed app.nightly\n")
     unknown = runner.invoke(cli, ["cron", "pause", "app.nightly2", "cron_app:WorkerSettings"])
-    assert unknown.exit_code == 1 and "no cron schedule is named 'app.nightly2'" in unknown.output
+    assert unknown.exit_code == 4 and "no cron schedule is named 'app.nightly2'" in unknown.output
 
 
-def test_cron_list_from_settings_alone(app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKEMIT_CRON", json.dumps([{"schedule": "@daily", "event": "report", "name": "daily"}]))
-    listed = CliRunner().invoke(cli, ["cron", "list", "--json"])
-    assert listed.exit_code == 0, listed.output
-    (item,) = json.loads(listed.output)
-    assert (item["name"], item["schedule"], item["tz"], item["last_fired"]) == ("daily", "@daily", "UTC", None)
-    assert all(tick.endswith("T00:00:00+00:00") for tick in item["next"])
+def test_cron_list_without_target_shows_what_a_scheduler_process_registered(
+    app_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daily = {"schedule": "@daily", "event": "app_tick", "name": "daily", "tick_kwarg": "tick"}
+    monkeypatch.setenv("TASKEMIT_CRON", json.dumps([daily]))
+    monkeypatch.setenv("TASKEMIT_LISTENERS", "cron_app")
+    runner = CliRunner()
+
+    def listed() -> dict[str, Any]:
+        result = runner.invoke(cli, ["cron", "list", "--json"])
+        assert result.exit_code == 0, result.output
+        return {item["name"]: item for item in json.loads(result.output)}
+
+    assert listed() == {}  # without TARGET the list is what schedulers registered, not the settings
+    seen: dict[str, Any] = {}
+
+    def registered() -> bool:
+        seen.update(listed())
+        return len(seen) == 3 and all(item["schedulers"] == 1 for item in seen.values())
+
+    # `taskemit scheduler` without TARGET runs the [[cron]] tables and the schedules of the listeners modules
+    run_until([sys.executable, "-m", "taskemit", "scheduler"], app_dir, registered)
+    assert sorted(seen) == ["app.every_second", "app.nightly", "daily"]
+    assert (seen["daily"]["expression"], seen["daily"]["tz"], seen["daily"]["event"]) == ("@daily", "UTC", "app_tick")
+    assert all(tick.endswith("T00:00:00+00:00") for tick in seen["daily"]["next"])
+    assert {name: item["schedulers"] for name, item in listed().items()} == dict.fromkeys(seen, 0)  # it stopped

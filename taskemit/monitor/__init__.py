@@ -17,6 +17,15 @@ from .deadletter import (
     replay_dead_letter,
 )
 from .queues import QueueView, queue_depths
+from .schedules import (
+    ScheduleView,
+    get_schedule,
+    list_schedules,
+    pause_schedule,
+    resume_schedule,
+    trigger_event_uuid,
+    trigger_schedule,
+)
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventPage,
@@ -40,23 +49,30 @@ __all__ = (
     "ListenerStats",
     "ListenerView",
     "QueueView",
+    "ScheduleView",
     "WorkerInfo",
     "abort_job",
     "event_status",
     "events_between",
     "get_dead_letter",
+    "get_schedule",
     "iter_dead_letters",
     "job_attempts",
     "job_status",
     "list_dead_letters",
+    "list_schedules",
     "listener_views",
     "live_workers",
+    "pause_schedule",
     "purge_dead_letters",
     "quantile",
     "queue_depths",
     "read_listener_stats",
     "recent_events",
     "replay_dead_letter",
+    "resume_schedule",
+    "trigger_event_uuid",
+    "trigger_schedule",
     "wait_for_event",
     "waiting_listeners",
 )

@@ -4,7 +4,8 @@ Any number of schedulers may run the same schedules (every worker runs one by de
 Each tick is published with ``Emitter.publish_once`` under a key made of the schedule's
 name and the tick, so Redis stores one event per tick however many schedulers race for it.
 Redis also holds what all schedulers share: the last tick each schedule emitted (to catch
-up after downtime, see ``misfire.plan_fires``) and which schedules are paused.
+up after downtime, see ``misfire.plan_fires``) and which schedules are paused. Each scheduler
+also registers its schedules there and takes requests to fire them now (``registry.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import datetime as dt
 import importlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,12 +24,14 @@ from redis.exceptions import RedisError
 
 from ..emit import Emitter, Listener, Registry
 from ..errors import ListenerArgumentError, PayloadEncodeError, StateError
+from ..monitor.schedules import pause_schedule, resume_schedule
 from ..settings import Settings, load_settings
 from ..store.codec import get_codec
 from ..store.keys import KeySpace
 from .clock import Clock, SystemClock, as_clock
 from .cron import CronConfigError, CronSchedule, unique_schedules
 from .misfire import plan_fires
+from .registry import Registration
 
 __all__ = (
     "CLOCK_CTX_KEY",
@@ -50,6 +52,8 @@ _MAX_SLEEP = 60.0
 _RETRY_FIRST_DELAY = 0.1
 _RETRY_MAX_DELAY = 5.0
 _CTX_KEY = "taskemit_scheduler"
+#: seconds a stopping scheduler gives Redis to remove it from the schedule registry
+_LEAVE_TIMEOUT = 2.0
 #: an arq worker's ``ctx`` may hold the clock its scheduler runs on (tests: a ``ManualClock``)
 CLOCK_CTX_KEY = "taskemit_clock"
 
@@ -104,25 +108,6 @@ async def schedule_states(redis: Any, names: Sequence[str], *, space: KeySpace) 
         paused_epoch = None if paused is None else float(_text(paused))
         states[name] = ScheduleState(name, _moment(fired), _moment(paused_epoch), _moment(resumed))
     return states
-
-
-async def pause_schedule(redis: Any, name: str, *, now: float | None = None, space: KeySpace) -> bool:
-    """Stop every scheduler from emitting ``name``'s ticks; False if it was paused already."""
-    stamp = time.time() if now is None else now
-    return bool(await redis.hsetnx(space.cron_paused, name, repr(stamp)))
-
-
-async def resume_schedule(redis: Any, name: str, *, now: float | None = None, space: KeySpace) -> bool:
-    """Let schedulers emit ``name`` again from now on (paused ticks are never caught up).
-
-    Returns False if it was not paused.
-    """
-    stamp = time.time() if now is None else now
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hdel(space.cron_paused, name)
-        pipe.zadd(space.cron_resumed, {name: stamp}, gt=True)
-        removed, _ = await pipe.execute()
-    return bool(removed)
 
 
 # -- which schedules a worker runs ------------------------------------------------------------------
@@ -204,6 +189,9 @@ class Scheduler:
         self.settings = settings.model_copy(update={"drain_on_exit": False})  # its emits run elsewhere
         self.running_since: dt.datetime | None = None
         self.clock = SystemClock() if clock is None else as_clock(clock)
+        #: its entry in the schedule registry (``registration.id`` is this scheduler's id)
+        self.registration = Registration(self.schedules, self.settings.keys)
+        self._cursors: dict[str, dt.datetime] = {}
         self._task: asyncio.Task[None] | None = None
         for schedule in self.schedules:
             if schedule.max_lateness > settings.event_retention:
@@ -258,19 +246,38 @@ class Scheduler:
             names = [schedule.name for schedule in self.schedules]
             logger.info("cron scheduler started for %d schedules: %s", len(names), ", ".join(names))
             states = await self._retrying(partial(schedule_states, space=self.settings.keys), redis, names)
-            cursors = {}
+            cursors = self._cursors
             for schedule in self.schedules:
                 state = states[schedule.name]
                 start = state.caught_up_to
                 # nothing to catch up for a new schedule, or one that is paused
                 cursors[schedule.name] = self.running_since if start is None or state.paused else start
-            while True:
-                now = self._now()
-                due = [s for s in self.schedules if s.next_fire(cursors[s.name]) <= now]
-                if due:
-                    await self._retrying(self._fire, redis, emitter, due, cursors, now)
-                wake = min(s.next_fire(cursors[s.name]) for s in self.schedules)
-                await self.clock.sleep_until(min(wake.timestamp(), self.clock.now() + _MAX_SLEEP))
+            await self._retrying(self.registration.write, redis, self._next_fires())
+            registry = asyncio.create_task(
+                self.registration.serve(redis, emitter, self._next_fires), name="taskemit-scheduler-registry"
+            )
+            try:
+                while True:
+                    now = self._now()
+                    due = [s for s in self.schedules if s.next_fire(cursors[s.name]) <= now]
+                    if due:
+                        await self._retrying(self._fire, redis, emitter, due, cursors, now)
+                    wake = min(s.next_fire(cursors[s.name]) for s in self.schedules)
+                    await self.clock.sleep_until(min(wake.timestamp(), self.clock.now() + _MAX_SLEEP))
+            finally:
+                await self._leave_registry(redis, registry)
+
+    def _next_fires(self) -> dict[str, dt.datetime]:
+        return {s.name: s.next_fire(self._cursors[s.name]) for s in self.schedules}
+
+    async def _leave_registry(self, redis: Any, registry: asyncio.Task[None]) -> None:
+        registry.cancel()
+        await asyncio.gather(registry, return_exceptions=True)
+        try:
+            async with asyncio.timeout(_LEAVE_TIMEOUT):
+                await self.registration.remove(redis)
+        except (RedisError, OSError, TimeoutError) as exc:  # its entry expires on its own
+            logger.warning("cron scheduler: could not leave the schedule registry (%s)", exc)
 
     async def _fire(
         self,
@@ -299,6 +306,7 @@ class Scheduler:
                     logger.error("cron schedule %r: emitting tick %s failed", schedule.name, tick, exc_info=result)
                 else:
                     pipe.zadd(space.cron_fired, {schedule.name: tick.timestamp()}, gt=True)
+            self.registration.queue(pipe, {schedule.name: schedule.next_fire(now) for schedule in due})
             await pipe.execute()
         for schedule in due:
             cursors[schedule.name] = now
