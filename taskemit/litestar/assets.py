@@ -71,6 +71,12 @@ SCRIPT = r"""
     (v < 10 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(1) + " s");
   const status = v => el("span", "status status-" + v, v);
   const errorText = e => e ? (e.type + ": " + e.message) : "";
+  const shortId = id => id.split("}:").pop().slice(0, 12) + "\u2026";
+  const idText = (col, v, e) => {
+    const text = String(v ?? "");
+    if (col.short && text) { e.title = text; e.textContent = shortId(text); } else e.textContent = text;
+    return e;
+  };
   const shown = (col, row) => !col.when || col.when[1].includes(String(get(row, col.when[0])));
 
   function renderCell(col, row) {
@@ -78,7 +84,7 @@ SCRIPT = r"""
     if (!shown(col, row)) return td;
     const v = get(row, col.field);
     switch (col.kind) {
-      case "code": td.append(el("code", "", v ?? "")); break;
+      case "code": td.append(idText(col, v, el("code"))); break;
       case "number": td.textContent = v ?? ""; break;
       case "rate": td.textContent = (v ?? 0).toFixed(2); break;
       case "time": td.textContent = time(v); break;
@@ -92,7 +98,7 @@ SCRIPT = r"""
         td.textContent = row.max_tries ? row.attempts + "/" + row.max_tries : String(row.attempts || "");
         break;
       case "link": {
-        const a = el("a", "", col.label || (v ?? ""));
+        const a = col.label ? el("a", "", col.label) : idText(col, v, el("a"));
         a.href = fill(col.href, row);
         td.append(a);
         break;

@@ -55,6 +55,19 @@ def _fill(pattern: str, row: Any) -> str:
     return _PLACEHOLDER.sub(lambda m: quote(str(_get(row, m[1]) or ""), safe=""), pattern)
 
 
+def short_id(job_id: str) -> str:
+    """The first 12 characters of a job id's token: enough for ``taskemit status`` and the eye."""
+    return job_id.rsplit("}:", 1)[-1][:12] + "…"
+
+
+def _text(column: Column, value: Any) -> tuple[str, str]:
+    """A code or link cell's text, and its tooltip attribute."""
+    text = str(value if value is not None else "")
+    if column.short and text:
+        return short_id(text), f' title="{attr(text)}"'
+    return text, ""
+
+
 def _error(error: Any) -> str:
     return f"{error.get('type', '')}: {error.get('message', '')}" if error else ""
 
@@ -75,10 +88,12 @@ class Column:
     confirm: str = ""
     danger: bool = False
     when: tuple[str, tuple[str, ...]] | None = None
+    #: show a job id as the first characters of its token (the full id in its tooltip)
+    short: bool = False
 
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"field": self.field, "kind": self.kind}
-        for name in ("href", "label", "confirm", "danger"):
+        for name in ("href", "label", "confirm", "danger", "short"):
             if getattr(self, name):
                 spec[name] = getattr(self, name)
         if self.when:
@@ -94,7 +109,8 @@ def render_cell(column: Column, row: Any, csrf_token: str) -> str:
     value = _get(row, column.field)
     kind = column.kind
     if kind == "code":
-        inner = f"<code>{escape(str(value if value is not None else ''))}</code>"
+        text, title = _text(column, value)
+        inner = f"<code{title}>{escape(text)}</code>"
     elif kind == "rate":
         inner = f"{value or 0:.2f}"
     elif kind == "time":
@@ -114,8 +130,8 @@ def render_cell(column: Column, row: Any, csrf_token: str) -> str:
     elif kind == "tries":
         inner = f"{row['attempts']}/{row['max_tries']}" if row.get("max_tries") else str(row.get("attempts") or "")
     elif kind == "link":
-        text = column.label or (value if value is not None else "")
-        inner = f'<a href="{attr(_fill(column.href, row))}">{escape(str(text))}</a>'
+        text, title = (column.label, "") if column.label else _text(column, value)
+        inner = f'<a href="{attr(_fill(column.href, row))}"{title}>{escape(text)}</a>'
     elif kind == "jobs":
         inner = "".join(
             f'<span class="status status-{attr(job["status"])}" title="{attr(job["listener"])}">'

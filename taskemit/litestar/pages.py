@@ -99,7 +99,7 @@ def event_columns(base: str) -> list[Column]:
 def job_columns(base: str) -> list[Column]:
     return [
         Column("listener", "listener"),
-        Column("job id", "job_id", "code"),
+        Column("job id", "job_id", "code", short=True),
         Column("status", "status", "status"),
         Column("tries", "attempts", "tries"),
         Column("started (UTC)", "started", "time"),
@@ -123,7 +123,7 @@ def job_columns(base: str) -> list[Column]:
 
 def dead_columns(base: str) -> list[Column]:
     return [
-        Column("job id", "job_id", "link", href=f"{base}/dead/{{job_id}}"),
+        Column("job id", "job_id", "link", href=f"{base}/dead/{{job_id}}", short=True),
         Column("listener", "listener"),
         Column("event", "event_id"),
         Column("died (UTC)", "died_at", "time"),

@@ -1,0 +1,243 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by selenium through the
+system's chromedriver (nothing is downloaded). The app runs under uvicorn with a worker in its
+lifespan. An event is emitted, seen with its jobs, its dead letter opened and replayed, and the
+replayed job seen complete without reloading the page.
+
+With TASKEMIT_SCREENSHOTS=1, a screenshot of each page is written to docs/images/dashboard-<page>.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pytest
+import uvicorn
+from litestar import Litestar, post
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+
+from taskemit import Attempt, Backoff, Emitter, Settings, listener
+from taskemit.litestar import TaskEmitConfig, TaskEmitPlugin
+from taskemit.store.redis_server import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+SCREENSHOTS = os.environ.get("TASKEMIT_SCREENSHOTS") == "1"
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra has it)")
+if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    pytest.skip(
+        f"needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver", allow_module_level=True
+    )
+
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+carrier_down = threading.Event()
+
+
+@listener("order_placed", name="shop:send_receipt")
+async def send_receipt(order_id: int, email: str) -> str:
+    return f"receipt for order {order_id} sent to {email}"
+
+
+@listener("order_placed", name="shop:notify_carrier")
+async def notify_carrier(order_id: int, email: str) -> None:
+    if carrier_down.is_set():
+        raise ConnectionRefusedError("acme API refused the connection")
+
+
+@listener("order_placed", name="shop:update_crm", max_tries=3, backoff=Backoff.fixed(0.3))
+async def update_crm(order_id: int, email: str, attempt: Attempt) -> None:
+    if attempt.number == 1:
+        raise ConnectionError("crm.internal: connection reset by peer")
+
+
+@post("/orders/{order_id:int}")
+async def place_order(order_id: Annotated[int, Parameter()], emitter: NamedDependency[Emitter]) -> str:
+    receipt = await emitter.publish("order_placed", order_id=order_id, email=f"customer{order_id}@example.com")
+    assert receipt is not None
+    return receipt.event_uuid
+
+
+@pytest.fixture
+def server(taskemit_settings: Settings) -> Iterator[str]:
+    """The app under uvicorn in a thread; yields its URL."""
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False, "max_tries": 1, "idle_poll": 0.2})
+    config = TaskEmitConfig(
+        listeners=[send_receipt, notify_carrier, update_crm],
+        settings=settings,
+        run_workers_in_app=True,
+        dashboard_path="/taskemit",
+        guards=[],  # open: a test app on localhost
+        csrf_secret="a browser test secret, 32+ chars",
+        refresh_interval=0.3,
+    )
+    app = Litestar([place_order], plugins=[TaskEmitPlugin(config)])
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uvicorn_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(flag)
+    # a path to the driver: Selenium Manager (which would download one) does not run
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+
+
+def wait_for(driver: WebDriver, what: str, check: Any, timeout: float = 10) -> Any:
+    """Until ``check(driver)`` is truthy; the page re-renders its tables as it refreshes, so an
+    element found a moment ago may be gone: look again."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored)
+    return wait.until(check, f"waiting for {what}")
+
+
+def click(driver: WebDriver, what: str, by: str, value: str) -> None:
+    def clicked(d: WebDriver) -> bool:
+        d.find_element(by, value).click()
+        return True
+
+    wait_for(driver, what, clicked)
+
+
+_RENDERED = """
+const table = document.querySelector(arguments[0]);
+return [table.innerText,
+        [...table.querySelectorAll("a")].map(a => [a.href, a.title]),
+        [...table.querySelectorAll("form")].map(f => [f.action, f.dataset.confirm || "",
+                                                       f.querySelector("input").value])];
+"""
+
+
+def assert_script_renders_as_the_server(driver: WebDriver, table: str) -> None:
+    """The page script re-renders ``table`` from the JSON API exactly as the server rendered it."""
+    server_side = driver.execute_script(_RENDERED, table)
+    driver.execute_script(
+        "const t = document.querySelector(arguments[0]); t.tBodies[0].dataset.old = 'yes';"
+        "t.closest('[data-src]').dataset.last = '';",  # the next refresh re-renders
+        table,
+    )
+    wait_for(
+        driver,
+        "a re-render",
+        lambda d: not d.execute_script(f"return document.querySelector({table!r}).tBodies[0].dataset.old"),
+    )
+    assert driver.execute_script(_RENDERED, table) == server_side
+
+
+def row_text(driver: WebDriver, link_text: str) -> str:
+    return str(driver.find_element(By.LINK_TEXT, link_text).find_element(By.XPATH, "./ancestor::tr").text)
+
+
+def screenshot(driver: WebDriver, page: str) -> None:
+    if SCREENSHOTS:
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(IMAGES / f"dashboard-{page}.png"))
+
+
+def job_status(driver: WebDriver, listener_name: str) -> str:
+    for row in driver.find_elements(By.CSS_SELECTOR, "table[data-rows=jobs] tbody tr"):
+        cells = row.find_elements(By.TAG_NAME, "td")
+        if cells and cells[0].text == listener_name:
+            return str(cells[2].text)
+    return ""
+
+
+def test_events_dead_letter_and_replay_in_a_browser(server: str, browser: WebDriver) -> None:
+    with httpx.Client(base_url=server) as client:
+        for order_id in (1001, 1002):  # complete, once the CRM update's second attempt ran
+            done = client.post(f"/orders/{order_id}").text
+        while not client.get(f"/taskemit/api/events/{done}").json()["done"]:
+            time.sleep(0.02)
+        carrier_down.set()
+        event = client.post("/orders/1003").text
+
+    # the events page shows the event with its jobs, and follows them as they finish
+    browser.get(f"{server}/taskemit/events")
+    outcome = wait_for(
+        browser,
+        "the event's jobs to finish",
+        lambda d: "update_crm=complete" in (text := row_text(d, event)) and "notify_carrier=failed" in text and text,
+    )
+    assert "send_receipt=complete" in outcome and " failed " in outcome
+    screenshot(browser, "events")
+
+    # the event: its listener jobs and their attempts
+    click(browser, "the event's link", By.LINK_TEXT, event)
+    wait_for(browser, "the event page", lambda d: job_status(d, "shop:notify_carrier") == "failed")
+    assert job_status(browser, "shop:send_receipt") == "complete"
+    assert "#1 failed builtins.ConnectionError: crm.internal" in browser.page_source
+    screenshot(browser, "event")
+
+    browser.get(f"{server}/taskemit/dead")
+    wait_for(browser, "the dead letter", lambda d: "acme API refused the connection" in d.page_source)
+    screenshot(browser, "dead-letters")
+
+    # the dead letter, from the event page; replayed, it runs again and completes
+    browser.get(f"{server}/taskemit/events/{event}")
+    click(browser, "the dead letter link", By.LINK_TEXT, "dead letter")
+    wait_for(browser, "the dead letter page", lambda d: d.find_element(By.TAG_NAME, "h1").text == "Dead letter")
+    assert "attempts exhausted" in browser.page_source and "customer1003@example.com" in browser.page_source
+    screenshot(browser, "dead-letter")
+    carrier_down.clear()
+    browser.find_element(By.XPATH, "//button[text()='Replay']").click()
+    wait_for(browser, "the notice", lambda d: "Replayed" in d.find_element(By.CLASS_NAME, "notice").text)
+    assert browser.current_url.startswith(f"{server}/taskemit/events/{event}")
+    # no reload from here on: the page refreshes itself from the JSON API
+    browser.execute_script("window.notReloaded = true")
+    wait_for(browser, "the replayed job to complete", lambda d: job_status(d, "shop:notify_carrier") == "complete")
+    assert browser.execute_script("return window.notReloaded") is True
+    assert "replayed as" in browser.page_source
+    screenshot(browser, "replayed")
+    browser.refresh()
+    assert_script_renders_as_the_server(browser, "table[data-rows=jobs]")
+    browser.get(f"{server}/taskemit/events")
+    assert_script_renders_as_the_server(browser, "table[data-rows=items]")
+
+    browser.get(f"{server}/taskemit/listeners")
+    wait_for(browser, "the listeners", lambda d: "shop:notify_carrier" in d.page_source)
+    screenshot(browser, "listeners")
+    browser.get(f"{server}/taskemit/workers")
+    wait_for(browser, "the worker", lambda d: "default" in d.find_element(By.CSS_SELECTOR, "table[data-rows='']").text)
+    screenshot(browser, "workers")
