@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
-import importlib
 import json
 import os
 import queue
@@ -27,7 +26,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -86,6 +85,8 @@ RUN_BY = {
     "monitoring_captures.py": "test_monitoring_captures_*",
     "settings.toml": "test_settings_example_*",
     "testing_example.py": "test_testing_example_passes",
+    "lihil_todo.py": "test_lihil_todo_*",
+    "nameko_services.py": "test_nameko_services_*",
 }
 #: examples whose documented output is compared with what they print
 OUTPUT_CHECKED = {"mismatched_arguments.py", "payloads.py", "backoff_chart.py"}
@@ -128,6 +129,7 @@ def test_every_example_is_shown_and_run() -> None:
     assert files == shown, "every file in docs/examples/ must be shown on a page, and vice versa"
     assert files == set(RUN_BY), "every file in docs/examples/ must be run by a test"
     tests = [name for name in globals() if name.startswith("test_")]
+    tests += re.findall(r"^(?:async )?def (test_\w+)", (ROOT / "tests" / "test_docs_seeds.py").read_text(), re.M)
     for example, patterns in RUN_BY.items():
         for pattern in patterns.split(", "):
             assert fnmatch.filter(tests, pattern), f"no test matches {pattern!r} (for {example})"
@@ -295,34 +297,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def examples(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], ModuleType]]:
-    """``examples("quickstart")`` imports docs/examples/quickstart.py afresh, under its own name."""
-    names = {p.stem for p in EXAMPLES.glob("*.py")}
-
-    def forget() -> None:
-        for name in names:
-            sys.modules.pop(name, None)
-
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    forget()
-    yield importlib.import_module
-    forget()
-
-
-@pytest.fixture
-def point_env_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Set TASKEMIT_REDIS_URL / TASKEMIT_QUEUE_NAME (and more) from the test's settings."""
-
-    def point(settings: Settings, **more: str) -> None:
-        monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
-        monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)
-        for name, value in more.items():
-            monkeypatch.setenv(f"TASKEMIT_{name.upper()}", value)
-
-    return point
 
 
 def _no_drain(settings: Settings) -> Settings:

@@ -8,6 +8,7 @@ this module never imports); the rest run in-process workers. Real Redis througho
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -16,14 +17,17 @@ from typing import Any
 
 import pytest
 from children import TESTS, child_env, stop
+from click.testing import CliRunner
 from redis import asyncio as aioredis
 from typed_events import UserCreated, UserEvent
 
 from taskemit import Emitter, listener
+from taskemit.cli import cli
 from taskemit.engine import InProcessWorker
 from taskemit.errors import ListenerArgumentError, UnknownEventError
 from taskemit.monitor import event_status
 from taskemit.monitor.catalog import read_catalog
+from taskemit.monitor.workers import listener_views
 from taskemit.settings import Settings
 
 runs: list[Any] = []
@@ -143,6 +147,15 @@ async def test_a_dispatcher_checks_arguments_and_routes_typed_events_from_the_ca
     assert catalog["ops.ping"].params == (("host", 1, False), ("count", 1, True))
     assert catalog["users.welcome"].typed and catalog["users.welcome"].events == ("typed_events:UserCreated",)
     assert catalog["cache.drop"].mode == "broadcast"
+    listed = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, "listeners", "--json"],
+    )
+    assert listed.exit_code == 0, listed.output
+    by_name = {view["listener"]: view for view in json.loads(listed.output)}
+    assert by_name["cache.drop"]["mode"] == "broadcast" and by_name["cache.drop"]["workers"] == 3
+    assert by_name["users.welcome"]["events"] == ["typed_events:UserCreated"]
 
 
 # -- in-process ------------------------------------------------------------------------------------
@@ -188,6 +201,10 @@ async def test_the_catalog_follows_the_workers(settings: Settings, redis: aiored
         catalog = await read_catalog(redis, space=settings.keys)
         assert catalog[any_user.name].workers == (worker.worker_id,)
         assert catalog[any_user.name].events == ("typed_events:UserEvent",)
+        assert catalog[any_user.name].queue == "default"  # where dispatchers send its jobs
+        views = {view.listener: view for view in await listener_views(redis, space=settings.keys)}
+        assert (views[beacon.name].mode, views[beacon.name].events) == ("pool", ("beacon",))
+        assert views[any_user.name].workers == 1 and views[any_user.name].queue == "default"
         assert catalog[beacon.name].reliable is False and catalog[beacon.name].params == (("n", 1, False),)
         # a registration lives three heartbeats unless renewed
         later = await read_catalog(redis, space=settings.keys, now=time.time() + 16)

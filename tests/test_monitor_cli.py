@@ -265,7 +265,10 @@ async def test_listeners_shows_queues_waiting_jobs_workers_and_dead_letters(env:
         "running": 0,
         "workers": 0,
         "dead": 0,
+        "mode": "pool",
+        "events": [],  # no live worker ever registered it in the catalog
     }
+    assert by_name[welcome.name]["events"] == sorted(welcome.event_ids)  # from its worker's catalog entry
     assert by_name[crm_sync.name]["dead"] == 1 and by_name[crm_sync.name]["workers"] == 1
     assert by_name[welcome.name]["workers"] == 1 and by_name[welcome.name]["queued"] == 0
     assert "0: waiting" in table.output and held.name in table.output

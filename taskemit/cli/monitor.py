@@ -335,19 +335,23 @@ def _outages(worker: WorkerInfo) -> str:
 @watch_option
 @interval_option
 def listeners(as_json: bool, watch: bool, interval: float) -> None:
-    """Listeners: their queue, jobs waiting and running, live workers that run them, dead letters."""
+    """Listeners: their queue, delivery mode and events, jobs waiting and running, live workers
+    that run them, dead letters."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> list[ListenerView]:
         return await listener_views(redis, space=settings.keys)
 
     def render(found: list[ListenerView]) -> RenderableType:
         table = Table(title="Listeners", title_justify="left")
-        for column in ("listener", "queue", "queued", "running", "live workers", "dead"):
-            table.add_column(column, overflow="fold", justify="left" if column in ("listener", "queue") else "right")
+        left = ("listener", "queue", "mode", "events")
+        for column in ("listener", "queue", "mode", "events", "queued", "running", "live workers", "dead"):
+            table.add_column(column, overflow="fold", justify="left" if column in left else "right")
         for view in found:
             workers = str(view.workers) if view.workers or not view.queued else "[red]0: waiting[/]"
             dead = f"[red]{view.dead}[/]" if view.dead else "0"
-            table.add_row(view.listener, view.queue, str(view.queued), str(view.running), workers, dead)
+            events = ", ".join(view.events)
+            row = (view.listener, view.queue, view.mode, events, str(view.queued), str(view.running), workers, dead)
+            table.add_row(*row)
         return table
 
     _show(fetch, render, lambda views: [v.to_dict() for v in views], as_json=as_json, watch=watch, interval=interval)

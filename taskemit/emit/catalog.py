@@ -21,13 +21,14 @@ from .listener import Listener
 __all__ = ("CatalogView", "RemoteListener", "describe")
 
 
-def describe(item: Listener) -> CatalogEntry:
-    """What a worker registers about ``item``."""
+def describe(item: Listener, default_queue: str) -> CatalogEntry:
+    """What a worker registers about ``item``: with the queue it serves it on (``default_queue``,
+    the worker's ``queue_name``, for a listener that names none), where dispatchers send its jobs."""
     return CatalogEntry(
         name=item.name,
         events=tuple(sorted(item.event_ids)),
         typed=item.typed,
-        queue=item.queue,
+        queue=item.queue or default_queue,
         mode=item.mode,
         reliable=item.reliable,
         params=tuple(item.parameters),

@@ -18,9 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..emit.catalog import describe
-from ..emit.listener import Listener
-from ..monitor.catalog import register_listeners, unregister_worker
+from ..monitor.catalog import CatalogEntry, register_listeners, unregister_worker
 from ..store.keys import KeySpace
 from .link import REDIS_DOWN, RedisLink
 
@@ -64,21 +62,20 @@ async def beat(
     worker_id: str,
     info: Callable[[], dict[str, Any]],
     link: RedisLink,
-    listeners: Sequence[Listener] = (),
+    entries: Sequence[CatalogEntry] = (),
     catalog_retention: float = 86400,
 ) -> None:
-    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds and register
-    ``listeners`` in the catalog as served by this worker for three heartbeats, until
-    cancelled; a failed write is reported to ``link`` (the worker's RedisLink) and tried
-    again next time."""
-    entries = [describe(item) for item in listeners]
+    """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds and register the
+    listeners ``entries`` describe in the catalog as served by this worker for three
+    heartbeats, until cancelled; a failed write is reported to ``link`` (the worker's
+    RedisLink) and tried again next time."""
     while True:
         try:
             await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
             if entries:
                 await register_listeners(
                     redis,
-                    entries,
+                    list(entries),
                     space=space,
                     worker_id=worker_id,
                     live_for=HEARTBEAT_INTERVAL * 3,

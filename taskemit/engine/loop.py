@@ -36,6 +36,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ..emit.catalog import describe
 from ..emit.emitter import Emitter
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
@@ -198,7 +199,7 @@ class Engine:
                         self.worker_id,
                         self._heartbeat,
                         self.link,
-                        self.listeners,
+                        [describe(item, self.settings.queue_name) for item in self.listeners],
                         self.settings.catalog_retention,
                     ),
                     name="taskemit-heartbeat",

@@ -7,6 +7,7 @@ routes and the Prometheus collector are thin layers over these functions.
 from __future__ import annotations
 
 from .abort import abort_job
+from .catalog import CatalogEntry, read_catalog
 from .deadletter import (
     DeadLetter,
     DeadLetterPage,
@@ -41,6 +42,7 @@ from .status import (
 from .workers import ListenerView, WorkerInfo, listener_views, live_workers, waiting_listeners
 
 __all__ = (
+    "CatalogEntry",
     "DeadLetter",
     "DeadLetterPage",
     "EventPage",
@@ -67,6 +69,7 @@ __all__ = (
     "purge_dead_letters",
     "quantile",
     "queue_depths",
+    "read_catalog",
     "read_listener_stats",
     "recent_events",
     "replay_dead_letter",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.keys import KeySpace
+from .catalog import read_catalog
 
 __all__ = ("ListenerView", "Waiting", "WorkerInfo", "listener_views", "live_workers", "waiting_listeners")
 
@@ -114,17 +115,24 @@ class ListenerView:
     running: int
     workers: int
     dead: int
+    #: from the listener catalog: its delivery mode and its events (ids or class paths)
+    mode: str = "pool"
+    events: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
 async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
-    """Every listener emitters registered or live workers run, sorted by name; two round trips
-    plus one per live worker's heartbeat."""
+    """Every listener emitters registered, live workers run or the catalog describes, sorted by
+    name; three round trips plus one per live worker's heartbeat."""
     routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
     workers = await live_workers(redis, space=space)
+    catalog = await read_catalog(redis, space=space)
     prefix = space.queue("")
+    for entry in catalog.values():  # described by the catalog (with the queue its workers serve)
+        if entry.queue:
+            routes.setdefault(entry.name, space.queue(entry.queue))
     for worker in workers:  # a listener no emitter has emitted to yet: its worker's queue
         for name in worker.listeners:
             if name not in routes and len(worker.queues) == 1:
@@ -145,6 +153,8 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
                 running=sum(worker.running.get(name, 0) for worker in workers),
                 workers=sum(name in worker.listeners for worker in workers),
                 dead=int(counts[2 * n + 1]),
+                mode=catalog[name].mode if name in catalog else "pool",
+                events=catalog[name].events if name in catalog else (),
             )
         )
     return views
