@@ -322,6 +322,10 @@ async def test_the_json_api_is_in_the_openapi_schema(settings: Settings) -> None
         "/taskemit/api/listeners",
         "/taskemit/api/workers",
         "/taskemit/api/queues",
+        "/taskemit/api/schedules",
+        "/taskemit/api/schedules/pause",
+        "/taskemit/api/schedules/resume",
+        "/taskemit/api/schedules/trigger",
     }  # the HTML pages are not
     events = schema["paths"]["/taskemit/api/events"]["get"]
     assert events["tags"] == ["taskemit"]

@@ -23,7 +23,7 @@ from litestar import Litestar, post
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
-from taskemit import Attempt, Backoff, Emitter, Settings, listener
+from taskemit import Attempt, Backoff, Emitter, Settings, cron, listener
 from taskemit.litestar import TaskEmitConfig, TaskEmitPlugin
 from taskemit.store.redis_server import free_port
 
@@ -63,6 +63,10 @@ async def update_crm(order_id: int, email: str, attempt: Attempt) -> None:
         raise ConnectionError("crm.internal: connection reset by peer")
 
 
+@listener("sales_report_due", name="shop:sales_report")
+async def sales_report(period: str) -> None: ...
+
+
 @post("/orders/{order_id:int}")
 async def place_order(order_id: Annotated[int, Parameter()], emitter: NamedDependency[Emitter]) -> str:
     receipt = await emitter.publish("order_placed", order_id=order_id, email=f"customer{order_id}@example.com")
@@ -75,7 +79,11 @@ def server(taskemit_settings: Settings) -> Iterator[str]:
     """The app under uvicorn in a thread; yields its URL."""
     settings = taskemit_settings.model_copy(update={"drain_on_exit": False, "max_tries": 1, "idle_poll": 0.2})
     config = TaskEmitConfig(
-        listeners=[send_receipt, notify_carrier, update_crm],
+        listeners=[send_receipt, notify_carrier, update_crm, sales_report],
+        crons=[
+            cron("0 6 * * *", "sales_report_due", period="day", name="daily sales", tz="Europe/Paris"),
+            cron("0 7 * * 1", "sales_report_due", period="week", name="weekly sales", tz="Europe/Paris"),
+        ],
         settings=settings,
         run_workers_in_app=True,
         dashboard_path="/taskemit",
@@ -241,3 +249,6 @@ def test_events_dead_letter_and_replay_in_a_browser(server: str, browser: WebDri
     browser.get(f"{server}/taskemit/workers")
     wait_for(browser, "the worker", lambda d: "default" in d.find_element(By.CSS_SELECTOR, "table[data-rows='']").text)
     screenshot(browser, "workers")
+    browser.get(f"{server}/taskemit/schedules")
+    wait_for(browser, "the schedules", lambda d: "weekly sales" in d.page_source and "daily sales" in d.page_source)
+    screenshot(browser, "schedules")

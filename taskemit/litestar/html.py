@@ -225,7 +225,13 @@ class Page:
     csrf_token: str
     interval: float
 
-    NAV = (("events", "Events"), ("dead", "Dead letters"), ("listeners", "Listeners"), ("workers", "Workers"))
+    NAV = (
+        ("events", "Events"),
+        ("dead", "Dead letters"),
+        ("listeners", "Listeners"),
+        ("workers", "Workers"),
+        ("schedules", "Schedules"),
+    )
 
     def form(self, action: str, label: str, *, confirm: str = "", danger: bool = False) -> str:
         return _form(
@@ -238,12 +244,10 @@ class Page:
     def live(self, src: str, inner: str) -> str:
         return live(src, inner, self.interval)
 
-    def render(
-        self, title: str, body: str, *, here: str, notice: str | None = None, nav: Sequence[tuple[str, str]] = ()
-    ) -> str:
+    def render(self, title: str, body: str, *, here: str, notice: str | None = None) -> str:
         links = " ".join(
             f'<a href="{attr(self.base)}/{name}"{" class=here" if name == here else ""}>{escape(text)}</a>'
-            for name, text in (*self.NAV, *nav)
+            for name, text in self.NAV
         )
         shown = f'<p class="notice" role="status">{escape(notice)}</p>' if notice else ""
         return (

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Annotated, Any, ClassVar
@@ -39,8 +38,6 @@ class Dashboard:
     data: DashboardData
     base: str
     interval: float
-    #: extra pages in the navigation bar (name, title)
-    nav: Sequence[tuple[str, str]] = ()
 
     @property
     def api(self) -> str:
@@ -51,7 +48,7 @@ class Dashboard:
         return Page(self.base, str(token), self.interval)
 
     def render(self, request: Request[Any, Any, Any], title: str, body: str, *, here: str, notice: str | None) -> str:
-        return self.page(request).render(title, body, here=here, notice=notice, nav=self.nav)
+        return self.page(request).render(title, body, here=here, notice=notice)
 
 
 def plain(struct: Any) -> Any:

@@ -28,6 +28,7 @@ from .api import ApiActions, ApiReads
 from .backend import ArqEventEmitter
 from .config import TaskEmitConfig
 from .pages import Dashboard, PageActions, Pages
+from .schedules import ScheduleActions, ScheduleApiActions, ScheduleApiReads, SchedulePages
 from .service import DashboardData
 
 if TYPE_CHECKING:
@@ -44,16 +45,13 @@ CSRF_COOKIE = "taskemit_csrftoken"
 class TaskEmitPlugin(InitPlugin, CLIPlugin):
     """Sets up taskemit in a Litestar app; see :class:`~taskemit.litestar.TaskEmitConfig`."""
 
-    __slots__ = ("_listeners", "_settings", "config", "extra_routes")
+    __slots__ = ("_listeners", "_settings", "config")
 
     def __init__(self, config: TaskEmitConfig | None = None) -> None:
         self.config = config if config is not None else TaskEmitConfig()
         self._settings: Settings | None = self.config.settings
         #: every listener of the app, once it is built
         self._listeners: list[Any] = list(self.config.listeners)
-        #: more dashboard controllers as (read controllers, action controllers, nav entries), added
-        #: by the dashboard's optional pages
-        self.extra_routes: list[tuple[Sequence[type], Sequence[type], Sequence[tuple[str, str]]]] = []
 
     @property
     def settings(self) -> Settings:
@@ -108,14 +106,9 @@ class TaskEmitPlugin(InitPlugin, CLIPlugin):
                 )
             csrf = CSRFConfig(secret=config.csrf_secret, cookie_name=CSRF_COOKIE, cookie_path=config.dashboard_path)
             middleware.append(DefineMiddleware(CSRFMiddleware, config=csrf))
-        reads: list[type] = [Pages, ApiReads]
-        actions: list[type] = [PageActions, ApiActions]
-        nav: list[tuple[str, str]] = []
-        for more_reads, more_actions, more_nav in self.extra_routes:
-            reads += more_reads
-            actions += more_actions
-            nav += more_nav
-        dashboard = Dashboard(data, config.dashboard_path, config.refresh_interval, tuple(nav))
+        reads = [Pages, ApiReads, SchedulePages, ScheduleApiReads]
+        actions = [PageActions, ApiActions, ScheduleActions, ScheduleApiActions]
+        dashboard = Dashboard(data, config.dashboard_path, config.refresh_interval)
         handlers: list[ControllerRouterHandler] = [
             *(_bound(cls, dashboard, config.view_guards, config.include_in_schema) for cls in reads),
             *(_bound(cls, dashboard, config.guards, config.include_in_schema) for cls in actions),
