@@ -17,6 +17,7 @@ from ..settings import load_settings
 from ._output import REDIS_UNREACHABLE, USAGE
 from .cron import cron, scheduler_command
 from .dead import dead
+from .emit import emit_command
 from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
 from .spool import spool
@@ -188,6 +189,7 @@ def demo(keep: bool) -> None:
 
 
 cli.add_command(dead)
+cli.add_command(emit_command)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
