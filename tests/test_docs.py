@@ -87,6 +87,7 @@ RUN_BY = {
     "testing_example.py": "test_testing_example_passes",
     "lihil_todo.py": "test_lihil_todo_*",
     "nameko_services.py": "test_nameko_services_*",
+    "litestar_plugin.py": "test_litestar_plugin_*",
 }
 #: examples whose documented output is compared with what they print
 OUTPUT_CHECKED = {"mismatched_arguments.py", "payloads.py", "backoff_chart.py"}
@@ -129,7 +130,8 @@ def test_every_example_is_shown_and_run() -> None:
     assert files == shown, "every file in docs/examples/ must be shown on a page, and vice versa"
     assert files == set(RUN_BY), "every file in docs/examples/ must be run by a test"
     tests = [name for name in globals() if name.startswith("test_")]
-    tests += re.findall(r"^(?:async )?def (test_\w+)", (ROOT / "tests" / "test_docs_seeds.py").read_text(), re.M)
+    for more in ("test_docs_seeds.py", "test_plugin_docs.py"):
+        tests += re.findall(r"^(?:async )?def (test_\w+)", (ROOT / "tests" / more).read_text(), re.M)
     for example, patterns in RUN_BY.items():
         for pattern in patterns.split(", "):
             assert fnmatch.filter(tests, pattern), f"no test matches {pattern!r} (for {example})"

@@ -27,6 +27,7 @@ th { background:var(--bg); font-weight:600; white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.empty { color:var(--muted); font-style:italic; }
 code, .code { font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace; word-break:break-all; }
+code[title], a[title] { white-space:nowrap; word-break:normal; }
 pre { background:var(--bg); padding:.6rem; overflow:auto; font-size:12px; }
 a { color:var(--accent); }
 .status { display:inline-block; padding:0 .45rem; border-radius:.7rem; font-size:12px; background:#e8ecf0;
