@@ -155,6 +155,11 @@ class Settings(BaseSettings):
         description="Seconds a stopping worker lets running listeners finish; the jobs still running then are "
         "given back to the queue without counting the attempt.",
     )
+    tracing: bool = Field(
+        True,
+        description="OpenTelemetry spans for emits and listener runs, the emitting request's trace carried into "
+        "each job, when opentelemetry-api is installed (the otel extra).",
+    )
     catalog_refresh: float = Field(
         1.0,
         gt=0,

@@ -25,6 +25,9 @@ from ..errors import InvalidArgument, ListenerConfigError, PayloadTooLarge, Unkn
 from ..settings import Settings
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import ONCE_NAMESPACE, random_uuid
+from ..tracing import active as tracing_active
+from ..tracing import annotate, emit_span
+from ..tracing import available as tracing_available
 from .catalog import CatalogView
 from .events import dump_event, event_path, is_event_class
 from .receipt import EmitReceipt
@@ -59,6 +62,7 @@ class Fanout:
         "on_new_route",
         "registry",
         "settings",
+        "tracing",
         "unknown_event",
         "use_catalog",
     )
@@ -67,6 +71,8 @@ class Fanout:
         self.registry = registry
         self.settings = settings
         self._codec = get_codec(settings.serializer)
+        #: spans for emits, with the trace context carried in the jobs (opentelemetry installed)
+        self.tracing = settings.tracing and tracing_available()
         #: the error for an event without listeners (Litestar's backend raises its own type)
         self.unknown_event: Callable[[str], Exception] = UnknownEventError
         #: called with (listener, queue key) the first time a listener's jobs go to its queue
@@ -133,6 +139,21 @@ class Fanout:
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
         jobs_of = self.jobs(listeners)
+        if self.tracing and tracing_active():
+            with emit_span(event_id) as carrier:
+                return self._pending(event_id, args, kwargs, jobs_of, once_key, cause, carrier)
+        return self._pending(event_id, args, kwargs, jobs_of, once_key, cause, None)
+
+    def _pending(
+        self,
+        event_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        jobs_of: list[tuple[Target, str | None]],
+        once_key: str | None,
+        cause: str | None,
+        carrier: dict[str, str] | None,
+    ) -> PendingEvent:
         space = self.settings.keys
         names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
         if once_key is None:
@@ -145,6 +166,9 @@ class Fanout:
         meta = {"event": event_uuid, "event_id": event_id}
         if cause:
             meta["cause"] = cause
+        if carrier:  # the emit span's trace context, continued by each listener run
+            meta["trace"] = carrier  # type: ignore[assignment]
+            annotate(event_uuid=event_uuid, jobs=len(jobs))
         job_kwargs = {**kwargs, META_KWARG: meta}
         payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item, _ in jobs_of]
         limit = self.settings.max_payload_bytes

@@ -41,6 +41,9 @@ from ..policy import RetryPolicy
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import META_KWARG, Codec
+from ..tracing import active as tracing_active
+from ..tracing import available as tracing_available
+from ..tracing import run_span
 from .outcome import JobRun, Outcome, error_summary, short_repr
 
 __all__ = ("ListenerRunner",)
@@ -56,7 +59,7 @@ _jitter = random.Random()
 class ListenerRunner:
     """Runs attempts of one listener under its policy and timeout."""
 
-    __slots__ = ("_classes", "codec", "emitter", "item", "name", "policy", "settings", "threads", "timeout")
+    __slots__ = ("_classes", "codec", "emitter", "item", "name", "policy", "settings", "threads", "timeout", "tracing")
 
     def __init__(
         self,
@@ -77,6 +80,8 @@ class ListenerRunner:
         self.emitter: Emitter | None = None
         #: a typed event's class path -> the class its data validates as here
         self._classes: dict[str, type] = {}
+        #: a span per run, continuing the emitting request's trace (opentelemetry installed)
+        self.tracing = settings.tracing and tracing_available()
 
     def new_run(
         self,
@@ -146,7 +151,12 @@ class ListenerRunner:
         if running is not None:
             running[self.name] += 1
         try:
-            result = await self._call(run)
+            if self.tracing and tracing_active():
+                span = {"event_uuid": attempt.event_uuid, "job_id": attempt.job_id, "attempt": attempt.number}
+                with run_span(self.name, run.meta.get("trace"), span):
+                    result = await self._call(run)
+            else:
+                result = await self._call(run)
         except asyncio.CancelledError:
             raise  # the worker is stopping, or the job was aborted: not an attempt that counts
         except BaseException as exc:  # SystemExit and the like too: a listener never stops the worker

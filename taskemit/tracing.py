@@ -1,0 +1,103 @@
+"""OpenTelemetry tracing, when ``opentelemetry-api`` is installed (``pip install 'taskemit[otel]'``).
+
+An emit opens a PRODUCER span ``taskemit emit <event id>``, a child of the current span (the
+web request's), and carries that span's context in each of its jobs (W3C trace context, in
+taskemit's metadata). Each listener run opens a CONSUMER span ``taskemit run <listener>``
+whose parent is the carried context, so one trace goes from the request through the emit to
+every listener run, retries included; what the listener does is traced under its run span.
+Without the package, without a tracer provider set, or with the ``tracing`` setting off,
+none of this runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ("active", "annotate", "available", "emit_span", "run_span")
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind
+except ImportError:  # the optional extra is not installed
+    trace = None  # type: ignore[assignment]
+
+_SYSTEM = "taskemit"
+
+
+def available() -> bool:
+    """True when opentelemetry-api can be imported."""
+    return trace is not None
+
+
+def active() -> bool:
+    """True when spans would record: the package is there and the app set a tracer provider."""
+    return trace is not None and _tracer() is not None
+
+
+@functools.cache
+def _release() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("taskemit")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout without metadata
+        return None
+
+
+_tracer_of: tuple[Any, Any] = (None, None)
+
+
+def _tracer() -> Any:
+    """taskemit's tracer from the app's tracer provider; None while none is set (the API alone
+    only makes spans that record nothing: skipping them keeps an emit at its cost without it)."""
+    global _tracer_of
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    owner, tracer = _tracer_of
+    if owner is not provider:
+        tracer = provider.get_tracer("taskemit", _release())
+        _tracer_of = (provider, tracer)
+    return tracer
+
+
+@contextlib.contextmanager
+def emit_span(event_id: str) -> Iterator[dict[str, str] | None]:
+    """A span around preparing one emit; yields the trace context to carry in its jobs (None
+    when there is nothing to carry: no recording span, no package)."""
+    tracer = _tracer() if trace is not None else None
+    if tracer is None:
+        yield None
+        return
+    attributes = {"messaging.system": _SYSTEM, "messaging.operation": "publish", "messaging.destination.name": event_id}
+    with tracer.start_as_current_span(f"taskemit emit {event_id}", kind=SpanKind.PRODUCER, attributes=attributes):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier or None
+
+
+def annotate(**attributes: Any) -> None:
+    """Set attributes on the current span (the emit's, once its event uuid is known)."""
+    if trace is not None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({f"taskemit.{key}": value for key, value in attributes.items()})
+
+
+@contextlib.contextmanager
+def run_span(listener: str, carrier: Any, attributes: dict[str, Any]) -> Iterator[None]:
+    """A span around one listener run, continuing the trace its job carries (if any)."""
+    tracer = _tracer() if trace is not None else None
+    if tracer is None:
+        yield
+        return
+    parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
+    attrs = {"messaging.system": _SYSTEM, "messaging.operation": "process", "messaging.destination.name": listener}
+    attrs.update({f"taskemit.{key}": value for key, value in attributes.items() if value is not None})
+    with tracer.start_as_current_span(
+        f"taskemit run {listener}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs
+    ):
+        yield
