@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,12 +49,18 @@ def _release() -> str | None:
 
 
 _tracer_of: tuple[Any, Any] = (None, None)
+#: a provider named by OTEL_PYTHON_TRACER_PROVIDER is loaded by the API on first use
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _tracer() -> Any:
     """taskemit's tracer from the app's tracer provider; None while none is set (the API alone
     only makes spans that record nothing: skipping them keeps an emit at its cost without it)."""
     global _tracer_of
+    # the API's own test of "no provider set" (get_tracer_provider would read os.environ on
+    # every call until one is; this runs on every emit)
+    if getattr(trace, "_TRACER_PROVIDER", True) is None and not _PROVIDER_FROM_ENV:
+        return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None

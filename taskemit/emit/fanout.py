@@ -50,11 +50,16 @@ class Target(Protocol):
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Any) -> None: ...
 
 
+#: an event's jobs: (listener, broadcast worker or None) each, their names, their routes
+_Plan = tuple[list[tuple["Target", str | None]], list[str], list[Route]]
+
+
 class Fanout:
     """One emitter's fan-out over its registry and, optionally, the catalog."""
 
     __slots__ = (
         "_codec",
+        "_plans",
         "_routes",
         "_turn",
         "catalog",
@@ -83,6 +88,8 @@ class Fanout:
         #: the catalog must be read: for its listeners, or for live workers of special modes
         self.needs_catalog = use_catalog or any(item.mode != "pool" or not item.reliable for item in registry)
         self._routes: dict[tuple[str, str | None], Route] = {}
+        #: id(listeners tuple) -> (the tuple, its plan), for pool listeners
+        self._plans: dict[int, tuple[tuple[Target, ...], _Plan]] = {}
         self._turn = itertools.count()
 
     def listeners(self, event: str | type) -> tuple[Target, ...]:
@@ -138,24 +145,37 @@ class Fanout:
             raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
-        jobs_of = self.jobs(listeners)
+        plan = self._plan(listeners)
         if self.tracing and tracing_active():
             with emit_span(event_id) as carrier:
-                return self._pending(event_id, args, kwargs, jobs_of, once_key, cause, carrier)
-        return self._pending(event_id, args, kwargs, jobs_of, once_key, cause, None)
+                return self._pending(event_id, args, kwargs, plan, once_key, cause, carrier)
+        return self._pending(event_id, args, kwargs, plan, once_key, cause, None)
+
+    def _plan(self, listeners: tuple[Target, ...]) -> _Plan:
+        """The jobs an event of ``listeners`` makes, their names and their routes; remembered
+        for a registry's tuple of pool listeners, which always make the same jobs."""
+        known = self._plans.get(id(listeners))
+        if known is not None and known[0] is listeners:
+            return known[1]
+        jobs_of = self.jobs(listeners)
+        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
+        plan = (jobs_of, names, [self.route(item, worker) for item, worker in jobs_of])
+        if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
+            self._plans[id(listeners)] = (listeners, plan)  # holds the tuple: its id is not reused
+        return plan
 
     def _pending(
         self,
         event_id: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        jobs_of: list[tuple[Target, str | None]],
+        plan: _Plan,
         once_key: str | None,
         cause: str | None,
         carrier: dict[str, str] | None,
     ) -> PendingEvent:
         space = self.settings.keys
-        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
+        jobs_of, names, routes = plan
         if once_key is None:
             event_uuid = random_uuid()
             jobs = {name: space.new_job_id() for name in names}
@@ -182,7 +202,7 @@ class Fanout:
             EmitReceipt(event_uuid, event_id, jobs, self.settings),
             emitted_ms,
             payloads,
-            [self.route(item, worker) for item, worker in jobs_of],
+            routes,
             once=once_key is not None,
             cause=cause,
         )
