@@ -1,17 +1,21 @@
 """The monitor functions the dashboard reads: queue depth per queue, a time window on the
-event listing, and a job's attempt history."""
+event listing, a job's attempt history, and an event read while its job finishes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 from redis import asyncio as aioredis
 
 from taskemit import Attempt, Backoff, Emitter, listener
 from taskemit.engine import InProcessWorker
-from taskemit.monitor import QueueView, job_attempts, queue_depths, recent_events
+from taskemit.monitor import QueueView, event_status, job_attempts, queue_depths, recent_events
 from taskemit.settings import Settings
+from taskemit.testing import run_until_finished
 
 started = asyncio.Event()
 release = asyncio.Event()
@@ -100,3 +104,48 @@ async def test_job_attempts_reads_each_jobs_history(redis: aioredis.Redis, taske
     assert (first["attempt"], first["status"], first["error"]["message"]) == (1, "failed", "first try fails")
     assert (second["attempt"], second["status"]) == (2, "complete")
     assert history[once.jobs[send_mail.name]] == []  # a first try that succeeded keeps no history
+
+
+class _FinishesBetweenReads:
+    """A client on which ``finish`` runs right after the first pipeline: between the two round trips
+    of ``event_statuses`` (the event record, then the jobs' live keys)."""
+
+    def __init__(self, redis: aioredis.Redis, finish: Any) -> None:
+        self._redis, self._finish, self._reads = redis, finish, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self, **options: Any) -> AsyncIterator[Any]:
+        async with self._redis.pipeline(**options) as pipe:
+            execute = pipe.execute
+
+            async def then_finish() -> Any:
+                replies = await execute()
+                self._reads += 1
+                if self._reads == 1:
+                    await self._finish()
+                return replies
+
+            pipe.execute = then_finish
+            yield pipe
+
+
+async def test_a_job_that_finishes_while_its_event_is_read_has_its_outcome(
+    redis: aioredis.Redis, taskemit_settings: Settings
+) -> None:
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([send_mail], settings) as emitter:
+        receipt = await emitter.publish("mail_due", n=1)
+    assert receipt is not None
+    job_id = receipt.jobs[send_mail.name]
+
+    async def finish() -> None:
+        await run_until_finished(redis, [job_id], [send_mail], settings, timeout=10)
+
+    event = await event_status(_FinishesBetweenReads(redis, finish), settings, receipt.event_uuid)
+    assert event is not None
+    (job,) = event.jobs
+    # the worker's outcome, not only arq's result: which worker, the listener's policy
+    assert (job.status, job.max_tries) == ("complete", settings.max_tries) and job.worker
