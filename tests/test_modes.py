@@ -147,11 +147,9 @@ async def test_a_dispatcher_checks_arguments_and_routes_typed_events_from_the_ca
     assert catalog["ops.ping"].params == (("host", 1, False), ("count", 1, True))
     assert catalog["users.welcome"].typed and catalog["users.welcome"].events == ("typed_events:UserCreated",)
     assert catalog["cache.drop"].mode == "broadcast"
-    listed = await asyncio.to_thread(
-        CliRunner().invoke,
-        cli,
-        ["--redis-url", settings.redis_url, "--namespace", settings.namespace, "listeners", "--json"],
-    )
+    await served_by(redis, settings, "cache.drop", 3)  # the three workers have all started
+    where = ["--redis-url", settings.redis_url, "--namespace", settings.namespace]
+    listed = await asyncio.to_thread(CliRunner().invoke, cli, [*where, "listeners", "--json"])
     assert listed.exit_code == 0, listed.output
     by_name = {view["listener"]: view for view in json.loads(listed.output)}
     assert by_name["cache.drop"]["mode"] == "broadcast" and by_name["cache.drop"]["workers"] == 3
