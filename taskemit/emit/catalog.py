@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ListenerArgumentError
 from ..monitor.catalog import CatalogEntry
-from .events import mro_paths
+from .events import through_mro
 from .listener import Listener
 
 __all__ = ("CatalogView", "RemoteListener", "describe")
@@ -105,11 +105,7 @@ class CatalogView:
             return self._by_event.get(event, ())
         found = self._by_class.get(event)
         if found is None:
-            seen: dict[str, RemoteListener] = {}
-            for path in mro_paths(event):
-                for remote in self._by_path.get(path, ()):
-                    seen.setdefault(remote.name, remote)
-            found = self._by_class[event] = tuple(seen.values())
+            found = self._by_class[event] = through_mro(self._by_path, event)
         return found
 
     def workers(self, name: str) -> tuple[str, ...]:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from ..errors import EventValidationError, ListenerConfigError
+
+T = TypeVar("T")
 
 __all__ = (
     "dump_event",
@@ -26,6 +29,7 @@ __all__ = (
     "is_event_class",
     "load_event",
     "mro_paths",
+    "through_mro",
 )
 
 try:  # msgspec Structs are supported when msgspec is installed (Litestar depends on it)
@@ -79,6 +83,16 @@ def event_path(cls: type) -> str:
 def mro_paths(cls: type) -> list[str]:
     """The event ids a ``cls`` event goes to: its own path, then its bases' (MRO order)."""
     return [event_path(klass) for klass in cls.__mro__ if klass is not object]
+
+
+def through_mro(by_path: Mapping[str, tuple[T, ...]], cls: type) -> tuple[T, ...]:
+    """The listeners of a ``cls`` event in ``by_path`` (class path -> listeners): those of the
+    class, then of each base, each listener (by name) once."""
+    seen: dict[str, T] = {}
+    for path in mro_paths(cls):
+        for item in by_path.get(path, ()):
+            seen.setdefault(item.name, item)  # type: ignore[attr-defined]
+    return tuple(seen.values())
 
 
 def _pydantic_adapter(cls: type) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import ListenerConfigError
-from .events import mro_paths
+from .events import through_mro
 from .listener import Listener, as_listener
 
 __all__ = ("Registry", "discover_listeners")
@@ -56,11 +56,7 @@ class Registry:
             return self._by_event.get(event, ())
         found = self._by_class.get(event)
         if found is None:
-            seen: dict[str, Listener] = {}
-            for path in mro_paths(event):
-                for item in self._by_path.get(path, ()):
-                    seen.setdefault(item.name, item)
-            found = self._by_class[event] = tuple(seen.values())
+            found = self._by_class[event] = through_mro(self._by_path, event)
         return found
 
     def get(self, name: str) -> Listener | None:
