@@ -224,6 +224,10 @@ async def test_a_listener_raising_system_exit_is_dead_lettered_and_the_worker_go
     letter = await get_dead_letter(redis, receipt.jobs[exits.name], space=settings.keys)
     assert letter is not None and letter.error["type"] == "builtins.SystemExit"
     assert runs["exits"] == [1]  # not an Exception: not retried
+    # the job's history holds its one attempt once (the dead letter and the finish both wrote it)
+    history = await redis.lrange(settings.keys.attempts(receipt.jobs[exits.name]), 0, -1)
+    assert [json.loads(item)["attempt"] for item in history] == [1]
+    assert [attempt["attempt"] for attempt in letter.attempts] == [1]
 
 
 @pytest.mark.parametrize(

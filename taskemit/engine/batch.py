@@ -204,7 +204,9 @@ class JobStore:
         if outcome.state is JobState.FAILED:
             dl_keys, dl_args = dead_letter_call(settings, **dead_letter_details(outcome, settings, route.queue))
             calls.append((DEAD_LETTER, dl_keys, dl_args))
-        args += (job_id, mode, outcome.attempt_json, outcome.outcome_json, *extra)
+        # a dead job's last attempt is in its history already: dead_letter.lua put it there
+        attempt = "" if mode == "release" else outcome.attempt_json
+        args += (job_id, mode, attempt, outcome.outcome_json, *extra)
 
     def _result(self, outcome: Outcome, route: Route) -> list[Any]:
         """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
