@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from litestar import Litestar, post
+from litestar.di import NamedDependency
 
 from taskemit import Attempt, Emitter, listener, worker_settings
 from taskemit.litestar import TaskEmitConfig, TaskEmitPlugin
@@ -73,7 +74,7 @@ class NewTodo:
 # lihil's `bus.publish` runs the handlers before it returns: `wait=True` does that here,
 # raising the listeners' errors; without it, publish returns once the event is stored.
 @post("/todos")
-async def create_todo(data: NewTodo, emitter: Emitter) -> dict[str, str]:
+async def create_todo(data: NewTodo, emitter: NamedDependency[Emitter]) -> dict[str, str]:
     receipt = await emitter.publish(TodoCreated(data.name, data.content), wait=True, timeout=10)
     assert receipt is not None
     return {"event": receipt.event_uuid}
