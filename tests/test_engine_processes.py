@@ -4,6 +4,8 @@ Redis, --queue, a worker that outlives a Redis restart, and stopping on signals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -238,3 +240,34 @@ async def test_a_worker_past_max_memory_mb_stops_to_be_replaced(settings: Settin
         assert await asyncio.to_thread(worker.wait, 20) == 75  # stopped gracefully, for a supervisor to replace
     finally:
         stop(worker)
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(settings: Settings, redis: aioredis.Redis) -> None:
+    pool = start(settings, "pool_listeners:Shipping", "-p", "2")
+    children: list[int] = []
+    try:
+        await live(redis, settings, 2)
+        children = [info.pid for info in await live_workers(redis, space=settings.keys)]
+        os.kill(pool.pid, signal.SIGKILL)  # the supervisor alone: its workers run in sessions of their own
+        pool.wait()
+        deadline = time.monotonic() + 15
+        while await live_workers(redis, space=settings.keys):  # a clean stop removes the heartbeat
+            assert time.monotonic() < deadline, "the workers outlived their supervisor"
+            await asyncio.sleep(0.1)
+        while any(_running(pid) for pid in children):
+            assert time.monotonic() < deadline, "the workers' processes did not exit"
+            await asyncio.sleep(0.1)
+    finally:
+        stop(pool)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

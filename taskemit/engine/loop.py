@@ -48,7 +48,7 @@ from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
-from .vitals import Vitals
+from .vitals import Vitals, watch_supervisor
 
 __all__ = ("Engine",)
 
@@ -205,6 +205,7 @@ class Engine:
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(watch_supervisor(self.worker_id, self.stop), name="taskemit-supervisor"),
             ]
             try:
                 await self._loop()

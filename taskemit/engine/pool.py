@@ -8,6 +8,7 @@ the supervisor, once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from ..errors import InvalidArgument
+from .vitals import SUPERVISOR_ENV
 
 __all__ = ("RECYCLE_EXIT_CODE", "WorkerPool")
 
@@ -62,7 +64,10 @@ class WorkerPool:
         self._stop_signal: int | None = None
 
     def _spawn(self, slot: _Slot) -> None:
-        slot.process = subprocess.Popen(self.command, start_new_session=True)
+        # each worker in a session of its own (a terminal's Ctrl-C reaches the supervisor only, which
+        # forwards it), told its supervisor's pid so that it stops if the supervisor is killed
+        env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+        slot.process = subprocess.Popen(self.command, start_new_session=True, env=env)
         slot.started = time.monotonic()
         slot.restart_at = None
         logger.info("worker %d started (pid %d)", slot.index, slot.process.pid)

@@ -7,6 +7,8 @@
 - Recycling: past ``max_jobs_per_child`` jobs or ``max_memory_mb`` of resident memory, the
   worker stops gracefully to be replaced (``taskemit worker`` then exits with
   ``pool.RECYCLE_EXIT_CODE``, and the ``-p`` supervisor starts a new process at once).
+- Its supervisor: a worker the ``-p`` supervisor started stops gracefully when that
+  supervisor is gone (killed with SIGKILL, say), instead of running on unsupervised.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..emit.listener import Listener
 from ..settings import Settings
 
-__all__ = ("Vitals", "resident_mib")
+__all__ = ("SUPERVISOR_ENV", "Vitals", "resident_mib", "watch_supervisor")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -29,6 +31,22 @@ logger = logging.getLogger("taskemit.worker")
 _LAG_PROBE = 0.5
 #: seconds between two looks at the resident memory
 _MEMORY_EVERY = 1.0
+#: the environment variable in which the ``-p`` supervisor gives its workers its pid
+SUPERVISOR_ENV = "TASKEMIT_SUPERVISOR_PID"
+#: seconds between two looks at the supervisor
+_SUPERVISOR_EVERY = 1.0
+
+
+async def watch_supervisor(worker_id: str, stop: Callable[[], None]) -> None:
+    """Call ``stop`` once this process's supervisor (``SUPERVISOR_ENV``) is no longer its parent."""
+    try:
+        supervisor = int(os.environ.get(SUPERVISOR_ENV, ""))
+    except ValueError:
+        return  # not started by a supervisor
+    while os.getppid() == supervisor:
+        await asyncio.sleep(_SUPERVISOR_EVERY)
+    logger.warning("worker %s: its supervisor (pid %d) is gone; stopping", worker_id, supervisor)
+    stop()
 
 
 def resident_mib() -> float | None:
