@@ -5,37 +5,34 @@ web request's), and carries that span's context in each of its jobs (W3C trace c
 taskemit's metadata). Each listener run opens a CONSUMER span ``taskemit run <listener>``
 whose parent is the carried context, so one trace goes from the request through the emit to
 every listener run, retries included; what the listener does is traced under its run span.
-Without the package, without a tracer provider set, or with the ``tracing`` setting off,
-none of this runs.
+
+Nothing of this runs, and OpenTelemetry is not even imported, until the app has set a tracer
+provider (which imports it), or names one in ``OTEL_PYTHON_TRACER_PROVIDER``; nor with the
+``tracing`` setting off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 __all__ = ("active", "annotate", "available", "emit_span", "run_span")
 
-try:
-    from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind
-except ImportError:  # the optional extra is not installed
-    trace = None  # type: ignore[assignment]
-
 _SYSTEM = "taskemit"
+#: a provider named by OTEL_PYTHON_TRACER_PROVIDER is loaded by the API on first use
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_tracer_of: tuple[Any, Any] = (None, None)
 
 
+@functools.cache
 def available() -> bool:
     """True when opentelemetry-api can be imported."""
-    return trace is not None
-
-
-def active() -> bool:
-    """True when spans would record: the package is there and the app set a tracer provider."""
-    return trace is not None and _tracer() is not None
+    return importlib.util.find_spec("opentelemetry") is not None
 
 
 @functools.cache
@@ -48,18 +45,22 @@ def _release() -> str | None:
         return None
 
 
-_tracer_of: tuple[Any, Any] = (None, None)
-#: a provider named by OTEL_PYTHON_TRACER_PROVIDER is loaded by the API on first use
-_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+def _trace() -> Any:
+    """``opentelemetry.trace`` once something imported it (an app that sets a provider does)."""
+    module = sys.modules.get("opentelemetry.trace")
+    if module is None and _PROVIDER_FROM_ENV and available():
+        import opentelemetry.trace as module
+    return module
 
 
 def _tracer() -> Any:
     """taskemit's tracer from the app's tracer provider; None while none is set (the API alone
     only makes spans that record nothing: skipping them keeps an emit at its cost without it)."""
     global _tracer_of
-    # the API's own test of "no provider set" (get_tracer_provider would read os.environ on
-    # every call until one is; this runs on every emit)
-    if getattr(trace, "_TRACER_PROVIDER", True) is None and not _PROVIDER_FROM_ENV:
+    trace = _trace()
+    # the API's own test of "no provider set" (get_tracer_provider reads os.environ on every call
+    # until one is; this runs on every emit)
+    if trace is None or (getattr(trace, "_TRACER_PROVIDER", True) is None and not _PROVIDER_FROM_ENV):
         return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
@@ -71,14 +72,22 @@ def _tracer() -> Any:
     return tracer
 
 
+def active() -> bool:
+    """True when spans would record: the app set a tracer provider."""
+    return _tracer() is not None
+
+
 @contextlib.contextmanager
 def emit_span(event_id: str) -> Iterator[dict[str, str] | None]:
     """A span around preparing one emit; yields the trace context to carry in its jobs (None
-    when there is nothing to carry: no recording span, no package)."""
-    tracer = _tracer() if trace is not None else None
+    when there is nothing to carry)."""
+    tracer = _tracer()
     if tracer is None:
         yield None
         return
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind
+
     attributes = {"messaging.system": _SYSTEM, "messaging.operation": "publish", "messaging.destination.name": event_id}
     with tracer.start_as_current_span(f"taskemit emit {event_id}", kind=SpanKind.PRODUCER, attributes=attributes):
         carrier: dict[str, str] = {}
@@ -88,6 +97,7 @@ def emit_span(event_id: str) -> Iterator[dict[str, str] | None]:
 
 def annotate(**attributes: Any) -> None:
     """Set attributes on the current span (the emit's, once its event uuid is known)."""
+    trace = _trace()
     if trace is not None:
         span = trace.get_current_span()
         if span.is_recording():
@@ -97,10 +107,13 @@ def annotate(**attributes: Any) -> None:
 @contextlib.contextmanager
 def run_span(listener: str, carrier: Any, attributes: dict[str, Any]) -> Iterator[None]:
     """A span around one listener run, continuing the trace its job carries (if any)."""
-    tracer = _tracer() if trace is not None else None
+    tracer = _tracer()
     if tracer is None:
         yield
         return
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind
+
     parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
     attrs = {"messaging.system": _SYSTEM, "messaging.operation": "process", "messaging.destination.name": listener}
     attrs.update({f"taskemit.{key}": value for key, value in attributes.items() if value is not None})
