@@ -288,6 +288,8 @@ async def test_listeners_workers_and_queues(client: AsyncTestClient[Litestar]) -
         item["listener"]: item for item in (await client.get("/taskemit/api/listeners", headers=VIEWER)).json()
     }
     assert (listeners["shop:confirm"]["succeeded"], listeners["shop:confirm"]["workers"]) == (1, 1)
+    # from the catalog its worker registered: the mode and the events it takes
+    assert (listeners["shop:confirm"]["mode"], listeners["shop:confirm"]["events"]) == ("pool", ["order_placed"])
     assert (listeners["shop:ship"]["failed"], listeners["shop:ship"]["dead_letters"]) == (1, 1)
     assert (listeners["shop:report"]["queue"], listeners["shop:report"]["queued"]) == ("parked", 1)
     queues = {item["queue"]: item for item in (await client.get("/taskemit/api/queues", headers=VIEWER)).json()}

@@ -134,6 +134,8 @@ def dead_columns(base: str) -> list[Column]:
 LISTENER_COLUMNS = [
     Column("listener", "listener"),
     Column("queue", "queue"),
+    Column("mode", "mode"),
+    Column("events", "events", "list"),
     Column("queued", "queued", "number"),
     Column("running", "running", "number"),
     Column("live workers", "workers", "number"),

@@ -120,6 +120,9 @@ class ListenerOut(msgspec.Struct, kw_only=True):
 
     listener: str
     queue: str
+    #: from the listener catalog: its delivery mode and the events it takes (ids or class paths)
+    mode: str
+    events: list[str]
     queued: int
     running: int
     workers: int
@@ -281,6 +284,8 @@ def listener_out(view: ListenerView | None, stats: ListenerStats | None, name: s
     return ListenerOut(
         listener=name,
         queue=view.queue if view else "",
+        mode=view.mode if view else "pool",
+        events=list(view.events) if view else [],
         queued=view.queued if view else 0,
         running=view.running if view else 0,
         workers=view.workers if view else 0,
