@@ -160,6 +160,17 @@ async def test_actions_need_the_csrf_token(client: AsyncTestClient[Litestar]) ->
     assert (await client.get(f"/taskemit/api/dead/{dead_job}", headers=VIEWER)).status_code == 404
 
 
+async def test_an_event_emitted_by_a_listener_links_to_its_cause(client: AsyncTestClient[Litestar]) -> None:
+    parent = await publish(client, "order_placed", order_id=7)
+    emitter = client.app.event_emitter.emitter  # type: ignore[attr-defined]
+    receipt = await emitter.caused_by(parent).publish("report_due", day="friday")  # as a listener's Emitter does
+    data = (await client.get(f"/taskemit/api/events/{receipt.event_uuid}", headers=VIEWER)).json()
+    assert data["cause"] == parent
+    html = (await client.get(f"/taskemit/events/{receipt.event_uuid}", headers=VIEWER)).text
+    assert "caused by" in html and f'href="/taskemit/events/{parent}"' in html
+    assert (await client.get(f"/taskemit/api/events/{parent}", headers=VIEWER)).json()["cause"] is None
+
+
 async def test_events_page_and_api(client: AsyncTestClient[Litestar]) -> None:
     first = await publish(client, "order_placed", order_id=1, carrier="<script>alert(1)</script>")
     await until(client, f"/taskemit/api/events/{first}", event_done)

@@ -232,14 +232,17 @@ class Pages(DashboardController):
         d = self.dashboard
         page = d.page(request)
         data = plain(await d.data.event(event_uuid))
-        summary = fields(
-            [
-                ("event", escape(data["event_id"])),
-                ("uuid", f"<code>{escape(data['event_uuid'])}</code>"),
-                ("emitted (UTC)", when(data["emitted_at"])),
-                ("status", field(data, "status", "status")),
-            ]
-        )
+        rows = [
+            ("event", escape(data["event_id"])),
+            ("uuid", f"<code>{escape(data['event_uuid'])}</code>"),
+            ("emitted (UTC)", when(data["emitted_at"])),
+            ("status", field(data, "status", "status")),
+        ]
+        if data.get("cause"):  # emitted by a listener of that event
+            cause = data["cause"]
+            link = f'<a href="{attr(d.base)}/events/{quote(cause, safe="")}"><code>{escape(cause)}</code></a>'
+            rows.append(("caused by", link))
+        summary = fields(rows)
         jobs = "<h2>Listener jobs</h2>" + page.table(job_columns(d.base), data, "jobs", empty="no jobs")
         body = page.live(f"{d.api}/events/{quote(event_uuid, safe='')}", summary + jobs)
         return d.render(request, f"Event {data['event_id']}", body, here="events", notice=notice)

@@ -82,6 +82,8 @@ class EventOut(msgspec.Struct, kw_only=True):
     status: JobState
     done: bool
     jobs: list[JobOut]
+    #: the uuid of the event whose listener emitted this one, if a listener did
+    cause: str | None = None
 
 
 class EventPageOut(msgspec.Struct, kw_only=True):
@@ -252,6 +254,7 @@ def event_out(event: EventStatus, histories: dict[str, list[dict[str, Any]]] | N
         status=event.status,
         done=event.done,
         jobs=[job_out(job, histories.get(job.job_id)) for job in event.jobs],
+        cause=event.cause,
     )
 
 
