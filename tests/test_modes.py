@@ -214,3 +214,28 @@ async def test_the_catalog_follows_the_workers(settings: Settings, redis: aiored
         assert receipt is not None and list(receipt.jobs) == [any_user.name]
         status = await event_status(redis, settings, receipt.event_uuid)
         assert status is not None and status.jobs[0].note == f"waiting: no live worker serves listener {any_user.name}"
+
+
+@listener("flush_cache", mode="broadcast")
+async def slow_flush() -> None:
+    runs.append("flush")
+    await asyncio.sleep(8)
+
+
+async def test_a_workers_broadcast_queue_expires_unless_the_worker_lives(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    short = settings.model_copy(update={"job_expiry": 120})
+    async with InProcessWorker([slow_flush], short, grace=0) as worker:
+        await served_by(redis, short, slow_flush.name, 1)
+        async with Emitter([slow_flush], short) as emitter:
+            await asyncio.sleep(0.3)  # its view of the catalog has the worker
+            receipt = await emitter.publish("flush_cache")
+        assert receipt is not None and list(receipt.jobs) == [f"{slow_flush.name}@{worker.worker_id}"]
+        queue = short.keys.broadcast_queue(short.queue_key, worker.worker_id)
+        assert 0 < await redis.pttl(queue) <= 120_000  # set by the emit
+        deadline = time.monotonic() + 10
+        leased = short.keys.leased(queue, slow_flush.name)
+        while not (runs == ["flush"] and 0 < await redis.pttl(leased) <= 120_000):  # renewed by its heartbeats
+            assert time.monotonic() < deadline, (runs, await redis.pttl(leased))
+            await asyncio.sleep(0.1)

@@ -64,14 +64,22 @@ async def beat(
     link: RedisLink,
     entries: Sequence[CatalogEntry] = (),
     catalog_retention: float = 86400,
+    own_keys: Sequence[str] = (),
+    own_keys_ttl: float = 86400,
 ) -> None:
     """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds and register the
     listeners ``entries`` describe in the catalog as served by this worker for three
     heartbeats, until cancelled; a failed write is reported to ``link`` (the worker's
-    RedisLink) and tried again next time."""
+    RedisLink) and tried again next time. ``own_keys`` (its broadcast queue and sets) expire
+    ``own_keys_ttl`` seconds after the last heartbeat: they go some time after a crash."""
     while True:
         try:
             await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
+            if own_keys:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in own_keys:
+                        pipe.pexpire(key, int(own_keys_ttl * 1000))
+                    await pipe.execute()
             if entries:
                 await register_listeners(
                     redis,

@@ -118,6 +118,10 @@ class Engine:
             if item.mode == "broadcast":  # its broadcast jobs wait on this worker's own queue
                 self.routes.append(Route.of(item, settings, broadcast_to=self.worker_id))
                 self.runners.append(runner)
+        #: its own broadcast queue and sets, which expire some time after it is gone
+        self._broadcast_keys = sorted(
+            {key for route in self.routes[len(self.listeners) :] for key in (route.queue, route.ready, route.leased)}
+        )
         #: the queues it serves: their names and their Redis keys
         self.queue_names = sorted({item.queue or settings.queue_name for item in self.listeners})
         self.queues = [settings.keys.queue(name) for name in self.queue_names]
@@ -201,6 +205,8 @@ class Engine:
                         self.link,
                         [describe(item, self.settings.queue_name) for item in self.listeners],
                         self.settings.catalog_retention,
+                        self._broadcast_keys,
+                        self.settings.job_expiry,
                     ),
                     name="taskemit-heartbeat",
                 ),
