@@ -35,6 +35,7 @@ from ..settings import Settings, load_settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from .backlog import Backlog
+from .caused import CausedEmitter
 from .fanout import Fanout
 from .flusher import BacklogFlusher
 from .listener import Listener
@@ -42,7 +43,7 @@ from .receipt import EmitReceipt
 from .registry import Registry
 from .writer import EMIT, EventWriter, PendingEvent
 
-__all__ = ("CausedEmitter", "Emitter")
+__all__ = ("Emitter",)
 
 logger = logging.getLogger("taskemit.emitter")
 
@@ -371,38 +372,3 @@ class Emitter:
             await flushing.flush()
             if self._closing and not self._backlog:
                 return
-
-
-class CausedEmitter:
-    """An :class:`Emitter` that records the event that caused what it emits (``Emitter.caused_by``).
-
-    A listener that declares a parameter annotated ``Emitter`` receives one from the worker:
-    its follow-up events link to the event the listener is handling (``taskemit status``
-    shows the cause).
-    """
-
-    __slots__ = ("cause", "emitter")
-
-    def __init__(self, emitter: Emitter, cause: str | None) -> None:
-        self.emitter = emitter
-        self.cause = cause
-
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
-        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
-        if pending is not None:
-            self.emitter._submit(pending)
-
-    async def publish(
-        self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
-    ) -> EmitReceipt | None:
-        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
-        return await self.emitter._publish(pending, wait, timeout)
-
-    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
-        pending = self.emitter._prepare(event, args, kwargs, once_key=key, cause=self.cause)
-        if pending is None:
-            return None
-        return await self.emitter._stored(pending, self.emitter.settings.publish_timeout)
-
-    def __getattr__(self, name: str) -> Any:  # settings, registry, redis...
-        return getattr(self.emitter, name)

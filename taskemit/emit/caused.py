@@ -1,0 +1,52 @@
+"""``CausedEmitter``: an emitter that records which event caused what it emits.
+
+A listener that declares a parameter annotated ``Emitter`` gets one from the worker
+(``Emitter.caused_by``): the follow-up events it emits carry the uuid of the event the
+listener is handling, their records keep it (``cause``), and ``taskemit status`` shows it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .receipt import EmitReceipt
+
+if TYPE_CHECKING:
+    from .emitter import Emitter
+
+__all__ = ("CausedEmitter",)
+
+
+class CausedEmitter:
+    """An :class:`Emitter` that records the event that caused what it emits (``Emitter.caused_by``).
+
+    A listener that declares a parameter annotated ``Emitter`` receives one from the worker:
+    its follow-up events link to the event the listener is handling (``taskemit status``
+    shows the cause).
+    """
+
+    __slots__ = ("cause", "emitter")
+
+    def __init__(self, emitter: Emitter, cause: str | None) -> None:
+        self.emitter = emitter
+        self.cause = cause
+
+    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+        if pending is not None:
+            self.emitter._submit(pending)
+
+    async def publish(
+        self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> EmitReceipt | None:
+        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+        return await self.emitter._publish(pending, wait, timeout)
+
+    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        pending = self.emitter._prepare(event, args, kwargs, once_key=key, cause=self.cause)
+        if pending is None:
+            return None
+        return await self.emitter._stored(pending, self.emitter.settings.publish_timeout)
+
+    def __getattr__(self, name: str) -> Any:  # settings, registry, redis...
+        return getattr(self.emitter, name)
