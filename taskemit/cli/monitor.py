@@ -15,8 +15,9 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from ..monitor.listing import recent_events
 from ..monitor.stats import read_listener_stats
-from ..monitor.status import EventStatus, JobStatus, event_status, job_status, recent_events
+from ..monitor.status import EventStatus, JobStatus, event_status, job_status
 from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
 from ..state import JobState

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import redact_url
-from ..monitor.status import EventStatus, event_status, events_between
+from ..monitor.listing import events_between
+from ..monitor.status import EventStatus, event_status
 from ..settings import load_settings
 from ..state import JobState
 from ..store.redis_server import RedisServer

@@ -17,6 +17,7 @@ from .deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from .listing import EventPage, events_between, recent_events
 from .queues import QueueView, queue_depths
 from .schedules import (
     ScheduleView,
@@ -29,14 +30,11 @@ from .schedules import (
 )
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
-    EventPage,
     EventStatus,
     JobStatus,
     event_status,
-    events_between,
     job_attempts,
     job_status,
-    recent_events,
     wait_for_event,
 )
 from .workers import ListenerView, WorkerInfo, listener_views, live_workers, waiting_listeners
