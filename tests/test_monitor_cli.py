@@ -254,7 +254,8 @@ async def test_listeners_shows_queues_waiting_jobs_workers_and_dead_letters(env:
         for _ in range(200):
             shown = json.loads((await arun("listeners", "--json")).output)
             by_name = {view["listener"]: view for view in shown}
-            if by_name[crm_sync.name]["dead"] == 1 and by_name[welcome.name]["queued"] == 0:
+            settled = by_name[crm_sync.name]["dead"] == 1 and by_name[welcome.name]["queued"] == 0
+            if settled and by_name[welcome.name]["events"]:  # and its worker's catalog entry is written
                 break
             await asyncio.sleep(0.05)
         table = await arun("listeners")
