@@ -21,6 +21,7 @@ from typing import Any
 
 from ..store import scripts as lua
 from ..store.keys import KeySpace
+from ..store.wire import as_text
 
 __all__ = ("CatalogEntry", "read_catalog", "register_listeners", "unregister_worker")
 
@@ -82,10 +83,6 @@ class CatalogEntry:
         }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def read_catalog(redis: Any, *, space: KeySpace, now: float | None = None) -> dict[str, CatalogEntry]:
     """Every described listener by name, with its live workers; one round trip."""
     now_ms = int((time.time() if now is None else now) * 1000)
@@ -95,11 +92,11 @@ async def read_catalog(redis: Any, *, space: KeySpace, now: float | None = None)
         described, live = await pipe.execute()
     workers: dict[str, list[str]] = {}
     for member in live:
-        name, _, worker_id = _text(member).partition("\n")
+        name, _, worker_id = as_text(member).partition("\n")
         workers.setdefault(name, []).append(worker_id)
     entries = {}
     for raw_name, text in described.items():
-        name = _text(raw_name)
+        name = as_text(raw_name)
         try:
             entries[name] = CatalogEntry.from_json(name, text, tuple(sorted(workers.get(name, ()))))
         except (ValueError, TypeError, IndexError, AttributeError):  # a description from a newer version

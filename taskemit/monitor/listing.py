@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from ..settings import Settings
 from ..store.keys import KeySpace
+from ..store.wire import as_text
 from .status import EventStatus, event_statuses
 
 __all__ = ("EventPage", "events_between", "recent_events")
@@ -22,14 +23,10 @@ class EventPage:
     next_cursor: str | None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def events_between(redis: Any, start: float, end: float, limit: int = 1000, *, space: KeySpace) -> list[str]:
     """Uuids of events emitted between ``start`` and ``end`` (epoch seconds), oldest first."""
     members = await redis.zrangebyscore(space.events, int(start * 1000), int(end * 1000), start=0, num=limit)
-    return [_text(member) for member in members]
+    return [as_text(member) for member in members]
 
 
 async def recent_events(
@@ -65,7 +62,7 @@ async def recent_events(
         batch = await redis.zrevrangebyscore(index, max_score, min_score, start=skip, num=limit, withscores=True)
         if not batch:
             return EventPage(items, None)
-        statuses = await event_statuses(redis, settings, [_text(member) for member, _ in batch])
+        statuses = await event_statuses(redis, settings, [as_text(member) for member, _ in batch])
         for (_, score), event in zip(batch, statuses, strict=True):
             scanned += 1
             # the cursor: the score of the last event read and how many at that score were read

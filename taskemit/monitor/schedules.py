@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import NoLiveScheduler, ScheduleNotFound
 from ..store.keys import ONCE_NAMESPACE, KeySpace, random_uuid
+from ..store.wire import as_text
 
 __all__ = (
     "ScheduleView",
@@ -46,14 +47,10 @@ __all__ = (
 )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _number(value: bytes | str | float | None) -> float | None:
     if value is None or value == b"" or value == "":
         return None
-    return float(_text(value) if isinstance(value, bytes | str) else value)
+    return float(as_text(value) if isinstance(value, bytes | str) else value)
 
 
 def _moment(value: bytes | str | float | None) -> dt.datetime | None:
@@ -99,7 +96,7 @@ def _view(
 ) -> ScheduleView | None:
     if not definition:
         return None  # never registered, or forgotten
-    entry = {_text(key): _text(value) for key, value in definition.items()}
+    entry = {as_text(key): as_text(value) for key, value in definition.items()}
     return ScheduleView(
         name=name,
         event=entry.get("event", ""),
@@ -121,7 +118,7 @@ def _served(replies: list[Any]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for raw in replies:
         if raw is not None:
-            counts.update(set(json.loads(_text(raw))))
+            counts.update(set(json.loads(as_text(raw))))
     return counts
 
 
@@ -133,16 +130,16 @@ async def list_schedules(redis: Any, *, space: KeySpace) -> list[ScheduleView]:
         pipe.hgetall(space.cron_paused)
         pipe.zrange(space.cron_fired, 0, -1, withscores=True)
         names_raw, ids_raw, paused_raw, fired_raw = await pipe.execute()
-    names = sorted(_text(name) for name in names_raw)
-    ids = [_text(scheduler_id) for scheduler_id in ids_raw]
+    names = sorted(as_text(name) for name in names_raw)
+    ids = [as_text(scheduler_id) for scheduler_id in ids_raw]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(space.cron_schedule(name))
         for scheduler_id in ids:
             pipe.hget(space.cron_scheduler(scheduler_id), "schedules")
         replies = await pipe.execute()
-    paused = {_text(name): value for name, value in paused_raw.items()}
-    fired = {_text(name): float(score) for name, score in fired_raw}
+    paused = {as_text(name): value for name, value in paused_raw.items()}
+    fired = {as_text(name): float(score) for name, score in fired_raw}
     counts = _served(replies[len(names) :])
     views = (
         _view(name, definition, paused.get(name), fired.get(name), counts[name])
@@ -163,7 +160,7 @@ async def get_schedule(redis: Any, name: str, *, space: KeySpace) -> ScheduleVie
         return None
     async with redis.pipeline(transaction=False) as pipe:
         for scheduler_id in ids_raw:
-            pipe.hget(space.cron_scheduler(_text(scheduler_id)), "schedules")
+            pipe.hget(space.cron_scheduler(as_text(scheduler_id)), "schedules")
         replies = await pipe.execute()
     return _view(name, definition, paused, fired, _served(replies)[name])
 

@@ -25,6 +25,7 @@ from ..settings import Settings
 from ..state import FINISHED_STATES, JobState
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import KeySpace
+from ..store.wire import as_text
 from .workers import live_workers
 
 __all__ = (
@@ -123,10 +124,6 @@ class EventStatus:
         }
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _state(value: Any) -> JobState:
     """A recorded status word as a JobState (``unknown`` for anything else)."""
     try:
@@ -184,7 +181,7 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
             if not raw:
                 records.append(None)
                 continue
-            fields = {_text(k): _text(v) for k, v in raw.items()}
+            fields = {as_text(k): as_text(v) for k, v in raw.items()}
             jobs_by_listener: dict[str, str] = json.loads(fields["jobs"])
             queues: dict[str, str] = json.loads(fields["queues"]) if "queues" in fields else {}
             records.append((event_uuid, fields, jobs_by_listener, queues))
@@ -278,7 +275,7 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
         return found
     dead = await redis.hgetall(space.dead(job_id))
     if dead:
-        fields = {_text(k): _text(v) for k, v in dead.items()}
+        fields = {as_text(k): as_text(v) for k, v in dead.items()}
         return JobStatus(
             job_id=job_id,
             listener=fields.get("listener", ""),
@@ -313,7 +310,7 @@ async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | No
         if meta.get("event"):
             return str(meta["event"])
     event = await redis.hget(space.dead(job_id), "event_uuid")
-    return _text(event) if event else None
+    return as_text(event) if event else None
 
 
 async def job_attempts(redis: Any, job_ids: list[str], *, space: KeySpace) -> dict[str, list[dict[str, Any]]]:

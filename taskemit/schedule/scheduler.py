@@ -28,6 +28,7 @@ from ..monitor.schedules import pause_schedule, resume_schedule
 from ..settings import Settings, load_settings
 from ..store.codec import get_codec
 from ..store.keys import KeySpace
+from ..store.wire import as_text
 from .clock import Clock, SystemClock, as_clock
 from .cron import CronConfigError, CronSchedule, unique_schedules
 from .misfire import plan_fires
@@ -63,10 +64,6 @@ T = TypeVar("T")
 
 def _moment(epoch: float | None) -> dt.datetime | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- shared state in Redis ------------------------------------------------------------------------
@@ -105,7 +102,7 @@ async def schedule_states(redis: Any, names: Sequence[str], *, space: KeySpace) 
     states = {}
     for n, name in enumerate(names):
         fired, paused, resumed = replies[3 * n : 3 * n + 3]
-        paused_epoch = None if paused is None else float(_text(paused))
+        paused_epoch = None if paused is None else float(as_text(paused))
         states[name] = ScheduleState(name, _moment(fired), _moment(paused_epoch), _moment(resumed))
     return states
 

@@ -17,7 +17,13 @@ from typing import Any
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-__all__ = ("BatchConnection", "Command", "send_batch")
+__all__ = ("BatchConnection", "Command", "as_text", "send_batch")
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply (bytes from a client without decode_responses) as text."""
+    return value.decode() if isinstance(value, bytes) else value
+
 
 #: a command and its arguments: str, bytes, int or float each
 Command = tuple[Any, ...]
