@@ -256,6 +256,17 @@ async def test_spooled_events_are_stored_once_however_often_the_spool_is_replaye
     assert await redis.zcard(settings.keys.events) == 4
 
 
+async def test_a_spooled_follow_up_keeps_its_cause(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    down = no_drain(taskemit_settings, redis_url="redis://127.0.0.1:1/0", shutdown_timeout=0.3, connect_timeout=0.2)
+    async with Emitter(LISTENERS, down) as emitter:  # Redis unreachable: closing spools it
+        emitter.caused_by("9c1e5d2a-0000-4000-8000-000000000001").emit("password_changed", email="a@example.com")
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings):  # the next emitter stores it from the spool
+        pass
+    (uuid,) = await redis.zrange(settings.keys.events, 0, -1)
+    assert await redis.hget(settings.keys.event(uuid.decode()), "cause") == b"9c1e5d2a-0000-4000-8000-000000000001"
+
+
 async def test_pickle_serializer_round_trip(taskemit_settings: Settings) -> None:
     settings = taskemit_settings.model_copy(update={"serializer": "pickle"})
     payload = {"nested": (1, 2), "when": frozenset({3})}

@@ -51,7 +51,8 @@ def _encode(pending: PendingEvent) -> str:
             "jobs": dict(receipt.jobs),
             "emitted_ms": pending.emitted_ms,
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named] for r in pending.routes],
+            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.routes],
+            "cause": pending.cause,
         }
     )
 
@@ -62,8 +63,10 @@ def _decode(data: str, settings: Settings) -> PendingEvent:
         EmitReceipt(fields["event_uuid"], fields["event_id"], fields["jobs"], settings),
         int(fields["emitted_ms"]),
         [base64.b64decode(payload) for payload in fields["payloads"]],
-        [Route(str(queue), str(ready), str(wake), bool(named)) for queue, ready, wake, named in fields["routes"]],
+        # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
+        [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]],
         once=True,  # stored once by its uuid, however often the spool is replayed
+        cause=fields.get("cause"),
     )
 
 
