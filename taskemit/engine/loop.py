@@ -37,17 +37,17 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from ..emit.catalog import describe
-from ..emit.emitter import Emitter
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
 from ..settings import Settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
-from .batch import Claim, JobStore, Route
+from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
-from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
+from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
+from .serving import serve
 from .vitals import Vitals, watch_supervisor
 
 __all__ = ("Engine",)
@@ -96,12 +96,6 @@ class Engine:
         self.concurrency = concurrency or settings.max_jobs
         if self.concurrency < 1:
             raise InvalidArgument(f"concurrency must be at least 1, got {self.concurrency}")
-        if queues:
-            served = [item for item in listeners if (item.queue or settings.queue_name) in set(queues)]
-            if not served:
-                raise InvalidArgument(f"none of the listeners is on the queues {sorted(set(queues))}")
-            listeners = served
-        self.listeners = list(listeners)
         self.burst = burst
         self.handle_signals = handle_signals
         self.grace = settings.shutdown_grace if grace is None else grace
@@ -112,25 +106,14 @@ class Engine:
         self.threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads or settings.sync_threads, thread_name_prefix="taskemit-listener"
         )
-        self.routes = [Route.of(item, settings) for item in self.listeners]
-        self.runners = [ListenerRunner(item, settings, self.codec, self.threads) for item in self.listeners]
-        for item, runner in zip(self.listeners, list(self.runners), strict=True):
-            if item.mode == "broadcast":  # its broadcast jobs wait on this worker's own queue
-                self.routes.append(Route.of(item, settings, broadcast_to=self.worker_id))
-                self.runners.append(runner)
-        #: its own broadcast queue and sets, which expire some time after it is gone
-        self._broadcast_keys = sorted(
-            {key for route in self.routes[len(self.listeners) :] for key in (route.queue, route.ready, route.leased)}
+        served = serve(
+            listeners, settings, queues=queues, worker_id=self.worker_id, codec=self.codec, threads=self.threads
         )
-        #: the queues it serves: their names and their Redis keys
-        self.queue_names = sorted({item.queue or settings.queue_name for item in self.listeners})
-        self.queues = [settings.keys.queue(name) for name in self.queue_names]
-        #: what a listener's parameter annotated ``Emitter`` receives (entered while the worker runs)
-        self.emitter: Emitter | None = None
-        if any(item.emitter_param is not None for item in self.listeners):
-            self.emitter = Emitter(self.listeners, settings, catalog=True)
-            for runner in self.runners:
-                runner.emitter = self.emitter
+        self.listeners = served.listeners
+        self.routes, self.runners = served.routes, served.runners
+        self.queue_names, self.queues = served.queue_names, served.queues
+        self.emitter = served.emitter
+        self._broadcast_keys = served.broadcast_keys
         #: listener name -> jobs of it running now
         self.running_listeners: Counter[str] = Counter()
         self.ctx: dict[Any, Any] = dict(ctx or {})
