@@ -3,13 +3,16 @@ them, and a way for listeners in a child to record what they did in the test's R
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from redis import asyncio as aioredis
 
+from taskemit.monitor.catalog import read_catalog
 from taskemit.settings import Settings
 
 TESTS = Path(__file__).resolve().parent
@@ -53,3 +56,14 @@ async def push(key: str, value: str) -> int:
         return int(await client.rpush(key, value))
     finally:
         await client.aclose()
+
+
+async def served_by(redis: aioredis.Redis, settings: Settings, name: str, count: int = 1, timeout: float = 20) -> None:
+    """Wait until ``count`` live workers have registered listener ``name`` in the catalog."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = (await read_catalog(redis, space=settings.keys)).get(name)
+        if entry is not None and len(entry.workers) >= count:
+            return
+        assert time.monotonic() < deadline, f"{name}: {entry and entry.workers} after {timeout}s"
+        await asyncio.sleep(0.02)

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from children import served_by
 from click.testing import CliRunner, Result
 from redis import asyncio as aioredis
 from typed_events import UserCreated, UserEvent
@@ -16,7 +17,7 @@ from typed_events import UserCreated, UserEvent
 from taskemit import listener
 from taskemit.cli import cli
 from taskemit.engine import InProcessWorker
-from taskemit.monitor import event_status, read_catalog
+from taskemit.monitor import event_status
 from taskemit.settings import Settings
 from taskemit.store.redis_server import free_port
 
@@ -48,16 +49,6 @@ def settings(taskemit_settings: Settings) -> Settings:
     return taskemit_settings.model_copy(update={"drain_on_exit": False})
 
 
-async def registered(redis: aioredis.Redis, settings: Settings, *names: str) -> None:
-    """Until the worker's first heartbeat has put ``names`` in the catalog."""
-    for _ in range(500):
-        catalog = await read_catalog(redis, space=settings.keys)
-        if all(name in catalog and catalog[name].workers for name in names):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{names} not registered")
-
-
 async def run(settings: Settings, *args: str, url: str | None = None) -> Result:
     where = ["--redis-url", url or settings.redis_url, "--namespace", settings.namespace]
     return await asyncio.to_thread(CliRunner().invoke, cli, [*where, *args])
@@ -65,7 +56,8 @@ async def run(settings: Settings, *args: str, url: str | None = None) -> Result:
 
 async def test_emit_checks_the_catalog_and_runs_the_listeners(settings: Settings, redis: aioredis.Redis) -> None:
     async with InProcessWorker([welcome, typed], settings):
-        await registered(redis, settings, "cli.welcome", "cli.typed")
+        for name in ("cli.welcome", "cli.typed"):
+            await served_by(redis, settings, name)
         done = await run(settings, "emit", "user_created", "--data", '{"email": "a@b", "plan": "pro"}', "--wait")
         assert done.exit_code == 0, done.output
         assert runs == [("a@b", "pro")]  # --wait: finished before the command returned
@@ -93,7 +85,8 @@ async def test_emit_checks_the_catalog_and_runs_the_listeners(settings: Settings
 
 async def test_emit_wait_reports_failures_and_unreachable_redis(settings: Settings, redis: aioredis.Redis) -> None:
     async with InProcessWorker([welcome, fails], settings):
-        await registered(redis, settings, "cli.welcome", "cli.fails")
+        for name in ("cli.welcome", "cli.fails"):
+            await served_by(redis, settings, name)
         failed = await run(settings, "emit", "user_created", "--data", '{"email": "x@y"}', "--wait")
     assert failed.exit_code == 1
     assert "failed: listener cli.fails: builtins.PermissionError: x@y is blocked" in failed.output

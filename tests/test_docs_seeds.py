@@ -16,12 +16,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from children import served_by
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
 from taskemit.engine import InProcessWorker
 from taskemit.monitor import event_status, recent_events
-from taskemit.monitor.catalog import read_catalog
 from taskemit.settings import Settings
 
 
@@ -29,13 +29,6 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = 15) -> N
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"not seen after {timeout}s: {what}"
-        await asyncio.sleep(0.02)
-
-
-async def _served(redis: aioredis.Redis, settings: Settings, name: str, workers: int) -> None:
-    deadline = time.monotonic() + 15
-    while len(getattr((await read_catalog(redis, space=settings.keys)).get(name), "workers", ())) < workers:
-        assert time.monotonic() < deadline, f"{name} not served by {workers} workers"
         await asyncio.sleep(0.02)
 
 
@@ -76,7 +69,7 @@ async def test_lihil_todo_publish_waits_for_the_listeners_and_follow_ups_link_to
     point_env_at(settings)
     todo = examples("lihil_todo")
     with worker_thread(todo.LISTENERS, settings):
-        await _served(redis, settings, "lihil_todo:audit", 1)
+        await served_by(redis, settings, "lihil_todo:audit", 1)
         async with AsyncTestClient(app=todo.app) as client:
             response = await client.post("/todos", json={"name": "milk", "content": "buy"})
         assert response.status_code == 201, response.text
@@ -120,8 +113,8 @@ async def test_nameko_services_each_handler_type(
         service_c = InProcessWorker(c_listeners, settings)
         await service_c.__aenter__()
         try:
-            await _served(redis, settings, "service_b.drop_cache", 2)
-            await _served(redis, settings, "service_c.live_view", 1)
+            await served_by(redis, settings, "service_b.drop_cache", 2)
+            await served_by(redis, settings, "service_c.live_view", 1)
             await services.edit_foo(42)  # service A: a dispatcher without the handlers' code
             await _until(printed("service B handled foo 42"), "pool handler")
             await _until(printed("service C refreshed the live view of foo 42"), "unreliable handler, served")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from children import TESTS, child_env, stop
+from children import TESTS, child_env, served_by, stop
 from click.testing import CliRunner
 from redis import asyncio as aioredis
 from typed_events import UserCreated, UserEvent
@@ -52,17 +52,6 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-async def served_by(redis: aioredis.Redis, settings: Settings, name: str, count: int, timeout: float = 20) -> None:
-    """Wait until ``count`` live workers have registered listener ``name`` in the catalog."""
-    deadline = time.monotonic() + timeout
-    while True:
-        entry = (await read_catalog(redis, space=settings.keys)).get(name)
-        if entry is not None and len(entry.workers) >= count:
-            return
-        assert time.monotonic() < deadline, f"{name}: {entry and entry.workers} after {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def recorded(redis: aioredis.Redis, key: str, count: int, timeout: float = 20) -> list[list[str]]:
