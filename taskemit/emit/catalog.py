@@ -20,6 +20,18 @@ from .listener import Listener
 
 __all__ = ("CatalogView", "RemoteListener", "describe")
 
+#: the parameter kinds by the ints the catalog stores
+_KINDS = {
+    int(kind): kind
+    for kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.VAR_KEYWORD,
+    )
+}
+
 
 def describe(item: Listener, default_queue: str) -> CatalogEntry:
     """What a worker registers about ``item``: with the queue it serves it on (``default_queue``,
@@ -48,13 +60,13 @@ class RemoteListener:
         self.reliable = entry.reliable
         self.typed = entry.typed
         self.event_ids = frozenset(entry.events)
-        params = []
-        for name, kind, has_default in entry.params:
-            default = None if has_default else inspect.Parameter.empty
-            params.append(inspect.Parameter(name, inspect._ParameterKind(kind), default=default))
         try:
+            params = [
+                inspect.Parameter(name, _KINDS[kind], default=None if has_default else inspect.Parameter.empty)
+                for name, kind, has_default in entry.params
+            ]
             self._signature: inspect.Signature | None = inspect.Signature(params)
-        except ValueError:  # parameters in an order Python does not accept: check nothing
+        except (ValueError, KeyError):  # a description Python does not accept (a newer version's): check nothing
             self._signature = None
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:

@@ -95,19 +95,16 @@ def through_mro(by_path: Mapping[str, tuple[T, ...]], cls: type) -> tuple[T, ...
     return tuple(seen.values())
 
 
-def _pydantic_adapter(cls: type) -> Any:
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(cls)
-
-
 _adapters: dict[type, Any] = {}
 
 
 def _adapter(cls: type) -> Any:
+    """pydantic's TypeAdapter of ``cls`` (built once per class: building one is slow)."""
     adapter = _adapters.get(cls)
     if adapter is None:
-        adapter = _adapters[cls] = _pydantic_adapter(cls)
+        from pydantic import TypeAdapter
+
+        adapter = _adapters[cls] = TypeAdapter(cls)
     return adapter
 
 

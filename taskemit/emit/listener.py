@@ -257,7 +257,8 @@ class Listener:
     def parameters(self) -> list[tuple[str, int, bool]]:
         """(name, kind, has a default) per parameter an emit must fit: the catalog's description."""
         if self._signature is None:
-            return [("args", int(inspect.Parameter.VAR_POSITIONAL), False), ("kwargs", 4, False)]
+            anything = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            return [(name, int(kind), False) for name, kind in zip(("args", "kwargs"), anything, strict=True)]
         return [
             (p.name, int(p.kind), p.default is not inspect.Parameter.empty) for p in self._signature.parameters.values()
         ]
