@@ -42,6 +42,30 @@ def test_json_round_trip_through_arq(args: list[object], kwargs: dict[str, objec
     assert job.kwargs == kwargs
 
 
+@given(
+    args=st.lists(json_values, max_size=3),
+    kwargs=st.dictionaries(st.text(), json_values, max_size=3),
+    functions=st.lists(st.text(min_size=1), min_size=1, max_size=4),
+)
+def test_an_events_payloads_are_each_listeners_own(
+    args: list[object], kwargs: dict[str, object], functions: list[str]
+) -> None:
+    """encode_jobs (an event's fan-out, the arguments encoded once) writes, byte for byte,
+    what encode_job writes for each listener alone, with either serializer."""
+    for codec in (json_codec, get_codec("pickle")):
+        payloads = codec.encode_jobs(functions, tuple(args), kwargs, enqueue_ms=1_700_000_000_123)
+        assert payloads == [codec.encode_job(f, tuple(args), kwargs, enqueue_ms=1_700_000_000_123) for f in functions]
+
+
+def test_an_unencodable_fan_out_names_its_listeners() -> None:
+    with pytest.raises(PayloadEncodeError, match=r"listeners 'm:a', 'm:b' with the 'json' serializer.*object"):
+        json_codec.encode_jobs(["m:a", "m:b"], (object(),), {}, enqueue_ms=1)
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(PayloadEncodeError, match=r"listener 'm:a' with the 'json'"):
+        json_codec.encode_jobs(["m:a"], (circular,), {}, enqueue_ms=1)
+
+
 def test_json_is_inspectable_text() -> None:
     data = json_codec.encode_job("m:f", (1,), {"when": dt.datetime(2026, 1, 1)}, enqueue_ms=5)
     assert data.decode() == (

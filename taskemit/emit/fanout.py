@@ -50,8 +50,8 @@ class Target(Protocol):
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Any) -> None: ...
 
 
-#: an event's jobs: (listener, broadcast worker or None) each, their names, their routes
-_Plan = tuple[list[tuple["Target", str | None]], list[str], list[Route]]
+#: an event's jobs: their names, their listeners' names (the function in each payload), their routes
+_Plan = tuple[list[str], list[str], list[Route]]
 
 
 class Fanout:
@@ -159,7 +159,8 @@ class Fanout:
             return known[1]
         jobs_of = self.jobs(listeners)
         names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
-        plan = (jobs_of, names, [self.route(item, worker) for item, worker in jobs_of])
+        functions = [item.name for item, _ in jobs_of]
+        plan = (names, functions, [self.route(item, worker) for item, worker in jobs_of])
         if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
             self._plans[id(listeners)] = (listeners, plan)  # holds the tuple: its id is not reused
         return plan
@@ -175,7 +176,7 @@ class Fanout:
         carrier: dict[str, str] | None,
     ) -> PendingEvent:
         space = self.settings.keys
-        jobs_of, names, routes = plan
+        names, functions, routes = plan
         if once_key is None:
             event_uuid = random_uuid()
             jobs = {name: space.new_job_id() for name in names}
@@ -189,13 +190,12 @@ class Fanout:
         if carrier:  # the emit span's trace context, continued by each listener run
             meta["trace"] = carrier  # type: ignore[assignment]
             annotate(event_uuid=event_uuid, jobs=len(jobs))
-        job_kwargs = {**kwargs, META_KWARG: meta}
-        payloads = [self._codec.encode_job(item.name, args, job_kwargs, enqueue_ms=emitted_ms) for item, _ in jobs_of]
+        payloads = self._codec.encode_jobs(functions, args, {**kwargs, META_KWARG: meta}, enqueue_ms=emitted_ms)
         limit = self.settings.max_payload_bytes
-        for (item, _), payload in zip(jobs_of, payloads, strict=True):
+        for function, payload in zip(functions, payloads, strict=True):
             if len(payload) > limit:
                 raise PayloadTooLarge(
-                    f"the job of listener {item.name!r} for event {event_id!r} is {len(payload):,} bytes, more "
+                    f"the job of listener {function!r} for event {event_id!r} is {len(payload):,} bytes, more "
                     f"than max_payload_bytes={limit:,}; store large data elsewhere and emit a reference to it"
                 )
         return PendingEvent(

@@ -17,11 +17,17 @@ import datetime as dt
 import json
 import logging
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
+
+try:
+    from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a Python without the _json accelerator
+    c_make_encoder = None
 
 from ..errors import InvalidArgument, JobPayloadError, ListenerError, PayloadEncodeError
 
@@ -76,10 +82,41 @@ def _json_object_hook(obj: dict[str, Any]) -> Any:
 
 #: one encoder for every payload: ``json.dumps`` with options builds a new one per call
 _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), ensure_ascii=False)
+#: the same encoder's C part, built once (``JSONEncoder.encode`` builds it again per call); no
+#: check for circular references (``check_circular=False``): those end in a RecursionError
+_C_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _json_default, encode_basestring, None, ":", ",", False, False, True)
+)
+
+
+def _json_text(obj: Any) -> str:
+    if _C_ENCODE is None:  # pragma: no cover - a Python without the _json accelerator
+        return _ENCODER.encode(obj)
+    return "".join(_C_ENCODE(obj, 0))
 
 
 def _json_dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode()
+    return _json_text(obj).encode()
+
+
+#: listener name -> the start of its job payloads, up to the arguments
+_JOB_HEADS: dict[str, str] = {}
+
+
+def _json_jobs(functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], enqueue_ms: int) -> list[bytes]:
+    """What ``_json_dumps`` makes of each job dict, with the arguments encoded once for all."""
+    tail = f',"a":{_json_text(args)},"k":{_json_text(kwargs)},"et":{enqueue_ms}}}'
+    payloads = []
+    for function in functions:
+        head = _JOB_HEADS.get(function)
+        if head is None:
+            head = f'{{"t":null,"f":{_json_text(function)}'
+            if len(_JOB_HEADS) < 10_000:
+                _JOB_HEADS[function] = head
+        payloads.append((head + tail).encode())
+    return payloads
 
 
 def _json_loads(data: bytes) -> Any:
@@ -93,6 +130,8 @@ class Codec:
     name: str
     dumps: Callable[[Any], bytes]
     loads: Callable[[bytes], Any]
+    #: the payloads of jobs that differ only in their listener (None: ``dumps`` per job)
+    dumps_jobs: Callable[[Sequence[str], tuple[Any, ...], dict[str, Any], int], list[bytes]] | None = None
 
     def encode_job(
         self,
@@ -107,12 +146,28 @@ class Codec:
         data = {"t": job_try, "f": function, "a": args, "k": kwargs, "et": enqueue_ms}
         try:
             return self.dumps(data)
-        except (TypeError, ValueError, pickle.PicklingError, AttributeError, RecursionError) as exc:
-            raise PayloadEncodeError(
-                f"cannot encode the arguments for listener {function!r} with the {self.name!r} "
-                f"serializer: {exc}. Pass JSON-friendly values (str, int, float, bool, None, "
-                'list, dict, datetime, UUID, Decimal, bytes) or set serializer = "pickle".'
-            ) from exc
+        except _ENCODE_ERRORS as exc:
+            raise self._encode_error((function,), exc) from exc
+
+    def encode_jobs(
+        self, functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], *, enqueue_ms: int
+    ) -> list[bytes]:
+        """One first-try payload per listener in ``functions``, all of the same call: what
+        ``encode_job`` gives each, with the arguments encoded once (an event's fan-out)."""
+        try:
+            if self.dumps_jobs is not None:
+                return self.dumps_jobs(functions, args, kwargs, enqueue_ms)
+            return [self.dumps({"t": None, "f": f, "a": args, "k": kwargs, "et": enqueue_ms}) for f in functions]
+        except _ENCODE_ERRORS as exc:
+            raise self._encode_error(functions, exc) from exc
+
+    def _encode_error(self, functions: Sequence[str], exc: BaseException) -> PayloadEncodeError:
+        who = ("listener " if len(functions) == 1 else "listeners ") + ", ".join(map(repr, functions))
+        return PayloadEncodeError(
+            f"cannot encode the arguments for {who} with the {self.name!r} serializer: {exc}. "
+            "Pass JSON-friendly values (str, int, float, bool, None, "
+            'list, dict, datetime, UUID, Decimal, bytes) or set serializer = "pickle".'
+        )
 
     def decode_job(self, data: bytes) -> dict[str, Any]:
         """The job dict from its stored bytes: ``f`` a str, ``a`` a list, ``k`` a dict of names,
@@ -143,13 +198,17 @@ class Codec:
         return job
 
 
+#: what a serializer raises for a value it cannot encode
+_ENCODE_ERRORS = (TypeError, ValueError, pickle.PicklingError, AttributeError, RecursionError)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:79] + "…"
 
 
 _CODECS = {
-    "json": Codec("json", _json_dumps, _json_loads),
+    "json": Codec("json", _json_dumps, _json_loads, _json_jobs),
     "pickle": Codec("pickle", pickle.dumps, pickle.loads),
 }
 
