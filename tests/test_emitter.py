@@ -267,6 +267,28 @@ async def test_a_spooled_follow_up_keeps_its_cause(taskemit_settings: Settings, 
     assert await redis.hget(settings.keys.event(uuid.decode()), "cause") == b"9c1e5d2a-0000-4000-8000-000000000001"
 
 
+async def test_an_event_redis_refuses_fails_alone_in_its_batch(
+    taskemit_settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Events stored in one script call: the one whose index key holds a string (WRONGTYPE)
+    fails with that error, and the events before and after it in the batch are stored."""
+    settings = no_drain(taskemit_settings)
+    await redis.set(settings.keys.events_by_id("password_changed"), "not a sorted set")
+    async with Emitter(LISTENERS, settings) as emitter:
+        before = asyncio.ensure_future(emitter.publish("user_created", email="a@example.com"))
+        refused = asyncio.ensure_future(emitter.publish("password_changed", email="b@example.com"))
+        after = asyncio.ensure_future(emitter.publish("user_created", email="c@example.com"))
+        stored = [await before, await after]
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await refused
+    for receipt in stored:
+        assert receipt is not None
+        status = await event_status(redis, settings, receipt.event_uuid)
+        assert status is not None and status.event_id == "user_created"
+        assert len(status.jobs) == 2
+    assert await redis.zcard(settings.keys.events_by_id("user_created")) == 2
+
+
 async def test_pickle_serializer_round_trip(taskemit_settings: Settings) -> None:
     settings = taskemit_settings.model_copy(update={"serializer": "pickle"})
     payload = {"nested": (1, 2), "when": frozenset({3})}

@@ -1,7 +1,8 @@
 """Writing batches of emitted events to Redis: one round trip per batch.
 
-Each event is one ``emit.lua`` call (its jobs and its record, atomically). Once per batch,
-after those calls: the event indexes are trimmed to the retention (at most once a second per
+``emit.lua`` stores up to 50 events per call, each event's jobs and record together (an
+event that fails there is that event's error; the others are stored). Once per batch, after
+those calls: the event indexes are trimmed to the retention (at most once a second per
 index), the workers of the listeners that got jobs are woken (one PUBLISH per queue, skipped
 for a second after a publish that no worker heard), and listeners seen for the first time are
 registered with their queue (``KeySpace.routes``, which ``taskemit check`` reads). The batch
@@ -11,20 +12,25 @@ is packed by hiredis and written on the writer's own connection (``store/wire.py
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.constants import job_key_prefix
+
 from ..settings import Settings
 from ..store import scripts as lua
+from ..store.codec import json_text
 from ..store.wire import BatchConnection, Command
 from .receipt import EmitReceipt
 
 __all__ = ("EMIT", "EventWriter", "PendingEvent", "Route")
 
 EMIT = lua.script("emit")
+#: events per emit.lua call: a batch is several calls in its round trip, and Redis serves
+#: other clients between them
+_EVENTS_PER_CALL = 50
 #: guards PendingEvent.state between the flusher and a publish giving up (possibly on another thread)
 _STATE_LOCK = threading.Lock()
 #: seconds between trims of an event index
@@ -100,44 +106,52 @@ class EventWriter:
         """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
         settings = self.settings
         space = settings.keys
+        head = [
+            job_key_prefix,
+            space.event_prefix,
+            space.events_by_id_prefix,
+            settings.job_expiry * 1000,
+            settings.event_retention,
+        ]
         wakes: dict[str, set[str]] = {}
         event_ids: set[str] = set()
         expiring: set[str] = set()
         commands: list[Command] = []
-        for pending in batch:
-            receipt = pending.receipt
-            routes = pending.routes
-            queues = (
-                json.dumps({name: route.queue for name, route in zip(receipt.jobs, routes, strict=True)})
-                if any(route.named for route in routes)
-                else ""
-            )
-            argv: list[Any] = [
-                pending.emitted_ms,
-                settings.job_expiry * 1000,
-                settings.event_retention,
-                receipt.event_id,
-                pending.emitted_ms,
-                json.dumps(receipt.jobs),
-                receipt.event_uuid,
-                "1" if pending.once else "0",
-                queues,
-                pending.cause or "",
-            ]
-            keys = [
-                space.event(receipt.event_uuid),
-                space.events,
-                space.events_by_id(receipt.event_id),
-                space.event_counts,
-            ]
-            for (name, job_id), payload, route in zip(receipt.jobs.items(), pending.payloads, routes, strict=True):
-                argv += (job_id, payload)
-                keys += (space.job(job_id), route.queue, route.ready)
-                wakes.setdefault(route.wake, set()).add(name.partition("@")[0])
-                if route.expires:  # a broadcast queue lives while emits reach its worker
-                    expiring.update((route.queue, route.ready))
-            event_ids.add(receipt.event_id)
+        for first in range(0, len(batch), _EVENTS_PER_CALL):
+            keys = [space.events, space.event_counts]
+            positions: dict[int, int] = {}  # id(route) -> the position of its queue in KEYS (1-based)
+            argv = list(head)
+            for pending in batch[first : first + _EVENTS_PER_CALL]:
+                receipt = pending.receipt
+                jobs = receipt.jobs
+                routes = pending.routes
+                queues = (
+                    json_text({name: route.queue for name, route in zip(jobs, routes, strict=True)})
+                    if any(route.named for route in routes)
+                    else ""
+                )
+                argv += (
+                    receipt.event_uuid,
+                    receipt.event_id,
+                    pending.emitted_ms,
+                    json_text(jobs),
+                    "1" if pending.once else "0",
+                    queues,
+                    pending.cause or "",
+                    len(jobs),
+                )
+                for (name, job_id), payload, route in zip(jobs.items(), pending.payloads, routes, strict=True):
+                    position = positions.get(id(route))
+                    if position is None:
+                        position = positions[id(route)] = len(keys) + 1
+                        keys += (route.queue, route.ready)
+                    argv += (job_id, payload, position)
+                    wakes.setdefault(route.wake, set()).add(name.partition("@")[0])
+                    if route.expires:  # a broadcast queue lives while emits reach its worker
+                        expiring.update((route.queue, route.ready))
+                event_ids.add(receipt.event_id)
             commands.append(EMIT.command(keys, argv))
+        calls = len(commands)
         # once per batch: the indexes forget events whose records have expired (so they never
         # outgrow the retention), and the workers of the listeners that got jobs wake up
         now = time.monotonic()
@@ -167,4 +181,8 @@ class EventWriter:
                 self._unheard[channel] = now
             else:
                 self._unheard.pop(channel, None)
-        return results[: len(batch)]
+        replies: list[Any] = []
+        for first, reply in zip(range(0, len(batch), _EVENTS_PER_CALL), results[:calls], strict=True):
+            # the script's error (NOSCRIPT after a restart, say) is every event's of that call
+            replies += [reply] * len(batch[first : first + _EVENTS_PER_CALL]) if isinstance(reply, Exception) else reply
+        return replies

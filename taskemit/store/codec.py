@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - a Python without the _json accelerator
 
 from ..errors import InvalidArgument, JobPayloadError, ListenerError, PayloadEncodeError
 
-__all__ = ("META_KWARG", "Codec", "get_codec", "warn_if_pickle")
+__all__ = ("META_KWARG", "Codec", "get_codec", "json_text", "warn_if_pickle")
 
 _TAG = "__taskemit_type__"
 
@@ -91,14 +91,15 @@ _C_ENCODE = (
 )
 
 
-def _json_text(obj: Any) -> str:
+def json_text(obj: Any) -> str:
+    """``obj`` as compact JSON text, with the payloads' tags for datetimes, UUIDs, bytes, ..."""
     if _C_ENCODE is None:  # pragma: no cover - a Python without the _json accelerator
         return _ENCODER.encode(obj)
     return "".join(_C_ENCODE(obj, 0))
 
 
 def _json_dumps(obj: Any) -> bytes:
-    return _json_text(obj).encode()
+    return json_text(obj).encode()
 
 
 #: listener name -> the start of its job payloads, up to the arguments
@@ -107,12 +108,12 @@ _JOB_HEADS: dict[str, str] = {}
 
 def _json_jobs(functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], enqueue_ms: int) -> list[bytes]:
     """What ``_json_dumps`` makes of each job dict, with the arguments encoded once for all."""
-    tail = f',"a":{_json_text(args)},"k":{_json_text(kwargs)},"et":{enqueue_ms}}}'
+    tail = f',"a":{json_text(args)},"k":{json_text(kwargs)},"et":{enqueue_ms}}}'
     payloads = []
     for function in functions:
         head = _JOB_HEADS.get(function)
         if head is None:
-            head = f'{{"t":null,"f":{_json_text(function)}'
+            head = f'{{"t":null,"f":{json_text(function)}'
             if len(_JOB_HEADS) < 10_000:
                 _JOB_HEADS[function] = head
         payloads.append((head + tail).encode())

@@ -163,6 +163,11 @@ class KeySpace:
         return f"{self.prefix}event:{event_uuid}"
 
     @property
+    def event_prefix(self) -> str:
+        """What ``event`` puts before an event uuid (for scripts that name many records)."""
+        return self.event("")
+
+    @property
     def events(self) -> str:
         """Sorted set of event uuids scored by emit time (ms), trimmed to the event retention."""
         return self.prefix + "events"
@@ -170,6 +175,11 @@ class KeySpace:
     def events_by_id(self, event_id: str) -> str:
         """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
         return f"{self.prefix}events-by-id:{event_id}"
+
+    @property
+    def events_by_id_prefix(self) -> str:
+        """What ``events_by_id`` puts before an event id."""
+        return self.events_by_id("")
 
     @property
     def event_counts(self) -> str:
