@@ -63,14 +63,38 @@ class WorkerGroup:
         milliseconds a second; elsewhere psutil's user+system times.
         """
         total = 0.0
+        for proc in self._every_process():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += _cpu_seconds(proc)
+        return total
+
+    def _every_process(self) -> list[psutil.Process]:
+        found: list[psutil.Process] = []
         for process in self.processes:
             try:
                 root = psutil.Process(process.pid)
-                for proc in [root, *root.children(recursive=True)]:
-                    total += _cpu_seconds(proc)
+                found += [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 continue
-        return total
+        return found
+
+    def pause(self) -> None:
+        """SIGSTOP every worker process and its children (``resume`` lets them all go at once)."""
+        for proc in self._every_process():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for proc in self._every_process():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGCONT)
+
+    def settled(self, window: float = 0.5, busy: float = 0.15) -> bool:
+        """True once the processes together used under ``busy`` of a core over ``window`` seconds:
+        every one of them has finished starting (imports) and waits for work."""
+        before = self.cpu_seconds()
+        time.sleep(window)
+        return (self.cpu_seconds() - before) / window < busy
 
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
