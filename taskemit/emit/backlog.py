@@ -70,7 +70,7 @@ class Backlog:
             try:
                 if self.spool.add([pending]):
                     if pending.future is not None:
-                        self._spooled_futures[pending.receipt.event_uuid] = pending.future
+                        self._spooled_futures[pending.event_uuid] = pending.future
                     self.spool_waiting = True
                     return True
             except (OSError, sqlite3.Error) as exc:
@@ -122,7 +122,7 @@ class Backlog:
 
     def future_of(self, pending: PendingEvent) -> Future | None:
         """What waits for ``pending``: its publish, or the publish of the event it was spooled as."""
-        return pending.future or self._spooled_futures.pop(pending.receipt.event_uuid, None)
+        return pending.future or self._spooled_futures.pop(pending.event_uuid, None)
 
     def stored(
         self, batch: list[PendingEvent], from_spool: bool, replies: list[Any], retry: list[PendingEvent]
@@ -130,9 +130,7 @@ class Backlog:
         """After a round trip: spooled events Redis has now leave the spool; ``retry`` go again."""
         if from_spool:
             assert self.spool is not None
-            self.spool.forget(
-                [p.receipt.event_uuid for p, reply in zip(batch, replies, strict=True) if isinstance(reply, int)]
-            )
+            self.spool.forget([p.event_uuid for p, reply in zip(batch, replies, strict=True) if isinstance(reply, int)])
             again = {id(p) for p in retry}
             if any(isinstance(reply, Exception) for p, reply in zip(batch, replies, strict=True) if id(p) not in again):
                 self.spool_waiting = False  # a script error: leave the rest for `taskemit spool flush`

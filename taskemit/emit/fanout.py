@@ -30,7 +30,6 @@ from ..tracing import annotate, emit_span
 from ..tracing import available as tracing_available
 from .catalog import CatalogView
 from .events import dump_event, event_path, is_event_class
-from .receipt import EmitReceipt
 from .registry import Registry
 from .writer import PendingEvent, Route
 
@@ -199,7 +198,10 @@ class Fanout:
                     f"than max_payload_bytes={limit:,}; store large data elsewhere and emit a reference to it"
                 )
         return PendingEvent(
-            EmitReceipt(event_uuid, event_id, jobs, self.settings),
+            event_uuid,
+            event_id,
+            jobs,
+            self.settings,
             emitted_ms,
             payloads,
             routes,

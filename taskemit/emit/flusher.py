@@ -83,16 +83,16 @@ class BacklogFlusher:
                 missing_script.append(pending)
                 continue
             if isinstance(reply, Exception):  # an error in the script: a bug, not an outage
-                logger.error("storing event %s failed in Redis: %s", pending.receipt.event_uuid, reply)
+                logger.error("storing event %s failed in Redis: %s", pending.event_uuid, reply)
                 if future is not None and not future.done():
                     future.set_exception(reply)
                 continue
             spooled = pending.future is None and future is not None  # spooled by this emitter: it was stored
-            receipt = pending.receipt if reply or not pending.once or spooled else None
-            if receipt is not None and self.settings.drain_on_exit:
-                self._stored_jobs.extend(receipt.jobs.values())
+            stored = bool(reply) or not pending.once or spooled
+            if stored and self.settings.drain_on_exit:
+                self._stored_jobs.extend(pending.jobs.values())
             if future is not None and not future.done():
-                future.set_result(receipt)
+                future.set_result(pending.receipt() if stored else None)
         return missing_script
 
     async def load_script(self) -> None:

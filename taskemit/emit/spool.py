@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
-from .receipt import EmitReceipt
 from .writer import PendingEvent, Route
 
 __all__ = ("Spool", "default_spool_dir")
@@ -43,12 +42,11 @@ def default_spool_dir() -> Path:
 
 
 def _encode(pending: PendingEvent) -> str:
-    receipt = pending.receipt
     return json.dumps(
         {
-            "event_uuid": receipt.event_uuid,
-            "event_id": receipt.event_id,
-            "jobs": dict(receipt.jobs),
+            "event_uuid": pending.event_uuid,
+            "event_id": pending.event_id,
+            "jobs": pending.jobs,
             "emitted_ms": pending.emitted_ms,
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
             "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.routes],
@@ -60,7 +58,10 @@ def _encode(pending: PendingEvent) -> str:
 def _decode(data: str, settings: Settings) -> PendingEvent:
     fields: dict[str, Any] = json.loads(data)
     return PendingEvent(
-        EmitReceipt(fields["event_uuid"], fields["event_id"], fields["jobs"], settings),
+        fields["event_uuid"],
+        fields["event_id"],
+        fields["jobs"],
+        settings,
         int(fields["emitted_ms"]),
         [base64.b64decode(payload) for payload in fields["payloads"]],
         # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
@@ -112,7 +113,7 @@ class Spool:
                 try:
                     db.executemany(
                         "INSERT OR IGNORE INTO events (event_uuid, data) VALUES (?, ?)",
-                        [(p.receipt.event_uuid, _encode(p)) for p in taken],
+                        [(p.event_uuid, _encode(p)) for p in taken],
                     )
                     db.execute("COMMIT")
                 except BaseException:

@@ -55,7 +55,11 @@ class Route:
 class PendingEvent:
     """An event prepared by ``emit``, waiting in the buffer to be stored."""
 
-    receipt: EmitReceipt
+    event_uuid: str
+    event_id: str
+    #: listener (or listener@worker) -> job id
+    jobs: dict[str, str]
+    settings: Settings
     emitted_ms: int
     payloads: list[bytes]
     routes: list[Route]
@@ -65,6 +69,10 @@ class PendingEvent:
     cause: str | None = None
     #: "buffered", "taken" (the flusher is storing it) or "abandoned" (publish gave up on it)
     state: str = "buffered"
+
+    def receipt(self) -> EmitReceipt:
+        """What ``publish`` returns for it (made when asked for: most emits never are)."""
+        return EmitReceipt(self.event_uuid, self.event_id, self.jobs, self.settings)
 
     def take(self) -> bool:
         """The flusher takes it for a batch; False if publish abandoned it first."""
@@ -122,8 +130,7 @@ class EventWriter:
             positions: dict[int, int] = {}  # id(route) -> the position of its queue in KEYS (1-based)
             argv = list(head)
             for pending in batch[first : first + _EVENTS_PER_CALL]:
-                receipt = pending.receipt
-                jobs = receipt.jobs
+                jobs = pending.jobs
                 routes = pending.routes
                 queues = (
                     json_text({name: route.queue for name, route in zip(jobs, routes, strict=True)})
@@ -131,8 +138,8 @@ class EventWriter:
                     else ""
                 )
                 argv += (
-                    receipt.event_uuid,
-                    receipt.event_id,
+                    pending.event_uuid,
+                    pending.event_id,
                     pending.emitted_ms,
                     json_text(jobs),
                     "1" if pending.once else "0",
@@ -149,7 +156,7 @@ class EventWriter:
                     wakes.setdefault(route.wake, set()).add(name.partition("@")[0])
                     if route.expires:  # a broadcast queue lives while emits reach its worker
                         expiring.update((route.queue, route.ready))
-                event_ids.add(receipt.event_id)
+                event_ids.add(pending.event_id)
             commands.append(EMIT.command(keys, argv))
         calls = len(commands)
         # once per batch: the indexes forget events whose records have expired (so they never

@@ -108,7 +108,7 @@ _JOB_HEADS: dict[str, str] = {}
 
 def _json_jobs(functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], enqueue_ms: int) -> list[bytes]:
     """What ``_json_dumps`` makes of each job dict, with the arguments encoded once for all."""
-    tail = f',"a":{json_text(args)},"k":{json_text(kwargs)},"et":{enqueue_ms}}}'
+    tail = f',"a":{json_text(args) if args else "[]"},"k":{json_text(kwargs)},"et":{enqueue_ms}}}'
     payloads = []
     for function in functions:
         head = _JOB_HEADS.get(function)
