@@ -271,7 +271,8 @@ async def test_an_event_redis_refuses_fails_alone_in_its_batch(
     taskemit_settings: Settings, redis: aioredis.Redis
 ) -> None:
     """Events stored in one script call: the one whose index key holds a string (WRONGTYPE)
-    fails with that error, and the events before and after it in the batch are stored."""
+    fails with that error and its job is not queued; the events before and after it in the
+    batch are stored."""
     settings = no_drain(taskemit_settings)
     await redis.set(settings.keys.events_by_id("password_changed"), "not a sorted set")
     async with Emitter(LISTENERS, settings) as emitter:
@@ -287,6 +288,8 @@ async def test_an_event_redis_refuses_fails_alone_in_its_batch(
         assert status is not None and status.event_id == "user_created"
         assert len(status.jobs) == 2
     assert await redis.zcard(settings.keys.events_by_id("user_created")) == 2
+    queued = set(await job_ids_in_queue(redis, settings))
+    assert queued == {job_id for receipt in stored if receipt for job_id in receipt.jobs.values()}
 
 
 async def test_pickle_serializer_round_trip(taskemit_settings: Settings) -> None:

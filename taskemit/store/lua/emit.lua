@@ -1,8 +1,11 @@
 -- Store a batch of emitted events: per event, one arq job per listener and the event record.
--- Each event is stored on its own: an error in one (a key of the wrong type, say) is that
--- event's reply, and the others are stored. The caller trims the event indexes to the
--- retention and wakes the workers (PUBLISH on the queues' wake channels) once per batch,
--- after this call.
+-- Each event's payloads and record are written on their own (an error there, a key of the
+-- wrong type say, is that event's reply and the others go on); then the indexes and counters
+-- take the whole batch, one command per key, and last the queues and ready sets take the jobs
+-- of the events that have no error, one command per key. An error in a command for many
+-- events is the reply of each of them, and their jobs are not queued. The caller trims the event
+-- indexes to the retention and wakes the workers (PUBLISH on the queues' wake channels) once
+-- per batch, after this call.
 --
 -- KEYS[1]      the index of events (sorted set of event uuids, scored by emit time in ms)
 -- KEYS[2]      emitted-events counters (hash: event id -> count)
@@ -26,42 +29,111 @@
 local job_prefix, event_prefix, by_id_prefix = ARGV[1], ARGV[2], ARGV[3]
 local job_ttl, event_ttl = ARGV[4], ARGV[5]
 
-local function store(i, record)
-  local uuid, event_id, emitted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local replies = {}
+local starts = {} -- event -> its first ARGV
+local members, members_of = {}, {} -- sorted set key -> {score, member, ...}, and for which events
+local counts, counted = {}, {} -- event id -> events stored, and which
+
+local function add(key, score, member, event)
+  local list = members[key]
+  if list == nil then
+    list = {}
+    members[key] = list
+    members_of[key] = {}
+  end
+  list[#list + 1] = score
+  list[#list + 1] = member
+  members_of[key][#members_of[key] + 1] = event
+end
+
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+local function error_of(failure)
+  return {err = type(failure) == 'table' and failure.err or tostring(failure)}
+end
+
+-- an error for many events: each of them that has none yet
+local function fail(events, failure)
+  for _, event in ipairs(events) do
+    if type(replies[event]) == 'number' then
+      replies[event] = error_of(failure)
+    end
+  end
+end
+
+-- one ZADD per key of what add() collected since the last flush
+local function flush_members()
+  for key, list in pairs(members) do
+    local reply = redis.pcall('ZADD', key, unpack(list))
+    if failed(reply) then
+      fail(members_of[key], reply)
+    end
+  end
+  members, members_of = {}, {}
+end
+
+local function write(i, record)
   if ARGV[i + 4] == '1' and redis.call('EXISTS', record) == 1 then
     return 0
   end
   local jobs = tonumber(ARGV[i + 7])
   for j = i + 8, i + 5 + 3 * jobs, 3 do
-    local job_id, route = ARGV[j], tonumber(ARGV[j + 2])
-    redis.call('SET', job_prefix .. job_id, ARGV[j + 1], 'PX', job_ttl)
-    redis.call('ZADD', KEYS[route], emitted, job_id)
-    redis.call('ZADD', KEYS[route + 1], emitted, job_id)
+    redis.call('SET', job_prefix .. ARGV[j], ARGV[j + 1], 'PX', job_ttl)
   end
   if ARGV[i + 5] ~= '' then
-    redis.call('HSET', record, 'event', event_id, 'emitted_at', emitted, 'jobs', ARGV[i + 3], 'queues', ARGV[i + 5])
+    redis.call('HSET', record, 'event', ARGV[i + 1], 'emitted_at', ARGV[i + 2], 'jobs', ARGV[i + 3],
+      'queues', ARGV[i + 5])
   else
-    redis.call('HSET', record, 'event', event_id, 'emitted_at', emitted, 'jobs', ARGV[i + 3])
+    redis.call('HSET', record, 'event', ARGV[i + 1], 'emitted_at', ARGV[i + 2], 'jobs', ARGV[i + 3])
   end
   if ARGV[i + 6] ~= '' then
     redis.call('HSET', record, 'cause', ARGV[i + 6])
   end
   redis.call('EXPIRE', record, event_ttl)
-  redis.call('ZADD', KEYS[1], emitted, uuid)
-  redis.call('ZADD', by_id_prefix .. event_id, emitted, uuid)
-  redis.call('HINCRBY', KEYS[2], event_id, 1)
   return jobs
 end
 
-local replies = {}
+-- 1. the payloads and records, event by event
 local i = 6
 while i <= #ARGV do
-  local ok, stored = pcall(store, i, event_prefix .. ARGV[i])
-  if ok then
-    replies[#replies + 1] = stored
-  else
-    replies[#replies + 1] = {err = type(stored) == 'table' and stored.err or tostring(stored)}
+  local event = #replies + 1
+  starts[event] = i
+  local ok, stored = pcall(write, i, event_prefix .. ARGV[i])
+  replies[event] = ok and stored or error_of(stored)
+  if ok and stored > 0 then
+    local uuid, event_id, emitted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    add(KEYS[1], emitted, uuid, event)
+    add(by_id_prefix .. event_id, emitted, uuid, event)
+    if counts[event_id] == nil then
+      counts[event_id], counted[event_id] = 0, {}
+    end
+    counts[event_id] = counts[event_id] + 1
+    counted[event_id][#counted[event_id] + 1] = event
   end
   i = i + 8 + 3 * tonumber(ARGV[i + 7])
 end
+
+-- 2. the indexes and counters
+flush_members()
+for event_id, count in pairs(counts) do
+  local reply = redis.pcall('HINCRBY', KEYS[2], event_id, count)
+  if failed(reply) then
+    fail(counted[event_id], reply)
+  end
+end
+
+-- 3. the jobs of the events without an error, on their queues and ready sets
+for event, reply in ipairs(replies) do
+  if type(reply) == 'number' and reply > 0 then
+    local start, emitted = starts[event], ARGV[starts[event] + 2]
+    for j = start + 8, start + 5 + 3 * reply, 3 do
+      local route = tonumber(ARGV[j + 2])
+      add(KEYS[route], emitted, ARGV[j], event)
+      add(KEYS[route + 1], emitted, ARGV[j], event)
+    end
+  end
+end
+flush_members()
 return replies
