@@ -6,7 +6,8 @@ Starts a private redis-server and prints, per event: the CPU microseconds
 ``emit`` spends before returning (checking the arguments, encoding the job, buffering it), and
 the CPU microseconds of storing it with batches of 1, 3, 10 and 30 events (packing, the socket,
 reading the replies; Redis's own time is not counted: it is another process). A web app that
-emits once per request pays both; its batches grow with its load.
+emits once per request pays both; its batches grow with its load. Last, Redis's own time per
+event in ``emit.lua`` (``INFO commandstats``), in batches of 20.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ async def measure(url: str) -> None:
                 await emitter._writer.store(batch)
             per_event = (time.process_time() - started) / (rounds * size) * 1e6
             print(f"store, batches of {size:2d}:             {per_event:6.1f} us CPU per event")
+        # Redis's side: the time emit.lua takes per event (INFO commandstats), batches of 20
+        await emitter.redis.config_resetstat()
+        count = 6000
+        for n in range(count // 20):
+            for _ in range(19):
+                emitter.emit("ev1", n=n, t=0.0)
+            await emitter.publish("ev1", n=n, t=0.0)
+        stats = await emitter.redis.info("commandstats")
+        print(f"Redis, emit.lua:                  {stats['cmdstat_evalsha']['usec'] / count:6.1f} us per event")
 
 
 def main() -> None:
