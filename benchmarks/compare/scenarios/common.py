@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis import asyncio as aioredis
 
@@ -48,6 +49,20 @@ class Progress:
     last_at: float | None = None
     count: int = 0
     timed_out: bool = False
+
+
+def drain_rate(progress: Progress, total: int, timeout: float) -> dict[str, Any]:
+    """jobs/s from the first job seen done to the last, with what was seen; a run past its
+    time limit reports the part done (partial), one that saw too few jobs raises TimeoutError."""
+    if progress.first_at is None or progress.last_at is None or progress.count <= progress.first_count:
+        raise TimeoutError(f"{progress.count}/{total} jobs done in {timeout:.0f}s")
+    return {
+        "value": (progress.count - progress.first_count) / (progress.last_at - progress.first_at),
+        "jobs": total,
+        "done": progress.count,
+        "partial": progress.timed_out,
+        "seconds_from_first_job": progress.last_at - progress.first_at,
+    }
 
 
 async def wait_done(ctx: Context, target: int, timeout: float, workers: WorkerGroup) -> Progress:

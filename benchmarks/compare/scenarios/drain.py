@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.compare.scenarios.common import QUEUE, Context, running_workers, wait_done
+from benchmarks.compare.scenarios.common import QUEUE, Context, drain_rate, running_workers, wait_done
 from benchmarks.compare.systems.base import System
 
 NAME = "drain"
@@ -35,17 +35,9 @@ async def drain(ctx: Context, system: System, processes: int) -> dict[str, Any]:
     async with running_workers(ctx, system, processes, warm_up=False) as workers:
         started = time.perf_counter()
         progress = await wait_done(ctx, total, timeout, workers)
-    if progress.first_at is None or progress.last_at is None or progress.count <= progress.first_count:
-        raise TimeoutError(f"{progress.count}/{total} jobs done in {timeout:.0f}s")
-    rate = (progress.count - progress.first_count) / (progress.last_at - progress.first_at)
-    return {
-        "value": rate,
-        "jobs": total,
-        "done": progress.count,
-        "partial": progress.timed_out,
-        "seconds_from_first_job": progress.last_at - progress.first_at,
-        "seconds_from_worker_start": progress.last_at - started,
-    }
+    rate = drain_rate(progress, total, timeout)
+    assert progress.last_at is not None  # else drain_rate raised
+    return {**rate, "seconds_from_worker_start": progress.last_at - started}
 
 
 async def run(ctx: Context, system: System) -> dict[str, Any]:

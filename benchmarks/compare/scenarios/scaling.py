@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from benchmarks.compare import probe
-from benchmarks.compare.scenarios.common import QUEUE, Context, running_workers, wait_done
+from benchmarks.compare.scenarios.common import QUEUE, Context, drain_rate, running_workers, wait_done
 from benchmarks.compare.systems.base import System
 
 NAME = "scaling"
@@ -55,15 +55,8 @@ async def paused_drain(ctx: Context, system: System, processes: int) -> dict[str
         worker_cpu, redis_cpu = workers.cpu_seconds(), await redis_cpu_seconds(ctx)
         progress = await wait_done(ctx, total, timeout, workers)
         worker_cpu, redis_cpu = workers.cpu_seconds() - worker_cpu, await redis_cpu_seconds(ctx) - redis_cpu
-    if progress.first_at is None or progress.last_at is None or progress.count <= progress.first_count:
-        raise TimeoutError(f"{progress.count}/{total} jobs done in {timeout:.0f}s")
-    rate = (progress.count - progress.first_count) / (progress.last_at - progress.first_at)
     return {
-        "value": rate,
-        "jobs": total,
-        "done": progress.count,
-        "partial": progress.timed_out,
-        "seconds_from_first_job": progress.last_at - progress.first_at,
+        **drain_rate(progress, total, timeout),
         # CPU per job done: the worker processes' and redis-server's (which includes the probe)
         "worker_cpu_us_per_job": worker_cpu / progress.count * 1e6,
         "redis_cpu_us_per_job": redis_cpu / progress.count * 1e6,
