@@ -32,8 +32,8 @@ __all__ = ("Claim", "ClaimBatch", "JobStore", "Route")
 
 logger = logging.getLogger("taskemit.worker")
 
-_CLAIM = lua.script("claim")
-_FINISH = lua.script("finish")
+_CLAIM = lua.script("claim", "lib_batch")
+_FINISH = lua.script("finish", "lib_batch")
 _RENEW = lua.script("renew")
 _RELEASE = lua.script("release")
 _COUNT = lua.script("count")

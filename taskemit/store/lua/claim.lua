@@ -43,40 +43,54 @@ for i = 1, listeners do
 end
 
 local claimed, expired, aborted = {}, {}, {}
+local aborts_asked = redis.call('ZCARD', abort_requests) > 0
 for k = 0, listeners - 1 do
   if #claimed >= limit then
     break
   end
   local i = (first + k) % listeners + 1
   local ready, leased, queue = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit - #claimed)) do
-    redis.call('ZREM', ready, id)
-    local payload = redis.call('GET', job_prefix .. id)
-    if not payload then
-      if redis.call('ZREM', queue, id) == 1 then
-        expired[#expired + 1] = {id, i}
-      end
-      -- else: finished elsewhere (a stock arq worker removed it from the queue)
-    elseif redis.call('ZSCORE', abort_requests, id) then
-      redis.call('ZREM', abort_requests, id)
-      aborted[#aborted + 1] = {id, i, payload}
-    elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', lease) then
-      local try = redis.call('INCR', try_prefix .. id)
-      if try == 1 then  -- a new counter; INCR keeps the TTL of an existing one
-        redis.call('EXPIRE', try_prefix .. id, 88400)
-      end
-      redis.call('ZADD', leased, now + lease, id)
-      claimed[#claimed + 1] = {id, i, payload, try}
-    else
-      -- a stock arq worker (or an older lease) holds it: look again when that runs out (a lease
-      -- in its last millisecond reads 0: look again soon, not a whole lease later)
-      local held = redis.call('PTTL', lease_prefix .. id)
-      local wait = lease
-      if held >= 0 then
-        wait = math.max(held, 50)
-      end
-      redis.call('ZADD', leased, now + wait, id)
+  local ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit - #claimed)
+  if #ids > 0 then
+    -- the due jobs are the first of the ready set: one command takes them all out
+    redis.call('ZREMRANGEBYRANK', ready, 0, #ids - 1)
+    local job_keys = {}
+    for n, id in ipairs(ids) do
+      job_keys[n] = job_prefix .. id
     end
+    local payloads = get_many(job_keys)
+    local leases = {} -- lease expiry, id, ... for the leased set
+    for n, id in ipairs(ids) do
+      local payload = payloads[n]
+      if not payload then
+        if redis.call('ZREM', queue, id) == 1 then
+          expired[#expired + 1] = {id, i}
+        end
+        -- else: finished elsewhere (a stock arq worker removed it from the queue)
+      elseif aborts_asked and redis.call('ZSCORE', abort_requests, id) then
+        redis.call('ZREM', abort_requests, id)
+        aborted[#aborted + 1] = {id, i, payload}
+      elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', lease) then
+        -- arq's try counter: a new one starts at 1 and lives a day; INCR keeps an existing one's TTL
+        local try = 1
+        if not redis.call('SET', try_prefix .. id, 1, 'NX', 'EX', 88400) then
+          try = redis.call('INCR', try_prefix .. id)
+        end
+        leases[#leases + 1] = now + lease
+        leases[#leases + 1] = id
+        claimed[#claimed + 1] = {id, i, payload, try}
+      else
+        -- a stock arq worker (or an older lease) holds it: look again when that runs out (a lease
+        -- in its last millisecond reads 0: look again soon, not a whole lease later)
+        local held = redis.call('PTTL', lease_prefix .. id)
+        local wait = lease
+        if held >= 0 then
+          wait = math.max(held, 50)
+        end
+        redis.call('ZADD', leased, now + wait, id)
+      end
+    end
+    each_slice('ZADD', leased, leases)
   end
 end
 

@@ -22,8 +22,17 @@
 --
 -- Returns the number of jobs settled (the others were only recorded).
 local holder = ARGV[1]
+local jobs = #KEYS / 9
+local lease_keys = {}
+for j = 0, jobs - 1 do
+  lease_keys[j + 1] = KEYS[9 * j + 6]
+end
+local leases = get_many(lease_keys)
+local outcomes = {} -- event record -> field, outcome, ... (several jobs of one event: one HSET)
+local removed = {} -- sorted set -> ids leaving it
+local gone = {} -- keys of jobs finished for good
 local settled = 0
-for j = 0, #KEYS / 9 - 1 do
+for j = 0, jobs - 1 do
   local k, a = 9 * j, 2 + 7 * j
   local id, mode = ARGV[a + 1], ARGV[a + 2]
   if ARGV[a + 3] ~= '' then
@@ -31,14 +40,13 @@ for j = 0, #KEYS / 9 - 1 do
     redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
   end
   if mode ~= 'release' then
-    if redis.call('EXISTS', KEYS[k + 2]) == 1 then
-      redis.call('HSET', KEYS[k + 2], 'job:' .. id, ARGV[a + 4])
-    end
+    push(outcomes, KEYS[k + 2], 'job:' .. id)
+    push(outcomes, KEYS[k + 2], ARGV[a + 4])
   end
-  local held = redis.call('GET', KEYS[k + 6])
+  local held = leases[j + 1]
   if not held or held == holder then
     settled = settled + 1
-    redis.call('ZREM', KEYS[k + 4], id)
+    push(removed, KEYS[k + 4], id)
     if mode == 'retry' then
       redis.call('DEL', KEYS[k + 6])
       redis.call('SET', KEYS[k + 7], ARGV[a + 5], 'PX', ARGV[a + 6])
@@ -49,9 +57,21 @@ for j = 0, #KEYS / 9 - 1 do
       if ARGV[a + 5] ~= '' and tonumber(ARGV[a + 6]) > 0 then
         redis.call('SET', KEYS[k + 9], ARGV[a + 5], 'PX', ARGV[a + 6])
       end
-      redis.call('DEL', KEYS[k + 6], KEYS[k + 7], KEYS[k + 8])
-      redis.call('ZREM', KEYS[k + 3], id)
+      gone[#gone + 1] = KEYS[k + 6]
+      gone[#gone + 1] = KEYS[k + 7]
+      gone[#gone + 1] = KEYS[k + 8]
+      push(removed, KEYS[k + 3], id)
     end
   end
 end
+-- an event record that expired stays gone
+for record, fields in pairs(outcomes) do
+  if redis.call('EXISTS', record) == 1 then
+    each_slice('HSET', record, fields)
+  end
+end
+for key, ids in pairs(removed) do
+  each_slice('ZREM', key, ids)
+end
+each_slice('DEL', nil, gone)
 return settled
