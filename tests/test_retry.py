@@ -213,11 +213,12 @@ async def test_timeout_counts_as_an_attempt_and_is_retried(taskemit_settings: Se
     assert receipt is not None
     assert len(runs["slow_then_fast"]) == 2
     history = [
-        a.decode()
+        json.loads(a)
         for a in await redis.lrange(taskemit_settings.keys.attempts(receipt.jobs[slow_then_fast.name]), 0, -1)
     ]
-    assert "ListenerTimeout" in history[0] and "timed out after 0.2s" in history[0]
-    assert '"status": "complete"' in history[1]
+    assert history[0]["error"]["type"].endswith("ListenerTimeout")
+    assert "timed out after 0.2s" in history[0]["error"]["message"]
+    assert history[1]["status"] == "complete"
 
 
 async def test_listener_sees_its_attempt_and_can_ask_for_a_retry(

@@ -7,7 +7,6 @@ of the job's history and of its event, ready for ``batch.JobStore`` (or the arq 
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from ..attempt import Attempt
 from ..monitor.stats import outcome_args
 from ..settings import Settings
 from ..state import JobState
-from ..store.codec import META_KWARG, Codec
+from ..store.codec import META_KWARG, Codec, json_text
 
 __all__ = ("JobRun", "Outcome", "dead_letter_details", "error_summary", "short_repr")
 
@@ -69,7 +68,7 @@ class JobRun:
         return self
 
     def attempt_json(self, status: str, **extra: Any) -> str:
-        return json.dumps(
+        return json_text(
             {
                 "event": self.attempt.event_uuid,
                 "attempt": self.attempt.number,
@@ -82,7 +81,7 @@ class JobRun:
         )
 
     def outcome_json(self, status: str, **extra: Any) -> str:
-        return json.dumps(
+        return json_text(
             {
                 "status": status,
                 "listener": self.attempt.listener,
