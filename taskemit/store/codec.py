@@ -120,8 +120,15 @@ def _json_jobs(functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str
     return payloads
 
 
-def _json_loads(data: bytes) -> Any:
-    return json.loads(data, object_hook=_json_object_hook)
+#: one decoder for every payload: ``json.loads`` with an object hook builds a new one per call
+_DECODER = json.JSONDecoder(object_hook=_json_object_hook)
+
+
+def _json_loads(data: bytes | str) -> Any:
+    """``json.loads(data, object_hook=...)``, on the shared decoder."""
+    if isinstance(data, (bytes, bytearray)):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    return _DECODER.decode(data)
 
 
 @dataclass(frozen=True, slots=True)
