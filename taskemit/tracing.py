@@ -74,6 +74,13 @@ def _tracer() -> Any:
 
 def active() -> bool:
     """True when spans would record: the app set a tracer provider."""
+    # the common answers without a call (this runs on every emit): OpenTelemetry not imported,
+    # or imported with no provider set and none named in the environment
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None and not _PROVIDER_FROM_ENV:
+        return False
+    if trace is not None and getattr(trace, "_TRACER_PROVIDER", True) is None and not _PROVIDER_FROM_ENV:
+        return False
     return _tracer() is not None
 
 

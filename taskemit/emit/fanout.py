@@ -31,7 +31,7 @@ from ..tracing import available as tracing_available
 from .catalog import CatalogView
 from .events import dump_event, event_path, is_event_class
 from .registry import Registry
-from .writer import PendingEvent, Route
+from .writer import PendingEvent, Route, queues_json
 
 logger = logging.getLogger("taskemit.emitter")
 
@@ -49,8 +49,9 @@ class Target(Protocol):
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Any) -> None: ...
 
 
-#: an event's jobs: their names, their listeners' names (the function in each payload), their routes
-_Plan = tuple[list[str], list[str], list[Route]]
+#: an event's jobs: their names, their listeners' names (the function in each payload), their
+#: routes, and the event record's ``queues`` field for them
+_Plan = tuple[list[str], list[str], list[Route], str]
 
 
 class Fanout:
@@ -131,7 +132,7 @@ class Fanout:
         ``on_unknown_event`` setting ignores. Raises what ``Emitter.emit`` documents."""
         if isinstance(event, str):
             event_id = event
-            listeners = self.listeners(event)
+            listeners = self.listeners(event) if self.use_catalog else self.registry.for_event(event)
         else:
             event_id, args = self._typed(event, args, kwargs)
             listeners = self.listeners(type(event))
@@ -159,7 +160,8 @@ class Fanout:
         jobs_of = self.jobs(listeners)
         names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
         functions = [item.name for item, _ in jobs_of]
-        plan = (names, functions, [self.route(item, worker) for item, worker in jobs_of])
+        routes = [self.route(item, worker) for item, worker in jobs_of]
+        plan = (names, functions, routes, queues_json(names, routes))
         if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
             self._plans[id(listeners)] = (listeners, plan)  # holds the tuple: its id is not reused
         return plan
@@ -175,7 +177,7 @@ class Fanout:
         carrier: dict[str, str] | None,
     ) -> PendingEvent:
         space = self.settings.keys
-        names, functions, routes = plan
+        names, functions, routes, queues = plan
         if once_key is None:
             event_uuid = random_uuid()
             jobs = {name: space.new_job_id() for name in names}
@@ -205,6 +207,7 @@ class Fanout:
             emitted_ms,
             payloads,
             routes,
+            queues,
             once=once_key is not None,
             cause=cause,
         )

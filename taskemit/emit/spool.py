@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
-from .writer import PendingEvent, Route
+from .writer import PendingEvent, Route, queues_json
 
 __all__ = ("Spool", "default_spool_dir")
 
@@ -57,6 +57,8 @@ def _encode(pending: PendingEvent) -> str:
 
 def _decode(data: str, settings: Settings) -> PendingEvent:
     fields: dict[str, Any] = json.loads(data)
+    # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
+    routes = [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]]
     return PendingEvent(
         fields["event_uuid"],
         fields["event_id"],
@@ -64,8 +66,8 @@ def _decode(data: str, settings: Settings) -> PendingEvent:
         settings,
         int(fields["emitted_ms"]),
         [base64.b64decode(payload) for payload in fields["payloads"]],
-        # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
-        [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]],
+        routes,
+        queues_json(list(fields["jobs"]), routes),
         once=True,  # stored once by its uuid, however often the spool is replayed
         cause=fields.get("cause"),
     )

@@ -51,6 +51,14 @@ class Route:
     expires: bool = False
 
 
+def queues_json(names: list[str] | dict[str, str], routes: list[Route]) -> str:
+    """The event record's ``queues`` field: {job name: queue key} when a job is not on the
+    default queue, else '' (the same for every event of one fan-out plan)."""
+    if not any(route.named for route in routes):
+        return ""
+    return json_text({name: route.queue for name, route in zip(names, routes, strict=True)})
+
+
 @dataclass(slots=True)
 class PendingEvent:
     """An event prepared by ``emit``, waiting in the buffer to be stored."""
@@ -63,6 +71,8 @@ class PendingEvent:
     emitted_ms: int
     payloads: list[bytes]
     routes: list[Route]
+    #: ``queues_json(jobs, routes)``
+    queues: str = ""
     future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
     once: bool = False
     #: the uuid of the event whose listener emitted this one
@@ -132,18 +142,13 @@ class EventWriter:
             for pending in batch[first : first + _EVENTS_PER_CALL]:
                 jobs = pending.jobs
                 routes = pending.routes
-                queues = (
-                    json_text({name: route.queue for name, route in zip(jobs, routes, strict=True)})
-                    if any(route.named for route in routes)
-                    else ""
-                )
                 argv += (
                     pending.event_uuid,
                     pending.event_id,
                     pending.emitted_ms,
                     json_text(jobs),
                     "1" if pending.once else "0",
-                    queues,
+                    pending.queues,
                     pending.cause or "",
                     len(jobs),
                 )
