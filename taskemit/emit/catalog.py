@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ListenerArgumentError
 from ..monitor.catalog import CatalogEntry
-from .events import through_mro
+from .events import EventIndex
 from .listener import Listener
 
 __all__ = ("CatalogView", "RemoteListener", "describe")
@@ -87,38 +87,22 @@ class RemoteListener:
 class CatalogView:
     """An emitter's copy of the catalog: remote listeners by event, live workers by listener."""
 
-    __slots__ = ("_by_class", "_by_event", "_by_path", "_workers", "loaded")
+    __slots__ = ("_index", "_workers", "loaded")
 
     def __init__(self) -> None:
-        self._by_event: dict[str, tuple[RemoteListener, ...]] = {}
-        self._by_path: dict[str, tuple[RemoteListener, ...]] = {}
-        self._by_class: dict[type, tuple[RemoteListener, ...]] = {}
+        self._index: EventIndex[RemoteListener] = EventIndex()
         self._workers: dict[str, tuple[str, ...]] = {}
         #: False until the catalog was read once
         self.loaded = False
 
     def update(self, entries: Mapping[str, CatalogEntry]) -> None:
-        by_event: dict[str, list[RemoteListener]] = {}
-        by_path: dict[str, list[RemoteListener]] = {}
-        for entry in sorted(entries.values(), key=lambda e: e.name):
-            remote = RemoteListener(entry)
-            index = by_path if entry.typed else by_event
-            for event in entry.events:
-                index.setdefault(event, []).append(remote)
         # whole-attribute swaps: an emit on another thread sees the old view or the new one
-        self._by_event = {k: tuple(v) for k, v in by_event.items()}
-        self._by_path = {k: tuple(v) for k, v in by_path.items()}
-        self._by_class = {}
+        self._index = EventIndex(RemoteListener(entry) for entry in sorted(entries.values(), key=lambda e: e.name))
         self._workers = {name: entry.workers for name, entry in entries.items()}
         self.loaded = True
 
     def for_event(self, event: str | type) -> tuple[RemoteListener, ...]:
-        if isinstance(event, str):
-            return self._by_event.get(event, ())
-        found = self._by_class.get(event)
-        if found is None:
-            found = self._by_class[event] = through_mro(self._by_path, event)
-        return found
+        return self._index.for_event(event)
 
     def workers(self, name: str) -> tuple[str, ...]:
         """The live workers that serve listener ``name`` (as of the last refresh)."""

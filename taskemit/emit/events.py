@@ -15,14 +15,29 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import EventValidationError, ListenerConfigError
 
 T = TypeVar("T")
 
+
+class _Subscriber(Protocol):
+    """What an ``EventIndex`` needs of a listener (a local one or one from the catalog)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def typed(self) -> bool: ...
+    @property
+    def event_ids(self) -> frozenset[str]: ...
+
+
+S = TypeVar("S", bound=_Subscriber)
+
 __all__ = (
+    "EventIndex",
     "dump_event",
     "event_path",
     "import_event_class",
@@ -145,3 +160,46 @@ def import_event_class(path: str) -> type | None:
         if obj is None:
             return None
     return obj if is_event_class(obj) else None
+
+
+class EventIndex(Generic[S]):
+    """Listeners by event: by string id, by event class path, and by event class through its
+    MRO (``for_event``: one lookup, cached per class). A registry's own listeners and an
+    emitter's copy of the catalog both resolve events with it."""
+
+    __slots__ = ("_by_class", "_by_event", "_by_path")
+
+    def __init__(self, listeners: Iterable[S] = ()) -> None:
+        #: string event id -> listeners; event class path -> listeners of that class
+        self._by_event: dict[str, tuple[S, ...]] = {}
+        self._by_path: dict[str, tuple[S, ...]] = {}
+        #: event class -> its listeners through the MRO (filled as classes are emitted)
+        self._by_class: dict[type, tuple[S, ...]] = {}
+        for item in listeners:
+            self.index(item)
+
+    def index(self, item: S) -> None:
+        """Add ``item`` under each of its events."""
+        by = self._by_path if item.typed else self._by_event
+        for event_id in sorted(item.event_ids):
+            by[event_id] = (*by.get(event_id, ()), item)
+        self._by_class.clear()
+
+    def for_event(self, event: str | type) -> tuple[S, ...]:
+        """The listeners an event goes to (empty if none): a string id's, or an event class's
+        and its bases', the class's own first, each listener once."""
+        if isinstance(event, str):
+            return self._by_event.get(event, ())
+        found = self._by_class.get(event)
+        if found is None:
+            found = self._by_class[event] = through_mro(self._by_path, event)
+        return found
+
+    @property
+    def event_ids(self) -> frozenset[str]:
+        """The string event ids and the event class paths it has listeners for."""
+        return frozenset(self._by_event) | frozenset(self._by_path)
+
+    def by_event(self) -> Mapping[str, tuple[S, ...]]:
+        """Event id (or class path) -> listeners."""
+        return {**self._by_event, **self._by_path}

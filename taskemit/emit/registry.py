@@ -9,28 +9,24 @@ asks a ``Registry``: the emitter fans out with ``for_event``, a worker runs jobs
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import ListenerConfigError
-from .events import through_mro
+from .events import EventIndex
 from .listener import Listener, as_listener
 
 __all__ = ("Registry", "discover_listeners")
 
 
-class Registry:
+class Registry(EventIndex[Listener]):
     """Listeners by event id and by name; two different functions may not share a name."""
 
-    __slots__ = ("_by_class", "_by_event", "_by_name", "_by_path")
+    __slots__ = ("_by_name",)
 
     def __init__(self, listeners: Iterable[Any] = ()) -> None:
+        super().__init__()
         self._by_name: dict[str, Listener] = {}
-        #: string event id -> listeners; event class path -> listeners of that class
-        self._by_event: dict[str, tuple[Listener, ...]] = {}
-        self._by_path: dict[str, tuple[Listener, ...]] = {}
-        #: event class -> its listeners through the MRO (filled as classes are emitted)
-        self._by_class: dict[type, tuple[Listener, ...]] = {}
         for obj in listeners:
             self.add(obj)
 
@@ -43,21 +39,8 @@ class Registry:
                 return seen
             raise ListenerConfigError(f'two listeners are named {item.name!r}; give one of them name="..."')
         self._by_name[item.name] = item
-        index = self._by_path if item.typed else self._by_event
-        for event_id in sorted(item.event_ids):
-            index[event_id] = (*index.get(event_id, ()), item)
-        self._by_class.clear()
+        self.index(item)
         return item
-
-    def for_event(self, event: str | type) -> tuple[Listener, ...]:
-        """The listeners an event goes to (empty if none): a string id's, or an event class's
-        and its bases', the class's own first, each listener once."""
-        if isinstance(event, str):
-            return self._by_event.get(event, ())
-        found = self._by_class.get(event)
-        if found is None:
-            found = self._by_class[event] = through_mro(self._by_path, event)
-        return found
 
     def get(self, name: str) -> Listener | None:
         """The listener called ``name``, or None."""
@@ -67,15 +50,6 @@ class Registry:
     def listeners(self) -> tuple[Listener, ...]:
         """Every listener once, in registration order."""
         return tuple(self._by_name.values())
-
-    @property
-    def event_ids(self) -> frozenset[str]:
-        """The string event ids and the event class paths it has listeners for."""
-        return frozenset(self._by_event) | frozenset(self._by_path)
-
-    def by_event(self) -> Mapping[str, tuple[Listener, ...]]:
-        """Event id (or class path) -> listeners, the shape Litestar's emitter backends expose."""
-        return {**self._by_event, **self._by_path}
 
     def __iter__(self) -> Iterator[Listener]:
         return iter(self._by_name.values())
