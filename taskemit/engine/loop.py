@@ -45,6 +45,7 @@ from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
+from .leases import keep_leases
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
 from .serving import serve
@@ -178,7 +179,12 @@ class Engine:
             )
             self._helpers = [
                 asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
-                asyncio.create_task(self._renew_leases(), name="taskemit-leases"),
+                asyncio.create_task(
+                    keep_leases(
+                        self._store, self._running, self._aborting, self.link, self.settings.lease_ttl, self.worker_id
+                    ),
+                    name="taskemit-leases",
+                ),
                 asyncio.create_task(
                     beat(
                         self.redis,
@@ -400,33 +406,6 @@ class Engine:
         assert self.redis is not None
         channels = [self.settings.keys.wake_channel(queue) for queue in self.queues]
         await listen_for_work(self.redis, channels, self._names, self._wake)
-
-    async def _renew_leases(self) -> None:
-        """Renew the leases of the running jobs three times per lease."""
-        assert self._store is not None
-        interval = self.settings.lease_ttl / 3
-        while True:
-            await asyncio.sleep(interval)
-            running = [(job_id, route) for job_id, (task, route) in self._running.items() if not task.done()]
-            if not running:
-                continue
-            try:
-                lost, aborted = await self._store.renew(running)
-            except REDIS_DOWN as exc:
-                self.link.down(exc)
-                continue
-            for job_id in aborted:  # asked to stop: cancel it (a sync listener's thread runs to its end)
-                entry = self._running.get(job_id)
-                if entry is not None:
-                    self._aborting.add(job_id)
-                    entry[0].cancel()
-            for job_id in lost:
-                logger.warning(
-                    "worker %s lost the lease of running job %s (Redis was unreachable for longer than the lease); "
-                    "another worker may run it as well",
-                    self.worker_id,
-                    job_id,
-                )
 
     def _heartbeat(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it now."""
