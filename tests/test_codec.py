@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskemit import JobPayloadError, ListenerError, PayloadEncodeError
-from taskemit.store.codec import get_codec
+from taskemit.store.codec import META_KWARG, get_codec
 
 json_codec = get_codec("json")
 
@@ -42,19 +42,28 @@ def test_json_round_trip_through_arq(args: list[object], kwargs: dict[str, objec
     assert job.kwargs == kwargs
 
 
+_metas = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"event": st.uuids().map(str), "event_id": st.text()}),
+    st.fixed_dictionaries({"event": st.uuids().map(str), "event_id": st.text(), "cause": st.uuids().map(str)}),
+)
+
+
 @given(
     args=st.lists(json_values, max_size=3),
-    kwargs=st.dictionaries(st.text(), json_values, max_size=3),
+    kwargs=st.dictionaries(st.text().filter(lambda key: key != META_KWARG), json_values, max_size=3),
     functions=st.lists(st.text(min_size=1), min_size=1, max_size=4),
+    meta=_metas,
 )
 def test_an_events_payloads_are_each_listeners_own(
-    args: list[object], kwargs: dict[str, object], functions: list[str]
+    args: list[object], kwargs: dict[str, object], functions: list[str], meta: dict[str, str] | None
 ) -> None:
-    """encode_jobs (an event's fan-out, the arguments encoded once) writes, byte for byte,
-    what encode_job writes for each listener alone, with either serializer."""
+    """encode_jobs (an event's fan-out, the arguments encoded once, taskemit's metadata added)
+    writes, byte for byte, what encode_job writes for each listener alone, with either serializer."""
+    named = kwargs if meta is None else {**kwargs, META_KWARG: meta}
     for codec in (json_codec, get_codec("pickle")):
-        payloads = codec.encode_jobs(functions, tuple(args), kwargs, enqueue_ms=1_700_000_000_123)
-        assert payloads == [codec.encode_job(f, tuple(args), kwargs, enqueue_ms=1_700_000_000_123) for f in functions]
+        payloads = codec.encode_jobs(functions, tuple(args), kwargs, enqueue_ms=1_700_000_000_123, meta=meta)
+        assert payloads == [codec.encode_job(f, tuple(args), named, enqueue_ms=1_700_000_000_123) for f in functions]
 
 
 def test_an_unencodable_fan_out_names_its_listeners() -> None:

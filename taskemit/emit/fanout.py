@@ -30,8 +30,9 @@ from ..tracing import annotate, emit_span
 from ..tracing import available as tracing_available
 from .catalog import CatalogView
 from .events import dump_event, event_path, is_event_class
+from .plan import Plan, Route
 from .registry import Registry
-from .writer import PendingEvent, Route, queues_json
+from .writer import PendingEvent
 
 logger = logging.getLogger("taskemit.emitter")
 
@@ -47,11 +48,6 @@ class Target(Protocol):
     reliable: bool
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Any) -> None: ...
-
-
-#: an event's jobs: their names, their listeners' names (the function in each payload), their
-#: routes, and the event record's ``queues`` field for them
-_Plan = tuple[list[str], list[str], list[Route], str]
 
 
 class Fanout:
@@ -88,8 +84,8 @@ class Fanout:
         #: the catalog must be read: for its listeners, or for live workers of special modes
         self.needs_catalog = use_catalog or any(item.mode != "pool" or not item.reliable for item in registry)
         self._routes: dict[tuple[str, str | None], Route] = {}
-        #: id(listeners tuple) -> (the tuple, its plan), for pool listeners
-        self._plans: dict[int, tuple[tuple[Target, ...], _Plan]] = {}
+        #: (id(listeners tuple), event id) -> (the tuple, the plan), for pool listeners
+        self._plans: dict[tuple[int, str], tuple[tuple[Target, ...], Plan]] = {}
         self._turn = itertools.count()
 
     def listeners(self, event: str | type) -> tuple[Target, ...]:
@@ -145,25 +141,28 @@ class Fanout:
             raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
-        plan = self._plan(listeners)
+        plan = self._plan(event_id, listeners)
         if self.tracing and tracing_active():
             with emit_span(event_id) as carrier:
                 return self._pending(event_id, args, kwargs, plan, once_key, cause, carrier)
         return self._pending(event_id, args, kwargs, plan, once_key, cause, None)
 
-    def _plan(self, listeners: tuple[Target, ...]) -> _Plan:
+    def _plan(self, event_id: str, listeners: tuple[Target, ...]) -> Plan:
         """The jobs an event of ``listeners`` makes, their names and their routes; remembered
         for a registry's tuple of pool listeners, which always make the same jobs."""
-        known = self._plans.get(id(listeners))
+        key = (id(listeners), event_id)
+        known = self._plans.get(key)
         if known is not None and known[0] is listeners:
             return known[1]
         jobs_of = self.jobs(listeners)
-        names = [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of]
-        functions = [item.name for item, _ in jobs_of]
-        routes = [self.route(item, worker) for item, worker in jobs_of]
-        plan = (names, functions, routes, queues_json(names, routes))
+        plan = Plan(
+            event_id,
+            [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of],
+            [self.route(item, worker) for item, worker in jobs_of],
+            [item.name for item, _ in jobs_of],
+        )
         if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
-            self._plans[id(listeners)] = (listeners, plan)  # holds the tuple: its id is not reused
+            self._plans[key] = (listeners, plan)  # holds the tuple: its id is not reused
         return plan
 
     def _pending(
@@ -171,13 +170,13 @@ class Fanout:
         event_id: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        plan: _Plan,
+        plan: Plan,
         once_key: str | None,
         cause: str | None,
         carrier: dict[str, str] | None,
     ) -> PendingEvent:
         space = self.settings.keys
-        names, functions, routes, queues = plan
+        names, functions = plan.names, plan.functions
         if once_key is None:
             event_uuid = random_uuid()
             jobs = {name: space.new_job_id() for name in names}
@@ -191,7 +190,7 @@ class Fanout:
         if carrier:  # the emit span's trace context, continued by each listener run
             meta["trace"] = carrier  # type: ignore[assignment]
             annotate(event_uuid=event_uuid, jobs=len(jobs))
-        payloads = self._codec.encode_jobs(functions, args, {**kwargs, META_KWARG: meta}, enqueue_ms=emitted_ms)
+        payloads = self._codec.encode_jobs(functions, args, kwargs, enqueue_ms=emitted_ms, meta=meta)
         limit = self.settings.max_payload_bytes
         for function, payload in zip(functions, payloads, strict=True):
             if len(payload) > limit:
@@ -206,8 +205,7 @@ class Fanout:
             self.settings,
             emitted_ms,
             payloads,
-            routes,
-            queues,
+            plan,
             once=once_key is not None,
             cause=cause,
         )

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
-from .writer import PendingEvent, Route, queues_json
+from .plan import Plan, Route
+from .writer import PendingEvent
 
 __all__ = ("Spool", "default_spool_dir")
 
@@ -49,7 +50,7 @@ def _encode(pending: PendingEvent) -> str:
             "jobs": pending.jobs,
             "emitted_ms": pending.emitted_ms,
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.routes],
+            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
             "cause": pending.cause,
         }
     )
@@ -66,8 +67,7 @@ def _decode(data: str, settings: Settings) -> PendingEvent:
         settings,
         int(fields["emitted_ms"]),
         [base64.b64decode(payload) for payload in fields["payloads"]],
-        routes,
-        queues_json(list(fields["jobs"]), routes),
+        Plan(fields["event_id"], list(fields["jobs"]), routes),
         once=True,  # stored once by its uuid, however often the spool is replayed
         cause=fields.get("cause"),
     )

@@ -5,8 +5,10 @@ event that fails there is that event's error; the others are stored). Once per b
 those calls: the event indexes are trimmed to the retention (at most once a second per
 index), the workers of the listeners that got jobs are woken (one PUBLISH per queue, skipped
 for a second after a publish that no worker heard), and listeners seen for the first time are
-registered with their queue (``KeySpace.routes``, which ``taskemit check`` reads). The batch
-is packed by hiredis and written on the writer's own connection (``store/wire.py``).
+registered with their queue (``KeySpace.routes``, which ``taskemit check`` reads). The emit.lua
+calls are encoded from the events' plans (``plan.py``: what all events of a plan share is
+encoded once), the other commands by hiredis, and the batch is written on the writer's own
+connection (``store/wire.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from arq.constants import job_key_prefix
 
 from ..settings import Settings
 from ..store import scripts as lua
-from ..store.codec import json_text
-from ..store.wire import BatchConnection, Command
+from ..store.wire import BatchConnection, Command, Packed, bulk
+from .plan import Plan
 from .receipt import EmitReceipt
 
-__all__ = ("EMIT", "EventWriter", "PendingEvent", "Route")
+__all__ = ("EMIT", "EventWriter", "PendingEvent")
 
 EMIT = lua.script("emit")
 #: events per emit.lua call: a batch is several calls in its round trip, and Redis serves
@@ -37,26 +39,9 @@ _STATE_LOCK = threading.Lock()
 _TRIM_EVERY = 1.0
 #: seconds a wake channel with no worker listening is not published to
 _UNHEARD_FOR = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one listener's jobs go: its queue, its ready set there, the queue's wake channel."""
-
-    queue: str
-    ready: str
-    wake: str
-    named: bool  # on a queue the listener names, not the default one
-    #: a broadcast job's own queue: it expires when no emit renews it (its worker is gone)
-    expires: bool = False
-
-
-def queues_json(names: list[str] | dict[str, str], routes: list[Route]) -> str:
-    """The event record's ``queues`` field: {job name: queue key} when a job is not on the
-    default queue, else '' (the same for every event of one fan-out plan)."""
-    if not any(route.named for route in routes):
-        return ""
-    return json_text({name: route.queue for name, route in zip(names, routes, strict=True)})
+_EVALSHA = bulk("EVALSHA")
+#: EVALSHA, the sha, the number of keys, two keys and five arguments before the events'
+_HEAD_ARGC = 10
 
 
 @dataclass(slots=True)
@@ -70,9 +55,8 @@ class PendingEvent:
     settings: Settings
     emitted_ms: int
     payloads: list[bytes]
-    routes: list[Route]
-    #: ``queues_json(jobs, routes)``
-    queues: str = ""
+    #: its jobs' names (the keys of ``jobs``, in order), listeners and routes
+    plan: Plan
     future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
     once: bool = False
     #: the uuid of the event whose listener emitted this one
@@ -112,6 +96,22 @@ class EventWriter:
         #: index key -> when it was last trimmed; wake channel -> when a publish reached no worker
         self._trimmed: dict[str, float] = {}
         self._unheard: dict[str, float] = {}
+        space = settings.keys
+        #: what every emit.lua call starts with: the sha, its two keys, the prefixes and expiries
+        self._head = b"".join(
+            bulk(value)
+            for value in (
+                EMIT.sha,
+                2,
+                space.events,
+                space.event_counts,
+                job_key_prefix,
+                space.event_prefix,
+                space.events_by_id_prefix,
+                settings.job_expiry * 1000,
+                settings.event_retention,
+            )
+        )
 
     def register(self, listener: str, queue: str) -> None:
         """Record ``listener``'s queue with the next batch (thread-safe: a dict store)."""
@@ -124,45 +124,36 @@ class EventWriter:
         """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
         settings = self.settings
         space = settings.keys
-        head = [
-            job_key_prefix,
-            space.event_prefix,
-            space.events_by_id_prefix,
-            settings.job_expiry * 1000,
-            settings.event_retention,
-        ]
+        head = self._head
+        plans: dict[int, Plan] = {}
+        commands: list[Command] = []
+        for first in range(0, len(batch), _EVENTS_PER_CALL):
+            part = batch[first : first + _EVENTS_PER_CALL]
+            argc = _HEAD_ARGC
+            events = []
+            for pending in part:
+                plan = pending.plan
+                plans[id(plan)] = plan
+                argc += plan.argc
+                events.append(
+                    plan.resp(
+                        pending.event_uuid,
+                        pending.emitted_ms,
+                        list(pending.jobs.values()),
+                        pending.payloads,
+                        pending.once,
+                        pending.cause,
+                    )
+                )
+            commands.append(Packed.of(argc, _EVALSHA, head, *events))
         wakes: dict[str, set[str]] = {}
         event_ids: set[str] = set()
         expiring: set[str] = set()
-        commands: list[Command] = []
-        for first in range(0, len(batch), _EVENTS_PER_CALL):
-            keys = [space.events, space.event_counts]
-            positions: dict[int, int] = {}  # id(route) -> the position of its queue in KEYS (1-based)
-            argv = list(head)
-            for pending in batch[first : first + _EVENTS_PER_CALL]:
-                jobs = pending.jobs
-                routes = pending.routes
-                argv += (
-                    pending.event_uuid,
-                    pending.event_id,
-                    pending.emitted_ms,
-                    json_text(jobs),
-                    "1" if pending.once else "0",
-                    pending.queues,
-                    pending.cause or "",
-                    len(jobs),
-                )
-                for (name, job_id), payload, route in zip(jobs.items(), pending.payloads, routes, strict=True):
-                    position = positions.get(id(route))
-                    if position is None:
-                        position = positions[id(route)] = len(keys) + 1
-                        keys += (route.queue, route.ready)
-                    argv += (job_id, payload, position)
-                    wakes.setdefault(route.wake, set()).add(name.partition("@")[0])
-                    if route.expires:  # a broadcast queue lives while emits reach its worker
-                        expiring.update((route.queue, route.ready))
-                event_ids.add(pending.event_id)
-            commands.append(EMIT.command(keys, argv))
+        for plan in plans.values():
+            event_ids.add(plan.event_id)
+            expiring.update(plan.expiring)  # a broadcast queue lives while emits reach its worker
+            for channel, listener in plan.wakes:
+                wakes.setdefault(channel, set()).add(listener)
         calls = len(commands)
         # once per batch: the indexes forget events whose records have expired (so they never
         # outgrow the retention), and the workers of the listeners that got jobs wake up

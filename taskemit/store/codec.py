@@ -106,9 +106,38 @@ def _json_dumps(obj: Any) -> bytes:
 _JOB_HEADS: dict[str, str] = {}
 
 
-def _json_jobs(functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], enqueue_ms: int) -> list[bytes]:
-    """What ``_json_dumps`` makes of each job dict, with the arguments encoded once for all."""
-    tail = f',"a":{json_text(args) if args else "[]"},"k":{json_text(kwargs)},"et":{enqueue_ms}}}'
+#: event id -> its JSON text, for the jobs' metadata
+_EVENT_IDS: dict[str, str] = {}
+_PLAIN_META = ("event", "event_id")
+
+
+def _meta_text(meta: dict[str, Any]) -> str:
+    """``json_text(meta)``; the usual metadata, an event's uuid and id alone, from a template
+    (a UUID string needs no escaping)."""
+    if tuple(meta) != _PLAIN_META:
+        return json_text(meta)
+    event_id = meta["event_id"]
+    text = _EVENT_IDS.get(event_id)
+    if text is None:
+        text = json_text(event_id)
+        if len(_EVENT_IDS) < 10_000:
+            _EVENT_IDS[event_id] = text
+    return f'{{"event":"{meta["event"]}","event_id":{text}}}'
+
+
+def _json_jobs(
+    functions: Sequence[str],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    meta: dict[str, Any] | None,
+    enqueue_ms: int,
+) -> list[bytes]:
+    """What ``_json_dumps`` makes of each job dict (``meta`` in the named arguments), with the
+    arguments encoded once for all."""
+    named = json_text(kwargs)
+    if meta is not None:  # {..., "__taskemit__": meta}, as json_text writes a dict's last item
+        named = f'{named[:-1]}{"," if len(named) > 2 else ""}"{META_KWARG}":{_meta_text(meta)}}}'
+    tail = f',"a":{json_text(args) if args else "[]"},"k":{named},"et":{enqueue_ms}}}'
     payloads = []
     for function in functions:
         head = _JOB_HEADS.get(function)
@@ -139,7 +168,9 @@ class Codec:
     dumps: Callable[[Any], bytes]
     loads: Callable[[bytes], Any]
     #: the payloads of jobs that differ only in their listener (None: ``dumps`` per job)
-    dumps_jobs: Callable[[Sequence[str], tuple[Any, ...], dict[str, Any], int], list[bytes]] | None = None
+    dumps_jobs: (
+        Callable[[Sequence[str], tuple[Any, ...], dict[str, Any], dict[str, Any] | None, int], list[bytes]] | None
+    ) = None
 
     def encode_job(
         self,
@@ -158,13 +189,25 @@ class Codec:
             raise self._encode_error((function,), exc) from exc
 
     def encode_jobs(
-        self, functions: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any], *, enqueue_ms: int
+        self,
+        functions: Sequence[str],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        enqueue_ms: int,
+        meta: dict[str, Any] | None = None,
     ) -> list[bytes]:
         """One first-try payload per listener in ``functions``, all of the same call: what
-        ``encode_job`` gives each, with the arguments encoded once (an event's fan-out)."""
+        ``encode_job`` gives each, with the arguments encoded once (an event's fan-out).
+
+        ``meta``: taskemit's metadata, added to the named arguments as ``META_KWARG`` (which
+        ``kwargs`` must not have); its ``event``, if any, is a UUID string.
+        """
         try:
             if self.dumps_jobs is not None:
-                return self.dumps_jobs(functions, args, kwargs, enqueue_ms)
+                return self.dumps_jobs(functions, args, kwargs, meta, enqueue_ms)
+            if meta is not None:
+                kwargs = {**kwargs, META_KWARG: meta}
             return [self.dumps({"t": None, "f": f, "a": args, "k": kwargs, "et": enqueue_ms}) for f in functions]
         except _ENCODE_ERRORS as exc:
             raise self._encode_error(functions, exc) from exc

@@ -17,7 +17,7 @@ from typing import Any
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-__all__ = ("BatchConnection", "Command", "as_text", "send_batch")
+__all__ = ("BatchConnection", "Command", "Packed", "as_text", "bulk", "send_batch")
 
 
 def as_text(value: bytes | str) -> str:
@@ -25,8 +25,25 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-#: a command and its arguments: str, bytes, int or float each
-Command = tuple[Any, ...]
+class Packed(bytes):
+    """A whole command already encoded in RESP (an array of bulk strings): written as it is."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, argc: int, *parts: bytes) -> Packed:
+        """The command of ``argc`` arguments whose ``bulk`` encodings are ``parts``, in order."""
+        return cls(b"*%d\r\n%s" % (argc, b"".join(parts)))
+
+
+def bulk(value: bytes | str | int) -> bytes:
+    """One argument in RESP (a bulk string), as ``hiredis.pack_command`` writes it."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+#: a command and its arguments (str, bytes, int or float each), or one already packed
+Command = tuple[Any, ...] | Packed
 
 
 async def _take(pool: Any) -> Any:
@@ -37,7 +54,8 @@ async def _take(pool: Any) -> Any:
 
 
 async def _exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
-    await connection.send_packed_command(b"".join([pack_command(c) for c in commands]), check_health=False)
+    packed = b"".join([command if isinstance(command, Packed) else pack_command(command) for command in commands])
+    await connection.send_packed_command(packed, check_health=False)
     replies: list[Any] = []
     for _ in commands:
         try:

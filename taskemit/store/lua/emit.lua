@@ -9,20 +9,20 @@
 --
 -- KEYS[1]      the index of events (sorted set of event uuids, scored by emit time in ms)
 -- KEYS[2]      emitted-events counters (hash: event id -> count)
--- KEYS[3..]    the batch's routes, two keys each: an arq queue (sorted set of job ids by run
---              time, ms) and a listener's ready set on that queue (the same scores)
 -- ARGV[1..3]   key prefixes: arq's job key, the event record, the index of one event id's events
 -- ARGV[4]      job key TTL in ms (arq's expiry: score - now + expires_extra_ms)
 -- ARGV[5]      event record TTL in seconds
--- ARGV[6..]    the events, each as:
---                uuid, event id, emitted at (ms since the epoch; also when its jobs may run),
---                JSON object {listener name: job id},
---                '1': store nothing if this event uuid is already recorded (exactly-once emits),
+-- ARGV[6..]    the events, each as (first what all events of one fan-out share, then its own):
+--                event id, the number of jobs,
 --                JSON object {listener name: queue key} when a listener is not on the default
 --                queue, else '',
+--                uuid, emitted at (ms since the epoch; also when its jobs may run),
+--                JSON object {listener name: job id},
+--                '1': store nothing if this event uuid is already recorded (exactly-once emits),
 --                the uuid of the event whose listener emitted this one (its cause), else '',
---                the number of jobs, then per job: its id, its payload, the position in KEYS
---                of its route's queue (its ready set is the key after)
+--                then per job: its route (an arq queue, a sorted set of job ids by run time in
+--                ms, and its listener's ready set on that queue, the same scores), its id, its
+--                payload
 --
 -- Returns one reply per event: the number of jobs stored (0 when its '1' made it a no-op), or
 -- an error.
@@ -74,22 +74,24 @@ local function flush_members()
   members, members_of = {}, {}
 end
 
+-- an event's arguments from ARGV[i]: event id, jobs, queues, uuid, emitted, jobs JSON, once,
+-- cause; its first job's from ARGV[i + 8], four each
 local function write(i, record)
-  if ARGV[i + 4] == '1' and redis.call('EXISTS', record) == 1 then
+  if ARGV[i + 6] == '1' and redis.call('EXISTS', record) == 1 then
     return 0
   end
-  local jobs = tonumber(ARGV[i + 7])
-  for j = i + 8, i + 5 + 3 * jobs, 3 do
-    redis.call('SET', job_prefix .. ARGV[j], ARGV[j + 1], 'PX', job_ttl)
+  local jobs = tonumber(ARGV[i + 1])
+  for j = i + 8, i + 4 + 4 * jobs, 4 do
+    redis.call('SET', job_prefix .. ARGV[j + 2], ARGV[j + 3], 'PX', job_ttl)
   end
-  if ARGV[i + 5] ~= '' then
-    redis.call('HSET', record, 'event', ARGV[i + 1], 'emitted_at', ARGV[i + 2], 'jobs', ARGV[i + 3],
-      'queues', ARGV[i + 5])
+  if ARGV[i + 2] ~= '' then
+    redis.call('HSET', record, 'event', ARGV[i], 'emitted_at', ARGV[i + 4], 'jobs', ARGV[i + 5],
+      'queues', ARGV[i + 2])
   else
-    redis.call('HSET', record, 'event', ARGV[i + 1], 'emitted_at', ARGV[i + 2], 'jobs', ARGV[i + 3])
+    redis.call('HSET', record, 'event', ARGV[i], 'emitted_at', ARGV[i + 4], 'jobs', ARGV[i + 5])
   end
-  if ARGV[i + 6] ~= '' then
-    redis.call('HSET', record, 'cause', ARGV[i + 6])
+  if ARGV[i + 7] ~= '' then
+    redis.call('HSET', record, 'cause', ARGV[i + 7])
   end
   redis.call('EXPIRE', record, event_ttl)
   return jobs
@@ -100,10 +102,10 @@ local i = 6
 while i <= #ARGV do
   local event = #replies + 1
   starts[event] = i
-  local ok, stored = pcall(write, i, event_prefix .. ARGV[i])
+  local ok, stored = pcall(write, i, event_prefix .. ARGV[i + 3])
   replies[event] = ok and stored or error_of(stored)
   if ok and stored > 0 then
-    local uuid, event_id, emitted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local event_id, uuid, emitted = ARGV[i], ARGV[i + 3], ARGV[i + 4]
     add(KEYS[1], emitted, uuid, event)
     add(by_id_prefix .. event_id, emitted, uuid, event)
     if counts[event_id] == nil then
@@ -112,7 +114,7 @@ while i <= #ARGV do
     counts[event_id] = counts[event_id] + 1
     counted[event_id][#counted[event_id] + 1] = event
   end
-  i = i + 8 + 3 * tonumber(ARGV[i + 7])
+  i = i + 8 + 4 * tonumber(ARGV[i + 1])
 end
 
 -- 2. the indexes and counters
@@ -127,11 +129,10 @@ end
 -- 3. the jobs of the events without an error, on their queues and ready sets
 for event, reply in ipairs(replies) do
   if type(reply) == 'number' and reply > 0 then
-    local start, emitted = starts[event], ARGV[starts[event] + 2]
-    for j = start + 8, start + 5 + 3 * reply, 3 do
-      local route = tonumber(ARGV[j + 2])
-      add(KEYS[route], emitted, ARGV[j], event)
-      add(KEYS[route + 1], emitted, ARGV[j], event)
+    local start, emitted = starts[event], ARGV[starts[event] + 4]
+    for j = start + 8, start + 4 + 4 * reply, 4 do
+      add(ARGV[j], emitted, ARGV[j + 2], event)
+      add(ARGV[j + 1], emitted, ARGV[j + 2], event)
     end
   end
 end
