@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from typing import Any
 
 import pytest
@@ -62,6 +64,22 @@ def test_every_key_carries_the_namespace_hash_tag() -> None:
     # arq's fixed prefixes stay, so a stock arq worker finds the jobs
     assert space.job(job_id).startswith("arq:job:{shop}:")
     assert space.job_id(job_id) == job_id and space.job_id("abc") == "{shop}:abc"
+
+
+@pytest.mark.parametrize("jobs", [0, 1, 3])
+def test_an_emits_ids_are_a_version_4_uuid_and_distinct_job_ids_of_the_namespace(jobs: int) -> None:
+    space = KeySpace("shop")
+    drawn = [space.new_event_ids(jobs) for _ in range(300)]
+    for event_uuid, job_ids in drawn:
+        parsed = uuid.UUID(event_uuid)
+        assert str(parsed) == event_uuid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert len(job_ids) == jobs
+        assert all(space.owns(job_id) and re.fullmatch(r"\{shop\}:[0-9a-f]{32}", job_id) for job_id in job_ids)
+    every_id = [job_id for _, job_ids in drawn for job_id in job_ids]
+    assert len(set(every_id)) == len(every_id)
+    assert len({event_uuid for event_uuid, _ in drawn}) == len(drawn)
+    # the uuid's random digits are all used: its variant digit takes each of its four values
+    assert {event_uuid[19] for event_uuid, _ in drawn} == set("89ab")
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "{brace}", "x" * 65, "-leading"])

@@ -97,6 +97,8 @@ async def compare(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     shown = f"{result['value']:,.2f}" if result["ok"] else f"[red]{result['error'][:120]}[/red]"
                     console.print(f"[dim]{shown} ({result['wall_s']:.1f} s)[/dim]")
             summary = {n: report.summarize(r) for n, r in runs.items()}
+            if variants is not None:  # each round ran the variants back to back: compare them pair by pair
+                report.add_paired_ratios(summary, runs)
             results["scenarios"][scenario_name] = {
                 "title": scenario.TITLE,
                 "unit": scenario.UNIT,

@@ -29,6 +29,26 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def add_paired_ratios(summary: dict[str, dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """For variants run back to back in each round: the reference's value over each other
+    variant's in the same round, and their median (``paired``). On a shared machine whose speed
+    drifts from one minute to the next, a round's two runs see about the same machine, so this
+    median is steadier than the ratio of the two medians."""
+    for ref in REFERENCES:
+        if ref not in runs:
+            continue
+        for name, own in runs.items():
+            if name == ref:
+                continue
+            ratios = [
+                mine["value"] / theirs["value"]
+                for mine, theirs in zip(runs[ref], own, strict=False)
+                if mine.get("ok") and theirs.get("ok") and theirs["value"]
+            ]
+            if ratios and summary[name].get("value") is not None:
+                summary[name]["paired"] = {"ref": ref, "median": statistics.median(ratios), "rounds": ratios}
+
+
 def _fmt(value: float) -> str:
     if value >= 1000:
         return f"{value:,.0f}"
@@ -59,7 +79,12 @@ def table(scenario: ModuleType, summary: dict[str, dict[str, Any]]) -> Table:
             if ref == name or ref_value is None or not value:
                 ratios.append("")
             else:
-                ratios.append(f"{ref} / {name} = {ref_value / value:.2f}x")
+                ratio = f"{ref} / {name} = {ref_value / value:.2f}x"
+                paired = figures.get("paired")
+                if paired and paired["ref"] == ref:
+                    each = ", ".join(f"{r:.2f}" for r in paired["rounds"])
+                    ratio += f"; by round {each}: median {paired['median']:.2f}x"
+                ratios.append(ratio)
         out.add_row(name, _fmt(value) + mark, str(figures.get("detail", "")), *ratios)
     notes = []
     if any_partial:

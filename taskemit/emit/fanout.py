@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ..errors import InvalidArgument, ListenerConfigError, PayloadTooLarge, UnknownEventError
 from ..settings import Settings
 from ..store.codec import META_KWARG, get_codec
-from ..store.keys import ONCE_NAMESPACE, random_uuid
+from ..store.keys import ONCE_NAMESPACE
 from ..tracing import active as tracing_active
 from ..tracing import annotate, emit_span
 from ..tracing import available as tracing_available
@@ -178,8 +178,8 @@ class Fanout:
         space = self.settings.keys
         names, functions = plan.names, plan.functions
         if once_key is None:
-            event_uuid = random_uuid()
-            jobs = {name: space.new_job_id() for name in names}
+            event_uuid, job_ids = space.new_event_ids(len(names))
+            jobs = {names[0]: job_ids[0]} if len(names) == 1 else dict(zip(names, job_ids, strict=True))
         else:
             event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
             jobs = {name: space.new_job_id(seed=f"{event_uuid}:{name}") for name in names}

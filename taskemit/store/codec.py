@@ -108,21 +108,15 @@ _JOB_HEADS: dict[str, str] = {}
 
 #: event id -> its JSON text, for the jobs' metadata
 _EVENT_IDS: dict[str, str] = {}
+#: the usual metadata: an event's uuid and id, nothing else
 _PLAIN_META = ("event", "event_id")
 
 
-def _meta_text(meta: dict[str, Any]) -> str:
-    """``json_text(meta)``; the usual metadata, an event's uuid and id alone, from a template
-    (a UUID string needs no escaping)."""
-    if tuple(meta) != _PLAIN_META:
-        return json_text(meta)
-    event_id = meta["event_id"]
-    text = _EVENT_IDS.get(event_id)
-    if text is None:
-        text = json_text(event_id)
-        if len(_EVENT_IDS) < 10_000:
-            _EVENT_IDS[event_id] = text
-    return f'{{"event":"{meta["event"]}","event_id":{text}}}'
+def _event_id_text(event_id: str) -> str:
+    text = _EVENT_IDS[event_id] = json_text(event_id)
+    if len(_EVENT_IDS) > 10_000:
+        _EVENT_IDS.clear()
+    return text
 
 
 def _json_jobs(
@@ -136,17 +130,25 @@ def _json_jobs(
     arguments encoded once for all."""
     named = json_text(kwargs)
     if meta is not None:  # {..., "__taskemit__": meta}, as json_text writes a dict's last item
-        named = f'{named[:-1]}{"," if len(named) > 2 else ""}"{META_KWARG}":{_meta_text(meta)}}}'
+        if tuple(meta) == _PLAIN_META:  # from a template: a UUID string needs no escaping
+            event_id = _EVENT_IDS.get(meta["event_id"]) or _event_id_text(meta["event_id"])
+            meta_text = f'{{"event":"{meta["event"]}","event_id":{event_id}}}'
+        else:
+            meta_text = json_text(meta)
+        named = f'{named[:-1]}{"," if len(named) > 2 else ""}"{META_KWARG}":{meta_text}}}'
     tail = f',"a":{json_text(args) if args else "[]"},"k":{named},"et":{enqueue_ms}}}'
     payloads = []
     for function in functions:
-        head = _JOB_HEADS.get(function)
-        if head is None:
-            head = f'{{"t":null,"f":{json_text(function)}'
-            if len(_JOB_HEADS) < 10_000:
-                _JOB_HEADS[function] = head
+        head = _JOB_HEADS.get(function) or _job_head(function)
         payloads.append((head + tail).encode())
     return payloads
+
+
+def _job_head(function: str) -> str:
+    head = _JOB_HEADS[function] = f'{{"t":null,"f":{json_text(function)}'
+    if len(_JOB_HEADS) > 10_000:
+        _JOB_HEADS.clear()
+    return head
 
 
 #: one decoder for every payload: ``json.loads`` with an object hook builds a new one per call

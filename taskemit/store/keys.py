@@ -32,13 +32,17 @@ def random_uuid() -> str:
     which Python seeds from the OS and reseeds in a forked child, instead of ``os.urandom``
     per id (a system call that cost more than the rest of an emit's id handling).
     """
-    h = f"{(random.getrandbits(128) & _V4_CLEAR) | _V4_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid4_text(f"{random.getrandbits(128):032x}")
 
 
-#: the bits RFC 4122 fixes in a version 4 UUID: version 4, variant 10
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+def _uuid4_text(h: str) -> str:
+    """The version 4 UUID string made of 32 random hex digits (two of them set to the version
+    and the variant)."""
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+#: a random hex digit -> one whose top bits are the RFC 4122 variant (10)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def check_namespace(namespace: str) -> str:
@@ -130,6 +134,14 @@ class KeySpace:
         """A new job id in this namespace: random, or derived from ``seed`` (uuid5) when given."""
         token = f"{random.getrandbits(128):032x}" if seed is None else uuid.uuid5(ONCE_NAMESPACE, seed).hex
         return self.prefix + token
+
+    def new_event_ids(self, jobs: int) -> tuple[str, list[str]]:
+        """A random event uuid and ``jobs`` random job ids in this namespace, from one draw of the
+        generator (an emit's ids: ``random_uuid`` and ``new_job_id`` each draw their own)."""
+        h = "%0*x" % (32 * (jobs + 1), random.getrandbits(128 * (jobs + 1)))  # noqa: UP031 (cheaper than an f-string's nested width)
+        if jobs == 1:
+            return _uuid4_text(h), [self.prefix + h[32:]]
+        return _uuid4_text(h), [self.prefix + h[start : start + 32] for start in range(32, 32 * (jobs + 1), 32)]
 
     def job_id(self, token: str) -> str:
         """The full job id for ``token``, which may already be one (ids as users type them)."""
