@@ -25,7 +25,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rounds": len(runs),
         "ok_rounds": len(good),
         "partial": any(run.get("partial") for run in good),
-        "detail": good[len(good) // 2].get("detail", ""),
+        # the detail of the round whose value is the median (the upper one of an even count)
+        "detail": sorted(good, key=lambda run: run["value"])[len(good) // 2].get("detail", ""),
     }
 
 

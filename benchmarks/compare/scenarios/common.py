@@ -108,3 +108,9 @@ async def running_workers(
         yield group
     finally:
         await asyncio.to_thread(group.stop)
+
+
+async def redis_cpu_seconds(ctx: Context) -> float:
+    """redis-server's CPU time so far (user + system), from INFO."""
+    info = await ctx.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])

@@ -17,7 +17,14 @@ import time
 from typing import Any
 
 from benchmarks.compare import probe
-from benchmarks.compare.scenarios.common import QUEUE, Context, drain_rate, running_workers, wait_done
+from benchmarks.compare.scenarios.common import (
+    QUEUE,
+    Context,
+    drain_rate,
+    redis_cpu_seconds,
+    running_workers,
+    wait_done,
+)
 from benchmarks.compare.systems.base import System
 
 NAME = "scaling"
@@ -61,11 +68,6 @@ async def paused_drain(ctx: Context, system: System, processes: int) -> dict[str
         "worker_cpu_us_per_job": worker_cpu / progress.count * 1e6,
         "redis_cpu_us_per_job": redis_cpu / progress.count * 1e6,
     }
-
-
-async def redis_cpu_seconds(ctx: Context) -> float:
-    info = await ctx.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def run(ctx: Context, system: System) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.compare.process import WorkerGroup
-from benchmarks.compare.scenarios.common import QUEUE, Context
+from benchmarks.compare.scenarios.common import QUEUE, Context, redis_cpu_seconds
 from benchmarks.compare.systems.base import PYTHON, ROOT
 from taskemit.store.redis_server import free_port
 
@@ -121,10 +121,25 @@ async def run(ctx: Context, variant: str) -> dict[str, Any]:
     with WorkerGroup([command], env, ROOT, ctx.logs / f"{ctx.run_id}-web-{variant}.log") as server:
         await _wait_listening(port, server)
         await load(url, 1.0)  # warm-up
+        server_cpu, redis_cpu = server.cpu_seconds(), await redis_cpu_seconds(ctx)
         rate = await load(url, seconds)
+        server_cpu, redis_cpu = server.cpu_seconds() - server_cpu, await redis_cpu_seconds(ctx) - redis_cpu
         server.check_alive()
     keys = int(await ctx.redis.dbsize())  # after a graceful stop: the emitter flushed
     if variant == "taskemit" and keys == 0:
         raise RuntimeError("nothing was stored in Redis")
     load_name = load.__name__.strip("_")
-    return {"value": rate, "redis_keys_after": keys, "seconds": seconds, "load": load_name, "connections": CONNECTIONS}
+    requests = rate * seconds
+    # CPU per request: uvicorn's is what the two variants differ by; a machine whose speed
+    # drifts moves both, and this less than requests/s when the process waits for a core
+    uvicorn_us, redis_us = server_cpu / requests * 1e6, redis_cpu / requests * 1e6
+    return {
+        "value": rate,
+        "uvicorn_cpu_us_per_request": uvicorn_us,
+        "redis_cpu_us_per_request": redis_us,
+        "detail": f"CPU per request: uvicorn {uvicorn_us:.0f} us, Redis {redis_us:.0f} us",
+        "redis_keys_after": keys,
+        "seconds": seconds,
+        "load": load_name,
+        "connections": CONNECTIONS,
+    }
