@@ -126,6 +126,7 @@ class JobStore:
                 in_progress_key_prefix,
                 retry_key_prefix,
                 self.settings.keys.abort_requests,
+                now_ms + self.lease_ms,
             ]
             calls.append((_CLAIM, self._claim_keys, args))
         replies = await self._run(calls, self._batches)

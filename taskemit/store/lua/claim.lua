@@ -13,6 +13,8 @@
 -- ARGV[5]      start at this listener (0-based; rotated by the caller, for fairness)
 -- ARGV[6..8]   arq's key prefixes: job, in-progress, retry
 -- ARGV[9]      arq's sorted set of abort requests (arq's Job.abort(), taskemit abort)
+-- ARGV[10]     now + lease, ms: when the leases taken now run out
+-- (arguments given to redis.call per job are strings: a Lua number is formatted on every call)
 --
 -- Returns {claimed, expired, next_due, aborted}: claimed is a list of {job id, listener index
 -- (1-based), payload, try}; expired a list of {job id, listener index} whose payload expired in
@@ -25,6 +27,7 @@ local limit = tonumber(ARGV[3])
 local holder = ARGV[4]
 local first = tonumber(ARGV[5])
 local job_prefix, lease_prefix, try_prefix, abort_requests = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local lease_until = ARGV[10]
 local listeners = #KEYS / 3
 
 -- leases that ran out: a stopped worker's jobs become ready again, at their place in the queue
@@ -70,13 +73,13 @@ for k = 0, listeners - 1 do
       elseif aborts_asked and redis.call('ZSCORE', abort_requests, id) then
         redis.call('ZREM', abort_requests, id)
         aborted[#aborted + 1] = {id, i, payload}
-      elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', lease) then
+      elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', ARGV[2]) then
         -- arq's try counter: a new one starts at 1 and lives a day; INCR keeps an existing one's TTL
         local try = 1
-        if not redis.call('SET', try_prefix .. id, 1, 'NX', 'EX', 88400) then
+        if not redis.call('SET', try_prefix .. id, '1', 'NX', 'EX', '88400') then
           try = redis.call('INCR', try_prefix .. id)
         end
-        leases[#leases + 1] = now + lease
+        leases[#leases + 1] = lease_until
         leases[#leases + 1] = id
         claimed[#claimed + 1] = {id, i, payload, try}
       else
