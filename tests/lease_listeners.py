@@ -8,13 +8,13 @@ import time
 
 from children import push as _push
 
-from taskemit import listener, worker_settings
+from taskemit import Attempt, listener, worker_settings
 
 
 @listener("lease_slow", timeout=120)
-async def slow(seconds: float) -> None:
-    """Records each start (pid and time), then runs for ``seconds``."""
-    await _push("lease:starts", f"{os.getpid()}:{time.time()}")
+async def slow(seconds: float, attempt: Attempt) -> None:
+    """Records each start (pid, time and attempt number), then runs for ``seconds``."""
+    await _push("lease:starts", f"{os.getpid()}:{time.time()}:{attempt.number}")
     await asyncio.sleep(seconds)
     await _push("lease:done", str(os.getpid()))
 

@@ -54,15 +54,16 @@ async def test_a_killed_workers_job_runs_again_within_the_lease(settings: Settin
     second = None
     try:
         (started,) = await wait_for_len(redis, "lease:starts", 1, timeout=30)
-        assert started.startswith(f"{first.pid}:")
+        assert started.startswith(f"{first.pid}:") and started.endswith(":1")
         stop(first)  # SIGKILL mid-listener: the lease is not renewed any more
         killed_at = time.time()
         second = start_worker(settings, lease)
         starts = await wait_for_len(redis, "lease:starts", 2, timeout=30)
-        pid, at = starts[1].split(":")
+        pid, at, number = starts[1].split(":")
         assert int(pid) == second.pid
         # arq's own in-progress TTL would be the job timeout + 10 s = 130 s here
         assert float(at) - killed_at < 15
+        assert number == "2"  # the killed worker's try counts (a poison job runs out of tries)
     finally:
         stop(first, *([second] if second else []))
 

@@ -168,7 +168,7 @@ class JobStore:
         keys: list[str] = []
         for job_id, route in jobs:
             r = self.routes[route]
-            keys += (space.in_progress(job_id), space.retry(job_id), r.leased, r.ready, r.queue)
+            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue)
         args = [self.holder, int(time.time() * 1000), *(job_id for job_id, _ in jobs)]
         (released,) = await self._run([(_RELEASE, keys, args)])
         return int(released)

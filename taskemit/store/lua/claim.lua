@@ -5,6 +5,11 @@
 -- so stock arq workers and arq's Job API still see them; the lease is arq's in-progress
 -- key, so a stock arq worker leaves a claimed job alone, and the other way round.
 --
+-- arq's try counter holds the tries that ended: a claim reads it (this try is one more) and
+-- writes nothing; a retry (finish.lua) and a lease that ran out (below: its worker stopped
+-- mid-try) each add one. A stock arq worker adds one as it starts a try, so either counts a
+-- try once.
+--
 -- KEYS         three keys per listener: its ready set, its leased set, its arq queue
 -- ARGV[1]      now, ms
 -- ARGV[2]      lease, ms
@@ -36,11 +41,17 @@ for i = 1, listeners do
   local ready, leased, queue = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
     local ttl = redis.call('PTTL', lease_prefix .. id)
-    if ttl > 0 then
-      redis.call('ZADD', leased, now + ttl, id)
-    else
+    if ttl >= 0 then -- renewed, or in its last millisecond (PTTL reads 0 while the key is still there)
+      redis.call('ZADD', leased, now + math.max(ttl, 1), id)
+    elseif ttl == -1 then -- held with no expiry: not a lease; look again a lease later
+      redis.call('ZADD', leased, now + lease, id)
+    else -- gone: its worker stopped mid-try
       redis.call('ZREM', leased, id)
       redis.call('ZADD', ready, redis.call('ZSCORE', queue, id) or now, id)
+      if redis.call('EXISTS', job_prefix .. id) == 1 then -- the try that worker was in counts
+        redis.call('INCR', try_prefix .. id) -- (unless the job is gone: a stock arq worker finished it)
+        redis.call('EXPIRE', try_prefix .. id, '88400')
+      end
     end
   end
 end
@@ -57,11 +68,13 @@ for k = 0, listeners - 1 do
   if #ids > 0 then
     -- the due jobs are the first of the ready set: one command takes them all out
     redis.call('ZREMRANGEBYRANK', ready, 0, #ids - 1)
-    local job_keys = {}
+    local job_keys, try_keys = {}, {}
     for n, id in ipairs(ids) do
       job_keys[n] = job_prefix .. id
+      try_keys[n] = try_prefix .. id
     end
     local payloads = get_many(job_keys)
+    local tries = get_many(try_keys)
     local leases = {} -- lease expiry, id, ... for the leased set
     for n, id in ipairs(ids) do
       local payload = payloads[n]
@@ -74,11 +87,7 @@ for k = 0, listeners - 1 do
         redis.call('ZREM', abort_requests, id)
         aborted[#aborted + 1] = {id, i, payload}
       elseif redis.call('SET', lease_prefix .. id, holder, 'NX', 'PX', ARGV[2]) then
-        -- arq's try counter: a new one starts at 1 and lives a day; INCR keeps an existing one's TTL
-        local try = 1
-        if not redis.call('SET', try_prefix .. id, '1', 'NX', 'EX', '88400') then
-          try = redis.call('INCR', try_prefix .. id)
-        end
+        local try = (tonumber(tries[n]) or 0) + 1
         leases[#leases + 1] = lease_until
         leases[#leases + 1] = id
         claimed[#claimed + 1] = {id, i, payload, try}

@@ -2,8 +2,9 @@
 --
 -- mode 'done':    the attempt is recorded, arq's result stored (unless '' or TTL 0), and
 --                 the job's keys deleted and its id taken out of the queue: finished for good.
--- mode 'retry':   the attempt is recorded and the job goes back to its ready set and the
---                 queue at the retry time, with the next attempt's payload (arq's "t").
+-- mode 'retry':   the attempt is recorded, counted in arq's try counter, and the job goes
+--                 back to its ready set and the queue at the retry time, with the next
+--                 attempt's payload (arq's "t").
 -- mode 'release': nothing is recorded (the dead letter script did that); the job is
 --                 finished for good as in 'done'.
 -- A job whose lease another worker holds by now (ours ran out during an outage) is only
@@ -50,6 +51,7 @@ for j = 0, jobs - 1 do
     if mode == 'retry' then
       redis.call('DEL', KEYS[k + 6])
       redis.call('SET', KEYS[k + 7], ARGV[a + 5], 'PX', ARGV[a + 6])
+      redis.call('INCR', KEYS[k + 8]) -- the try that ended (claims read the counter, add nothing)
       redis.call('PEXPIRE', KEYS[k + 8], ARGV[a + 6])
       redis.call('ZADD', KEYS[k + 3], ARGV[a + 7], id)
       redis.call('ZADD', KEYS[k + 5], ARGV[a + 7], id)
