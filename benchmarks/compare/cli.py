@@ -86,7 +86,10 @@ async def compare(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {n: [] for n in members}
             rounds = scenario.rounds(args.quick)
             for round_number in range(rounds):
-                for name in members:
+                # a scenario of variants runs them in the reverse order every other round (A B, B A,
+                # A B...): a machine that speeds up or slows down over a run favours neither
+                order = members[::-1] if variants is not None and round_number % 2 else members
+                for name in order:
                     if variants is None and name in broken:
                         runs[name].append({"ok": False, "error": broken[name]})
                         continue
