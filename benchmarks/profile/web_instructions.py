@@ -1,14 +1,16 @@
 """What one request of the web scenario's app costs uvicorn in instructions, with taskemit and
 with Litestar's SimpleEventEmitter, counted by valgrind (repeatable on a noisy machine).
 
-    python -m benchmarks.profile.web_instructions [--requests 1500]
+    python -m benchmarks.profile.web_instructions [--requests 1500] [--cache-sim]
 
 For each variant (``benchmarks.compare.apps.web_app``: one emit per POST), runs uvicorn under
 ``valgrind --tool=callgrind`` twice against a private redis-server, once serving 300 requests
 and once 300 + ``--requests``, from 32 concurrent connections (httpx), and prints the
 difference per request: what a request costs the web process, start-up and imports subtracted.
 The web scenario's requests/s on a shared 2-core machine also move with whatever else runs
-(redis-server included); this count does not. Needs valgrind (Debian's ``valgrind`` package).
+(redis-server included); this count does not. ``--cache-sim`` adds callgrind's simulated L1
+instruction and data cache misses per request (slower). Needs valgrind (Debian's ``valgrind``
+package).
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ async def _post(url: str, requests: int) -> None:
         await asyncio.gather(*(loop() for _ in range(CONNECTIONS)))
 
 
-def _instructions(variant: str, redis_url: str, requests: int) -> int:
+#: what callgrind counts: instructions, then (with --cache-sim) L1 instruction and data misses
+COUNTS = (
+    ("instructions", r"Collected\s*:\s*([\d,]+)"),
+    ("I1 misses", r"I1\s+misses:\s*([\d,]+)"),
+    ("D1 misses", r"D1\s+misses:\s*([\d,]+)"),
+)
+
+
+def _counts(variant: str, redis_url: str, requests: int, cache_sim: bool) -> dict[str, int]:
     port = free_port()
     env = {
         **os.environ,
@@ -63,6 +73,7 @@ def _instructions(variant: str, redis_url: str, requests: int) -> int:
             [
                 "valgrind",
                 "--tool=callgrind",
+                f"--cache-sim={'yes' if cache_sim else 'no'}",
                 f"--callgrind-out-file={tmp}/callgrind.out",
                 sys.executable,
                 "-m",
@@ -94,25 +105,31 @@ def _instructions(variant: str, redis_url: str, requests: int) -> int:
         finally:
             server.send_signal(signal.SIGINT)
             stderr = server.communicate(timeout=300)[1]
-    found = re.search(r"Collected\s*:\s*(\d+)", stderr)
-    if not found:
-        raise RuntimeError(f"no instruction count in valgrind's output: {stderr[-500:]}")
-    return int(found.group(1))
+    counts = {}
+    for name, pattern in COUNTS[: 3 if cache_sim else 1]:
+        found = re.search(pattern, stderr)
+        if not found:
+            raise RuntimeError(f"no {name} in valgrind's output: {stderr[-500:]}")
+        counts[name] = int(found.group(1).replace(",", ""))
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--cache-sim", action="store_true", help="also simulated L1 cache misses (slower)")
     options = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    per_request = {}
+    per_request: dict[str, float] = {}
     with RedisServer(binary=newest_redis_server()) as server:
         for variant in VARIANTS:
-            base = _instructions(variant, server.url, BASE_REQUESTS)
-            loaded = _instructions(variant, server.url, BASE_REQUESTS + options.requests)
-            per_request[variant] = (loaded - base) / options.requests
-            print(f"{variant}: {per_request[variant] / 1000:.0f}k instructions per request", flush=True)
+            base = _counts(variant, server.url, BASE_REQUESTS, options.cache_sim)
+            loaded = _counts(variant, server.url, BASE_REQUESTS + options.requests, options.cache_sim)
+            each = {name: (loaded[name] - base[name]) / options.requests for name in base}
+            per_request[variant] = each["instructions"]
+            shown = ", ".join(f"{value / 1000:.1f}k {name}" for name, value in each.items())
+            print(f"{variant}: per request {shown}", flush=True)
     ratio = per_request["simple"] / per_request["taskemit"]
     print(f"taskemit / simple, requests per instruction: {ratio:.2f}x ({options.requests} requests each)")
 
