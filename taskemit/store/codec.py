@@ -20,6 +20,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any
 from uuid import UUID
@@ -102,21 +103,14 @@ def _json_dumps(obj: Any) -> bytes:
     return json_text(obj).encode()
 
 
-#: listener name -> the start of its job payloads, up to the arguments
-_JOB_HEADS: dict[str, str] = {}
-
-
-#: event id -> its JSON text, for the jobs' metadata
-_EVENT_IDS: dict[str, str] = {}
 #: the usual metadata: an event's uuid and id, nothing else
 _PLAIN_META = ("event", "event_id")
 
 
-def _event_id_text(event_id: str) -> str:
-    text = _EVENT_IDS[event_id] = json_text(event_id)
-    if len(_EVENT_IDS) > 10_000:
-        _EVENT_IDS.clear()
-    return text
+@lru_cache(maxsize=10_000)
+def _text_of_name(name: str) -> str:
+    """A listener's or an event id's JSON text (the same few names come again and again)."""
+    return json_text(name)
 
 
 def _json_jobs(
@@ -131,24 +125,12 @@ def _json_jobs(
     named = json_text(kwargs)
     if meta is not None:  # {..., "__taskemit__": meta}, as json_text writes a dict's last item
         if tuple(meta) == _PLAIN_META:  # from a template: a UUID string needs no escaping
-            event_id = _EVENT_IDS.get(meta["event_id"]) or _event_id_text(meta["event_id"])
-            meta_text = f'{{"event":"{meta["event"]}","event_id":{event_id}}}'
+            meta_text = f'{{"event":"{meta["event"]}","event_id":{_text_of_name(meta["event_id"])}}}'
         else:
             meta_text = json_text(meta)
         named = f'{named[:-1]}{"," if len(named) > 2 else ""}"{META_KWARG}":{meta_text}}}'
     tail = f',"a":{json_text(args) if args else "[]"},"k":{named},"et":{enqueue_ms}}}'
-    payloads = []
-    for function in functions:
-        head = _JOB_HEADS.get(function) or _job_head(function)
-        payloads.append((head + tail).encode())
-    return payloads
-
-
-def _job_head(function: str) -> str:
-    head = _JOB_HEADS[function] = f'{{"t":null,"f":{json_text(function)}'
-    if len(_JOB_HEADS) > 10_000:
-        _JOB_HEADS.clear()
-    return head
+    return [f'{{"t":null,"f":{_text_of_name(function)}{tail}'.encode() for function in functions]
 
 
 #: one decoder for every payload: ``json.loads`` with an object hook builds a new one per call
