@@ -31,7 +31,7 @@ __all__ = (
 #: Upper bounds (seconds) of the duration buckets; the last bucket is +Inf.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RATE_WINDOW_MINUTES = 5
-_RATE_TTL = 2 * 3600
+RATE_TTL = 2 * 3600
 
 
 def bucket_for(duration: float) -> str:
@@ -74,7 +74,7 @@ def outcome_args(
             ",".join(outcomes),
             "" if duration is None else f"{duration:.6f}",
             "" if duration is None else bucket_for(duration),
-            _RATE_TTL,
+            RATE_TTL,
         ],
     )
 
@@ -113,7 +113,7 @@ class OutcomeTally:
         minute = int((now if now is not None else time.time()) // 60)
         calls = []
         for listener, (counts, sums, buckets) in self._tallies.items():
-            args: list[Any] = [listener, _RATE_TTL, f"{sums[0]:.6f}", int(sums[1]), len(counts)]
+            args: list[Any] = [listener, RATE_TTL, f"{sums[0]:.6f}", int(sums[1]), len(counts)]
             for pair in (*counts.items(), *buckets.items()):
                 args += pair
             keys = [space.listener_stats(listener), space.listener_rate(listener, minute), space.listener_names]
