@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import logging.config
 import os
 import sys
@@ -169,6 +170,9 @@ def worker(
     except TaskEmitError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(engine.run())
+    if engine.abandoned:  # sync listeners still in their threads, which would keep the process alive
+        logging.shutdown()
+        os._exit(1)
     if engine.vitals.recycled:
         from ..engine.pool import RECYCLE_EXIT_CODE
 

@@ -27,17 +27,15 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from redis.exceptions import ResponseError
 
 from ..emit.listener import Listener
-from ..monitor.deadletter import dead_letter_fields
-from ..monitor.stats import RATE_TTL, bucket_for
 from ..settings import Settings
-from ..state import JobState
 from ..store import scripts as lua
-from ..store.codec import META_KWARG, Codec
+from ..store.codec import Codec
 from ..store.connection import drop_connections
 from ..store.durability import durability_holds, wait_command
 from ..store.faults import Fault, RedisNotReady, fault_of
 from ..store.wire import BatchConnection, send_batch
 from .outcome import Outcome
+from .settle import finish_call
 
 __all__ = ("Claim", "ClaimBatch", "Finished", "JobStore", "Route")
 
@@ -125,6 +123,8 @@ class JobStore:
         #: the token of a round trip whose reply was lost: the next one is sent with it again
         self._unanswered: str | None = None
         self._wait = wait_command(settings.durability, settings.min_replicas, settings.durability_timeout)
+        #: the newest request of arq's abort set already copied (ms)
+        self._arq_aborts_seen = time.time() * 1000 - 60_000
 
     async def load_scripts(self) -> None:
         for script in _SCRIPTS:
@@ -151,7 +151,7 @@ class JobStore:
         token = self._token()
         calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
         if finished:
-            calls.append((_FINISH, *self._finish_call(finished)))
+            calls.append((_FINISH, *finish_call(finished, self.routes, self.settings, self.codec)))
         if self.routes:
             self._first = (self._first + 1) % len(self.routes)
             now_ms = int(time.time() * 1000)
@@ -238,132 +238,25 @@ class JobStore:
         return int(released or 0)
 
     async def take_arq_aborts(self) -> int:
-        """Move the abort requests of this namespace's jobs from arq's own set (``Job.abort()``)
-        to the namespace's, which the scripts read; how many."""
+        """Copy the new abort requests of this namespace's jobs from arq's own set (``Job.abort()``,
+        read by stock arq workers too) to the namespace's, which the scripts read; how many.
+        arq forgets a request after a minute; so are this namespace's requests there."""
         space = self.settings.keys
-        requests = await self.redis.zrange(space.arq_abort_requests, 0, -1, withscores=True)
+        requests = await self.redis.zrangebyscore(
+            space.arq_abort_requests, f"({self._arq_aborts_seen}", "+inf", withscores=True
+        )
         ours = {job_id: score for job_id, score in requests if space.owns(job_id)}
+        if requests:
+            self._arq_aborts_seen = max(score for _, score in requests)
         if not ours:
             return 0
+        now_ms = time.time() * 1000
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(space.abort_requests, ours)
-            pipe.zrem(space.arq_abort_requests, *ours)
             # a request for a job that never ran again is forgotten after a day
-            pipe.zremrangebyscore(space.abort_requests, "-inf", (time.time() - 86400) * 1000)
+            pipe.zremrangebyscore(space.abort_requests, "-inf", now_ms - 86_400_000)
             await pipe.execute()
         return len(ours)
-
-    def _finish_call(self, finished: Sequence[Finished]) -> tuple[list[str], list[Any]]:
-        """The KEYS and ARGV of one finish.lua call for ``finished`` (see the script's layout)."""
-        settings = self.settings
-        space = settings.keys
-        now = time.time()
-        minute = int(now // 60)
-        listeners: dict[str, int] = {}
-        job_keys: list[str] = []
-        job_args: list[Any] = []
-        dead_keys: list[str] = []
-        dead_args: list[Any] = []
-        for item in finished:
-            outcome, route = item.outcome, self.routes[item.route]
-            run = outcome.run
-            job_id = run.attempt.job_id
-            listener = run.attempt.listener
-            index = listeners.setdefault(listener, len(listeners) + 1)
-            job_keys += (
-                space.attempts(job_id),
-                space.event(run.meta.get("event") or "-"),
-                route.queue,
-                route.leased,
-                route.ready,
-                space.in_progress(job_id),
-                space.job(job_id),
-                space.retry(job_id),
-                space.result(job_id),
-            )
-            if outcome.state is JobState.RETRYING:
-                mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
-            elif outcome.state is JobState.FAILED:
-                fields = dead_letter_fields(
-                    settings,
-                    job_id=job_id,
-                    listener=listener,
-                    event_uuid=run.meta.get("event"),
-                    event_id=run.meta.get("event_id"),
-                    reason=outcome.reason,
-                    error=outcome.summary,
-                    enqueued_ms=run.enqueue_ms,
-                    died_ms=int(now * 1000),
-                    queue=route.queue,
-                )
-                fields += ("payload", outcome.next_payload)
-                mode, extra = "dead", [*self._result(outcome, route), len(fields) // 2]
-                dead_keys += (
-                    space.dead(job_id),
-                    space.dead_by_listener(listener),
-                    space.dead_by_event(run.meta.get("event_id") or ""),
-                )
-                dead_args += fields
-            else:
-                mode, extra = "done", [*self._result(outcome, route), ""]
-            duration = outcome.duration
-            job_args += (
-                job_id,
-                item.token,
-                mode,
-                outcome.attempt_json,
-                outcome.outcome_json,
-                *extra,
-                index,
-                ",".join(outcome.counted),
-                "" if duration is None else f"{duration:.6f}",
-                "" if duration is None else bucket_for(duration),
-            )
-        stats_keys: list[str] = []
-        for listener in listeners:
-            stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
-        keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
-        args = [
-            settings.event_retention,
-            len(finished),
-            int(now * 1000),
-            settings.dead_letter_retention,
-            RATE_TTL,
-            len(listeners),
-            *listeners,
-            *job_args,
-            *dead_args,
-        ]
-        return keys, args
-
-    def _result(self, outcome: Outcome, route: Route) -> list[Any]:
-        """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
-        retention_ms = self.settings.result_retention * 1000
-        if not retention_ms:
-            return ["", 0]
-        run = outcome.run
-        success = outcome.state is JobState.COMPLETE
-        data = {
-            "t": run.attempt.number,
-            "f": run.attempt.listener,
-            "a": run.args,
-            "k": {**run.kwargs, META_KWARG: run.meta},
-            "et": run.enqueue_ms,
-            "s": success,
-            "r": outcome.result if success else outcome.error,
-            "st": int(run.started * 1000),
-            "ft": int(time.time() * 1000),
-            "q": route.queue,
-            "id": run.attempt.job_id,
-        }
-        try:
-            return [self.codec.dumps(data), retention_ms]
-        except Exception:  # a result the serializer cannot store: keep its repr
-            data["r"] = repr(data["r"])[:1000]
-            try:
-                return [self.codec.dumps(data), retention_ms]
-            except Exception:
-                return ["", 0]
 
     async def close(self) -> None:
         await self._batches.close()

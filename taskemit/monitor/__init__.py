@@ -28,6 +28,7 @@ from .schedules import (
     trigger_event_uuid,
     trigger_schedule,
 )
+from .server import ServerHealth, server_health
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventStatus,
@@ -50,6 +51,7 @@ __all__ = (
     "ListenerView",
     "QueueView",
     "ScheduleView",
+    "ServerHealth",
     "WorkerInfo",
     "abort_job",
     "event_status",
@@ -72,6 +74,7 @@ __all__ = (
     "recent_events",
     "replay_dead_letter",
     "resume_schedule",
+    "server_health",
     "trigger_event_uuid",
     "trigger_schedule",
     "wait_for_event",

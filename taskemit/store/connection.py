@@ -25,7 +25,7 @@ import asyncio
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis as sync_redis
@@ -34,9 +34,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import InvalidArgument, redact_url
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..settings import Settings
 
 __all__ = (
     "SCHEMES",
@@ -69,6 +66,19 @@ _PASSED_OPTIONS = (
 )
 
 ClientT = TypeVar("ClientT", bound=aioredis.Redis)
+
+
+class Settings(Protocol):
+    """What a client is made from (taskemit's settings have it)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def health_check_interval(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
