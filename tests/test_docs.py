@@ -581,8 +581,9 @@ def test_two_listeners_with_one_name_are_rejected() -> None:
         worker_settings([first, second], settings=load_settings())
 
 
-def test_worker_settings_options(taskemit_settings: Settings) -> None:
-    async def on_startup(ctx: dict[str, Any]) -> None: ...
+async def test_worker_settings_options(taskemit_settings: Settings) -> None:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["started"] = True
 
     @listener("a", name="docs.a")
     async def handler() -> None: ...
@@ -593,7 +594,10 @@ def test_worker_settings_options(taskemit_settings: Settings) -> None:
     assert cls.health_check_key == f"{taskemit_settings.queue_key}:health-check"
     assert cls.keep_result == taskemit_settings.result_retention
     assert cls.job_timeout == taskemit_settings.job_timeout + 5
-    assert cls.on_startup is on_startup and cls.max_jobs == 3
+    assert cls.max_jobs == 3
+    ctx: dict[str, Any] = {}
+    await cls.on_startup(ctx)  # the given hook, inside the history's (which a stock arq worker runs)
+    assert ctx == {"started": True}
 
 
 async def test_payloads_arrive_as_documented(

@@ -44,6 +44,7 @@ from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import keep_leases
 from .link import REDIS_DOWN, RedisLink, listen_for_work
@@ -120,6 +121,7 @@ class Engine:
         self.ctx: dict[Any, Any] = dict(ctx or {})
         self.ctx[CTX_WORKER_ID] = self.worker_id
         self.ctx[CTX_RUNNING] = self.running_listeners
+        self.history = self.ctx[CTX_HISTORY] = HistoryRecorder(settings, self.worker_id)
         self.jobs_complete = self.jobs_failed = self.jobs_retried = 0
         #: event-loop lag, jobs done, memory: for heartbeats and recycling
         self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
@@ -200,6 +202,7 @@ class Engine:
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(self.history.run(self.redis, self.link), name="taskemit-history"),
                 asyncio.create_task(watch_supervisor(self.worker_id, self.stop), name="taskemit-supervisor"),
             ]
             try:
@@ -241,6 +244,7 @@ class Engine:
             await asyncio.wait([task for task, _ in self._running.values()])
         assert self._store is not None
         await self._settle(final=True)
+        await self.history.close(self.redis)
 
     async def _settle(self, final: bool = False) -> None:
         """Write what finished and give back the leases of interrupted jobs (best effort)."""
@@ -251,6 +255,7 @@ class Engine:
                     finished, self._finished = self._finished, []
                     try:
                         await self._store.exchange(finished, 0)
+                        self.history.record_all(finished)
                     except BaseException:
                         self._finished = finished + self._finished
                         raise
@@ -311,6 +316,7 @@ class Engine:
                 await self._sleep(self.link.down(exc))
                 continue
             self.link.up()
+            self.history.record_all(finished)
             for claim in batch.claimed:
                 self._start(claim)
             for job_id, route in batch.expired:

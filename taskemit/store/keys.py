@@ -230,9 +230,15 @@ class KeySpace:
         """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
         return f"{self.prefix}stats:listener:{listener}"
 
-    def listener_rate(self, listener: str, minute: int) -> str:
-        """Hash of a listener's counters during one minute (epoch minutes), for rates."""
-        return f"{self.prefix}rate:{listener}:{minute}"
+    def history(self, resolution: str, bucket: int) -> str:
+        """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
+        (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""
+        return f"{self.prefix}history:{resolution}:{bucket}"
+
+    @property
+    def history_sampler(self) -> str:
+        """String: who samples queue depth and busy workers this interval (expires after it)."""
+        return self.prefix + "history:sampler"
 
     # -- workers ---------------------------------------------------------------------------
 
