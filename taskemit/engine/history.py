@@ -46,26 +46,30 @@ class HistoryRecorder:
 
     def record(self, outcome: Outcome) -> None:
         """Count one outcome written to Redis (aborted attempts are not attempts: not counted)."""
-        if not self.enabled or outcome.state is JobState.ABORTED:
+        state = outcome.state
+        if not self.enabled or state is JobState.ABORTED:
             return
         run = outcome.run
+        attempt = run.attempt
         duration = outcome.duration
         latency = None
-        if duration is not None and run.attempt.number == 1:
-            latency = run.started - run.enqueue_ms / 1000
-        error_type = None
-        message = ""
-        if outcome.state in (JobState.RETRYING, JobState.FAILED) and outcome.summary:
-            error_type = str(outcome.summary.get("type") or "") or None
-            message = str(outcome.summary.get("message") or "")
+        finished_at = run.started
+        if duration is not None:
+            finished_at += duration
+            if attempt.number == 1:
+                latency = max(0.0, run.started - run.enqueue_ms / 1000)
+        if state is JobState.COMPLETE or not outcome.summary:
+            self.tally.add(attempt.listener, outcome.counted, finished_at, duration, latency)
+            return
+        summary = outcome.summary
         self.tally.add(
-            run.attempt.listener,
+            attempt.listener,
             outcome.counted,
-            finished_at=run.started + (duration or 0.0),
-            run_time=duration,
-            latency=latency,
-            error_type=error_type,
-            error_message=message,
+            finished_at,
+            duration,
+            latency,
+            str(summary.get("type") or "") or None,
+            str(summary.get("message") or ""),
         )
 
     def record_all(self, finished: Iterable[tuple[Outcome, Any]]) -> None:

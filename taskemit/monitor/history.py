@@ -20,6 +20,7 @@ have no ``:``), or a bare metric for the gauges of the whole namespace.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = (
     "history_call",
     "retention",
     "sample_gauges",
+    "sample_if_due",
     "write_history",
 )
 
@@ -67,16 +69,14 @@ RESOLUTIONS: tuple[Resolution, ...] = (MINUTE, FIVE_MINUTES, HOUR)
 
 #: the outcome names the stats count -> the metric names in a bucket
 COUNTED = {"succeeded": "ok", "failed": "fail", "retried": "retry", "dead": "dead"}
-#: histogram metrics: prefix + bucket label (``rt0.05``, ``lat+Inf``); ``rts``/``lats``: sums in microseconds
+#: histogram metrics: prefix + bucket label (``rt0.05``, ``lat+Inf``: ``stats.BUCKETS``' upper bounds)
 RUN_TIME, LATENCY = "rt", "lat"
 #: failures by error type: ``err=<type>`` counts, ``msg=<type>`` the last message
 ERROR, MESSAGE = "err=", "msg="
 _LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
+_RUN_TIME_LABELS = tuple(RUN_TIME + label for label in _LABELS)
+_LATENCY_LABELS = tuple(LATENCY + label for label in _LABELS)
 _MESSAGE_LIMIT = 200
-
-
-def _label(seconds: float) -> str:
-    return _LABELS[bisect.bisect_left(BUCKETS, seconds)]
 
 
 def retention(settings: Settings) -> dict[str, int]:
@@ -104,7 +104,6 @@ class HistoryTally:
         self,
         listener: str,
         counted: Iterable[str],
-        *,
         finished_at: float,
         run_time: float | None = None,
         latency: float | None = None,
@@ -125,20 +124,15 @@ class HistoryTally:
             metric = COUNTED[outcome]
             counts[metric] = counts.get(metric, 0) + 1
         if run_time is not None:
-            self._observe(counts, RUN_TIME, run_time)
+            label = _RUN_TIME_LABELS[bisect.bisect_left(BUCKETS, run_time)]
+            counts[label] = counts.get(label, 0) + 1
         if latency is not None:
-            self._observe(counts, LATENCY, max(0.0, latency))
+            label = _LATENCY_LABELS[bisect.bisect_left(BUCKETS, latency)]
+            counts[label] = counts.get(label, 0) + 1
         if error_type:
             metric = ERROR + error_type
             counts[metric] = counts.get(metric, 0) + 1
             self._messages.setdefault(key, {})[MESSAGE + error_type] = error_message[:_MESSAGE_LIMIT]
-
-    @staticmethod
-    def _observe(counts: dict[str, int], prefix: str, seconds: float) -> None:
-        label = prefix + _label(seconds)
-        counts[label] = counts.get(label, 0) + 1
-        total = prefix + "s"
-        counts[total] = counts.get(total, 0) + round(seconds * 1_000_000)
 
     def take(self) -> HistoryTally:
         """Everything counted so far, leaving this tally empty."""
@@ -197,6 +191,15 @@ async def sample_gauges(redis: Any, settings: Settings) -> Gauges:
         busy=sum(worker.jobs_running for worker in workers),
         slots=sum(worker.concurrency for worker in workers),
     )
+
+
+async def sample_if_due(redis: Any, settings: Settings, holder: str) -> bool:
+    """Sample the gauges and write them to the history if nobody did this interval; True if it did."""
+    if not await claim_sample(redis, settings.keys, holder, settings.history_interval):
+        return False
+    now = time.time()
+    await write_history(redis, settings, None, await sample_gauges(redis, settings), now)
+    return True
 
 
 class _Bucket:

@@ -196,11 +196,9 @@ def _parse(raw: Mapping[bytes, bytes]) -> tuple[dict[str, _Listener], dict[str, 
         elif metric.startswith(ERROR):
             listeners.setdefault(owner, _Listener()).errors[metric[len(ERROR) :]] = value
         elif metric.startswith(LATENCY):
-            if metric != LATENCY + "s":  # the sum: the charts show percentiles
-                listeners.setdefault(owner, _Listener()).latency[metric[len(LATENCY) :]] = value
+            listeners.setdefault(owner, _Listener()).latency[metric[len(LATENCY) :]] = value
         elif metric.startswith(RUN_TIME):
-            if metric != RUN_TIME + "s":
-                listeners.setdefault(owner, _Listener()).run_time[metric[len(RUN_TIME) :]] = value
+            listeners.setdefault(owner, _Listener()).run_time[metric[len(RUN_TIME) :]] = value
         else:
             gauges.setdefault(metric, {})[owner if sep else ""] = value
     return listeners, gauges
