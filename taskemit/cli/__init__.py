@@ -21,6 +21,7 @@ from .emit import emit_command
 from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
 from .spool import spool
+from .stats import stats
 
 __all__ = ("main",)
 
@@ -193,6 +194,7 @@ cli.add_command(emit_command)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
+cli.add_command(stats)
 for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)
 
