@@ -224,7 +224,7 @@ class OverviewPages(DashboardController):
 
     @get("/overview", media_type=MediaType.HTML)
     async def overview_page(
-        self, request: Request[Any, Any, Any], span: str = "1h", listener: str | None = None
+        self, request: Request[Any, Any, Any], span: SpanParam = "1h", listener: ListenerParam = None
     ) -> str:
         d = self.dashboard
         page = d.page(request)
@@ -252,14 +252,14 @@ class OverviewPages(DashboardController):
 
     @get("/overview/live", media_type=MediaType.HTML)
     async def overview_live(
-        self, request: Request[Any, Any, Any], span: str = "1h", listener: str | None = None
+        self, request: Request[Any, Any, Any], span: SpanParam = "1h", listener: ListenerParam = None
     ) -> Response[str]:
         d = self.dashboard
         history = await d.data.history(span, listener)
         return _fragment(live_body(d, history, d.page(request).csrf_token))
 
     @get("/listener", media_type=MediaType.HTML)
-    async def listener_page(self, request: Request[Any, Any, Any], name: NameParam, span: str = "1h") -> str:
+    async def listener_page(self, request: Request[Any, Any, Any], name: NameParam, span: SpanParam = "1h") -> str:
         d = self.dashboard
         page = d.page(request)
         detail = await d.data.listener_detail(name)
@@ -280,7 +280,9 @@ class OverviewPages(DashboardController):
         return d.render(request, f"Listener {name}", body, here="listeners", notice=None)
 
     @get("/listener/live", media_type=MediaType.HTML)
-    async def listener_live(self, request: Request[Any, Any, Any], name: NameParam, span: str = "1h") -> Response[str]:
+    async def listener_live(
+        self, request: Request[Any, Any, Any], name: NameParam, span: SpanParam = "1h"
+    ) -> Response[str]:
         d = self.dashboard
         history = await d.data.history(span, name)
         return _fragment(live_body(d, history, d.page(request).csrf_token))
