@@ -435,3 +435,24 @@ async def test_overview_and_listener_pages(client: AsyncTestClient[Litestar]) ->
     assert missing.status_code == 404 and "no listener 'nobody'" in missing.text
     listeners_page = (await client.get("/taskemit/listeners", headers=VIEWER)).text
     assert 'href="/taskemit/listener?name=shop%3Aconfirm"' in listeners_page
+
+
+def test_a_listeners_policy_is_its_own_options_over_the_settings(settings: Settings) -> None:
+    from taskemit import Backoff
+    from taskemit.emit.catalog import describe
+    from taskemit.litestar.overview_schemas import policy_out
+    from taskemit.monitor.catalog import CatalogEntry
+
+    @listener("x", name="shop:careful", max_tries=3, backoff=Backoff.fixed(2.0), give_up_on=ValueError, timeout=9)
+    async def careful() -> None: ...
+
+    entry = describe(careful, "default")
+    # what a worker registers travels as JSON through the catalog
+    declared = CatalogEntry.from_json(entry.name, entry.to_json()).policy
+    policy = policy_out(declared, settings.default_policy, settings.job_timeout, described=True)
+    assert (policy.max_tries, policy.delays, policy.timeout) == (3, [2.0, 2.0], 9.0)
+    assert policy.backoff == "fixed(2s)" and policy.give_up_on == ["builtins.ValueError"]
+    assert policy.retry_on == ["builtins.Exception"]  # the settings' default
+    assert policy.declared == ["backoff", "give_up_on", "max_tries", "timeout"]
+    plain = policy_out({}, settings.default_policy, settings.job_timeout, described=False)
+    assert plain.max_tries == settings.max_tries and plain.timeout == settings.job_timeout and plain.declared == []
