@@ -79,6 +79,37 @@ def _round(drain: Drain) -> dict[str, Any]:
     }
 
 
+def write_cost(url: str, listeners: int = 4, calls: int = 2000) -> float:
+    """Redis CPU microseconds per history write (one ``history.lua`` call, a worker's tallies of
+    ``listeners`` listeners over two minutes with a sample of the gauges), over ``calls`` calls."""
+    import asyncio
+
+    from redis import asyncio as aioredis
+
+    from taskemit import load_settings
+    from taskemit.monitor.history import Gauges, HistoryTally, write_history
+
+    settings = load_settings(redis_url=url)
+    gauges = Gauges(queued={"default": 10}, listener_queued={f"l{n}": 3 for n in range(listeners)}, workers=2, busy=5)
+
+    async def main() -> float:
+        client = aioredis.Redis.from_url(url)
+        before = _redis_cpu(redis.Redis.from_url(url))
+        now = time.time()
+        for _ in range(calls):
+            tally = HistoryTally()
+            for n in range(listeners):
+                for second in (0.0, 60.0):  # a write covers at most two minutes at the default interval
+                    tally.add(f"l{n}", ("succeeded",), now - second, 0.002, 0.01)
+                    tally.add(f"l{n}", ("failed", "retried"), now - second, 0.2, 0.5, "builtins.ValueError", "no")
+            await write_history(client, settings, tally, gauges, now)
+        spent = _redis_cpu(redis.Redis.from_url(url)) - before
+        await client.aclose()
+        return 1e6 * spent / calls
+
+    return asyncio.run(main())
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmarks.compare.machine import newest_redis_server
     from taskemit.store.redis_server import RedisServer
@@ -106,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
                     f"worker {found['worker_us_per_job']:.1f} us/job, {found['jobs_per_s']:,.0f} jobs/s",
                     flush=True,
                 )
+        per_write = write_cost(server.url)
         client.close()
     summary = {
+        "history_write_redis_us": per_write,
         "redis_version": info["redis_version"],
         "jobs_per_round": args.jobs,
         "rounds": args.rounds,
@@ -140,6 +173,16 @@ def report(summary: dict[str, Any]) -> str:
         rate = statistics.median(r["jobs_per_s"] for r in found)
         code = summary["code"][label]
         lines.append(f"| {label} | {code} | {redis_us:.2f} | {redis_us / base:.3f} | {worker_us:.1f} | {rate:,.0f} |")
+    per_write = summary.get("history_write_redis_us")
+    if per_write is not None:
+        rate = statistics.median(r["jobs_per_s"] for r in variants["history on"])
+        per_job = per_write / (5.0 * rate)  # one write per worker per history_interval (5 s by default)
+        lines += [
+            "",
+            f"One history write (4 listeners, two minutes, a sample of the gauges) costs Redis {per_write:.0f} us; "
+            f"one per 5 s at {rate:,.0f} jobs/s is {per_job:.4f} us per job "
+            f"({100 * per_job / base:.3f}% of history off).",
+        ]
     lines += ["", "Redis commands by server time in each variant's median round (per 1000 jobs, us per job):", ""]
     for label, found in variants.items():
         commands = _median_round(found)["commands"][:6]
