@@ -12,6 +12,7 @@ from .emit import EmitReceipt, Emitter, Listener, Registry, listener
 from .engine import worker_settings
 from .errors import (
     AttemptsExhausted,
+    DurabilityUnavailable,
     EmitBufferFull,
     InvalidArgument,
     JobPayloadError,
@@ -19,6 +20,7 @@ from .errors import (
     ListenerConfigError,
     ListenerError,
     ListenerTimeout,
+    NotDurable,
     NotReplayable,
     PayloadEncodeError,
     PayloadTooLarge,
@@ -41,6 +43,7 @@ __all__ = (
     "Backoff",
     "CronConfigError",
     "CronSchedule",
+    "DurabilityUnavailable",
     "EmitBufferFull",
     "EmitReceipt",
     "Emitter",
@@ -52,6 +55,7 @@ __all__ = (
     "ListenerConfigError",
     "ListenerError",
     "ListenerTimeout",
+    "NotDurable",
     "NotReplayable",
     "PayloadEncodeError",
     "PayloadTooLarge",

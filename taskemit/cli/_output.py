@@ -49,15 +49,14 @@ def full_id(ident: str) -> str:
     """The full event uuid or job id an abbreviated ``ident`` (8+ characters) stands for."""
     import asyncio
 
-    from redis import asyncio as aioredis
-
     from ..monitor.ids import AmbiguousId, resolve_id
     from ..settings import load_settings
+    from ..store.connection import redis_client
 
     settings = load_settings()
 
     async def main() -> str:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await resolve_id(redis, settings, ident)
 
     try:

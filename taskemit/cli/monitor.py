@@ -21,6 +21,7 @@ from ..monitor.status import EventStatus, JobStatus, event_status, job_status
 from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
 from ..state import JobState
+from ..store.connection import redis_client
 from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def _show(
     settings = load_settings()
 
     async def main() -> T:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             data = await fetch(redis, settings)
             if as_json:
                 click.echo(json.dumps(to_json(data), default=str, indent=2))

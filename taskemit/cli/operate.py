@@ -7,7 +7,6 @@ import json
 import sys
 
 import click
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
@@ -15,6 +14,7 @@ from ..errors import redact_url
 from ..monitor.abort import abort_job
 from ..monitor.workers import Waiting, live_workers, waiting_listeners
 from ..settings import load_settings
+from ..store.connection import redis_client
 from ._output import NotFound, full_id
 from .monitor import json_option
 
@@ -29,7 +29,7 @@ def abort(job_id: str) -> None:
     settings = load_settings()
 
     async def main() -> str:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await abort_job(redis, settings, job_id)
 
     outcome = asyncio.run(main())
@@ -48,7 +48,7 @@ def check(as_json: bool) -> None:
     settings = load_settings()
 
     async def main() -> tuple[int, bool, list[Waiting]]:
-        async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
+        async with redis_client(settings) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))

@@ -15,12 +15,13 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from ..monitor.history import Gauges, HistoryTally, claim_sample, sample_gauges, write_history
 from ..settings import Settings
 from ..state import JobState
+from .batch import Finished
 from .link import REDIS_DOWN, RedisLink
 from .outcome import Outcome
 
@@ -72,10 +73,12 @@ class HistoryRecorder:
             str(summary.get("message") or ""),
         )
 
-    def record_all(self, finished: Iterable[tuple[Outcome, Any]]) -> None:
-        """Count the outcomes of ``(outcome, route)`` pairs, as the worker loop writes them."""
-        for outcome, _ in finished:
-            self.record(outcome)
+    def record_all(self, finished: Iterable[Finished], refused: Collection[str] = ()) -> None:
+        """Count the outcomes the worker loop wrote, but those of jobs whose finish was ``refused``
+        (taken over by another worker, or written before: a finish sent again counts once)."""
+        for item in finished:
+            if not refused or item.outcome.run.attempt.job_id not in refused:
+                self.record(item.outcome)
 
     async def flush(self, redis: Any, sample: bool = False) -> None:
         """Write the tallies, and a sample of the gauges if ``sample`` and it is this worker's turn;

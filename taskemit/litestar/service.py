@@ -37,6 +37,7 @@ from ..monitor import (
 )
 from ..settings import Settings
 from ..state import JobState
+from ..store.connection import redis_client
 from .overview_schemas import HistoryOut, ListenerDetailOut, history_out, policy_out
 from .schemas import (
     AbortOut,
@@ -79,13 +80,11 @@ class DashboardData:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[DashboardData]:
         """Open the Redis client for the app's lifespan (a Litestar ``lifespan`` manager)."""
-        self._redis = aioredis.Redis.from_url(
-            self.settings.redis_url, socket_connect_timeout=self.settings.connect_timeout, socket_timeout=10
-        )
+        self._redis = redis_client(self.settings)
         try:
             yield self
         finally:
-            redis, self._redis = self._redis, None
+            redis, self._redis = self._redis, None  # type: ignore[var-annotated]
             await redis.aclose()
 
     @property

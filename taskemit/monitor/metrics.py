@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from ..settings import Settings
+from ..store.connection import sync_client
 from .stats import BUCKETS
 
 __all__ = ("TaskEmitCollector", "metrics_registry")
@@ -33,7 +34,7 @@ class TaskEmitCollector(Collector):
 
     def _client(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
+            self._redis = sync_client(self.settings)
         return self._redis
 
     def collect(self) -> Iterator[Metric]:

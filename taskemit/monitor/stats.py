@@ -36,6 +36,8 @@ __all__ = (
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RATE_WINDOW_MINUTES = 5
 _LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
+#: the TTL that scripts still take for a per-minute rate hash they no longer write (see lib_stats.lua)
+RATE_TTL = 2 * 3600
 
 
 def bucket_for(duration: float) -> str:
@@ -81,7 +83,7 @@ def outcome_args(
             ",".join(outcomes),
             "" if duration is None else f"{duration:.6f}",
             "" if duration is None else bucket_for(duration),
-            0,
+            RATE_TTL,
         ],
     )
 

@@ -17,3 +17,45 @@ local function count_outcome(stats_key, unused_key, names_key, listener, outcome
   end
   redis.call('SADD', names_key, listener)
 end
+
+-- The same counts for a batch of attempts, summed per listener first (one command per counter,
+-- not per attempt): tally() each attempt into ``tallies`` (listener index -> sums), then
+-- count_tallies() once. ``keys_of(index)`` gives a listener's stats and rate keys, ``name_of(index)``
+-- its name.
+local function tally(tallies, index, outcomes, duration, bucket)
+  local t = tallies[index]
+  if t == nil then
+    t = {outcomes = {}, sum = 0, n = 0, buckets = {}}
+    tallies[index] = t
+  end
+  for outcome in string.gmatch(outcomes, '[^,]+') do
+    t.outcomes[outcome] = (t.outcomes[outcome] or 0) + 1
+  end
+  if duration ~= '' then
+    t.sum = t.sum + tonumber(duration)
+    t.n = t.n + 1
+    local field = 'le:' .. bucket
+    t.buckets[field] = (t.buckets[field] or 0) + 1
+  end
+end
+
+local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
+  for index, t in pairs(tallies) do
+    local stats_key, rate_key = keys_of(index)
+    local rated = false
+    for outcome, n in pairs(t.outcomes) do
+      redis.call('HINCRBY', stats_key, outcome, n)
+      rated = true
+    end
+    if t.n > 0 then
+      redis.call('HINCRBYFLOAT', stats_key, 'duration_sum', string.format('%.6f', t.sum))
+      redis.call('HINCRBY', stats_key, 'duration_count', t.n)
+      for field, n in pairs(t.buckets) do
+        redis.call('HINCRBY', stats_key, field, n)
+      end
+    end
+    if rated then  -- rate_key and rate_ttl are no longer used: the history's buckets give rates
+      redis.call('SADD', names_key, name_of(index))
+    end
+  end
+end
