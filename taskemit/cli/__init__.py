@@ -22,6 +22,7 @@ from .emit import emit_command
 from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
 from .spool import spool
+from .stats import stats
 
 __all__ = ("main",)
 
@@ -197,6 +198,7 @@ cli.add_command(emit_command)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
+cli.add_command(stats)
 for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)
 

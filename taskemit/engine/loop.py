@@ -49,6 +49,7 @@ from ..store.durability import check_durability
 from ..store.faults import Fault, RedisNotReady, fault_of
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
 from .link import REDIS_DOWN, RedisLink, listen_for_work
@@ -127,6 +128,7 @@ class Engine:
         self.ctx: dict[Any, Any] = dict(ctx or {})
         self.ctx[CTX_WORKER_ID] = self.worker_id
         self.ctx[CTX_RUNNING] = self.running_listeners
+        self.history = self.ctx[CTX_HISTORY] = HistoryRecorder(settings, self.worker_id)
         #: event-loop lag, jobs done, memory: for heartbeats and recycling
         self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
         self.redis: ArqRedis | None = None
@@ -224,6 +226,7 @@ class Engine:
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(self.history.run(self.redis, self.link), name="taskemit-history"),
                 asyncio.create_task(watch_supervisor(self.worker_id, self.stop), name="taskemit-supervisor"),
             ]
             try:
@@ -268,6 +271,7 @@ class Engine:
         self._unconfirmed = []
         assert self._store is not None
         await self._settle(final=True)
+        await self.history.close(self.redis)
 
     async def _settle(self, final: bool = False) -> None:
         """Write what finished and give back the leases of interrupted jobs (best effort)."""
@@ -283,6 +287,7 @@ class Engine:
                         jobs.finished = finished + jobs.finished
                         raise
                     self._refused(batch.refused)
+                    self.history.record_all(finished, batch.refused)
                 if jobs.interrupted:
                     released = await self._store.release(jobs.interrupted)
                     logger.info("gave back the leases of %d interrupted jobs", released)
@@ -349,6 +354,7 @@ class Engine:
                 continue
             self.link.up()
             self._refused(batch.refused)
+            self.history.record_all(finished, batch.refused)  # sent again, a finish is refused: counted once
             for claim in batch.expired:
                 jobs.expired(claim)
             for claim in batch.aborted:
