@@ -29,8 +29,8 @@ from .schedules import (
     trigger_event_uuid,
     trigger_schedule,
 )
-from .server import ServerHealth, server_health
 from .series import SPANS, FailureCount, History, HistoryPoint, ListenerSummary, Span, read_history
+from .server import ServerHealth, server_health
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventStatus,
@@ -84,9 +84,9 @@ __all__ = (
     "recent_events",
     "replay_dead_letter",
     "resume_schedule",
-    "server_health",
     "sample_gauges",
     "sample_if_due",
+    "server_health",
     "trigger_event_uuid",
     "trigger_schedule",
     "wait_for_event",
