@@ -32,8 +32,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from arq.jobs import Job, JobResult
-from arq.worker import create_worker
+from arq_support import HAVE_ARQ, needs_arq
 from pydantic import ValidationError
 from redis import asyncio as aioredis
 
@@ -54,7 +53,11 @@ from taskemit import (
 )
 from taskemit.engine import InProcessWorker
 from taskemit.monitor.deadletter import get_dead_letter, iter_dead_letters
+from taskemit.store.arq_format import ArqResult, decode_result
 from taskemit.store.redis_server import RedisServer
+
+if HAVE_ARQ:
+    from arq.worker import create_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -343,10 +346,11 @@ def _once(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_tries": 1})
 
 
-async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> JobResult:
-    deserializer = worker_settings([], settings=settings).job_deserializer
-    job = Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=deserializer)
-    return await job.result_info()
+async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> ArqResult:
+    """The job's result as arq stores it (arq's own reader of it: tests/test_arq_format.py)."""
+    data = await redis.get(settings.keys.result(job_id))
+    assert data is not None, f"job {job_id} has no result"
+    return decode_result(data, worker_settings([], settings=settings).job_deserializer)
 
 
 async def _run_burst(listeners: list[Any], settings: Settings) -> None:
@@ -400,6 +404,7 @@ QUICKSTART_MAILS = [
 # -- index.md: the quickstart -------------------------------------------------------------
 
 
+@needs_arq
 async def test_quickstart_runs_on_the_stock_arq_worker_settings(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
@@ -435,6 +440,7 @@ def test_taskemit_worker_command_runs_the_quickstart(taskemit_settings: Settings
     assert sorted(worker.stdout.splitlines()) == sorted(QUICKSTART_MAILS), worker.stderr
 
 
+@needs_arq
 def test_arq_command_runs_the_quickstart(taskemit_settings: Settings, tmp_path: Path) -> None:
     _copy_quickstart(tmp_path)
     env = _child_env(taskemit_settings)
@@ -545,6 +551,7 @@ def test_emit_outside_the_context_manager_is_an_error() -> None:
 # -- workers.md ---------------------------------------------------------------------------
 
 
+@needs_arq
 async def test_deploy_skew_leaves_the_job_for_a_worker_that_has_it(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
@@ -622,7 +629,7 @@ async def test_worker_settings_options(taskemit_settings: Settings) -> None:
     async def handler() -> None: ...
 
     cls = worker_settings([handler], settings=taskemit_settings, on_startup=on_startup, max_jobs=3)
-    assert [f.name for f in cls.functions] == ["docs.a"]
+    assert [item.name for item in cls.taskemit_listeners] == ["docs.a"]
     assert cls.queue_name == taskemit_settings.queue_key
     assert cls.health_check_key == f"{taskemit_settings.queue_key}:health-check"
     assert cls.keep_result == taskemit_settings.result_retention
@@ -903,7 +910,7 @@ async def test_litestar_app_runs_every_listener(
             ("mail", "bob@example.com", "Your account was created."),
         ]
     )
-    assert {f.name for f in litestar_app.WorkerSettings.functions} == {
+    assert {item.name for item in litestar_app.WorkerSettings.taskemit_listeners} == {
         f"litestar_app:{name}"
         for name in (
             "send_welcome_email_handler",
@@ -1000,9 +1007,9 @@ async def test_litestar_listener_exceptions_fail_the_job(
 
     module = examples("litestar_listener")
     assert isinstance(module.charge_card, EventListener), "the example must use Litestar's own decorator"
-    assert [f.name for f in module.WorkerSettings.functions] == ["litestar_listener:charge_card"]
+    assert [item.name for item in module.WorkerSettings.taskemit_listeners] == ["litestar_listener:charge_card"]
     by_module = worker_settings(settings=load_settings(listeners=["litestar_listener"]))
-    assert by_module.functions == [], "the listeners setting collects taskemit listeners only"
+    assert by_module.taskemit_listeners == (), "the listeners setting collects taskemit listeners only"
     charged: list[int] = []
 
     def charge(order_id: int, amount: str) -> None:
