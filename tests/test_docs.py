@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from arq_support import HAVE_ARQ, needs_arq
+from children import PROTOCOL_ENV
 from pydantic import ValidationError
 from redis import asyncio as aioredis
 
@@ -332,7 +333,7 @@ def test_settings_reference_lists_every_field_with_its_default() -> None:
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No TASKEMIT_* from the caller's environment, and no settings.toml from the working directory."""
     for name in list(os.environ):
-        if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
+        if name.startswith("TASKEMIT_") and name not in ("TASKEMIT_TEST_REDIS_URL", PROTOCOL_ENV):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -373,7 +374,7 @@ async def _wait_finished(redis: aioredis.Redis, job_ids: list[str], timeout: flo
 
 
 def _child_env(settings: Settings, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
         TASKEMIT_NAMESPACE=settings.namespace,
@@ -1110,7 +1111,7 @@ def test_settings_example_errors_name_the_field(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(ValidationError, match="queu_name"):
         load_settings()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     result = subprocess.run(
         [sys.executable, "-m", "taskemit", "worker", "--burst"],
         cwd=tmp_path,
@@ -1144,7 +1145,7 @@ async def test_testing_drain_inside_the_block(taskemit_settings: Settings) -> No
 def test_testing_example_passes(taskemit_redis_url: str) -> None:
     example = EXAMPLES / "testing_example.py"
     expected = len(re.findall(r"^async def test_|^def test_", example.read_text(encoding="utf-8"), re.M))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env["TASKEMIT_TEST_REDIS_URL"] = taskemit_redis_url
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(example), "-q"],

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from arq_support import needs_arq
+from children import PROTOCOL_ENV
 from click.testing import CliRunner
 from redis import Redis
 from redis import asyncio as aioredis
@@ -363,7 +364,7 @@ def app_dir(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch)
     """A directory with cron_app.py; the environment points at the test's Redis and queue."""
     (tmp_path / "cron_app.py").write_text(APP)
     for name in list(os.environ):
-        if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
+        if name.startswith("TASKEMIT_") and name not in ("TASKEMIT_TEST_REDIS_URL", PROTOCOL_ENV):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
     monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)

@@ -14,7 +14,9 @@ built from the settings:
   lost may have run, and only its caller knows whether sending it again is safe;
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
   the client asks them for the current primary on every new connection, so a failover is
-  followed without a restart.
+  followed without a restart;
+- every connection speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), the Sentinels'
+  too, whatever redis-py's own default (RESP2 before 8, RESP3 from 8 on).
 
 :func:`parse_redis_url` is the pure part: what a URL names.
 """
@@ -30,6 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis as sync_redis
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -79,6 +82,8 @@ class Settings(Protocol):
     def connect_timeout(self) -> float: ...
     @property
     def health_check_interval(self) -> float: ...
+    @property
+    def redis_protocol(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +194,16 @@ def keepalive_options(timeout: float) -> dict[int, int]:
     return options
 
 
-def _connection_options(settings: Settings, timeout: float | None, health_check: bool) -> dict[str, Any]:
+def _connection_options(
+    settings: Settings, timeout: float | None, health_check: bool, *, asyncio: bool
+) -> dict[str, Any]:
     bound = settings.redis_timeout if timeout is None else timeout
     options: dict[str, Any] = {
         "socket_timeout": bound,
         "socket_connect_timeout": settings.connect_timeout,
-        "retry": Retry(NoBackoff(), 0),
+        # redis-py 8 warns when an asyncio client is given the blocking client's Retry
+        "retry": (AsyncRetry if asyncio else Retry)(NoBackoff(), 0),
+        "protocol": settings.redis_protocol,
     }
     if not settings.redis_url.startswith("unix://"):
         options["socket_keepalive"] = True
@@ -215,7 +224,7 @@ def redis_client(
     """An asyncio client on the settings' Redis; every call bounded by ``timeout`` seconds
     (default: the ``redis_timeout`` setting). ``extra`` goes to redis-py (``decode_responses``...)."""
     target = parse_redis_url(settings.redis_url)
-    options = {**_connection_options(settings, timeout, health_check), **extra}
+    options = {**_connection_options(settings, timeout, health_check, asyncio=True), **extra}
     if not target.sentinel:
         return cast(ClientT, client_class.from_url(settings.redis_url, **options))
     from redis.asyncio.sentinel import Sentinel
@@ -231,7 +240,7 @@ def redis_client(
 def sync_client(settings: Settings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
     """A blocking client on the settings' Redis (for code that has no event loop: metrics, tests)."""
     target = parse_redis_url(settings.redis_url)
-    options = {**_connection_options(settings, timeout, True), **extra}
+    options = {**_connection_options(settings, timeout, True, asyncio=False), **extra}
     if not target.sentinel:
         return sync_redis.Redis.from_url(settings.redis_url, **options)
     from redis.sentinel import Sentinel
@@ -256,7 +265,13 @@ def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, A
 def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         key: options[key]
-        for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
+        for key in (
+            "socket_timeout",
+            "socket_connect_timeout",
+            "socket_keepalive",
+            "socket_keepalive_options",
+            "protocol",
+        )
         if key in options
     }
     if "sentinel_username" in target.sentinel_options:
