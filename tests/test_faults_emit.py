@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import redis
 from proxy import TcpProxy
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from topology import replica_of, server_version, wait_until
 
 from taskemit import Emitter, listener
@@ -138,7 +140,8 @@ async def test_a_server_still_loading_its_data_is_waited_out(tmp_path: Path) -> 
 
 def _loading(port: int) -> bool:
     try:
-        with redis.Redis(port=port, socket_timeout=5) as client:  # it answers once per 2 MB loaded
+        # no retries (redis-py 6 and newer retry a LOADING reply by default, so it would never see one)
+        with redis.Redis(port=port, socket_timeout=5, retry=Retry(NoBackoff(), 0)) as client:  # it answers per 2 MB
             client.get("probe")  # PING is answered while loading; GET is refused
     except redis.BusyLoadingError:
         return True
