@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
+from proxy import TcpProxy
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,7 +22,8 @@ from taskemit import Emitter, listener
 from taskemit.cli import cli
 from taskemit.engine import InProcessWorker
 from taskemit.settings import load_settings
-from taskemit.store.faults import Fault, RedisNotReady, fault_of, is_transient
+from taskemit.store.connection import redis_client
+from taskemit.store.faults import Fault, NotPrimary, RedisNotReady, fault_of, is_transient
 from taskemit.store.redis_server import RedisServer
 
 REPLIES = {
@@ -122,3 +124,19 @@ def test_check_refuses_a_replica_and_reports_the_server(monkeypatch: pytest.Monk
             assert result.exit_code == 1
         finally:
             replica.stop()
+
+
+async def test_any_client_leaves_a_demoted_primary_for_whatever_the_name_points_at_now(tmp_path: Path) -> None:
+    """Every client taskemit makes (schedulers, the dashboard, heartbeats...) closes a connection
+    whose server answers READONLY, so its next call reaches the new primary."""
+    with RedisServer() as old, RedisServer() as new, TcpProxy(old.port) as endpoint:
+        settings = load_settings(redis_url=f"redis://127.0.0.1:{endpoint.port}/0", spool_dir=str(tmp_path))
+        async with redis_client(settings) as client:
+            await client.set("k", "before")
+            redis.Redis(port=old.port).replicaof("127.0.0.1", new.port)
+            endpoint.retarget(new.port)
+            with pytest.raises(NotPrimary) as raised:
+                await client.set("k", "after")
+            assert fault_of(raised.value) is Fault.ROLE
+            await client.set("k", "after")  # a new connection, through the name, to the new primary
+        assert redis.Redis(port=new.port).get("k") == b"after"
