@@ -5,7 +5,8 @@ when it closes with events still buffered (a deploy during an outage). The next 
 same namespace that starts with the same ``spool_dir``, or ``taskemit spool flush``, stores
 them. They are stored once each, by event uuid, however often the spool is replayed: a spooled
 event goes to Redis as an exactly-once emit, so a second replay (two processes, or a crash
-between storing and forgetting) is a no-op.
+between storing and forgetting) is a no-op. The encoding of an event is ``durable.py``'s, the
+outbox's too.
 
 One SQLite file per namespace (``<spool_dir>/<namespace>.sqlite3``), written with SQLite's
 write-ahead log, so an event is on disk when ``emit`` returns.
@@ -13,16 +14,12 @@ write-ahead log, so an event is on disk when ``emit`` returns.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
-
 from ..settings import Settings
-from .plan import Plan, Route
+from .durable import DurableDecoder, encode_pending
 from .writer import PendingEvent
 
 __all__ = ("Spool", "default_spool_dir")
@@ -40,37 +37,6 @@ def default_spool_dir() -> Path:
     """``$XDG_STATE_HOME/taskemit/spool``, else ``~/.local/state/taskemit/spool``."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(state) / "taskemit" / "spool"
-
-
-def _encode(pending: PendingEvent) -> str:
-    return json.dumps(
-        {
-            "event_uuid": pending.event_uuid,
-            "event_id": pending.event_id,
-            "jobs": pending.jobs,
-            "emitted_ms": pending.emitted_ms,
-            "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
-            "cause": pending.cause,
-        }
-    )
-
-
-def _decode(data: str, settings: Settings) -> PendingEvent:
-    fields: dict[str, Any] = json.loads(data)
-    # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
-    routes = [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]]
-    return PendingEvent(
-        fields["event_uuid"],
-        fields["event_id"],
-        fields["jobs"],
-        settings,
-        int(fields["emitted_ms"]),
-        [base64.b64decode(payload) for payload in fields["payloads"]],
-        Plan(fields["event_id"], list(fields["jobs"]), routes),
-        once=True,  # stored once by its uuid, however often the spool is replayed
-        cause=fields.get("cause"),
-    )
 
 
 class Spool:
@@ -115,7 +81,7 @@ class Spool:
                 try:
                     db.executemany(
                         "INSERT OR IGNORE INTO events (event_uuid, data) VALUES (?, ?)",
-                        [(p.event_uuid, _encode(p)) for p in taken],
+                        [(p.event_uuid, encode_pending(p)) for p in taken],
                     )
                     db.execute("COMMIT")
                 except BaseException:
@@ -127,7 +93,8 @@ class Spool:
         """The oldest ``limit`` spooled events (they stay in the file until ``forget``)."""
         with self._lock:
             rows = self._connect().execute("SELECT data FROM events ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [_decode(data, self.settings) for (data,) in rows]
+        decoder = DurableDecoder(self.settings)
+        return [decoder.decode(data) for (data,) in rows]
 
     def forget(self, event_uuids: list[str]) -> None:
         """Remove events that are stored in Redis now."""
