@@ -31,10 +31,14 @@ class CausedEmitter:
         self.emitter = emitter
         self.cause = cause
 
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+    def emit(self, event: str | object, *args: Any, session: Any = None, outbox: bool = True, **kwargs: Any) -> None:
         pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
-        if pending is not None:
+        if pending is None:
+            return
+        if session is None:
             self.emitter._submit(pending)
+        else:  # the listener's own database transaction
+            self.emitter._in_session(pending, session, outbox)
 
     async def publish(
         self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any

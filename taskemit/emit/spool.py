@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+
 from ..settings import Settings
 from .durable import DurableDecoder, encode_pending
 from .writer import PendingEvent
