@@ -136,6 +136,9 @@ class Transactions:
         self._relays.clear()
         await asyncio.gather(*(relay.stop(timeout) for relay in relays))
         for relay in relays:
+            # the engine is the app's and stays usable; its pool may have been disposed already by the
+            # app (a Litestar lifespan ends before the emitter's): close what the relay opened since
+            await relay.database.dispose()
             try:
                 async with asyncio.timeout(self.settings.publish_timeout):
                     await remove_relay_report(self._redis(), self.settings.keys, relay.relay_id)

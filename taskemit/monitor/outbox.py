@@ -16,7 +16,14 @@ from typing import Any
 
 from ..store.keys import KeySpace
 
-__all__ = ("REPORT_INTERVAL", "RelayReport", "relay_reports", "remove_relay_report", "write_relay_report")
+__all__ = (
+    "REPORT_INTERVAL",
+    "RelayReport",
+    "relay_reports",
+    "remove_relay_report",
+    "report_from_hash",
+    "write_relay_report",
+)
 
 #: seconds between a relay's reports; a report three intervals old has expired
 REPORT_INTERVAL = 5.0
@@ -76,10 +83,11 @@ async def relay_reports(redis: Any, *, space: KeySpace) -> list[RelayReport]:
         for relay_id in ids:
             pipe.hgetall(space.outbox_relay(relay_id))
         replies = await pipe.execute()
-    return [_report(relay_id, raw) for relay_id, raw in zip(ids, replies, strict=True) if raw]
+    return [report_from_hash(relay_id, raw) for relay_id, raw in zip(ids, replies, strict=True) if raw]
 
 
-def _report(relay_id: str, raw: dict[bytes, bytes]) -> RelayReport:
+def report_from_hash(relay_id: str, raw: dict[bytes, bytes]) -> RelayReport:
+    """A report from its hash in Redis (for readers with a sync client: the metrics)."""
     data = {k.decode(): json.loads(v) for k, v in raw.items()}
     return RelayReport(
         relay_id=relay_id,

@@ -110,6 +110,13 @@ class Database:
         if columns is None or not set(COLUMNS) <= columns:
             raise OutboxTableMissing(name, self.url)
 
+    async def dispose(self) -> None:
+        """Close the engine's pooled connections (the engine stays usable: it opens new ones)."""
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.dispose)
+
     async def close(self) -> None:
         """Stop the relay's thread (the engine is the app's: it stays open)."""
         thread, self._thread = self._thread, None
