@@ -122,27 +122,29 @@ def relay(database_url: str) -> None:
     settings = load_settings()
     engine = _engine(database_url)
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         try:
             async with Emitter([], settings) as emitter:
-                await emitter.relay_outbox(engine, central=True)
-                click.echo(f"relaying the outbox {settings.outbox_table} of {_redacted(engine)} to Redis")
+                (running,) = await emitter.relay_outbox(engine, central=True)
+                click.echo(f"relaying the outbox {settings.outbox_table} of {_redacted(engine)} to Redis", err=True)
                 await stop.wait()
+            return int(running.relayed)
         finally:
             await _dispose(engine)
 
     try:
-        asyncio.run(main())
+        relayed = asyncio.run(main())
     except OutboxTableMissing as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(USAGE)
     except RedisUnavailable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(3)
+    click.echo(f"stopped; {relayed} events relayed")
 
 
 def _redacted(engine: Any) -> str:

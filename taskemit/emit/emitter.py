@@ -251,13 +251,13 @@ class Emitter:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
         return self._redis
 
-    async def relay_outbox(self, *binds: Any, central: bool = False) -> None:
+    async def relay_outbox(self, *binds: Any, central: bool = False) -> list[Any]:
         """Relay the outbox table of each SQLAlchemy engine in ``binds`` from now until the emitter
-        closes; raises OutboxTableMissing first if a table is not there. ``central``: this is a
-        relay process (``taskemit outbox relay``), which takes even the newest rows at once."""
+        closes, and return the relays; raises OutboxTableMissing first if a table is not there.
+        ``central``: a relay process's (``taskemit outbox relay``), which takes even the newest rows."""
         if self._flusher is None or self._closing:
             raise StateError("relay_outbox() needs an entered emitter: `async with Emitter(...) as emitter`")
-        await self._in_transactions().start(binds, in_process=not central)
+        return await self._in_transactions().start(binds, in_process=not central)
 
     def _in_transactions(self) -> Transactions:
         if self._transactions is None:
