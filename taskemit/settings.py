@@ -228,7 +228,7 @@ class Settings(BaseSettings):
         description="An emitter that emits into a database session relays that database's outbox itself, "
         "woken by each commit; false leaves the rows to `taskemit outbox relay`.",
     )
-    outbox_batch: int = Field(500, gt=0, le=10_000, description="Outbox rows a relay takes per claim.")
+    outbox_batch: int = Field(1000, gt=0, le=10_000, description="Outbox rows a relay takes per claim.")
     outbox_poll: float = Field(
         1.0,
         gt=0,

@@ -12,7 +12,6 @@ imports it only when a session or an outbox is given.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -150,16 +149,19 @@ class Transactions:
 
     def _send(self, events: list[PendingEvent]) -> list[asyncio.Future[Any]]:
         """The relay's submit: into the emitter's buffer, one future per event (done when stored)."""
+        loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Any]] = []
         for pending in events:
-            pending.future = concurrent.futures.Future[EmitReceipt | None]()
+            done: asyncio.Future[EmitReceipt | None] = loop.create_future()  # the flusher resolves it on this loop
+            pending.future = done
             try:
                 self._submit(pending)
             except TaskEmitError as exc:  # the buffer and the spool are full: the row waits in its table
-                pending.future.set_exception(exc)
-            futures.append(asyncio.wrap_future(pending.future))
+                done.set_exception(exc)
+            futures.append(done)
         return futures
 
     async def _write_report(self, report: RelayReport) -> None:
         async with asyncio.timeout(self.settings.publish_timeout):
             await write_relay_report(self._redis(), self.settings.keys, report)
+

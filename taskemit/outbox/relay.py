@@ -50,6 +50,8 @@ MAX_IN_FLIGHT = 5000
 _STORE_WAIT = 5.0
 #: seconds a row that does not decode is left alone before it is tried again
 _PARK_FOR = 3600.0
+#: claims a PostgreSQL sweep makes at once
+_LOCKED_CLAIMS = 3
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 _DATABASE_ERRORS = (SQLAlchemyError, OSError)
@@ -88,6 +90,9 @@ class Relay(Generic[T]):
         self._committed: collections.deque[tuple[str, T]] = collections.deque()
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         self._to_delete: list[str] = []
+        #: rows an open SKIP LOCKED sweep holds (it deletes them itself), and those of them now stored
+        self._sweeping: set[str] = set()
+        self._swept: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake = asyncio.Event()
@@ -228,6 +233,9 @@ class Relay(Generic[T]):
             self._error(f"storing event {event_uuid} failed: {exc}")
             return
         self.relayed += 1
+        if event_uuid in self._sweeping:
+            self._swept.add(event_uuid)
+            return
         self._to_delete.append(event_uuid)
         self._deletes.set()
 
@@ -253,19 +261,37 @@ class Relay(Generic[T]):
             if len(fresh) < len(rows):
                 await self._park(rows, fresh)
             return len(rows) >= self.batch and bool(fresh)
-        async with self.database.transaction() as tx:
-            rows = await tx.run(claims.claim_locked, table, self.batch, now, created_before)
-            new = [pair for pair in rows if pair[0] not in self._in_flight]
-            fresh = self._decoded(rows)
-            futures = self._send(fresh)
-            if futures and new:
-                await asyncio.wait(futures, timeout=_STORE_WAIT)
-            stored = [u for u, _ in fresh if u not in self._in_flight and u in self._to_delete_set()]
-            if stored:
-                await tx.run(claims.delete_rows, table, stored)
-                self._forget_deletes(stored)
-            if len(fresh) < len(rows):
-                await tx.run(claims.park, table, self._undecodable(rows, fresh), now + int(_PARK_FOR * 1000))
+        # several claims at once, each in its own transaction: one waits for Redis while another
+        # reads or deletes (SKIP LOCKED gives each different rows)
+        sent = await asyncio.gather(*(self._sweep_locked(now, created_before) for _ in range(_LOCKED_CLAIMS)))
+        return any(sent)
+
+    async def _sweep_locked(self, now: int, created_before: int) -> bool:
+        table = self.table
+        claimed: list[str] = []
+        try:
+            async with self.database.transaction() as tx:
+                rows = await tx.run(claims.claim_locked, table, self.batch, now, created_before)
+                claimed = [event_uuid for event_uuid, _ in rows]
+                self._sweeping.update(claimed)
+                new = [pair for pair in rows if pair[0] not in self._in_flight]
+                fresh = self._decoded(rows)
+                futures = self._send(fresh)
+                if futures and new:
+                    await asyncio.wait(futures, timeout=_STORE_WAIT)
+                stored = [event_uuid for event_uuid in claimed if event_uuid in self._swept]
+                if stored:
+                    await tx.run(claims.delete_rows, table, stored)
+                    self._swept.difference_update(stored)
+                if len(fresh) < len(rows):
+                    await tx.run(claims.park, table, self._undecodable(rows, fresh), now + int(_PARK_FOR * 1000))
+        finally:  # rows stored after the transaction (or while it failed) are the deleter's
+            self._sweeping.difference_update(claimed)
+            late = [event_uuid for event_uuid in claimed if event_uuid in self._swept]
+            if late:
+                self._swept.difference_update(late)
+                self._to_delete.extend(late)
+                self._deletes.set()
         return len(rows) >= self.batch and bool(new)
 
     def _decoded(self, rows: Sequence[tuple[str, str]]) -> list[tuple[str, T]]:
@@ -285,13 +311,6 @@ class Relay(Generic[T]):
     async def _park(self, rows: Sequence[tuple[str, str]], fresh: Sequence[tuple[str, T]]) -> None:
         until = int((time.time() + _PARK_FOR) * 1000)
         await self.database.run(claims.park, self.table, self._undecodable(rows, fresh), until)
-
-    def _to_delete_set(self) -> set[str]:
-        return set(self._to_delete)
-
-    def _forget_deletes(self, done: Sequence[str]) -> None:
-        gone = set(done)
-        self._to_delete = [event_uuid for event_uuid in self._to_delete if event_uuid not in gone]
 
     # -- deleting stored rows ---------------------------------------------------------------------
 
@@ -313,8 +332,12 @@ class Relay(Generic[T]):
         skip_locked = self.claims == claims.SKIP_LOCKED
         while self._to_delete:
             chunk = self._to_delete[: self.batch * 2]
-            await self.database.run(claims.delete_rows, self.table, chunk, skip_locked)
             del self._to_delete[: len(chunk)]
+            try:
+                await self.database.run(claims.delete_rows, self.table, chunk, skip_locked)
+            except BaseException:
+                self._to_delete[:0] = chunk  # tried again
+                raise
 
     # -- reports ---------------------------------------------------------------------------------
 
