@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from advanced_alchemy.extensions.litestar import EngineConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar, post
 from litestar.di import NamedDependency
 from sqlalchemy import String
@@ -61,7 +61,10 @@ VARIANT = os.environ.get("BENCH_VARIANT", "outbox")
 
 
 def create_app(url: str, variant: str) -> Litestar:
-    database = SQLAlchemyAsyncConfig(connection_string=url, before_send_handler="autocommit")
+    # SQLite takes one writer at a time: requests queue for its one connection (in its WAL mode,
+    # set when the benchmark creates the file) instead of sleeping in SQLite's busy handler
+    engine = EngineConfig(pool_size=1, max_overflow=0) if url.startswith("sqlite") else EngineConfig()
+    database = SQLAlchemyAsyncConfig(connection_string=url, before_send_handler="autocommit", engine_config=engine)
     config = TaskEmitConfig(listeners=[order_placed], outbox=variant == "outbox")
     return Litestar(route_handlers=[place_order], plugins=[SQLAlchemyPlugin(config=database), TaskEmitPlugin(config)])
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the load loop's requests
     results = asyncio.run(main(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
@@ -83,6 +86,9 @@ async def _create_tables(url: str) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.drop_all)
         await connection.run_sync(Base.metadata.create_all)
+    if url.startswith("sqlite"):
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
     await engine.dispose()
 
 
@@ -95,7 +101,7 @@ def _settings(server: RedisServer, **more: Any) -> Any:
 
 async def web(databases: dict[str, str], server: RedisServer, quick: bool) -> dict[str, Any]:
     seconds, rounds = (3.0, 3) if quick else (6.0, 5)
-    load = _wrk if os.environ.get("BENCH_WRK") else _httpx
+    load = _wrk if shutil.which("wrk") else _httpx
     figures: dict[str, Any] = {}
     for name, url in databases.items():
         rates: dict[str, list[float]] = {"outbox": [], "dual": []}
@@ -133,7 +139,10 @@ async def _web_round(url: str, variant: str, server: RedisServer, seconds: float
     with WorkerGroup([command], env, ROOT, logs) as app:
         await _wait_listening(port, app)
         target = f"http://127.0.0.1:{port}/orders"
-        await load(target, 1.0)
+        try:
+            await load(target, 2.0)  # warm-up: the pool's connections are opened here, some slowly
+        except RuntimeError as exc:
+            print(f"  (warm-up: {str(exc).splitlines()[-1].strip()})")
         rate: float = await load(target, seconds)
         app.check_alive()
     return rate

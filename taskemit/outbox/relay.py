@@ -50,6 +50,9 @@ MAX_IN_FLIGHT = 5000
 _STORE_WAIT = 5.0
 #: seconds a row that does not decode is left alone before it is tried again
 _PARK_FOR = 3600.0
+#: seconds the deleter waits for more stored rows before deleting fewer than a batch (the rows wait
+#: in the table a little longer; events are not delayed)
+_DELETE_AFTER = 0.05
 #: claims a PostgreSQL sweep makes at once
 _LOCKED_CLAIMS = 3
 _BACKOFF_FIRST = 0.1
@@ -318,6 +321,8 @@ class Relay(Generic[T]):
         backoff = _BACKOFF_FIRST
         while True:
             await self._deletes.wait()
+            if not self._stopping and len(self._to_delete) < self.batch:
+                await asyncio.sleep(_DELETE_AFTER)  # gather more: a commit each time is most of a delete's cost
             self._deletes.clear()
             try:
                 await self._flush_deletes()
