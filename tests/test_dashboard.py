@@ -335,6 +335,7 @@ async def test_the_json_api_is_in_the_openapi_schema(settings: Settings) -> None
         "/taskemit/api/listeners",
         "/taskemit/api/workers",
         "/taskemit/api/queues",
+        "/taskemit/api/outbox",
         "/taskemit/api/schedules",
         "/taskemit/api/schedules/pause",
         "/taskemit/api/schedules/resume",

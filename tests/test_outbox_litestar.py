@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 import pytest
-from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin, SQLAlchemySyncConfig
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin, SQLAlchemySyncConfig
 from litestar import Litestar, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ImproperlyConfiguredException
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from taskemit import Emitter, OutboxTableMissing
 from taskemit.engine import InProcessWorker
 from taskemit.litestar import TaskEmitConfig, TaskEmitPlugin
+from taskemit.outbox import outbox_table
 from taskemit.settings import Settings
 
 REQUESTS = 30
@@ -133,3 +134,29 @@ async def test_a_missing_outbox_table_fails_the_start_up(
 def test_outbox_true_without_a_sqlalchemy_plugin_is_refused_when_the_app_is_built(settings: Settings) -> None:
     with pytest.raises(ImproperlyConfiguredException, match="SQLAlchemyPlugin"):
         Litestar(plugins=[TaskEmitPlugin(TaskEmitConfig(outbox=True))])
+
+
+async def test_the_dashboard_shows_the_relays_backlog_lag_and_errors(
+    new_database: Callable[[str], str], examples: Callable[[str], ModuleType], settings: Settings
+) -> None:
+    example = examples("transactions_app")
+    db = Database(new_database("sqlite+aiosqlite"))
+    await db.run(example.Base.metadata.create_all)
+    bad = {"event_uuid": "not-an-event", "event_id": "signed_up", "created_ms": 1, "data": "{not json"}
+    await db.run(lambda conn: conn.execute(outbox_table(example.Base.metadata).insert(), [bad]))
+    config = TaskEmitConfig(
+        listeners=[example.send_welcome_email], outbox=True, dashboard_path="/taskemit", guards=[], csrf_secret="s"
+    )
+    database = SQLAlchemyAsyncConfig(connection_string=db.url, before_send_handler="autocommit")
+    app = Litestar(plugins=[SQLAlchemyPlugin(config=database), TaskEmitPlugin(config)])
+    async with AsyncTestClient(app) as client:
+        deadline = time.monotonic() + 20
+        while not (relays := (await client.get("/taskemit/api/outbox")).json()) or not relays[0]["errors"]:
+            assert time.monotonic() < deadline, relays
+            await asyncio.sleep(0.2)
+        (relay,) = relays
+        assert relay["database"] == db.url and relay["table"] == "taskemit_outbox" and relay["claims"] == "lease"
+        assert relay["backlog"] == 1 and relay["lag"] > 1_000_000 and "not-an-event" in relay["last_error"]
+        html = (await client.get("/taskemit/workers")).text
+        assert "<h2>Outbox relays</h2>" in html and relay["relay_id"] in html and "does not decode" in html
+    await db.dispose()

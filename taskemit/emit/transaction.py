@@ -164,4 +164,3 @@ class Transactions:
     async def _write_report(self, report: RelayReport) -> None:
         async with asyncio.timeout(self.settings.publish_timeout):
             await write_relay_report(self._redis(), self.settings.keys, report)
-

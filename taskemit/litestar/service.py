@@ -31,6 +31,7 @@ from ..monitor import (
     recent_events,
     replay_dead_letter,
 )
+from ..monitor.outbox import relay_reports
 from ..settings import Settings
 from ..state import JobState
 from .schemas import (
@@ -41,6 +42,7 @@ from .schemas import (
     EventPageOut,
     JobOut,
     ListenerOut,
+    OutboxRelayOut,
     PurgeOut,
     QueueOut,
     ReplayAllOut,
@@ -51,6 +53,7 @@ from .schemas import (
     event_out,
     job_out,
     listener_out,
+    outbox_relay_out,
     queue_out,
     worker_out,
 )
@@ -204,3 +207,6 @@ class DashboardData:
 
     async def queues(self) -> list[QueueOut]:
         return [queue_out(view) for view in await queue_depths(self.redis, self.settings)]
+
+    async def outbox_relays(self) -> list[OutboxRelayOut]:
+        return [outbox_relay_out(report) for report in await relay_reports(self.redis, space=self.settings.keys)]
