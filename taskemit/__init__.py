@@ -12,6 +12,7 @@ from .emit import EmitReceipt, Emitter, Listener, Registry, listener
 from .engine import worker_settings
 from .errors import (
     AttemptsExhausted,
+    DurabilityUnavailable,
     EmitBufferFull,
     InvalidArgument,
     JobPayloadError,
@@ -19,6 +20,7 @@ from .errors import (
     ListenerConfigError,
     ListenerError,
     ListenerTimeout,
+    NotDurable,
     NotReplayable,
     OutboxTableMissing,
     PayloadEncodeError,
@@ -42,6 +44,7 @@ __all__ = (
     "Backoff",
     "CronConfigError",
     "CronSchedule",
+    "DurabilityUnavailable",
     "EmitBufferFull",
     "EmitReceipt",
     "Emitter",
@@ -53,6 +56,7 @@ __all__ = (
     "ListenerConfigError",
     "ListenerError",
     "ListenerTimeout",
+    "NotDurable",
     "NotReplayable",
     "OutboxTableMissing",
     "PayloadEncodeError",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = (
     "AttemptsExhausted",
+    "DurabilityUnavailable",
     "EmitBufferFull",
     "EventValidationError",
     "InvalidArgument",
@@ -13,6 +16,7 @@ __all__ = (
     "ListenerError",
     "ListenerTimeout",
     "NoLiveScheduler",
+    "NotDurable",
     "NotReplayable",
     "OutboxTableMissing",
     "PayloadEncodeError",
@@ -70,6 +74,16 @@ class EventValidationError(TaskEmitError, ValueError):
 
 class EmitBufferFull(TaskEmitError):
     """The emitter's in-memory buffer of events not yet stored in Redis is full."""
+
+
+class NotDurable(TaskEmitError):
+    """An event was stored in Redis, but the durability level (replicas, fsync) did not hold in
+    time. It is not lost: the emitter keeps it in its spool and stores it again (once, by its
+    uuid) until the level holds."""
+
+
+class DurabilityUnavailable(TaskEmitError):
+    """The Redis server cannot give the durability level the settings ask for at all."""
 
 
 class NotReplayable(TaskEmitError):
@@ -153,13 +167,18 @@ class OutboxTableMissing(TaskEmitError, LookupError):
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password (``redis://user:***@host``), for messages and logs."""
+    """``url`` without its passwords (``redis://user:***@host``, ``?sentinel_password=***``), for
+    messages and logs."""
+    url = _PASSWORD_OPTION.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url
     credentials, _, location = rest.rpartition("@")
     user = credentials.split(":", 1)[0] if ":" in credentials else ""
     return f"{scheme}{sep}{user}:***@{location}" if user else f"{scheme}{sep}***@{location}"
+
+
+_PASSWORD_OPTION = re.compile(r"([?&][a-z_]*password=)[^&]*")
 
 
 class RedisUnavailable(TaskEmitError, ConnectionError):

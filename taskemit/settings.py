@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 from .errors import SettingsFileNotFound
 from .policy import Backoff, RetryPolicy
 from .schedule.cron import CronSchedule, unique_schedules
+from .store.connection import parse_redis_url
 from .store.keys import DEFAULT_NAMESPACE, KeySpace, check_namespace
 
 __all__ = ("Settings", "load_settings", "settings_path")
@@ -66,7 +67,9 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "redis://localhost:6379/0",
-        description="Redis to store jobs and event records in (redis://, rediss:// or unix://).",
+        description="Redis to store jobs and event records in: redis://, rediss:// (TLS) or unix://; or "
+        "redis+sentinel://[user:password@]host:26379[,host:26379...]/SERVICE[/DB] (rediss+sentinel:// for "
+        "TLS; ?sentinel_password=... when the Sentinels have their own), which follows failovers.",
     )
     namespace: str = Field(
         DEFAULT_NAMESPACE,
@@ -172,6 +175,34 @@ class Settings(BaseSettings):
         description="Seconds the catalog keeps describing a listener after its last live worker stopped, so "
         "dispatchers keep queueing its reliable events while its workers restart or deploy.",
     )
+    history: bool = Field(
+        True,
+        description="Workers keep a history of their listeners' outcomes, run times and emit-to-start latencies in "
+        "time buckets (per minute, per 5 minutes, per hour), with samples of queue depth and busy workers: the "
+        "dashboard's overview, `taskemit stats` and the rates of `read_listener_stats` read it.",
+    )
+    history_interval: float = Field(
+        5.0,
+        ge=1,
+        le=60,
+        description="Seconds between a worker's writes of its history tallies (one script call each, whatever the "
+        "number of jobs), and between samples of queue depth, waiting jobs and busy workers.",
+    )
+    history_minute_retention: int = Field(
+        3 * 3600,
+        ge=3600,
+        description="Seconds the per-minute history buckets are kept (the last hour's charts read them).",
+    )
+    history_five_minute_retention: int = Field(
+        2 * 86_400,
+        ge=86_400,
+        description="Seconds the 5-minute history buckets are kept (the last 24 hours' charts read them).",
+    )
+    history_hour_retention: int = Field(
+        31 * 86_400,
+        ge=30 * 86_400,
+        description="Seconds the hourly history buckets are kept (the last 30 days' charts read them).",
+    )
     drain_on_exit: bool = Field(
         False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."
     )
@@ -214,6 +245,34 @@ class Settings(BaseSettings):
         description="Seconds `publish` waits for its event to be stored (and any one Redis call of an emitter "
         "may take) before it raises RedisUnavailable.",
     )
+    redis_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds any one Redis call may take before its connection counts as dead (the socket "
+        "timeout; a worker bounds its own calls by a third of lease_ttl at most). TCP keepalive notices a "
+        "half-open connection within about as long.",
+    )
+    health_check_interval: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a pooled Redis connection may sit idle before it is PINGed on its next use (0: never).",
+    )
+    durability: Literal["memory", "replicated", "fsync"] = Field(
+        "memory",
+        description='When a write counts as done: "memory" when the primary has it; "replicated" when '
+        'min_replicas replicas have it too (WAIT); "fsync" when the primary\'s append-only file (and, with '
+        "min_replicas > 0, that many replicas' files) has it on disk (WAITAOF, Redis 7.2+). publish() returns, and "
+        "workers start or forget a job, only once it holds.",
+    )
+    min_replicas: int = Field(
+        1, ge=0, description='Replicas that must have a write for durability = "replicated" (or "fsync").'
+    )
+    durability_timeout: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds one wait for replicas (or for the fsync) may take before the write counts as not "
+        "durable yet (and is waited for again, or, for publish, raises NotDurable past publish_timeout).",
+    )
     shutdown_timeout: float = Field(
         10.0, gt=0, description="Seconds a closing emitter keeps trying to store buffered events."
     )
@@ -250,10 +309,16 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if scheme not in {"redis", "rediss", "unix"}:
-            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+        parse_redis_url(value)  # InvalidArgument is a ValueError: a validation error naming "redis_url"
         return value
+
+    @model_validator(mode="after")
+    def _durability_needs_replicas(self) -> Settings:
+        if self.durability == "replicated" and self.min_replicas < 1:
+            raise ValueError(
+                'durability = "replicated" needs min_replicas >= 1 (for the primary alone, use "memory" or "fsync")'
+            )
+        return self
 
     @field_validator("namespace")
     @classmethod

@@ -143,7 +143,7 @@ async def test_a_worker_survives_a_redis_restart(
         # noticed at its first call to Redis after the kill, over by the first after the restart
         assert workers[0].outages == 1 and 0.5 <= workers[0].last_outage["seconds"] <= 30
         text = log.read_text()
-        assert text.count("is unreachable") == 1 and text.count("is reachable again") == 1
+        assert text.count("is unavailable") == 1 and text.count("is available again") == 1
     finally:
         stop(worker)
         await redis.aclose()

@@ -25,7 +25,6 @@ def test_packed_equals_hiredis(arguments: list[bytes | str | int]) -> None:
     names=_names,
     event_uuid=st.uuids().map(str),
     emitted_ms=st.integers(min_value=0, max_value=2**45),
-    once=st.booleans(),
     cause=st.one_of(st.none(), st.uuids().map(str)),
     named=st.booleans(),
     data=st.data(),
@@ -35,7 +34,6 @@ def test_plan_resp_is_the_event_arguments_packed(
     names: list[str],
     event_uuid: str,
     emitted_ms: int,
-    once: bool,
     cause: str | None,
     named: bool,
     data: st.DataObject,
@@ -52,13 +50,12 @@ def test_plan_resp_is_the_event_arguments_packed(
         event_uuid,
         emitted_ms,
         json_text(jobs),
-        "1" if once else "0",
         cause or "",
     ]
     for route, job_id, payload in zip(routes, job_ids, payloads, strict=True):
         expected += (route.queue, route.ready, job_id, payload)
     assert plan.argc == len(expected)
-    resp = plan.resp(event_uuid, emitted_ms, job_ids, payloads, once, cause)
+    resp = plan.resp(event_uuid, emitted_ms, job_ids, payloads, cause)
     assert Packed.of(1 + plan.argc, bulk("EVALSHA"), resp) == pack_command(("EVALSHA", *expected))
 
 

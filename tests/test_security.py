@@ -107,7 +107,7 @@ async def test_the_password_never_shows_in_worker_logs_or_cli_output(
     finally:
         stop(worker)
     text = log.read_text()
-    assert "is unreachable" in text and f"redis://worker:***@127.0.0.1:{acl_redis.port}" in text
+    assert "is unavailable" in text and f"redis://worker:***@127.0.0.1:{acl_redis.port}" in text
     assert PASSWORD not in text
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["check"], env={"TASKEMIT_REDIS_URL": url})
     assert result.exit_code == 1 and "cannot reach Redis at redis://worker:***@" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import logging.config
 import os
 import sys
@@ -22,6 +23,7 @@ from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
 from .outbox import outbox
 from .spool import spool
+from .stats import stats
 
 __all__ = ("main",)
 
@@ -170,6 +172,9 @@ def worker(
     except TaskEmitError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(engine.run())
+    if engine.abandoned:  # sync listeners still in their threads, which would keep the process alive
+        logging.shutdown()
+        os._exit(1)
     if engine.vitals.recycled:
         from ..engine.pool import RECYCLE_EXIT_CODE
 
@@ -194,6 +199,7 @@ cli.add_command(emit_command)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
+cli.add_command(stats)
 cli.add_command(outbox)
 for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)

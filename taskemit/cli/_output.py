@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import click
 from rich.console import Console
@@ -15,6 +16,7 @@ __all__ = (
     "NotFound",
     "full_id",
     "make_console",
+    "sparkline",
     "when",
 )
 
@@ -47,18 +49,39 @@ def full_id(ident: str) -> str:
     """The full event uuid or job id an abbreviated ``ident`` (8+ characters) stands for."""
     import asyncio
 
-    from redis import asyncio as aioredis
-
     from ..monitor.ids import AmbiguousId, resolve_id
     from ..settings import load_settings
+    from ..store.connection import redis_client
 
     settings = load_settings()
 
     async def main() -> str:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await resolve_id(redis, settings, ident)
 
     try:
         return asyncio.run(main())
     except AmbiguousId as exc:
         raise click.UsageError(str(exc)) from None
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], width: int = 60) -> str:
+    """``values`` as a line of block characters scaled from 0 to their largest (a blank where None);
+    more values than ``width`` are grouped by their largest, so a spike shows."""
+    if len(values) > width:
+        size = -(-len(values) // width)
+        groups = [values[i : i + size] for i in range(0, len(values), size)]
+        values = [max((v for v in group if v is not None), default=None) for group in groups]
+    top = max((v for v in values if v is not None), default=0.0)
+    line = []
+    for value in values:
+        if value is None:
+            line.append(" ")
+        elif top <= 0 or value <= 0:
+            line.append(_BLOCKS[0])
+        else:
+            line.append(_BLOCKS[min(len(_BLOCKS) - 1, int(value / top * (len(_BLOCKS) - 1) + 0.5))])
+    return "".join(line)

@@ -35,6 +35,7 @@ from ..monitor.status import event_status
 from ..schedule.cron import CronConfigError, CronSchedule
 from ..schedule.scheduler import Scheduler, collect_schedules, schedule_states
 from ..settings import Settings, load_settings
+from ..store.connection import redis_client
 from ..store.keys import KeySpace
 from ._output import NotFound, make_console
 
@@ -66,7 +67,7 @@ def _load(target: str | None) -> tuple[tuple[CronSchedule, ...], tuple[Listener,
 
 def _run(settings: Settings, action: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await action(redis)
 
     return asyncio.run(main())

@@ -22,6 +22,7 @@ from ..monitor.deadletter import (
 )
 from ..redact import redact
 from ..settings import Settings, load_settings
+from ..store.connection import redis_client
 from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ def _run(action: Callable[[aioredis.Redis, Settings], Awaitable[T]]) -> T:
     settings = load_settings()
 
     async def main() -> T:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await action(redis, settings)
 
     return asyncio.run(main())

@@ -14,6 +14,7 @@ from ..emit.events import import_event_class, load_event
 from ..errors import EventValidationError, ListenerArgumentError, UnknownEventError
 from ..monitor.catalog import read_catalog
 from ..settings import Settings, load_settings
+from ..store.connection import redis_client
 from ._output import NotFound
 
 __all__ = ("emit_command",)
@@ -71,7 +72,7 @@ def emit_command(event: str, data: str | None, wait: bool, timeout: float, as_js
     settings = load_settings()
 
     async def main() -> EmitReceipt | None:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             await redis.ping()  # unreachable: exit 3, rather than "no listener" from an empty catalog
             typed = await _typed_event(redis, settings, event, kwargs) if not args else None
             async with Emitter(settings=settings, redis=redis) as emitter:

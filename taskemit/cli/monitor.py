@@ -1,4 +1,5 @@
-"""Monitoring views: ``status``, ``events``, ``stats``, ``workers``, ``listeners`` (table, --json, --watch)."""
+"""Monitoring views: ``status``, ``events``, ``workers``, ``listeners`` (table, --json, --watch); ``stats`` is
+in ``stats.py``."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from rich.live import Live
 from rich.table import Table
 
 from ..monitor.listing import recent_events
-from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status
 from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
 from ..state import JobState
+from ..store.connection import redis_client
 from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def _show(
     settings = load_settings()
 
     async def main() -> T:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             data = await fetch(redis, settings)
             if as_json:
                 click.echo(json.dumps(to_json(data), default=str, indent=2))
@@ -203,83 +204,6 @@ def events(
 @json_option
 @watch_option
 @interval_option
-def stats(as_json: bool, watch: bool, interval: float) -> None:
-    """Per listener and per queue: queued, running, rates, failures, p50/p95 durations."""
-
-    async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
-        now_ms = time.time() * 1000
-        workers = await live_workers(redis, settings.queue_name, space=settings.keys)
-        running: dict[str, int] = {}
-        for worker in workers:
-            for name, count in worker.running.items():
-                running[name] = running.get(name, 0) + count
-        listeners = [
-            {
-                "listener": s.listener,
-                "succeeded": s.succeeded,
-                "failed": s.failed,
-                "retried": s.retried,
-                "dead": s.dead,
-                "running": running.get(s.listener, 0),
-                "succeeded_per_s": s.succeeded_rate,
-                "failed_per_s": s.failed_rate,
-                "p50": s.p50,
-                "p95": s.p95,
-                "mean": s.mean,
-            }
-            for s in await read_listener_stats(redis, space=settings.keys)
-        ]
-        queue = {
-            "queue": settings.queue_name,
-            JobState.QUEUED: await redis.zcount(settings.queue_key, "-inf", now_ms),
-            JobState.DEFERRED: await redis.zcount(settings.queue_key, f"({now_ms}", "+inf"),
-            JobState.IN_PROGRESS: sum(w.jobs_running for w in workers),
-            "workers": len(workers),
-        }
-        return {"queue": queue, "listeners": listeners}
-
-    def render(data: dict[str, Any]) -> RenderableType:
-        q = data["queue"]
-        queue = Table(title="Queue", title_justify="left")
-        for column in ("queue", "queued", "deferred", "in progress", "live workers"):
-            queue.add_column(column)
-        queue.add_row(q["queue"], str(q["queued"]), str(q["deferred"]), str(q["in_progress"]), str(q["workers"]))
-        table = Table(title="Listeners", title_justify="left")
-        for column in (
-            "listener",
-            "succeeded",
-            "failed",
-            "retried",
-            "dead",
-            "running",
-            "ok/s",
-            "failed/s",
-            "p50",
-            "p95",
-        ):
-            table.add_column(column, overflow="fold", justify="left" if column == "listener" else "right")
-        for s in data["listeners"]:
-            table.add_row(
-                s["listener"],
-                str(s["succeeded"]),
-                f"[red]{s['failed']}[/]" if s["failed"] else "0",
-                str(s["retried"]),
-                f"[red]{s['dead']}[/]" if s["dead"] else "0",
-                str(s["running"]),
-                f"{s['succeeded_per_s']:.2f}",
-                f"{s['failed_per_s']:.2f}",
-                _ms(s["p50"]),
-                _ms(s["p95"]),
-            )
-        return Group(queue, table)
-
-    _show(fetch, render, lambda d: d, as_json=as_json, watch=watch, interval=interval)
-
-
-@click.command()
-@json_option
-@watch_option
-@interval_option
 def workers(as_json: bool, watch: bool, interval: float) -> None:
     """Live workers, from their heartbeats: host, pid, jobs running, last seen."""
 
@@ -358,4 +282,4 @@ def listeners(as_json: bool, watch: bool, interval: float) -> None:
     _show(fetch, render, lambda views: [v.to_dict() for v in views], as_json=as_json, watch=watch, interval=interval)
 
 
-COMMANDS = [status, events, stats, workers, listeners]
+COMMANDS = [status, events, workers, listeners]

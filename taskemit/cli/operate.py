@@ -8,15 +8,16 @@ import sys
 import time
 
 import click
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
 from ..monitor.abort import abort_job
 from ..monitor.outbox import RelayReport, relay_reports
+from ..monitor.server import ServerHealth, server_health
 from ..monitor.workers import Waiting, live_workers, waiting_listeners
 from ..settings import load_settings
+from ..store.connection import redis_client
 from ._output import NotFound, full_id
 from .monitor import json_option
 
@@ -31,7 +32,7 @@ def abort(job_id: str) -> None:
     settings = load_settings()
 
     async def main() -> str:
-        async with aioredis.Redis.from_url(settings.redis_url) as redis:
+        async with redis_client(settings) as redis:
             return await abort_job(redis, settings, job_id)
 
     outcome = asyncio.run(main())
@@ -52,28 +53,31 @@ def abort(job_id: str) -> None:
     help="Also fail (exit 1) when an outbox relay reports rows waiting longer than this.",
 )
 def check(as_json: bool, max_outbox_lag: float | None) -> None:
-    """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes).
+    """Exit 0 if a worker of the queue has a fresh heartbeat and Redis can take taskemit's writes
+    (a primary, with the replicas the durability level needs); 1 if not (for liveness probes).
 
     Also shows each live outbox relay: its database, the rows waiting (backlog), the age of
     the oldest (lag) and its errors.
     """
     settings = load_settings()
 
-    async def main() -> tuple[int, bool, list[Waiting], list[RelayReport]]:
-        async with aioredis.Redis.from_url(settings.redis_url, socket_timeout=5) as redis:
+    async def main() -> tuple[int, bool, list[Waiting], ServerHealth, list[RelayReport]]:
+        async with redis_client(settings) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
             waiting = await waiting_listeners(redis, space=settings.keys)
-            return len(alive), bool(arq_health), waiting, await relay_reports(redis, space=settings.keys)
+            relays = await relay_reports(redis, space=settings.keys)
+            return len(alive), bool(arq_health), waiting, await server_health(redis), relays
 
     try:
-        count, arq_alive, waiting, relays = asyncio.run(main())
+        count, arq_alive, waiting, server, relays = asyncio.run(main())
     except (RedisError, OSError) as exc:
         click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
+    problems, warnings = server.problems(settings), server.warnings()
     lagging = [r for r in relays if max_outbox_lag is not None and r.lag > max_outbox_lag]
-    ok = bool(count or arq_alive) and not lagging
+    ok = bool(count or arq_alive) and not problems and not lagging
     if as_json:
         report = {
             "ok": ok,
@@ -81,10 +85,29 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
             "live_workers": count,
             "arq_health_check": arq_alive,
             "waiting": [{"listener": w.listener, "queue": w.queue, "jobs": w.jobs} for w in waiting],
+            "redis": {
+                "version": server.version,
+                "role": "primary" if server.primary else "replica",
+                "connected_replicas": server.connected_replicas,
+                "used_memory": server.used_memory,
+                "maxmemory": server.maxmemory,
+                "headroom": server.headroom,
+                "durability": settings.durability,
+                "problems": problems,
+                "warnings": warnings,
+            },
             "outbox_relays": [relay.to_dict() for relay in relays],
         }
         click.echo(json.dumps(report))
         sys.exit(0 if ok else 1)
+    headroom = "no maxmemory" if server.headroom is None else f"{server.headroom:.0%} of maxmemory free"
+    click.echo(
+        f"redis {server.version} at {redact_url(settings.redis_url)}: "
+        f"{'primary' if server.primary else 'replica'}, {server.connected_replicas} replica(s) connected, "
+        f"{headroom}, durability {settings.durability}"
+    )
+    for line in (*problems, *warnings):
+        click.echo(line, err=True)
     for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
         click.echo(str(item), err=True)
     for relay in relays:
@@ -97,11 +120,11 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
         click.echo(line, err=relay in lagging or bool(relay.last_error))
     for relay in lagging:
         click.echo(f"the outbox of {relay.database} lags {relay.lag:.1f}s, more than {max_outbox_lag:g}s", err=True)
+    if not (count or arq_alive):
+        click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
     if ok:
         click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
         return
-    if not (count or arq_alive):
-        click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
     sys.exit(1)
 
 

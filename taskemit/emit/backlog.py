@@ -14,11 +14,12 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
 from typing import Any
 
-from ..errors import EmitBufferFull, RedisUnavailable
+from ..errors import EmitBufferFull, RedisUnavailable, StateError
 from ..settings import Settings
 from .receipt import EmitReceipt
 from .spool import Spool
@@ -43,6 +44,10 @@ class Backlog:
         self.spool_waiting = False
         #: publish futures of events this emitter spooled, by event uuid
         self._spooled_futures: dict[str, Future] = {}
+        #: held while an event joins the buffer and while intake closes: an emit from another
+        #: thread is in the buffer before the flusher's last look, or refused
+        self._intake = threading.Lock()
+        self.closed = False
 
     def __len__(self) -> int:
         return len(self.buffer)
@@ -50,9 +55,9 @@ class Backlog:
     # -- accepting -----------------------------------------------------------------------------
 
     def add(self, pending: PendingEvent, on_loop: bool) -> None:
-        """Keep ``pending`` until it is stored; EmitBufferFull when neither buffer nor spool has room."""
-        if len(self.buffer) < self.settings.emit_buffer_size:
-            self.buffer.append(pending)  # deque.append is thread-safe
+        """Keep ``pending`` until it is stored; EmitBufferFull when neither buffer nor spool has room,
+        StateError once intake is closed."""
+        if self._append(pending):
             return
         if not self._spill(pending, on_loop):
             raise EmitBufferFull(
@@ -80,12 +85,26 @@ class Backlog:
             # the spool is full too
             if self.settings.on_spool_full == "raise" or on_loop:
                 return False  # blocking the emitter's own loop would keep the flusher from making room
-            if len(self.buffer) < self.settings.emit_buffer_size:
-                self.buffer.append(pending)
+            if self._append(pending):
                 return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
+
+    def _append(self, pending: PendingEvent) -> bool:
+        """Put ``pending`` in the buffer if it has room (False if not); StateError once closed."""
+        with self._intake:
+            if self.closed:
+                raise StateError("the emitter is closing: the event was not accepted")
+            if len(self.buffer) >= self.settings.emit_buffer_size:
+                return False
+            self.buffer.append(pending)
+            return True
+
+    def close_intake(self) -> None:
+        """Accept nothing more: what is in the buffer now is all the flusher has to store."""
+        with self._intake:
+            self.closed = True
 
     # -- the flusher's side --------------------------------------------------------------------
 
@@ -125,21 +144,68 @@ class Backlog:
         """What waits for ``pending``: its publish, or the publish of the event it was spooled as."""
         return pending.future or self._spooled_futures.pop(pending.event_uuid, None)
 
-    def stored(
-        self, batch: list[PendingEvent], from_spool: bool, replies: list[Any], retry: list[PendingEvent]
+    def settle(
+        self,
+        batch: list[PendingEvent],
+        from_spool: bool,
+        done: list[PendingEvent],
+        again: list[PendingEvent],
+        unconfirmed: list[PendingEvent],
+        parked: list[tuple[PendingEvent, BaseException]],
     ) -> None:
-        """After a round trip: spooled events Redis has now leave the spool; ``retry`` go again."""
+        """After a round trip: what is ``done`` leaves the backlog; what is to be sent ``again``
+        goes first in line; what is stored but ``unconfirmed`` (its durability level did not hold
+        yet) is kept in the spool until it does; what the reply proved bad is ``parked`` in the
+        spool with its error (whoever waits for it gets the error)."""
         if from_spool:
             assert self.spool is not None
-            self.spool.forget([p.event_uuid for p, reply in zip(batch, replies, strict=True) if isinstance(reply, int)])
-            again = {id(p) for p in retry}
-            if any(isinstance(reply, Exception) for p, reply in zip(batch, replies, strict=True) if id(p) not in again):
-                self.spool_waiting = False  # a script error: leave the rest for `taskemit spool flush`
-        elif retry:
-            self.buffer.extendleft(reversed(retry))
+            self._spool_call(self.spool.forget, [p.event_uuid for p in done])
+        else:
+            kept = self._keep(unconfirmed)
+            self.buffer.extendleft(reversed([*again, *unconfirmed[kept:]]))
+        if parked:
+            self._park(parked, from_spool)
 
-    def stop_spool(self) -> None:
-        self.spool_waiting = False
+    def _keep(self, events: list[PendingEvent]) -> int:
+        """Write stored but not yet durable events to the spool (they are stored again from
+        there until their level holds); how many it took (the rest stay in memory)."""
+        if not events or self.spool is None:
+            return 0
+        try:
+            kept = self.spool.add(events)
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("cannot write to the spool %s: %s", self.spool.path, exc)
+            return 0
+        for pending in events[:kept]:
+            if pending.future is not None:
+                self._spooled_futures[pending.event_uuid] = pending.future
+        self.spool_waiting = self.spool_waiting or kept > 0
+        return kept
+
+    def _park(self, parked: list[tuple[PendingEvent, BaseException]], from_spool: bool) -> None:
+        kept = False
+        if self.spool is not None:
+            kept = self._spool_call(self.spool.park, [(p, str(error)) for p, error in parked])
+        if not kept:
+            logger.error(
+                "%d emitted events cannot be stored and there is no spool to keep them in (spool = false, or "
+                "unwritable): %s",
+                len(parked),
+                ", ".join(p.event_uuid for p, _ in parked),
+            )
+        for pending, error in parked:
+            future = self.future_of(pending)
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+    def _spool_call(self, call: Any, argument: Any) -> bool:
+        assert self.spool is not None
+        try:
+            call(argument)
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("cannot write to the spool %s: %s", self.spool.path, exc)
+            return False
+        return True
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..store.durability import Level
 from .receipt import EmitReceipt
 
 if TYPE_CHECKING:
@@ -41,10 +42,16 @@ class CausedEmitter:
             self.emitter._in_session(pending, session, outbox)
 
     async def publish(
-        self, event: str | object, *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+        self,
+        event: str | object,
+        *args: Any,
+        wait: bool = False,
+        timeout: float | None = None,
+        durability: Level | None = None,
+        **kwargs: Any,
     ) -> EmitReceipt | None:
         pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
-        return await self.emitter._publish(pending, wait, timeout)
+        return await self.emitter._publish(pending, wait, timeout, durability)
 
     async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         pending = self.emitter._prepare(event, args, kwargs, once_key=key, cause=self.cause)

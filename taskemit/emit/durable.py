@@ -35,6 +35,7 @@ def encode_pending(pending: PendingEvent) -> str:
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
             "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
             "cause": pending.cause,
+            "durability": pending.durability,
         }
     )
 
@@ -76,6 +77,7 @@ class DurableDecoder:
             int(fields["emitted_ms"]),
             [base64.b64decode(payload) for payload in fields["payloads"]],
             plan,
-            once=True,  # stored once by its uuid, however often it is read back
             cause=fields.get("cause"),
+            durability=fields.get("durability", "memory"),
+            resent=True,  # it may have been stored before: Redis stores it once by its uuid
         )

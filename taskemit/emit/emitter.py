@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from ..errors import (
     InvalidArgument,
     ListenerError,
+    NotDurable,
     RedisUnavailable,
     StateError,
     UnknownEventError,
@@ -35,6 +36,8 @@ from ..monitor.status import wait_for_event
 from ..settings import Settings, load_settings
 from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
+from ..store.connection import raise_if_cancelled, redis_client
+from ..store.durability import LEVELS, Level, check_durability
 from .backlog import Backlog
 from .caused import CausedEmitter
 from .fanout import Fanout
@@ -129,16 +132,20 @@ class Emitter:
             raise StateError("Emitter is already entered")
         warn_if_pickle(self.settings.serializer)
         if self._redis is None:
-            # bounded waits: the calls below are bounded by publish_timeout each (a socket timeout would
-            # do the same at a cost on every read)
-            self._redis = aioredis.Redis.from_url(
-                self.settings.redis_url, socket_connect_timeout=self.settings.connect_timeout
+            # a batch ends with a wait for replicas when a durability level asks for one
+            self._redis = redis_client(
+                self.settings, timeout=self.settings.redis_timeout + self.settings.durability_timeout
             )
         try:
             async with asyncio.timeout(self.settings.connect_timeout + self.settings.publish_timeout):
                 await EMIT.load(self._redis)
+                await check_durability(self._redis, self.settings.durability, redact_url(self.settings.redis_url))
         except (RedisError, OSError) as exc:  # emits are buffered until Redis answers (TimeoutError included)
             logger.warning("Redis at %s is not reachable yet: %s", redact_url(self.settings.redis_url), exc)
+        except BaseException:
+            await self._redis.aclose()
+            self._redis = None
+            raise
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
@@ -151,6 +158,7 @@ class Emitter:
             await self._read_catalog()
             self._refresher = self._loop.create_task(self._refresh_catalog(), name="taskemit-catalog")
         self._closing = False
+        self._backlog.closed = False
         flushing = BacklogFlusher(self._backlog, self._writer, self._redis, self.settings, self._stored_jobs)
         self._flusher = self._loop.create_task(self._flush_forever(flushing), name="taskemit-flusher")
         waiting = self._backlog.check_spool()  # events an earlier emitter could not store
@@ -180,6 +188,7 @@ class Emitter:
         if self._transactions is not None:  # what the relays sent is stored by the flusher below
             await self._transactions.close(self.settings.shutdown_timeout)
         self._closing = True
+        self._backlog.close_intake()
         assert self._wake is not None and self._redis is not None
         self._wake.set()
         try:
@@ -309,17 +318,21 @@ class Emitter:
         *args: Any,
         wait: bool = False,
         timeout: float | None = None,
+        durability: Level | None = None,
         session: Any = None,
         outbox: bool = True,
         **kwargs: Any,
     ) -> EmitReceipt | None:
         """Like ``emit``, but return once the jobs are stored, with their ids (an EmitReceipt).
 
-        ``wait=True`` also waits until every listener has finished (retries included) and
-        raises an ``ExceptionGroup`` of ``ListenerError`` (one per listener that failed for good,
-        naming the original type and message). ``timeout`` bounds the whole call; past it,
-        WaitTimeout. (``wait`` and ``timeout`` are this method's own: emit an event argument of
-        either name with ``emit`` or in a typed event.)
+        ``durability`` ("memory", "replicated" or "fsync"; default: the setting) is when the
+        event counts as stored: past ``publish_timeout`` without it, NotDurable (the event is
+        kept in the spool and stored again until the level holds). ``wait=True`` also waits
+        until every listener has finished (retries included) and raises an ``ExceptionGroup``
+        of ``ListenerError`` (one per listener that failed for good, naming the original type
+        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. (``wait``,
+        ``timeout`` and ``durability`` are this method's own: emit an event argument of one of
+        these names with ``emit`` or in a typed event.)
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
 
@@ -335,9 +348,11 @@ class Emitter:
             pending = self._prepare(event, args, kwargs)
             if pending is None:
                 return None
+            if durability is not None:  # the level its relay stores it with
+                pending.durability = durability
             self._in_session(pending, session, outbox)
             return pending.receipt()
-        return await self._publish(self._prepare(event, args, kwargs), wait, timeout)
+        return await self._publish(self._prepare(event, args, kwargs), wait, timeout, durability)
 
     async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
@@ -357,9 +372,15 @@ class Emitter:
         injected ``Emitter`` is: the follow-up's record links to the event that caused it)."""
         return CausedEmitter(self, event_uuid)
 
-    async def _publish(self, pending: PendingEvent | None, wait: bool, timeout: float | None) -> EmitReceipt | None:
+    async def _publish(
+        self, pending: PendingEvent | None, wait: bool, timeout: float | None, durability: Level | None = None
+    ) -> EmitReceipt | None:
         if pending is None:
             return None
+        if durability is not None:
+            if durability not in LEVELS:
+                raise InvalidArgument(f"durability must be one of {', '.join(LEVELS)}; got {durability!r}")
+            pending.durability = durability
         started = time.monotonic()
         receipt = await self._stored(pending, self.settings.publish_timeout, timeout)
         if not wait or receipt is None:
@@ -391,6 +412,12 @@ class Emitter:
             return await asyncio.wait_for(asyncio.wrap_future(pending.future), min(timeout, whole or timeout))
         except TimeoutError:
             in_flight = not pending.abandon()  # still buffered: it never will be stored now
+            if pending.unconfirmed:
+                raise NotDurable(
+                    f"event {pending.event_uuid} is stored, but durability {pending.durability!r} did not hold "
+                    f"within {min(timeout, whole or timeout):g}s (min_replicas={self.settings.min_replicas}); it is "
+                    "kept in the spool and stored again until it does"
+                ) from None
             maybe = "; it was on its way and may still be stored" if in_flight else ""
             if whole is not None and whole < timeout:
                 raise WaitTimeout(f"the event was not stored within the timeout of {whole:g}s{maybe}") from None
@@ -427,6 +454,7 @@ class Emitter:
 
     async def _refresh_catalog(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.settings.catalog_refresh)
             await self._read_catalog()
 
@@ -442,6 +470,7 @@ class Emitter:
     async def _flush_forever(self, flushing: BacklogFlusher) -> None:
         assert self._wake is not None
         while True:
+            raise_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             await flushing.flush()

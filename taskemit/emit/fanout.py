@@ -208,6 +208,7 @@ class Fanout:
             plan,
             once=once_key is not None,
             cause=cause,
+            durability=self.settings.durability,
         )
 
     @staticmethod

@@ -1,21 +1,34 @@
 """Storing what an emitter accepted: batch after batch from its backlog, until none is left.
 
 The emitter's single flusher task calls :meth:`BacklogFlusher.flush` whenever emits wake it.
-A batch that Redis does not take (an outage) goes back to the backlog and is tried again with
-backoff; a reply resolves what ``publish`` waits for; events whose script Redis lost (a
-restart) are stored again once the script is loaded.
+Every reply has a defined outcome for every event of the batch (``store/faults.py``):
+
+- stored (or stored already, by an earlier send whose reply was lost): what ``publish`` waits
+  for is resolved, once the event's durability level holds; until then the event stays in the
+  emitter's custody (the spool) and is stored again, once, by its uuid;
+- not stored yet: a lost connection, or Redis out of memory, loading, busy, short of replicas,
+  or no longer the primary (READONLY: the connections are dropped, and the next batch goes to
+  whatever is the primary now): the events go back first in line and are sent again with
+  backoff; a script Redis lost (a restart) is loaded first;
+- a reply that proves the event bad (a key of the wrong type, say): the event is parked in the
+  spool with the error, for ``taskemit spool flush --parked`` once the cause is fixed, and
+  what waits for it gets the error. Nothing accepted is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from ..settings import Settings
+from ..store.connection import raise_if_cancelled
+from ..store.durability import durability_holds, strongest, wait_command
+from ..store.faults import Fault, fault_of
 from .backlog import Backlog
 from .writer import EMIT, EventWriter, PendingEvent
 
@@ -26,6 +39,20 @@ logger = logging.getLogger("taskemit.emitter")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
+
+
+@dataclass(slots=True)
+class _Settled:
+    """What one round trip came to, event by event."""
+
+    done: list[PendingEvent] = field(default_factory=list)
+    #: not stored yet (a transient error reply): send again
+    again: list[PendingEvent] = field(default_factory=list)
+    #: stored, but the durability level did not hold yet
+    unconfirmed: list[PendingEvent] = field(default_factory=list)
+    #: the reply proves the event bad: keep it aside, with the error
+    parked: list[tuple[PendingEvent, BaseException]] = field(default_factory=list)
+    faults: set[Fault] = field(default_factory=set)
 
 
 class BacklogFlusher:
@@ -45,55 +72,86 @@ class BacklogFlusher:
 
     async def flush(self) -> None:
         """Store the buffer, then whatever waits in the spool, until both are empty."""
+        settings = self.settings
         delay = _RETRY_FIRST_DELAY
         while (taken := self._backlog.next_batch(_BATCH_SIZE)) is not None:
             batch, from_spool = taken
             try:
-                async with asyncio.timeout(self.settings.publish_timeout):  # a frozen Redis fails, never hangs
-                    stored = await self._writer.store(batch)
+                raise_if_cancelled()
             except asyncio.CancelledError:
                 self._backlog.give_back(batch, from_spool)
                 raise
-            except (RedisError, OSError) as exc:
+            level = strongest({pending.durability for pending in batch})
+            wait = wait_command(level, settings.min_replicas, settings.durability_timeout)
+            try:
+                # a frozen Redis fails, never hangs
+                async with asyncio.timeout(settings.publish_timeout + (settings.durability_timeout if wait else 0)):
+                    replies, waited = await self._writer.store(batch, wait)
+            except asyncio.CancelledError:
+                self._backlog.give_back(batch, from_spool)
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:  # lost: any of them may be stored already
+                for pending in batch:
+                    pending.resent = True  # sent again by uuid: stored once whatever happened
                 self._backlog.give_back(batch, from_spool)
                 logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY)
                 continue
-            except Exception as exc:  # a bug, not an outage: report it to whoever waits
-                logger.exception("storing %d events failed", len(batch))
-                if from_spool:
-                    self._backlog.stop_spool()  # they stay in the spool
-                for pending in batch:
-                    if pending.future is not None and not pending.future.done():
-                        pending.future.set_exception(exc)
+            except Exception as exc:  # a bug in taskemit: keep the events, do not loop on them
+                logger.exception("storing %d events failed; they are parked in the spool", len(batch))
+                self._backlog.settle(batch, from_spool, [], [], [], [(pending, exc) for pending in batch])
                 continue
-            delay = _RETRY_FIRST_DELAY
-            missing_script = self._settle(batch, stored)
-            self._backlog.stored(batch, from_spool, stored, missing_script)
-            if missing_script:  # Redis restarted or its script cache was flushed: load it, store them again
+            holds = wait is None or durability_holds(level, settings.min_replicas, waited)
+            if wait is not None and isinstance(waited, Exception):
+                logger.error("waiting for durability %r failed: %s", level, waited)
+            settled = self._settle(batch, replies, holds)
+            self._backlog.settle(batch, from_spool, settled.done, settled.again, settled.unconfirmed, settled.parked)
+            if Fault.ROLE in settled.faults:  # a failover: reconnect to the primary
+                await self._writer.reconnect()
+            if Fault.NOSCRIPT in settled.faults:  # Redis restarted or its script cache was flushed
                 await self.load_script()
+            if settled.faults - {Fault.NOSCRIPT} or settled.unconfirmed:
+                reason = ", ".join(sorted(f.value for f in settled.faults)) or f"durability {level!r} not reached"
+                logger.warning(
+                    "%d events not stored yet, %d not durable yet (%s); retrying in %.2fs",
+                    len(settled.again),
+                    len(settled.unconfirmed),
+                    reason,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_DELAY)
+            else:
+                delay = _RETRY_FIRST_DELAY
 
-    def _settle(self, batch: list[PendingEvent], replies: list[Any]) -> list[PendingEvent]:
-        """Resolve what ``publish`` waits for; returns the events to store again (script not loaded)."""
-        missing_script = []
+    def _settle(self, batch: list[PendingEvent], replies: list[Any], holds: bool) -> _Settled:
+        """Sort a round trip's events by their replies; resolve what ``publish`` waits for."""
+        settled = _Settled()
         for pending, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, BaseException):
+                fault = fault_of(reply)
+                if fault is Fault.BAD:
+                    logger.error("event %s cannot be stored (%s); it is parked in the spool", pending.event_uuid, reply)
+                    settled.parked.append((pending, reply))
+                else:
+                    settled.faults.add(fault)
+                    settled.again.append(pending)
+                continue
+            if not holds and pending.durability != "memory":
+                pending.unconfirmed = True
+                settled.unconfirmed.append(pending)
+                continue
+            settled.done.append(pending)
             future = self._backlog.future_of(pending)
-            if isinstance(reply, NoScriptError):
-                missing_script.append(pending)
-                continue
-            if isinstance(reply, Exception):  # an error in the script: a bug, not an outage
-                logger.error("storing event %s failed in Redis: %s", pending.event_uuid, reply)
-                if future is not None and not future.done():
-                    future.set_exception(reply)
-                continue
             spooled = pending.future is None and future is not None  # spooled by this emitter: it was stored
-            stored = bool(reply) or not pending.once or spooled
+            # a 0 reply: stored already; by this emitter, unless a publish_once key was used before
+            stored = bool(reply) or not pending.once or spooled or pending.resent
             if stored and self.settings.drain_on_exit:
                 self._stored_jobs.extend(pending.jobs.values())
             if future is not None and not future.done():
                 future.set_result(pending.receipt() if stored else None)
-        return missing_script
+        return settled
 
     async def load_script(self) -> None:
         try:

@@ -20,7 +20,6 @@ __all__ = ("Plan", "Route", "queues_json")
 
 #: one argument whose length and bytes are filled in (``bytes % ...``)
 _ARGUMENT = b"$%d\r\n%s\r\n"
-_ONCE = (bulk("0"), bulk("1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +78,15 @@ class Plan:
         #: broadcast queues and ready sets, whose expiry each emit renews
         self.expiring = tuple(dict.fromkeys(key for r in self.routes if r.expires for key in (r.queue, r.ready)))
         #: ``emit.lua`` arguments per event
-        self.argc = 8 + 4 * len(self.names)
+        self.argc = 7 + 4 * len(self.names)
         # the record's jobs field, {name: job id}, with the ids to fill in (ids are JSON-safe:
         # a namespace's characters and hex digits)
         pairs = [_literal(json_text(name).encode()) + b':"%s"' for name in self.names]
         self._jobs = b"{" + b",".join(pairs) + b"}"
         fixed = _literal(bulk(event_id) + bulk(len(self.names)) + bulk(self.queues))
         routes_resp = [_literal(bulk(r.queue) + bulk(r.ready)) for r in self.routes]
-        # uuid, emitted at, jobs, once (whole), cause; per job: its route, id, payload
-        self._template = fixed + _ARGUMENT * 3 + b"%s" + _ARGUMENT + b"".join(r + _ARGUMENT * 2 for r in routes_resp)
+        # uuid, emitted at, jobs, cause; per job: its route, id, payload
+        self._template = fixed + _ARGUMENT * 4 + b"".join(r + _ARGUMENT * 2 for r in routes_resp)
 
     def resp(
         self,
@@ -95,7 +94,6 @@ class Plan:
         emitted_ms: int,
         job_ids: Sequence[str],
         payloads: Sequence[bytes],
-        once: bool,
         cause: str | None,
     ) -> bytes:
         """One event's ``emit.lua`` arguments (``argc`` of them), encoded in RESP."""
@@ -107,13 +105,13 @@ class Plan:
             jobs = self._jobs % job_id
             payload = payloads[0]
             return self._template % (
-                len(uuid), uuid, len(emitted), emitted, len(jobs), jobs, _ONCE[once], len(cause_data), cause_data,
+                len(uuid), uuid, len(emitted), emitted, len(jobs), jobs, len(cause_data), cause_data,
                 len(job_id), job_id, len(payload), payload,
             )  # fmt: skip
         ids = [job_id.encode() for job_id in job_ids]
         jobs = self._jobs % tuple(ids)
         values: list[bytes | int] = [
-            len(uuid), uuid, len(emitted), emitted, len(jobs), jobs, _ONCE[once], len(cause_data), cause_data,
+            len(uuid), uuid, len(emitted), emitted, len(jobs), jobs, len(cause_data), cause_data,
         ]  # fmt: skip
         for job_id, payload in zip(ids, payloads, strict=True):
             values += (len(job_id), job_id, len(payload), payload)

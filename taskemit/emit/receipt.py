@@ -9,6 +9,7 @@ from redis import asyncio as aioredis
 
 from ..monitor.status import EventStatus, event_status, wait_for_event
 from ..settings import Settings, load_settings
+from ..store.connection import redis_client
 
 __all__ = ("EmitReceipt",)
 
@@ -40,5 +41,5 @@ class EmitReceipt:
 
     def _client(self) -> aioredis.Redis:
         # a client of its own: the receipt may outlive its emitter, or be awaited on another loop
-        client: aioredis.Redis = aioredis.Redis.from_url(self._settings().redis_url)
+        client: aioredis.Redis = redis_client(self._settings())
         return client

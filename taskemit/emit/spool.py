@@ -3,10 +3,12 @@
 An emitter writes events here when Redis is unreachable and its in-memory buffer is full, and
 when it closes with events still buffered (a deploy during an outage). The next emitter of the
 same namespace that starts with the same ``spool_dir``, or ``taskemit spool flush``, stores
-them. They are stored once each, by event uuid, however often the spool is replayed: a spooled
-event goes to Redis as an exactly-once emit, so a second replay (two processes, or a crash
-between storing and forgetting) is a no-op. The encoding of an event is ``durable.py``'s, the
-outbox's too.
+them. They are stored once each, by event uuid, however often the spool is replayed: Redis stores
+nothing for an event whose record it has, so a second replay (two processes, or a crash between
+storing and forgetting) is a no-op. (The encoding of an event is ``durable.py``'s, the
+outbox's too.) Events stored whose durability level did not hold yet are
+kept here too, and stored again until it does; events whose reply proved them bad are parked
+apart, with the error, until ``taskemit spool flush --parked``.
 
 One SQLite file per namespace (``<spool_dir>/<namespace>.sqlite3``), written with SQLite's
 write-ahead log, so an event is on disk when ``emit`` returns.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from ..settings import Settings
@@ -30,6 +33,12 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_uuid TEXT NOT NULL UNIQUE,
     data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (
+    event_uuid TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    error TEXT NOT NULL,
+    parked_at REAL NOT NULL
 )
 """
 
@@ -56,7 +65,7 @@ class Spool:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
             self._db = db
         return self._db
 
@@ -110,6 +119,49 @@ class Spool:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def park(self, events: list[tuple[PendingEvent, str]]) -> None:
+        """Keep ``events`` aside, each with the error that proved it bad: they are not stored
+        again until ``unpark`` (``taskemit spool flush --parked``), after the cause is fixed."""
+        if not events:
+            return
+        now = time.time()
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR REPLACE INTO parked (event_uuid, data, error, parked_at) VALUES (?, ?, ?, ?)",
+                    [(p.event_uuid, encode_pending(p), error, now) for p, error in events],
+                )
+                db.executemany("DELETE FROM events WHERE event_uuid = ?", [(p.event_uuid,) for p, _ in events])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def parked(self) -> list[tuple[str, str, float]]:
+        """The parked events: (event uuid, error, when parked), oldest first."""
+        with self._lock:
+            rows = self._connect().execute("SELECT event_uuid, error, parked_at FROM parked ORDER BY parked_at")
+            return [(str(uuid), str(error), float(at)) for uuid, error, at in rows.fetchall()]
+
+    def unpark(self) -> int:
+        """Put the parked events back in line to be stored; how many."""
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = db.execute(
+                    "INSERT OR IGNORE INTO events (event_uuid, data) SELECT event_uuid, data FROM parked "
+                    "ORDER BY parked_at"
+                ).rowcount
+                db.execute("DELETE FROM parked")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return int(moved)
 
     def close(self) -> None:
         with self._lock:

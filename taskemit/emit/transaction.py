@@ -64,7 +64,6 @@ class Transactions:
         if not outbox:
             stage(sync, self._after_commit, pending, None)
             return
-        pending.once = True  # a row may be sent more than once: it is stored once
         row = self._rows(pending.event_uuid, pending.event_id, pending.emitted_ms, encode_pending(pending))
         sink: Sink = _left_for_the_relay_process
         if self.settings.outbox_relay:

@@ -24,6 +24,8 @@ from arq.constants import job_key_prefix
 
 from ..settings import Settings
 from ..store import scripts as lua
+from ..store.connection import drop_connections
+from ..store.durability import Level
 from ..store.wire import BatchConnection, Command, Packed, bulk
 from .plan import Plan
 from .receipt import EmitReceipt
@@ -63,11 +65,19 @@ class PendingEvent:
     future: concurrent.futures.Future[EmitReceipt | None] | asyncio.Future[EmitReceipt | None] | None = field(
         default=None
     )
+    #: publish_once: a key that was used before makes its publish return None
     once: bool = False
     #: the uuid of the event whose listener emitted this one
     cause: str | None = None
+    #: when it counts as stored: "memory", "replicated" or "fsync" (the durability setting, or
+    #: publish's own)
+    durability: Level = "memory"
     #: "buffered", "taken" (the flusher is storing it) or "abandoned" (publish gave up on it)
     state: str = "buffered"
+    #: it was sent before without a reply (a lost connection): it may be stored already
+    resent: bool = False
+    #: it is stored, but its durability level did not hold yet
+    unconfirmed: bool = False
 
     def receipt(self) -> EmitReceipt:
         """What ``publish`` returns for it (made when asked for: most emits never are)."""
@@ -95,6 +105,7 @@ class EventWriter:
 
     def __init__(self, redis: Any, settings: Settings) -> None:
         self.settings = settings
+        self._redis = redis
         self._batches = BatchConnection(redis)
         #: listener -> queue key, not yet written to ``KeySpace.routes``
         self._unregistered: dict[str, str] = {}
@@ -125,8 +136,15 @@ class EventWriter:
     async def close(self) -> None:
         await self._batches.close()
 
-    async def store(self, batch: list[PendingEvent]) -> list[Any]:
-        """Store a batch in one round trip; per event, the number of jobs stored or the error reply."""
+    async def reconnect(self) -> None:
+        """Drop every connection: the node answered as a replica (a failover); the next batch
+        connects again, to the primary."""
+        await self._batches.close(broken=True)
+        await drop_connections(self._redis)
+
+    async def store(self, batch: list[PendingEvent], wait: tuple[Any, ...] | None = None) -> tuple[list[Any], Any]:
+        """Store a batch in one round trip; per event, the number of jobs stored or the error reply,
+        and the reply to ``wait`` (a ``WAIT`` or ``WAITAOF`` sent last, covering the whole batch)."""
         settings = self.settings
         space = settings.keys
         head = self._head
@@ -146,7 +164,6 @@ class EventWriter:
                         pending.emitted_ms,
                         list(pending.jobs.values()),
                         pending.payloads,
-                        pending.once,
                         pending.cause,
                     )
                 )
@@ -179,6 +196,8 @@ class EventWriter:
         unregistered = dict(self._unregistered)
         if unregistered:
             commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))
+        if wait is not None:
+            commands.append(wait)
         results = await self._batches.send(commands)
         for name in unregistered:
             self._unregistered.pop(name, None)
@@ -193,4 +212,4 @@ class EventWriter:
         for first, reply in zip(range(0, len(batch), _EVENTS_PER_CALL), results[:calls], strict=True):
             # the script's error (NOSCRIPT after a restart, say) is every event's of that call
             replies += [reply] * len(batch[first : first + _EVENTS_PER_CALL]) if isinstance(reply, Exception) else reply
-        return replies
+        return replies, results[-1] if wait is not None else None

@@ -1,43 +1,51 @@
 """The Redis side of the worker loop: claims, finishes, lease renewals, releases, in batches.
 
-One :meth:`JobStore.exchange` is one round trip: it writes every outcome finished since the
-last one (attempt records, event records, arq's results, retries, dead letters, counters
-summed per listener) and claims up to N more due jobs of this worker's listeners, with a
-lease each. The scripts are in ``store/lua`` (``claim``, ``finish``, ``renew``, ``release``,
-``count``, ``dead_letter``).
+One :meth:`JobStore.exchange` is one round trip: it settles every attempt finished since the
+last one (attempt records, event records, arq's results, retries, dead letters, counters: one
+``finish.lua`` call, atomic) and claims up to N more due jobs of this worker's listeners, with a
+lease each (``claim.lua``). The scripts are in ``store/lua`` (``claim``, ``finish``, ``renew``,
+``release``).
+
+Every claim has a token, the value of its jobs' leases; finishes, renewals and releases carry
+it, and the scripts refuse a holder whose job was taken over (fencing). A round trip whose reply
+was lost is sent again as it was: the finishes are applied once (the second time they are
+refused: their leases are gone), and the claim, sent with the same token, hands out the same
+jobs again. With a durability level, a round trip ends with a wait for replicas (or the fsync);
+until it holds, claimed jobs are not started and finished ones are sent again.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from ..emit.listener import Listener
-from ..monitor.deadletter import DEAD_LETTER, dead_letter_call
-from ..monitor.stats import OutcomeTally
 from ..settings import Settings
-from ..state import JobState
 from ..store import scripts as lua
-from ..store.codec import META_KWARG, Codec
+from ..store.codec import Codec
+from ..store.connection import drop_connections
+from ..store.durability import durability_holds, wait_command
+from ..store.faults import Fault, RedisNotReady, fault_of
 from ..store.wire import BatchConnection, send_batch
-from .outcome import Outcome, dead_letter_details
+from .outcome import Outcome
+from .settle import finish_call
 
-__all__ = ("Claim", "ClaimBatch", "JobStore", "Route")
+__all__ = ("Claim", "ClaimBatch", "Finished", "JobStore", "Route")
 
 logger = logging.getLogger("taskemit.worker")
 
 _CLAIM = lua.script("claim", "lib_batch")
-_FINISH = lua.script("finish", "lib_batch")
+_FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead")
 _RENEW = lua.script("renew")
 _RELEASE = lua.script("release")
-_COUNT = lua.script("count")
-_SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE, _COUNT, DEAD_LETTER)
+_SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,23 +69,40 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A job this worker now holds the lease of."""
+    """A job this worker now holds the lease of, with the claim's token."""
 
     job_id: str
     route: int  # index into JobStore.routes
     payload: bytes
     job_try: int
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
+class Finished:
+    """An attempt's outcome, to settle under the token of the claim that took its job."""
+
+    outcome: Outcome
+    route: int
+    token: str
+
+
+@dataclass(slots=True)
 class ClaimBatch:
-    claimed: list[Claim]
-    #: (job id, route index) of jobs whose payload expired while they waited
-    expired: list[tuple[str, int]]
+    """What one round trip came to."""
+
+    claimed: list[Claim] = field(default_factory=list)
+    #: jobs whose payload expired while they waited (held under the claim's token: settle them)
+    expired: list[Claim] = field(default_factory=list)
     #: when work is next due (a delayed job, a retry, a lease running out), epoch seconds
-    next_due: float | None
+    next_due: float | None = None
     #: due jobs whose abort was asked for before they started: settle them as aborted
-    aborted: list[Claim]
+    aborted: list[Claim] = field(default_factory=list)
+    #: finishes the script refused: job id -> "taken" (another claim holds the job now) or
+    #: "gone" (applied already, by an earlier send; or the job was claimed again after its lease ran out)
+    refused: dict[str, str] = field(default_factory=dict)
+    #: whether the durability level held for everything this round trip wrote
+    durable: bool = True
 
 
 class JobStore:
@@ -94,25 +119,39 @@ class JobStore:
         #: the claim loop's own connection (renewals and releases come from other tasks)
         self._batches = BatchConnection(redis)
         self._first = 0
+        self._tokens = itertools.count(1)
+        #: the token of a round trip whose reply was lost: the next one is sent with it again
+        self._unanswered: str | None = None
+        self._wait = wait_command(settings.durability, settings.min_replicas, settings.durability_timeout)
+        #: the newest request of arq's abort set already copied (ms)
+        self._arq_aborts_seen = time.time() * 1000 - 60_000
 
     async def load_scripts(self) -> None:
         for script in _SCRIPTS:
             await script.load(self.redis)
 
-    async def exchange(self, finished: Sequence[tuple[Outcome, int]], limit: int) -> ClaimBatch:
-        """Write ``finished`` (outcome, route index) and claim up to ``limit`` jobs: one round trip."""
+    async def reconnect(self) -> None:
+        """Drop every connection: the node answered as a replica (a failover)."""
+        await self._batches.close(broken=True)
+        await drop_connections(self.redis)
+
+    def _token(self) -> str:
+        if self._unanswered is None:
+            self._unanswered = f"{self.holder}#{next(self._tokens)}"
+        return self._unanswered
+
+    async def exchange(self, finished: Sequence[Finished], limit: int) -> ClaimBatch:
+        """Settle ``finished`` and claim up to ``limit`` jobs: one round trip.
+
+        Raises what ``send_batch`` raises for a lost connection, and RedisNotReady for a reply
+        that says "not now" (out of memory, loading, no longer the primary...): then any part
+        of it may have been applied, and the caller sends the same finishes again (the claim
+        goes with the same token until a round trip is answered).
+        """
+        token = self._token()
         calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
-        tally = OutcomeTally()
-        finish_keys: list[str] = []
-        finish_args: list[Any] = [self.holder, self.settings.event_retention]
-        for outcome, route in finished:
-            self._finish_call(outcome, self.routes[route], calls, finish_keys, finish_args)
-            if outcome.state not in (JobState.FAILED, JobState.ABORTED):  # dead letters count their own
-                tally.add(outcome.run.attempt.listener, outcome.counted, outcome.duration)
-        if finish_keys:  # after the dead letters: they read what the finish leaves alone
-            calls.append((_FINISH, finish_keys, finish_args))
-        for keys, args in tally.calls(self.settings.keys):
-            calls.append((_COUNT, keys, args))
+        if finished:
+            calls.append((_FINISH, *finish_call(finished, self.routes, self.settings, self.codec)))
         if self.routes:
             self._first = (self._first + 1) % len(self.routes)
             now_ms = int(time.time() * 1000)
@@ -120,7 +159,7 @@ class JobStore:
                 now_ms,
                 self.lease_ms,
                 limit,
-                self.holder,
+                token,
                 self._first,
                 job_key_prefix,
                 in_progress_key_prefix,
@@ -128,150 +167,141 @@ class JobStore:
                 self.settings.keys.abort_requests,
                 now_ms + self.lease_ms,
             ]
-            calls.append((_CLAIM, self._claim_keys, args))
-        replies = await self._run(calls, self._batches)
-        if not self.routes:
-            return ClaimBatch([], [], None, [])
-        claimed, expired, next_due, aborted = replies[-1]
-        due = float(next_due)
-        return ClaimBatch(
-            [Claim(job_id.decode(), route - 1, payload, job_try) for job_id, route, payload, job_try in claimed],
-            [(job_id.decode(), route - 1) for job_id, route in expired],
-            due / 1000 if due >= 0 else None,
-            [Claim(job_id.decode(), route - 1, payload, 0) for job_id, route, payload in aborted],
-        )
+            calls.append((_CLAIM, [self.settings.keys.claim_receipt(token), *self._claim_keys], args))
+        extra = self._durability_commands()
+        replies, waited = await self._run(calls, self._batches, extra)
+        self._unanswered = None
+        batch = ClaimBatch(durable=self._holds(waited))
+        if finished:
+            applied_reply = replies[0]
+            if applied_reply is not None:
+                _, refused = applied_reply
+                batch.refused = {job_id.decode(): reason.decode() for job_id, reason in refused}
+        if self.routes and replies[-1] is not None:
+            claimed, expired, next_due, aborted = replies[-1]
+            due = float(next_due)
+            batch.claimed = [
+                Claim(job_id.decode(), route - 1, payload, job_try, token)
+                for job_id, route, payload, job_try in claimed
+            ]
+            batch.expired = [Claim(job_id.decode(), route - 1, b"", 1, token) for job_id, route in expired]
+            batch.next_due = due / 1000 if due >= 0 else None
+            batch.aborted = [Claim(job_id.decode(), route - 1, payload, 0, token) for job_id, route, payload in aborted]
+        return batch
 
-    async def renew(self, jobs: Sequence[tuple[str, int]]) -> tuple[list[str], list[str]]:
-        """Renew the leases of ``jobs`` (job id, route index); returns the ids whose lease is lost,
-        and those whose abort was asked for."""
+    def _durability_commands(self) -> list[tuple[Any, ...]]:
+        """With a durability level: a write of this worker's own (so the wait covers everything
+        before it, whichever connection wrote it) and the wait."""
+        if self._wait is None:
+            return []
+        marker = ("SET", self.settings.keys.write_marker(self.holder), time.time(), "PX", self.lease_ms)
+        return [marker, self._wait]
+
+    def _holds(self, waited: Any) -> bool:
+        if self._wait is None:
+            return True
+        if isinstance(waited, BaseException):
+            logger.error("waiting for durability %r failed: %s", self.settings.durability, waited)
+            return False
+        return durability_holds(self.settings.durability, self.settings.min_replicas, waited)
+
+    async def renew(self, jobs: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[str], bool]:
+        """Renew the leases of ``jobs`` (job id, route index, token); returns the ids whose lease
+        is lost, those whose abort was asked for, and whether the durability level held."""
         if not jobs:
-            return [], []
+            return [], [], True
         space = self.settings.keys
-        keys: list[str] = []
-        for job_id, route in jobs:
+        keys: list[str] = [space.abort_requests]
+        args: list[Any] = [int(time.time() * 1000), self.lease_ms]
+        for job_id, route, token in jobs:
             keys += (space.in_progress(job_id), self.routes[route].leased)
-        args = [
-            self.holder,
-            int(time.time() * 1000),
-            self.lease_ms,
-            space.abort_requests,
-            *(job_id for job_id, _ in jobs),
-        ]
-        ((lost, aborted),) = await self._run([(_RENEW, keys, args)])
-        return [job_id.decode() for job_id in lost], [job_id.decode() for job_id in aborted]
+            args += (job_id, token)
+        (reply,), waited = await self._run([(_RENEW, keys, args)], None, self._durability_commands())
+        if reply is None:
+            return [], [], False
+        lost, aborted = reply
+        return [job_id.decode() for job_id in lost], [job_id.decode() for job_id in aborted], self._holds(waited)
 
-    async def release(self, jobs: Sequence[tuple[str, int]]) -> int:
-        """Give back the leases of ``jobs`` without counting their attempts; returns how many."""
+    async def release(self, jobs: Sequence[tuple[str, int, str]]) -> int:
+        """Give back the leases of ``jobs`` (job id, route index, token) without counting their
+        attempts; returns how many."""
         if not jobs:
             return 0
         space = self.settings.keys
         keys: list[str] = []
-        for job_id, route in jobs:
+        args: list[Any] = [int(time.time() * 1000)]
+        for job_id, route, token in jobs:
             r = self.routes[route]
             keys += (space.in_progress(job_id), r.leased, r.ready, r.queue)
-        args = [self.holder, int(time.time() * 1000), *(job_id for job_id, _ in jobs)]
-        (released,) = await self._run([(_RELEASE, keys, args)])
-        return int(released)
+            args += (job_id, token)
+        (released,), _ = await self._run([(_RELEASE, keys, args)])
+        return int(released or 0)
 
-    def _finish_call(
-        self,
-        outcome: Outcome,
-        route: Route,
-        calls: list[tuple[lua.LuaScript, list[str], list[Any]]],
-        keys: list[str],
-        args: list[Any],
-    ) -> None:
-        """Add ``outcome`` to the batch's finish call (and its dead letter call, if it died)."""
-        settings = self.settings
-        space = settings.keys
-        run = outcome.run
-        job_id = run.attempt.job_id
-        keys += (
-            space.attempts(job_id),
-            space.event(run.meta.get("event") or "-"),
-            route.queue,
-            route.leased,
-            route.ready,
-            space.in_progress(job_id),
-            space.job(job_id),
-            space.retry(job_id),
-            space.result(job_id),
+    async def take_arq_aborts(self) -> int:
+        """Copy the new abort requests of this namespace's jobs from arq's own set (``Job.abort()``,
+        read by stock arq workers too) to the namespace's, which the scripts read; how many.
+        arq forgets a request after a minute; so are this namespace's requests there."""
+        space = self.settings.keys
+        requests = await self.redis.zrangebyscore(
+            space.arq_abort_requests, f"({self._arq_aborts_seen}", "+inf", withscores=True
         )
-        if outcome.state is JobState.RETRYING:
-            mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
-        else:
-            mode = "release" if outcome.state is JobState.FAILED else "done"
-            extra = [*self._result(outcome, route), ""]  # finish.lua takes three arguments per mode
-        if outcome.state is JobState.FAILED:
-            dl_keys, dl_args = dead_letter_call(settings, **dead_letter_details(outcome, settings, route.queue))
-            calls.append((DEAD_LETTER, dl_keys, dl_args))
-        # a dead job's last attempt is in its history already: dead_letter.lua put it there
-        attempt = "" if mode == "release" else outcome.attempt_json
-        args += (job_id, mode, attempt, outcome.outcome_json, *extra)
-
-    def _result(self, outcome: Outcome, route: Route) -> list[Any]:
-        """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
-        retention_ms = self.settings.result_retention * 1000
-        if not retention_ms:
-            return ["", 0]
-        run = outcome.run
-        success = outcome.state is JobState.COMPLETE
-        data = {
-            "t": run.attempt.number,
-            "f": run.attempt.listener,
-            "a": run.args,
-            "k": {**run.kwargs, META_KWARG: run.meta},
-            "et": run.enqueue_ms,
-            "s": success,
-            "r": outcome.result if success else outcome.error,
-            "st": int(run.started * 1000),
-            "ft": int(time.time() * 1000),
-            "q": route.queue,
-            "id": run.attempt.job_id,
-        }
-        try:
-            return [self.codec.dumps(data), retention_ms]
-        except Exception:  # a result the serializer cannot store: keep its repr
-            data["r"] = repr(data["r"])[:1000]
-            try:
-                return [self.codec.dumps(data), retention_ms]
-            except Exception:
-                return ["", 0]
+        ours = {job_id: score for job_id, score in requests if space.owns(job_id)}
+        if requests:
+            self._arq_aborts_seen = max(score for _, score in requests)
+        if not ours:
+            return 0
+        now_ms = time.time() * 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(space.abort_requests, ours)
+            # a request for a job that never ran again is forgotten after a day
+            pipe.zremrangebyscore(space.abort_requests, "-inf", now_ms - 86_400_000)
+            await pipe.execute()
+        return len(ours)
 
     async def close(self) -> None:
         await self._batches.close()
 
     async def _run(
-        self, calls: Sequence[tuple[lua.LuaScript, list[str], list[Any]]], batches: BatchConnection | None = None
-    ) -> list[Any]:
-        """Run script calls in one pipeline; reload scripts Redis lost (a restart) and rerun only those."""
+        self,
+        calls: Sequence[tuple[lua.LuaScript, list[str], list[Any]]],
+        batches: BatchConnection | None = None,
+        extra: Sequence[tuple[Any, ...]] = (),
+    ) -> tuple[list[Any], Any]:
+        """Run script calls, then ``extra`` commands, in one pipeline; reload scripts Redis lost
+        (a restart) and rerun only those. Returns the scripts' replies (None for one whose reply
+        proves it bad: logged) and the last extra command's reply.
+
+        Raises RedisNotReady for a reply that says "not now" (the caller backs off and sends
+        again: the scripts are safe to send again).
+        """
         replies: list[Any] = [None] * len(calls)
+        waited: Any = None
         todo = list(range(len(calls)))
         for attempt in range(2):
-            commands = [calls[i][0].command(calls[i][1], calls[i][2]) for i in todo]
+            commands: list[Any] = [calls[i][0].command(calls[i][1], calls[i][2]) for i in todo]
+            commands += extra
             results = await (batches.send(commands) if batches is not None else send_batch(self.redis, commands))
+            if extra:
+                waited = results[-1]
             missing = []
-            for i, result in zip(todo, results, strict=True):
-                if isinstance(result, NoScriptError) and attempt == 0:
+            not_ready: RedisNotReady | None = None
+            for i, result in zip(todo, results, strict=False):
+                if not isinstance(result, BaseException):
+                    replies[i] = result
+                    continue
+                fault = fault_of(result)
+                if fault is Fault.NOSCRIPT and attempt == 0:
                     missing.append(i)
-                elif isinstance(result, ResponseError):
-                    script = calls[i][0]
-                    logger.error("script %s failed in Redis: %s", script.name, result)
-                    replies[i] = _empty_reply(script)
-                elif isinstance(result, Exception):
+                elif fault is Fault.BAD and isinstance(result, ResponseError):
+                    logger.error("script %s failed in Redis: %s", calls[i][0].name, result)
+                elif fault is Fault.BAD:
                     raise result
                 else:
-                    replies[i] = result
+                    not_ready = not_ready or RedisNotReady(result, fault)
+            if not_ready is not None:
+                raise not_ready
             if not missing:
                 break
             await self.load_scripts()
             todo = missing
-        return replies
-
-
-def _empty_reply(script: lua.LuaScript) -> Any:
-    if script is _CLAIM:
-        return [[], [], "-1", []]
-    if script is _RENEW:
-        return [[], []]
-    return 0
+        return replies, waited

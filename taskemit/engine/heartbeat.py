@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..monitor.catalog import CatalogEntry, register_listeners, unregister_worker
+from ..store.connection import raise_if_cancelled
 from ..store.keys import KeySpace
 from .link import REDIS_DOWN, RedisLink
 
@@ -73,6 +74,7 @@ async def beat(
     RedisLink) and tried again next time. ``own_keys`` (its broadcast queue and sets) expire
     ``own_keys_ttl`` seconds after the last heartbeat: they go some time after a crash."""
     while True:
+        raise_if_cancelled()
         try:
             await write_heartbeat(redis, space, worker_id, info(), HEARTBEAT_INTERVAL)
             if own_keys:

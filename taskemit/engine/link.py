@@ -20,15 +20,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import redact_url
+from ..store.connection import raise_if_cancelled
+from ..store.faults import RedisNotReady
 
 __all__ = ("REDIS_DOWN", "RedisLink", "listen_for_work")
 
 logger = logging.getLogger("taskemit.worker")
 
-#: what Redis being away looks like from redis-py
-REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: what Redis being away looks like from redis-py, and a reply that says "not now" (out of
+#: memory, loading, no longer the primary: ``store/faults.py``)
+REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, RedisNotReady)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 5.0
+#: seconds between checks that the wake channel's subscription is alive
+_CHECK_EVERY = 2.0
 
 
 class RedisLink:
@@ -46,7 +51,7 @@ class RedisLink:
         if self.down_since is None:
             self.down_since = time.time()
             self.outages += 1
-            logger.warning("Redis at %s is unreachable (%s); retrying with backoff", self.url, exc)
+            logger.warning("Redis at %s is unavailable (%s); retrying with backoff", self.url, exc)
         delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
         return delay
 
@@ -54,13 +59,24 @@ class RedisLink:
         if self.down_since is not None:
             now = time.time()
             self.last_outage = {"start": self.down_since, "end": now, "seconds": round(now - self.down_since, 3)}
-            logger.warning("Redis at %s is reachable again after %.1fs", self.url, now - self.down_since)
+            logger.warning("Redis at %s is available again after %.1fs", self.url, now - self.down_since)
             self.down_since = None
         self.delay = _BACKOFF_FIRST
 
 
-async def listen_for_work(redis: Any, channels: Sequence[str], names: Collection[bytes], wake: asyncio.Event) -> None:
-    """Set ``wake`` whenever an emit on ``channels`` queues a job of one of ``names``; runs until cancelled."""
+async def listen_for_work(
+    redis: Any,
+    channels: Sequence[str],
+    names: Collection[bytes],
+    wake: asyncio.Event,
+    check_every: float = _CHECK_EVERY,
+) -> None:
+    """Set ``wake`` whenever an emit on ``channels`` queues a job of one of ``names``; runs until cancelled.
+
+    The subscription is checked every ``check_every`` seconds (a PING on it): one that hears
+    nothing back, not even the PONG, within as long again is dead (a half-open connection, a
+    partition, a failover), and is made again.
+    """
     if not channels:
         return
     wanted = frozenset(names)
@@ -71,17 +87,30 @@ async def listen_for_work(redis: Any, channels: Sequence[str], names: Collection
             await pubsub.subscribe(*channels)
             delay = _BACKOFF_FIRST
             wake.set()  # anything emitted while not subscribed
+            heard = pinged = time.monotonic()
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if message is None:
-                    continue
-                data = message["data"]
-                if isinstance(data, bytes) and not wanted.isdisjoint(data.split(b"\n")):
-                    wake.set()
+                raise_if_cancelled()
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=check_every)
+                now = time.monotonic()
+                if message is not None:
+                    heard = now
+                    data = message["data"]
+                    if (
+                        message["type"] == "message"
+                        and isinstance(data, bytes)
+                        and not wanted.isdisjoint(data.split(b"\n"))
+                    ):
+                        wake.set()
+                if now - pinged >= check_every:
+                    if heard < pinged:  # the last PING got no answer
+                        raise RedisConnectionError(f"the wake channel heard nothing for {now - pinged:.1f}s")
+                    await pubsub.ping()
+                    pinged = now
         except REDIS_DOWN as exc:
             logger.debug("wake channel lost (%s); resubscribing in %.2fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX)
+            wake.set()  # what was emitted meanwhile is claimed now
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

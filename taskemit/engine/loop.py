@@ -9,14 +9,17 @@ round trip as the next claim (``batch.JobStore.exchange``). It never polls busil
 - jobs due later (delays, retry backoff) and leases about to run out wake it at their time;
 - a slow poll (``idle_poll`` seconds) is the safety net for a missed message.
 
-A claimed job holds a lease, arq's in-progress key with a short TTL (``lease_ttl``), which
-the worker renews while the listener runs; a killed worker's jobs are claimed again once
-their leases run out. A worker only claims jobs of the listeners it has, so jobs it cannot
+A claimed job holds a lease, arq's in-progress key with a short TTL (``lease_ttl``) holding the
+claim's token, which the worker renews while the listener runs (``leases``); a killed worker's
+jobs are claimed again once their leases run out, and a worker that cannot renew a lease gives
+the job up before then. A worker only claims jobs of the listeners it has, so jobs it cannot
 run stay queued for a worker that can, and cost it nothing.
 
-Redis going away does not stop the worker: it keeps what finished in memory, retries with
-backoff, logs once when Redis goes and once when it is back, and records the outage in its
-heartbeat.
+Redis going away (or answering "not now": out of memory, loading, no longer the primary) does
+not stop the worker: it keeps what finished in memory, sends it again with backoff (finishes are
+fenced by their claim's token, so a second send is refused where the first was applied),
+reconnects to the new primary after a failover, logs once when Redis goes and once when it is
+back, and records the outage in its heartbeat.
 """
 
 from __future__ import annotations
@@ -40,14 +43,18 @@ from ..emit.catalog import describe
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
 from ..settings import Settings
-from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
+from ..store.connection import raise_if_cancelled, redis_client
+from ..store.durability import check_durability
+from ..store.faults import Fault, RedisNotReady, fault_of
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
-from .leases import keep_leases
+from .leases import LeaseKeeper
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
+from .running import InFlight
 from .serving import serve
 from .vitals import Vitals, watch_supervisor
 
@@ -59,6 +66,7 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 #: the most jobs one claim call takes, however many slots are free
 _CLAIM_BATCH = 200
+_NOT_DURABLE = ConnectionError("the durability level did not hold (replicas or fsync)")
 
 
 class Engine:
@@ -120,30 +128,45 @@ class Engine:
         self.ctx: dict[Any, Any] = dict(ctx or {})
         self.ctx[CTX_WORKER_ID] = self.worker_id
         self.ctx[CTX_RUNNING] = self.running_listeners
-        self.jobs_complete = self.jobs_failed = self.jobs_retried = 0
+        self.history = self.ctx[CTX_HISTORY] = HistoryRecorder(settings, self.worker_id)
         #: event-loop lag, jobs done, memory: for heartbeats and recycling
         self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
         self.redis: ArqRedis | None = None
         self.link = RedisLink(settings.redis_url)
         self.started = time.time()
         self._store: JobStore | None = None
-        self._running: dict[str, tuple[asyncio.Task[None], int]] = {}
-        self._finished: list[tuple[Outcome, int]] = []
-        self._interrupted: list[tuple[str, int]] = []
-        #: running jobs being cancelled because their abort was asked for
-        self._aborting: set[str] = set()
+        self._leases: LeaseKeeper | None = None
+        #: the jobs running, and what is left to write for them
+        self.jobs = InFlight(
+            self.worker_id, self.routes, self.runners, self.running_listeners, settings.lease_ttl, self._job_ended
+        )
+        #: claimed jobs not started until the durability level holds for their claim
+        self._unconfirmed: list[Claim] = []
+        #: finishes refused because another worker had taken the job over
+        self.fenced = 0
+        self._forced = False
+        self._warned_threads = False
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_deadline: float | None = None
         self._helpers: list[asyncio.Task[None]] = []
+        self._wake_task: asyncio.Task[None] | None = None
         self._names = {item.name.encode() for item in self.listeners}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self, now: bool = False) -> None:
-        """Stop claiming; running listeners get ``grace`` seconds to finish (none if ``now``)."""
+        """Stop claiming; running listeners get ``grace`` seconds to finish (none if ``now``).
+
+        Past the grace, async listeners are cancelled and their jobs given back; sync listeners,
+        whose threads cannot be stopped, keep their leases until their threads return. A stop
+        with ``now`` while they run leaves them behind: their leases run out and they run again
+        elsewhere (``abandoned`` counts them; the process should exit at once).
+        """
         if not self._stopping:
-            logger.info("worker %s stopping: %d jobs running", self.worker_id, len(self._running))
+            logger.info("worker %s stopping: %d jobs running", self.worker_id, len(self.jobs))
+        elif now:
+            self._forced = True
         self._stopping = True
         deadline = time.monotonic() + (0 if now else self.grace)
         self._stop_deadline = deadline if self._stop_deadline is None else min(self._stop_deadline, deadline)
@@ -160,9 +183,16 @@ class Engine:
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        self.redis = ArqRedis.from_url(self.settings.redis_url)
+        # every call bounded well inside a lease (plus the wait for replicas, with a durability level)
+        timeout = min(self.settings.redis_timeout, self.settings.lease_ttl / 3)
+        if self.settings.durability != "memory":
+            timeout += self.settings.durability_timeout
+        self.redis = redis_client(self.settings, timeout=timeout, client_class=ArqRedis)
         self.ctx["redis"] = self.redis
         self._store = JobStore(self.redis, self.settings, self.codec, self.routes, self.worker_id)
+        self._leases = LeaseKeeper(
+            self._store, self.jobs.running, self.link, self.settings.lease_ttl, self.jobs.give_up, self.jobs.abort
+        )
         try:
             if not await self._connect():
                 return
@@ -177,14 +207,10 @@ class Engine:
                 ", ".join(self.queue_names) or "no queue",
                 self.concurrency,
             )
+            self._wake_task = asyncio.create_task(self._listen_for_work(), name="taskemit-wake")
             self._helpers = [
-                asyncio.create_task(self._listen_for_work(), name="taskemit-wake"),
-                asyncio.create_task(
-                    keep_leases(
-                        self._store, self._running, self._aborting, self.link, self.settings.lease_ttl, self.worker_id
-                    ),
-                    name="taskemit-leases",
-                ),
+                self._wake_task,
+                asyncio.create_task(self._leases.run(), name="taskemit-leases"),
                 asyncio.create_task(
                     beat(
                         self.redis,
@@ -200,6 +226,7 @@ class Engine:
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(self.history.run(self.redis, self.link), name="taskemit-history"),
                 asyncio.create_task(watch_supervisor(self.worker_id, self.stop), name="taskemit-supervisor"),
             ]
             try:
@@ -220,6 +247,7 @@ class Engine:
         while not self._stopping:
             try:
                 await self._store.load_scripts()
+                await check_durability(self.redis, self.settings.durability, self.link.url)
             except REDIS_DOWN as exc:
                 await self._sleep(self.link.down(exc))
                 continue
@@ -234,39 +262,45 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._helpers = []
-        # whatever is still running now (the loop was cancelled) gives its lease back
-        for task, _ in self._running.values():
-            task.cancel()
-        if self._running:
-            await asyncio.wait([task for task, _ in self._running.values()])
+        # whatever is still running now (the loop was cancelled, or stopped at once) gives its
+        # lease back; a sync listener's thread runs on, so its lease is left to run out
+        running = self.jobs.cancel_all()
+        if running:
+            await asyncio.wait(running)
+        self.jobs.interrupted += [(claim.job_id, claim.route, claim.token) for claim in self._unconfirmed]
+        self._unconfirmed = []
         assert self._store is not None
         await self._settle(final=True)
+        await self.history.close(self.redis)
 
     async def _settle(self, final: bool = False) -> None:
         """Write what finished and give back the leases of interrupted jobs (best effort)."""
         assert self._store is not None
         for _ in range(3 if final else 1):
             try:
-                if self._finished:
-                    finished, self._finished = self._finished, []
+                jobs = self.jobs
+                if jobs.finished:
+                    finished, jobs.finished = jobs.finished, []
                     try:
-                        await self._store.exchange(finished, 0)
+                        batch = await self._store.exchange(finished, 0)
                     except BaseException:
-                        self._finished = finished + self._finished
+                        jobs.finished = finished + jobs.finished
                         raise
-                if self._interrupted:
-                    released = await self._store.release(self._interrupted)
+                    self._refused(batch.refused)
+                    self.history.record_all(finished, batch.refused)
+                if jobs.interrupted:
+                    released = await self._store.release(jobs.interrupted)
                     logger.info("gave back the leases of %d interrupted jobs", released)
-                    self._interrupted = []
+                    jobs.interrupted = []
                 return
             except REDIS_DOWN as exc:
                 await asyncio.sleep(self.link.down(exc))
-        if self._finished or self._interrupted:
+        if self.jobs.finished or self.jobs.interrupted:
             logger.error(
                 "could not write %d finished jobs or give back %d leases before stopping: Redis is unreachable; "
                 "their leases run out and they run again",
-                len(self._finished),
-                len(self._interrupted),
+                len(self.jobs.finished),
+                len(self.jobs.interrupted),
             )
 
     async def _close(self) -> None:
@@ -290,45 +324,113 @@ class Engine:
     async def _loop(self) -> None:
         store = self._store
         assert store is not None
+        jobs = self.jobs
         while True:
+            raise_if_cancelled()
             self._wake.clear()
             if self._stopping:
-                if not self._running:
+                if not jobs.running or self._forced:
                     break
                 if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
                     await self._interrupt_running()
+                    if jobs.running:  # sync listeners: their threads cannot be stopped
+                        await self._wait(None)
                     continue
-            free = 0 if self._stopping else self.vitals.claim_budget(self.concurrency - len(self._running))
-            if free <= 0 and not self._finished:
+            if self._unconfirmed and not await self._confirm_claims():
+                continue
+            busy = len(jobs) + len(self._unconfirmed)
+            free = 0 if self._stopping else self.vitals.claim_budget(self.concurrency - busy)
+            if free <= 0 and not jobs.finished:
                 await self._wait(self._stop_timeout())
                 continue
-            finished, self._finished = self._finished, []
+            finished, jobs.finished = jobs.finished, []
             limit = min(free, _CLAIM_BATCH)
+            sent = time.monotonic()
             try:
                 batch = await store.exchange(finished, limit)
             except REDIS_DOWN as exc:
-                self._finished = finished + self._finished
-                await self._sleep(self.link.down(exc))
+                jobs.finished = finished + jobs.finished  # sent again: applied once
+                await self._back_off(exc)
                 continue
             self.link.up()
-            for claim in batch.claimed:
-                self._start(claim)
-            for job_id, route in batch.expired:
-                self._finished.append((self.runners[route].expired(job_id, self.worker_id), route))
+            self._refused(batch.refused)
+            self.history.record_all(finished, batch.refused)  # sent again, a finish is refused: counted once
+            for claim in batch.expired:
+                jobs.expired(claim)
             for claim in batch.aborted:
-                self._finished.append((self._aborted(claim, started=False), claim.route))
+                jobs.aborted(claim, started=False)
+            if not batch.durable:
+                # the level did not hold for this round trip: its finishes are sent again, its claims wait
+                jobs.finished = finished + jobs.finished
+                self._unconfirmed += batch.claimed
+                await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+                continue
+            for claim in batch.claimed:
+                self._start(claim, sent)
             if self._stopping:
                 continue
             if len(batch.claimed) >= limit:
                 continue  # there may be more: claim again as soon as a slot frees
-            if self.burst and batch.next_due is None and not self._running and not self._finished:
+            if self.burst and batch.next_due is None and not jobs.running and not jobs.finished:
                 logger.info("worker %s: no jobs left (burst)", self.worker_id)
                 break
             timeout = self.settings.idle_poll
             if batch.next_due is not None:
                 timeout = min(timeout, max(0.0, batch.next_due - time.time()))
-            if timeout > 0 or self._finished:
+            if timeout > 0 or jobs.finished:
                 await self._wait(timeout)
+
+    async def _back_off(self, exc: BaseException) -> None:
+        assert self._store is not None
+        if fault_of(exc) is Fault.ROLE:  # a failover: the next round trip goes to the new primary
+            await self._store.reconnect()
+            self._resubscribe()
+        await self._sleep(self.link.down(exc))
+
+    def _resubscribe(self) -> None:
+        """Subscribe to the wake channels again (on the new primary: a demoted one still answers
+        PINGs, but emits no longer reach it)."""
+        old = self._wake_task
+        if old is None or old not in self._helpers:
+            return
+        old.cancel()
+        self._wake_task = asyncio.create_task(self._listen_for_work(), name="taskemit-wake")
+        self._helpers[self._helpers.index(old)] = self._wake_task
+
+    async def _confirm_claims(self) -> bool:
+        """Start the claimed jobs held back until their claim was durable, once a renewal of
+        their leases is (a lease lost meanwhile, in a failover, is not started); False if not yet."""
+        assert self._store is not None
+        held = self._unconfirmed
+        sent = time.monotonic()
+        try:
+            lost, _, durable = await self._store.renew([(c.job_id, c.route, c.token) for c in held])
+        except REDIS_DOWN as exc:
+            await self._back_off(exc)
+            return False
+        if not durable:
+            await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+            return False
+        self.link.up()
+        self._unconfirmed = []
+        gone = set(lost)
+        for claim in held:
+            if claim.job_id not in gone:
+                self._start(claim, sent)
+        return True
+
+    def _refused(self, refused: dict[str, str]) -> None:
+        for job_id, reason in refused.items():
+            if reason == "taken":
+                self.fenced += 1
+                logger.warning(
+                    "worker %s: the outcome of job %s was refused: another worker took the job over after this "
+                    "worker's lease ran out",
+                    self.worker_id,
+                    job_id,
+                )
+            else:  # written before (a reply was lost), or claimed again after its lease ran out
+                logger.debug("worker %s: the outcome of job %s was written before", self.worker_id, job_id)
 
     def _stop_timeout(self) -> float | None:
         if self._stop_deadline is None:
@@ -350,55 +452,51 @@ class Engine:
         await self._wait(min(seconds, self._stop_timeout() or seconds))
 
     async def _interrupt_running(self) -> None:
-        logger.warning(
-            "worker %s: %d jobs still running after the %gs grace; stopping them (not counted as attempts)",
-            self.worker_id,
-            len(self._running),
-            self.grace,
-        )
-        tasks = [task for task, _ in self._running.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-
-    def _start(self, claim: Claim) -> None:
-        self.vitals.job_started(self.routes[claim.route].listener)
-        task = asyncio.create_task(self._run_job(claim))
-        self._running[claim.job_id] = (task, claim.route)
-
-    async def _run_job(self, claim: Claim) -> None:
-        route = claim.route
-        try:
-            outcome = await self.runners[route].run_payload(
-                claim.job_id, claim.job_try, claim.payload, self.worker_id, self.running_listeners
+        stoppable = self.jobs.stoppable()
+        threads = len(self.jobs) - len(stoppable)
+        if stoppable or (threads and not self._warned_threads):
+            logger.warning(
+                "worker %s: %d jobs still running after the %gs grace; stopping %d (not counted as attempts)%s",
+                self.worker_id,
+                len(self.jobs),
+                self.grace,
+                len(stoppable),
+                f"; {threads} sync listeners keep their leases until their threads return (a second signal "
+                "leaves them behind)"
+                if threads
+                else "",
             )
-        except asyncio.CancelledError:
-            if claim.job_id in self._aborting:  # stopped on request: settled as aborted
-                self._aborting.discard(claim.job_id)
-                self._finished.append((self._aborted(claim, started=True), route))
-                return
-            self._interrupted.append((claim.job_id, route))
-            raise
-        except Exception:  # a bug in taskemit, never the listener's: keep the worker alive
-            logger.exception("job %s of %s could not be run", claim.job_id, self.routes[route].listener)
-            self._interrupted.append((claim.job_id, route))
-        else:
-            self._finished.append((outcome, route))
-            if not self._stopping and self.vitals.job_finished():
-                self.stop()
-            if outcome.state is JobState.COMPLETE:
-                self.jobs_complete += 1
-            elif outcome.state is JobState.RETRYING:
-                self.jobs_retried += 1
-            else:
-                self.jobs_failed += 1
-        finally:
-            del self._running[claim.job_id]
-            self._wake.set()
+            self._warned_threads = self._warned_threads or bool(threads)
+        for task in stoppable:
+            task.cancel()
+        if stoppable:
+            await asyncio.wait(stoppable)
 
-    def _aborted(self, claim: Claim, started: bool) -> Outcome:
-        runner = self.runners[claim.route]
-        return runner.aborted(claim.job_id, claim.job_try, claim.payload, self.worker_id, started)
+    def _start(self, claim: Claim, sent: float) -> None:
+        self.vitals.job_started(self.routes[claim.route].listener)
+        self.jobs.start(claim, sent)
+
+    def _job_ended(self, outcome: Outcome | None) -> None:
+        self._wake.set()
+        if outcome is not None and not self._stopping and self.vitals.job_finished():
+            self.stop()
+
+    @property
+    def jobs_complete(self) -> int:
+        return self.jobs.complete
+
+    @property
+    def jobs_failed(self) -> int:
+        return self.jobs.failed
+
+    @property
+    def jobs_retried(self) -> int:
+        return self.jobs.retried
+
+    @property
+    def abandoned(self) -> int:
+        """Sync listeners still running in their threads when a stop at once left them behind."""
+        return self.jobs.abandoned
 
     # -- helpers running beside the loop ---------------------------------------------------------
 
@@ -417,7 +515,7 @@ class Engine:
             "listeners": sorted(item.name for item in self.listeners),
             "concurrency": self.concurrency,
             "started": self.started,
-            "jobs_running": len(self._running),
+            "jobs_running": len(self.jobs),
             "jobs_complete": self.jobs_complete,
             "jobs_failed": self.jobs_failed,
             "jobs_retried": self.jobs_retried,
@@ -425,4 +523,6 @@ class Engine:
             "outages": self.link.outages,
             "last_outage": self.link.last_outage,
             "loop_lag": round(self.vitals.take_loop_lag(), 4),
+            "leases_lost": self.jobs.leases_lost,
+            "fenced": self.fenced,
         }

@@ -23,8 +23,10 @@ from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
 from ..store.codec import Codec, get_codec
+from ..store.connection import parse_redis_url
 from .arqpath import job_function
 from .heartbeat import HEARTBEAT_INTERVAL
+from .history import history_hooks
 from .loop import Engine
 
 __all__ = ("InProcessWorker", "engine_for", "worker_settings")
@@ -73,6 +75,24 @@ def _arq_function(item: Listener, settings: Settings, codec: Codec) -> Function:
     )
 
 
+def arq_redis_settings(settings: Settings) -> RedisSettings:
+    """arq's RedisSettings for the settings' Redis URL (a Sentinel URL included: arq follows the
+    primary too; arq cannot give the Sentinels a password of their own)."""
+    target = parse_redis_url(settings.redis_url)
+    if not target.sentinel:
+        return RedisSettings.from_dsn(settings.redis_url)
+    return RedisSettings(
+        host=list(target.hosts),
+        sentinel=True,
+        sentinel_master=target.service,
+        database=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        conn_timeout=int(settings.connect_timeout) or 1,
+    )
+
+
 def worker_settings(
     listeners: Iterable[Any] | None = None,
     *,
@@ -111,7 +131,7 @@ def worker_settings(
     attributes: dict[str, Any] = {
         "functions": [_arq_function(item, settings, codec) for item in registry],
         "queue_name": settings.queue_key,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": arq_redis_settings(settings),
         "job_serializer": codec.dumps,
         "job_deserializer": codec.loads,
         "job_timeout": settings.job_timeout + _ARQ_TIMEOUT_MARGIN,
@@ -128,6 +148,10 @@ def worker_settings(
         "taskemit_crons": schedules,
     }
     attributes.update(arq_options)
+    if settings.history:  # a stock arq worker keeps it too (taskemit's own worker has its recorder already)
+        attributes["on_startup"], attributes["on_shutdown"] = history_hooks(
+            settings, attributes.get("on_startup"), attributes.get("on_shutdown")
+        )
     return type("WorkerSettings", (), attributes)
 
 

@@ -29,6 +29,7 @@ from .api import ApiActions, ApiReads
 from .backend import ArqEventEmitter
 from .config import TaskEmitConfig
 from .outbox import check_outbox_sources, outbox_engines
+from .overview import OverviewApiReads, OverviewPages
 from .pages import Dashboard, PageActions, Pages
 from .schedules import ScheduleActions, ScheduleApiActions, ScheduleApiReads, SchedulePages
 from .service import DashboardData
@@ -117,7 +118,7 @@ class TaskEmitPlugin(InitPlugin, CLIPlugin):
                 )
             csrf = CSRFConfig(secret=config.csrf_secret, cookie_name=CSRF_COOKIE, cookie_path=config.dashboard_path)
             middleware.append(DefineMiddleware(CSRFMiddleware, config=csrf))
-        reads = [Pages, ApiReads, SchedulePages, ScheduleApiReads]
+        reads = [Pages, ApiReads, OverviewPages, OverviewApiReads, SchedulePages, ScheduleApiReads]
         actions = [PageActions, ApiActions, ScheduleActions, ScheduleApiActions]
         dashboard = Dashboard(data, config.dashboard_path, config.refresh_interval)
         handlers: list[ControllerRouterHandler] = [

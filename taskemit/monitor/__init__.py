@@ -17,6 +17,7 @@ from .deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from .history import Gauges, sample_gauges, sample_if_due
 from .listing import EventPage, events_between, recent_events
 from .queues import QueueView, queue_depths
 from .schedules import (
@@ -28,6 +29,8 @@ from .schedules import (
     trigger_event_uuid,
     trigger_schedule,
 )
+from .series import SPANS, FailureCount, History, HistoryPoint, ListenerSummary, Span, read_history
+from .server import ServerHealth, server_health
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventStatus,
@@ -40,16 +43,24 @@ from .status import (
 from .workers import ListenerView, WorkerInfo, listener_views, live_workers, waiting_listeners
 
 __all__ = (
+    "SPANS",
     "CatalogEntry",
     "DeadLetter",
     "DeadLetterPage",
     "EventPage",
     "EventStatus",
+    "FailureCount",
+    "Gauges",
+    "History",
+    "HistoryPoint",
     "JobStatus",
     "ListenerStats",
+    "ListenerSummary",
     "ListenerView",
     "QueueView",
     "ScheduleView",
+    "ServerHealth",
+    "Span",
     "WorkerInfo",
     "abort_job",
     "event_status",
@@ -68,10 +79,14 @@ __all__ = (
     "quantile",
     "queue_depths",
     "read_catalog",
+    "read_history",
     "read_listener_stats",
     "recent_events",
     "replay_dead_letter",
     "resume_schedule",
+    "sample_gauges",
+    "sample_if_due",
+    "server_health",
     "trigger_event_uuid",
     "trigger_schedule",
     "wait_for_event",

@@ -26,6 +26,7 @@ __all__ = (
     "DeadLetterPage",
     "NotReplayable",
     "dead_letter_call",
+    "dead_letter_fields",
     "get_dead_letter",
     "iter_dead_letters",
     "list_dead_letters",
@@ -34,7 +35,7 @@ __all__ = (
     "replay_dead_letter",
 )
 
-DEAD_LETTER = lua.script("dead_letter", "lib_stats")
+DEAD_LETTER = lua.script("dead_letter", "lib_stats", "lib_dead")
 _REPLAY = lua.script("replay")
 
 
@@ -81,6 +82,42 @@ def _index_for(space: KeySpace, listener: str | None, event: str | None) -> str:
     return space.dead_index
 
 
+def dead_letter_fields(
+    settings: Settings,
+    *,
+    job_id: str,
+    listener: str,
+    event_uuid: str | None,
+    event_id: str | None,
+    reason: str,
+    error: dict[str, Any],
+    enqueued_ms: int | None,
+    died_ms: int,
+    queue: str | None = None,
+) -> list[Any]:
+    """A dead letter's field/value pairs (the payload and the attempts apart)."""
+    return [
+        "job_id",
+        job_id,
+        "queue",
+        queue or settings.queue_key,
+        "listener",
+        listener,
+        "event_uuid",
+        event_uuid or "",
+        "event_id",
+        event_id or "",
+        "reason",
+        reason,
+        "died_at",
+        died_ms,
+        "enqueued_at",
+        enqueued_ms or "",
+        "error",
+        json.dumps(error),
+    ]
+
+
 def dead_letter_call(
     settings: Settings,
     *,
@@ -100,28 +137,18 @@ def dead_letter_call(
     """The KEYS and ARGV of the ``dead_letter`` script for one job (see ``record_dead_letter``)."""
     space = settings.keys
     now_ms = int(time.time() * 1000)
-    fields: list[Any] = [
-        "job_id",
-        job_id,
-        "queue",
-        queue or settings.queue_key,
-        "listener",
-        listener,
-        "event_uuid",
-        event_uuid or "",
-        "event_id",
-        event_id or "",
-        "reason",
-        reason,
-        "died_at",
-        now_ms,
-        "enqueued_at",
-        enqueued_ms or "",
-        "error",
-        json.dumps(error),
-        "payload",
-        payload,
-    ]
+    fields = dead_letter_fields(
+        settings,
+        job_id=job_id,
+        listener=listener,
+        event_uuid=event_uuid,
+        event_id=event_id,
+        reason=reason,
+        error=error,
+        enqueued_ms=enqueued_ms,
+        died_ms=now_ms,
+        queue=queue,
+    )
     keys = [
         space.dead(job_id),
         space.dead_index,
@@ -141,6 +168,8 @@ def dead_letter_call(
         outcome,
         *stats[1],
         *fields,
+        "payload",
+        payload,
     ]
     return keys, args
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from ..settings import Settings
+from ..store.connection import sync_client
 from .outbox import report_from_hash
 from .stats import BUCKETS
 
@@ -34,7 +35,7 @@ class TaskEmitCollector(Collector):
 
     def _client(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(self.settings.redis_url, socket_timeout=5)
+            self._redis = sync_client(self.settings)
         return self._redis
 
     def collect(self) -> Iterator[Metric]:
@@ -68,6 +69,11 @@ class TaskEmitCollector(Collector):
         durations = HistogramMetricFamily(
             "taskemit_listener_duration_seconds", "Duration of listener attempts.", labels=["listener"]
         )
+        fenced = CounterMetricFamily(
+            "taskemit_listener_fenced",
+            "Outcomes refused because another worker had taken the job over after the first one's lease ran out.",
+            labels=["listener"],
+        )
         for name, raw in zip(names, listener_stats, strict=True):
             fields = {k.decode(): v.decode() for k, v in raw.items()}
             for outcome in ("succeeded", "failed", "retried", "dead"):
@@ -78,8 +84,10 @@ class TaskEmitCollector(Collector):
                 cumulative += int(fields.get("le:" + label, 0))
                 buckets.append((label, cumulative))
             durations.add_metric([name], buckets, float(fields.get("duration_sum", 0.0)))
+            fenced.add_metric([name], int(fields.get("fenced", 0)))
         yield jobs
         yield durations
+        yield fenced
 
         depth = GaugeMetricFamily("taskemit_queue_jobs", "Jobs in the queue by state.", labels=["queue", "state"])
         depth.add_metric([self.settings.queue_name, "ready"], int(ready))
@@ -98,6 +106,12 @@ class TaskEmitCollector(Collector):
             "The longest a worker's event loop was blocked between its last two heartbeats.",
             labels=["worker"],
         )
+        lost = CounterMetricFamily(
+            "taskemit_worker_leases_lost",
+            "Running jobs a worker gave up because it could not keep their leases (Redis unreachable, a "
+            "partition), since it started.",
+            labels=["worker"],
+        )
         for worker_id, beat in zip(worker_ids, heartbeats, strict=True):
             if not beat:
                 continue
@@ -107,9 +121,11 @@ class TaskEmitCollector(Collector):
                 live.add_metric([name], 1)
                 running.add_metric([name], int(json.loads(beat.get(b"jobs_running", b"0"))))
                 lag.add_metric([name], float(json.loads(beat.get(b"loop_lag", b"0"))))
+                lost.add_metric([name], int(json.loads(beat.get(b"leases_lost", b"0"))))
         yield live
         yield running
         yield lag
+        yield lost
         yield from self._outbox(redis)
 
     def _outbox(self, redis: Redis) -> Iterator[Metric]:

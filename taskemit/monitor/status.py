@@ -24,6 +24,7 @@ from ..errors import ListenerError, WaitTimeout
 from ..settings import Settings
 from ..state import FINISHED_STATES, JobState
 from ..store.codec import META_KWARG, get_codec
+from ..store.connection import raise_if_cancelled
 from ..store.keys import KeySpace
 from ..store.wire import as_text
 from .workers import live_workers
@@ -338,6 +339,7 @@ async def wait_for_event(
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = poll
     while True:
+        raise_if_cancelled()
         event = await event_status(redis, settings, event_uuid)
         if event is not None and event.done:
             return event

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from ..emit import Emitter
 from ..monitor.schedules import trigger_once_key
+from ..store.connection import raise_if_cancelled
 from ..store.keys import KeySpace
 from .cron import CronSchedule
 
@@ -120,6 +121,7 @@ class Registration:
         pubsub = redis.pubsub()
         try:
             while True:
+                raise_if_cancelled()
                 try:
                     if not pubsub.subscribed:
                         await pubsub.subscribe(self.space.cron_wake)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..emit import Emitter, Listener, Registry
@@ -27,6 +26,7 @@ from ..errors import ListenerArgumentError, PayloadEncodeError, StateError
 from ..monitor.schedules import pause_schedule, resume_schedule
 from ..settings import Settings, load_settings
 from ..store.codec import get_codec
+from ..store.connection import raise_if_cancelled, redis_client
 from ..store.keys import KeySpace
 from ..store.wire import as_text
 from .clock import Clock, SystemClock, as_clock
@@ -237,7 +237,7 @@ class Scheduler:
             return
         async with (
             Emitter(self.registry, self.settings) as emitter,
-            aioredis.Redis.from_url(self.settings.redis_url) as redis,
+            redis_client(self.settings) as redis,
         ):
             self.running_since = self._now()
             names = [schedule.name for schedule in self.schedules]
@@ -255,6 +255,7 @@ class Scheduler:
             )
             try:
                 while True:
+                    raise_if_cancelled()
                     now = self._now()
                     due = [s for s in self.schedules if s.next_fire(cursors[s.name]) <= now]
                     if due:
@@ -318,6 +319,7 @@ class Scheduler:
         """``await action(*args)``, again and again until Redis answers it (waiting in real time)."""
         delay = _RETRY_FIRST_DELAY
         while True:
+            raise_if_cancelled()
             try:
                 return await action(*args)
             except (RedisError, OSError) as exc:

@@ -165,8 +165,23 @@ class KeySpace:
 
     @property
     def abort_requests(self) -> str:
-        """arq's sorted set of job ids whose abort was asked for (arq's own key: one for all namespaces)."""
+        """Sorted set of job ids whose abort was asked for, by when (ms): taskemit's workers read it."""
+        return self.prefix + "abort"
+
+    @property
+    def arq_abort_requests(self) -> str:
+        """arq's own sorted set of abort requests (``Job.abort()``; one for all namespaces, outside
+        their slots): taskemit's workers move their namespace's requests to ``abort_requests``."""
         return abort_jobs_ss
+
+    def claim_receipt(self, token: str) -> str:
+        """What the claim with ``token`` handed out (kept for a lease): sent again after a lost
+        reply, the claim hands out the same jobs."""
+        return f"{self.prefix}claim:{token}"
+
+    def write_marker(self, worker_id: str) -> str:
+        """A worker's last round trip (a write): a WAIT after it covers everything written before it."""
+        return f"{self.prefix}marker:{worker_id}"
 
     # -- events ----------------------------------------------------------------------------
 
@@ -231,8 +246,19 @@ class KeySpace:
         return f"{self.prefix}stats:listener:{listener}"
 
     def listener_rate(self, listener: str, minute: int) -> str:
-        """Hash of a listener's counters during one minute (epoch minutes), for rates."""
+        """A per-minute hash of a listener's counts, no longer written (the history's minute buckets
+        give the rates); scripts still take it in KEYS, in its old place."""
         return f"{self.prefix}rate:{listener}:{minute}"
+
+    def history(self, resolution: str, bucket: int) -> str:
+        """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
+        (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""
+        return f"{self.prefix}history:{resolution}:{bucket}"
+
+    @property
+    def history_sampler(self) -> str:
+        """String: who samples queue depth and busy workers this interval (expires after it)."""
+        return self.prefix + "history:sampler"
 
     # -- workers ---------------------------------------------------------------------------
 

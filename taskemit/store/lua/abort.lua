@@ -1,5 +1,6 @@
 -- Abort one job: a waiting job is settled as aborted at once; a running one is asked to stop
--- (its worker cancels it at its next lease renewal, and settles it).
+-- (its worker cancels it at its next lease renewal, and settles it). The caller also tells a
+-- stock arq worker that may run it (arq's own abort set, outside the namespace's slot).
 --
 -- KEYS[1]   arq's in-progress key (the lease)
 -- KEYS[2]   arq's job key
@@ -8,7 +9,7 @@
 -- KEYS[5]   the event record (hash)
 -- KEYS[6]   arq's result key
 -- KEYS[7]   arq's try counter
--- KEYS[8]   arq's sorted set of abort requests
+-- KEYS[8]   the namespace's sorted set of abort requests
 -- ARGV[1]   job id
 -- ARGV[2]   the outcome for the event record, JSON
 -- ARGV[3]   arq's result ('' for none)

@@ -1,6 +1,5 @@
--- Park a job that will not be tried again: the dead letter keeps its payload and its whole
--- attempt history, indexed by time, listener and event id; the indexes forget entries past
--- the retention so they never outgrow it.
+-- Park a job that will not be tried again (the stock arq path: arq settles the job's own keys;
+-- taskemit's worker parks its dead jobs in finish.lua): see park_dead in lib_dead.lua.
 --
 -- KEYS[1]   the dead letter (hash)
 -- KEYS[2]   index of all dead letters (sorted set)
@@ -18,19 +17,8 @@
 -- ARGV[8..12] counters (with KEYS[7..9]), see count_outcome in lib_stats.lua
 -- ARGV[13..] field, value pairs of the dead letter
 count_outcome(KEYS[7], KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
-if ARGV[4] ~= '' then
-  redis.call('RPUSH', KEYS[5], ARGV[4])
-  redis.call('EXPIRE', KEYS[5], ARGV[5])
-end
-local attempts = redis.call('LRANGE', KEYS[5], 0, -1)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'attempts', '[' .. table.concat(attempts, ',') .. ']', unpack(ARGV, 13))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-local horizon = '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3]) * 1000)
-for i = 2, 4 do
-  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', horizon)
-end
+park_dead(KEYS[1], {KEYS[2], KEYS[3], KEYS[4]}, KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+  {unpack(ARGV, 13)})
 if redis.call('EXISTS', KEYS[6]) == 1 then
   redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
 end

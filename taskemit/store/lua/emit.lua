@@ -3,9 +3,19 @@
 -- wrong type say, is that event's reply and the others go on); then the indexes and counters
 -- take the whole batch, one command per key, and last the queues and ready sets take the jobs
 -- of the events that have no error, one command per key. An error in a command for many
--- events is the reply of each of them, and their jobs are not queued. The caller trims the event
--- indexes to the retention and wakes the workers (PUBLISH on the queues' wake channels) once
--- per batch, after this call.
+-- events is the reply of each of them, and their jobs are not queued: their records and
+-- payloads are taken back, so that sending them again stores them whole. The caller trims the
+-- event indexes to the retention and wakes the workers (PUBLISH on the queues' wake channels)
+-- once per batch, after this call.
+--
+-- An event whose record exists is stored already: a batch sent again (its reply was lost, it
+-- came back from the spool, a publish_once key was used before) stores nothing twice and never
+-- queues a job again that ran. Its record's expiry is renewed instead, a write, so that a WAIT
+-- after this call also covers the first store.
+--
+-- Redis refuses a script's first write of new data under maxmemory (OOM), and any write on a
+-- replica (READONLY); once a script has written, it runs to its end. A new event's first write is
+-- its first SET: such an error is then every event's reply, and nothing is written.
 --
 -- KEYS[1]      the index of events (sorted set of event uuids, scored by emit time in ms)
 -- KEYS[2]      emitted-events counters (hash: event id -> count)
@@ -18,14 +28,13 @@
 --                queue, else '',
 --                uuid, emitted at (ms since the epoch; also when its jobs may run),
 --                JSON object {listener name: job id},
---                '1': store nothing if this event uuid is already recorded (exactly-once emits),
 --                the uuid of the event whose listener emitted this one (its cause), else '',
 --                then per job: its route (an arq queue, a sorted set of job ids by run time in
 --                ms, and its listener's ready set on that queue, the same scores), its id, its
 --                payload
 --
--- Returns one reply per event: the number of jobs stored (0 when its '1' made it a no-op), or
--- an error.
+-- Returns one reply per event: the number of jobs stored (0 when it was stored already), or an
+-- error.
 local job_prefix, event_prefix, by_id_prefix = ARGV[1], ARGV[2], ARGV[3]
 local job_ttl, event_ttl = ARGV[4], ARGV[5]
 
@@ -33,6 +42,7 @@ local replies = {}
 local starts = {} -- event -> its first ARGV
 local members, members_of = {}, {} -- sorted set key -> {score, member, ...}, and for which events
 local counts, counted = {}, {} -- event id -> events stored, and which
+local written = {} -- event -> the number of jobs written, for the events stored by this call
 
 local function add(key, score, member, event)
   local list = members[key]
@@ -74,14 +84,15 @@ local function flush_members()
   members, members_of = {}, {}
 end
 
--- an event's arguments from ARGV[i]: event id, jobs, queues, uuid, emitted, jobs JSON, once,
--- cause; its first job's from ARGV[i + 8], four each
+-- an event's arguments from ARGV[i]: event id, jobs, queues, uuid, emitted, jobs JSON, cause;
+-- its first job's from ARGV[i + 7], four each
 local function write(i, record)
-  if ARGV[i + 6] == '1' and redis.call('EXISTS', record) == 1 then
-    return 0
+  if redis.call('EXISTS', record) == 1 then
+    redis.call('EXPIRE', record, event_ttl) -- (a read first: EXPIRE is a write Redis allows under OOM)
+    return 0 -- stored already (see above)
   end
   local jobs = tonumber(ARGV[i + 1])
-  for j = i + 8, i + 4 + 4 * jobs, 4 do
+  for j = i + 7, i + 3 + 4 * jobs, 4 do
     redis.call('SET', job_prefix .. ARGV[j + 2], ARGV[j + 3], 'PX', job_ttl)
   end
   if ARGV[i + 2] ~= '' then
@@ -90,8 +101,8 @@ local function write(i, record)
   else
     redis.call('HSET', record, 'event', ARGV[i], 'emitted_at', ARGV[i + 4], 'jobs', ARGV[i + 5])
   end
-  if ARGV[i + 7] ~= '' then
-    redis.call('HSET', record, 'cause', ARGV[i + 7])
+  if ARGV[i + 6] ~= '' then
+    redis.call('HSET', record, 'cause', ARGV[i + 6])
   end
   redis.call('EXPIRE', record, event_ttl)
   return jobs
@@ -105,6 +116,7 @@ while i <= #ARGV do
   local ok, stored = pcall(write, i, event_prefix .. ARGV[i + 3])
   replies[event] = ok and stored or error_of(stored)
   if ok and stored > 0 then
+    written[event] = stored
     local event_id, uuid, emitted = ARGV[i], ARGV[i + 3], ARGV[i + 4]
     add(KEYS[1], emitted, uuid, event)
     add(by_id_prefix .. event_id, emitted, uuid, event)
@@ -114,7 +126,7 @@ while i <= #ARGV do
     counts[event_id] = counts[event_id] + 1
     counted[event_id][#counted[event_id] + 1] = event
   end
-  i = i + 8 + 4 * tonumber(ARGV[i + 1])
+  i = i + 7 + 4 * tonumber(ARGV[i + 1])
 end
 
 -- 2. the indexes and counters
@@ -130,11 +142,23 @@ end
 for event, reply in ipairs(replies) do
   if type(reply) == 'number' and reply > 0 then
     local start, emitted = starts[event], ARGV[starts[event] + 4]
-    for j = start + 8, start + 4 + 4 * reply, 4 do
+    for j = start + 7, start + 3 + 4 * reply, 4 do
       add(ARGV[j], emitted, ARGV[j + 2], event)
       add(ARGV[j + 1], emitted, ARGV[j + 2], event)
     end
   end
 end
 flush_members()
+
+-- 4. events whose record was written but that failed on the way: take their record and payloads
+-- back (what the indexes got only points at a record that is not there)
+for event, reply in ipairs(replies) do
+  if type(reply) ~= 'number' and written[event] then
+    local start = starts[event]
+    redis.pcall('DEL', event_prefix .. ARGV[start + 3])
+    for j = start + 7, start + 3 + 4 * written[event], 4 do
+      redis.pcall('DEL', job_prefix .. ARGV[j + 2])
+    end
+  end
+end
 return replies

@@ -1,19 +1,61 @@
--- Shared by the scripts that finish an attempt: per-listener counters, a duration histogram
--- and per-minute counts for rates. Every key is passed in KEYS by the calling script.
+-- Shared by the scripts that finish an attempt: per-listener counters and a duration
+-- histogram. Every key is passed in KEYS by the calling script. (Recent rates come from the
+-- history's time buckets, which workers write once per interval: history.lua.)
 --
 -- stats_key   hash: succeeded, failed, retried, dead, duration_sum, duration_count, le:<bucket>
--- rate_key    hash for the current minute: the same outcome counters, expiring
+-- unused_key, unused_ttl: no longer used (a per-minute hash for rates and its TTL); callers
+--             keep passing them so their KEYS and ARGV keep their places
 -- names_key   set of listener names that have counters
-local function count_outcome(stats_key, rate_key, names_key, listener, outcomes, duration, bucket, rate_ttl)
+local function count_outcome(stats_key, unused_key, names_key, listener, outcomes, duration, bucket, unused_ttl)
   for outcome in string.gmatch(outcomes, '[^,]+') do
     redis.call('HINCRBY', stats_key, outcome, 1)
-    redis.call('HINCRBY', rate_key, outcome, 1)
   end
   if duration ~= '' then
     redis.call('HINCRBYFLOAT', stats_key, 'duration_sum', duration)
     redis.call('HINCRBY', stats_key, 'duration_count', 1)
     redis.call('HINCRBY', stats_key, 'le:' .. bucket, 1)
   end
-  redis.call('EXPIRE', rate_key, rate_ttl)
   redis.call('SADD', names_key, listener)
+end
+
+-- The same counts for a batch of attempts, summed per listener first (one command per counter,
+-- not per attempt): tally() each attempt into ``tallies`` (listener index -> sums), then
+-- count_tallies() once. ``keys_of(index)`` gives a listener's stats and rate keys, ``name_of(index)``
+-- its name.
+local function tally(tallies, index, outcomes, duration, bucket)
+  local t = tallies[index]
+  if t == nil then
+    t = {outcomes = {}, sum = 0, n = 0, buckets = {}}
+    tallies[index] = t
+  end
+  for outcome in string.gmatch(outcomes, '[^,]+') do
+    t.outcomes[outcome] = (t.outcomes[outcome] or 0) + 1
+  end
+  if duration ~= '' then
+    t.sum = t.sum + tonumber(duration)
+    t.n = t.n + 1
+    local field = 'le:' .. bucket
+    t.buckets[field] = (t.buckets[field] or 0) + 1
+  end
+end
+
+local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
+  for index, t in pairs(tallies) do
+    local stats_key, rate_key = keys_of(index)
+    local rated = false
+    for outcome, n in pairs(t.outcomes) do
+      redis.call('HINCRBY', stats_key, outcome, n)
+      rated = true
+    end
+    if t.n > 0 then
+      redis.call('HINCRBYFLOAT', stats_key, 'duration_sum', string.format('%.6f', t.sum))
+      redis.call('HINCRBY', stats_key, 'duration_count', t.n)
+      for field, n in pairs(t.buckets) do
+        redis.call('HINCRBY', stats_key, field, n)
+      end
+    end
+    if rated then  -- rate_key and rate_ttl are no longer used: the history's buckets give rates
+      redis.call('SADD', names_key, name_of(index))
+    end
+  end
 end

@@ -1,0 +1,291 @@
+"""Redis clients as taskemit makes them: bounded calls, dead connections noticed, Sentinel.
+
+Every client taskemit opens comes from :func:`redis_client` (asyncio) or :func:`sync_client`,
+built from the settings:
+
+- every command is bounded by a socket timeout (``redis_timeout``, or less for a caller that
+  must hear back sooner, such as a worker renewing leases), and connecting by
+  ``connect_timeout``;
+- TCP keepalive probes an idle connection after a few seconds, and ``TCP_USER_TIMEOUT`` drops
+  one whose sent data stays unacknowledged, so a half-open connection (a peer that vanished
+  without a FIN) fails within seconds instead of the kernel's retransmit time (minutes);
+- a connection idle for ``health_check_interval`` seconds is PINGed before it is used again;
+- redis-py does not resend on its own (``Retry`` with no retries): a call whose connection was
+  lost may have run, and only its caller knows whether sending it again is safe;
+- ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
+  the client asks them for the current primary on every new connection, so a failover is
+  followed without a restart.
+
+:func:`parse_redis_url` is the pure part: what a URL names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis as sync_redis
+from redis import asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import InvalidArgument, redact_url
+
+__all__ = (
+    "SCHEMES",
+    "RedisTarget",
+    "drop_connections",
+    "keepalive_options",
+    "parse_redis_url",
+    "raise_if_cancelled",
+    "redis_client",
+    "sync_client",
+)
+
+#: URL schemes taskemit understands
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+_SENTINEL_PORT = 26379
+#: keepalive: first probe after this many idle seconds, then every few seconds, three in all
+_KEEPIDLE = 5
+_KEEPINTVL = 2
+_KEEPCNT = 3
+#: query options of a Sentinel URL that are the Sentinels' own, not the primary's
+_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+#: query options taken as they are by redis-py's connections (TLS and the like)
+_PASSED_OPTIONS = (
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_check_hostname",
+    "client_name",
+)
+
+ClientT = TypeVar("ClientT", bound=aioredis.Redis)
+
+
+class Settings(Protocol):
+    """What a client is made from (taskemit's settings have it)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def health_check_interval(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """What a Redis URL names: one server (``redis://``, ``rediss://``, ``unix://``), or a
+    Sentinel-managed primary (``redis+sentinel://``)."""
+
+    url: str
+    sentinel: bool = False
+    #: the Sentinels (host, port), for a Sentinel URL
+    hosts: tuple[tuple[str, int], ...] = ()
+    #: the service (the ``master name`` the Sentinels monitor)
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    #: options for the Sentinels themselves (sentinel_password, ...)
+    sentinel_options: Mapping[str, str] = field(default_factory=dict)
+    #: other options for the connections (TLS files, client name)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return redact_url(self.url)
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """What ``url`` names; InvalidArgument saying what is wrong with it.
+
+    Sentinel URLs: ``redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db]``
+    with ``?sentinel_password=...`` (and ``sentinel_username``) when the Sentinels need their
+    own credentials; the user and password in front are the primary's. ``rediss+sentinel://``
+    speaks TLS to both (``ssl_ca_certs``, ``ssl_certfile``, ... as query options).
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise InvalidArgument(
+            f"a Redis URL must start with {', '.join(s + '://' for s in SCHEMES)}; got {redact_url(url)!r}"
+        )
+    if not scheme.endswith("+sentinel"):
+        return RedisTarget(url, tls=scheme == "rediss")
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, has_password, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    hosts = tuple(_host_port(item, url) for item in hostlist.split(",") if item)
+    if not hosts:
+        raise InvalidArgument(f"a Sentinel URL names at least one Sentinel host: {redact_url(url)!r}")
+    path = [unquote(part) for part in parts.path.split("/") if part]
+    if not path or len(path) > 2:
+        raise InvalidArgument(
+            f"a Sentinel URL's path is /SERVICE or /SERVICE/DB (the name the Sentinels monitor): {redact_url(url)!r}"
+        )
+    try:
+        db = int(path[1]) if len(path) == 2 else 0
+    except ValueError:
+        raise InvalidArgument(f"the database in a Sentinel URL is a number: {redact_url(url)!r}") from None
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - set(_SENTINEL_OPTIONS) - set(_PASSED_OPTIONS))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown option(s) {', '.join(unknown)} in a Sentinel URL (known: "
+            f"{', '.join(_SENTINEL_OPTIONS + _PASSED_OPTIONS)}): {redact_url(url)!r}"
+        )
+    return RedisTarget(
+        url,
+        sentinel=True,
+        hosts=hosts,
+        service=path[0],
+        db=db,
+        username=username,
+        password=password,
+        tls=scheme == "rediss+sentinel",
+        sentinel_options={k: v for k, v in query.items() if k in _SENTINEL_OPTIONS},
+        options={k: v for k, v in query.items() if k in _PASSED_OPTIONS},
+    )
+
+
+def _host_port(item: str, url: str) -> tuple[str, int]:
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = item.partition(":")
+    try:
+        return host, int(port) if port else _SENTINEL_PORT
+    except ValueError:
+        raise InvalidArgument(f"bad Sentinel address {item!r} in {redact_url(url)!r}") from None
+
+
+def keepalive_options(timeout: float) -> dict[int, int]:
+    """TCP options (Linux names, where the platform has them) that notice a dead peer within
+    about ``timeout`` seconds, idle or not."""
+    options: dict[int, int] = {}
+    for name, value in (
+        ("TCP_KEEPIDLE", _KEEPIDLE),
+        ("TCP_KEEPINTVL", _KEEPINTVL),
+        ("TCP_KEEPCNT", _KEEPCNT),
+        # data sent and not acknowledged for this long closes the connection
+        ("TCP_USER_TIMEOUT", max(1000, int(timeout * 1000))),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            options[option] = value
+    return options
+
+
+def _connection_options(settings: Settings, timeout: float | None, health_check: bool) -> dict[str, Any]:
+    bound = settings.redis_timeout if timeout is None else timeout
+    options: dict[str, Any] = {
+        "socket_timeout": bound,
+        "socket_connect_timeout": settings.connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if not settings.redis_url.startswith("unix://"):
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = keepalive_options(bound)
+    if health_check:
+        options["health_check_interval"] = settings.health_check_interval
+    return options
+
+
+def redis_client(
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+    client_class: type[ClientT] = aioredis.Redis,  # type: ignore[assignment]
+    health_check: bool = True,
+    **extra: Any,
+) -> ClientT:
+    """An asyncio client on the settings' Redis; every call bounded by ``timeout`` seconds
+    (default: the ``redis_timeout`` setting). ``extra`` goes to redis-py (``decode_responses``...)."""
+    target = parse_redis_url(settings.redis_url)
+    options = {**_connection_options(settings, timeout, health_check), **extra}
+    if not target.sentinel:
+        return cast(ClientT, client_class.from_url(settings.redis_url, **options))
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts),
+        sentinel_kwargs=_sentinel_kwargs(target, options),
+        **_primary_kwargs(target, options),
+    )
+    return cast(ClientT, sentinels.master_for(target.service, redis_class=client_class, check_connection=True))
+
+
+def sync_client(settings: Settings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
+    """A blocking client on the settings' Redis (for code that has no event loop: metrics, tests)."""
+    target = parse_redis_url(settings.redis_url)
+    options = {**_connection_options(settings, timeout, True), **extra}
+    if not target.sentinel:
+        return sync_redis.Redis.from_url(settings.redis_url, **options)
+    from redis.sentinel import Sentinel
+
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target, options), **_primary_kwargs(target, options)
+    )
+    return cast(sync_redis.Redis, sentinels.master_for(target.service, check_connection=True))  # type: ignore[no-untyped-call]
+
+
+def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**options, **target.options, "db": target.db}
+    if target.username:
+        kwargs["username"] = target.username
+    if target.password is not None:
+        kwargs["password"] = target.password
+    if target.tls:
+        kwargs["ssl"] = True
+    return kwargs
+
+
+def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        key: options[key]
+        for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
+        if key in options
+    }
+    if "sentinel_username" in target.sentinel_options:
+        kwargs["username"] = target.sentinel_options["sentinel_username"]
+    if "sentinel_password" in target.sentinel_options:
+        kwargs["password"] = target.sentinel_options["sentinel_password"]
+    if target.tls:
+        kwargs["ssl"] = True
+        kwargs.update(target.options)
+    return kwargs
+
+
+async def drop_connections(client: Any) -> None:
+    """Close every connection of ``client``'s pool (idle and in use): the node they reach is no
+    longer the primary (a READONLY reply), so the next call connects again, to wherever the
+    name points now (a Sentinel-managed pool asks the Sentinels on every new connection)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect()
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop and the request got lost.
+
+    redis-py before 8 can swallow a cancellation that lands during the zero-timeout readiness
+    check of a pooled connection (``can_read_destructive``): the call returns, and the task goes
+    on, still marked as cancelling, and would never stop. Every loop that runs until cancelled
+    and calls Redis calls this at its top (outside any ``asyncio.timeout`` block).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
