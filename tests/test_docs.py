@@ -232,8 +232,10 @@ CAPTURE_VIEWS: dict[str, str] = {
         rf" enqueued: {_TIME} died: {_TIME} Attempts # status started took worker error" + _ATTEMPT_ROWS
     ),
     "check": (
-        r"\$ taskemit check ok: 1 live worker\(s\) on shop:orders \$ echo \$\? 0"
-        r" \$ taskemit check no worker heartbeat on shop:orders in the last 15s \$ echo \$\? 1"
+        r"\$ taskemit check redis [\d.]+ at redis://\S+: primary, 0 replica\(s\) connected, no maxmemory, durability"
+        r" memory ok: 1 live worker\(s\) on shop:orders \$ echo \$\? 0"
+        r" \$ taskemit check redis [\d.]+ at redis://\S+: primary, 0 replica\(s\) connected, no maxmemory, durability"
+        r" memory no worker heartbeat on shop:orders in the last 15s \$ echo \$\? 1"
     ),
     "metrics": (
         r"# HELP taskemit_events_emitted_total .*"

@@ -46,7 +46,7 @@ from ..settings import Settings
 from ..store.codec import get_codec, warn_if_pickle
 from ..store.connection import raise_if_cancelled, redis_client
 from ..store.durability import check_durability
-from ..store.faults import Fault, RedisNotReady, fault_of
+from ..store.faults import Fault, fault_of
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .history import CTX_HISTORY, HistoryRecorder
@@ -66,7 +66,9 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 #: the most jobs one claim call takes, however many slots are free
 _CLAIM_BATCH = 200
-_NOT_DURABLE = ConnectionError("the durability level did not hold (replicas or fsync)")
+#: seconds between two tries while the durability level does not hold (each try's wait for the
+#: replicas already takes durability_timeout)
+_DURABILITY_RETRY = 0.1
 
 
 class Engine:
@@ -146,6 +148,7 @@ class Engine:
         self.fenced = 0
         self._forced = False
         self._warned_threads = False
+        self._waiting_for_durability = False
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_deadline: float | None = None
@@ -353,6 +356,9 @@ class Engine:
                 await self._back_off(exc)
                 continue
             self.link.up()
+            if batch.durable and self._waiting_for_durability:
+                self._waiting_for_durability = False
+                logger.warning("worker %s: durability %r holds again", self.worker_id, self.settings.durability)
             self._refused(batch.refused)
             self.history.record_all(finished, batch.refused)  # sent again, a finish is refused: counted once
             for claim in batch.expired:
@@ -363,7 +369,7 @@ class Engine:
                 # the level did not hold for this round trip: its finishes are sent again, its claims wait
                 jobs.finished = finished + jobs.finished
                 self._unconfirmed += batch.claimed
-                await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+                await self._not_durable()
                 continue
             for claim in batch.claimed:
                 self._start(claim, sent)
@@ -409,7 +415,7 @@ class Engine:
             await self._back_off(exc)
             return False
         if not durable:
-            await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+            await self._not_durable()
             return False
         self.link.up()
         self._unconfirmed = []
@@ -418,6 +424,18 @@ class Engine:
             if claim.job_id not in gone:
                 self._start(claim, sent)
         return True
+
+    async def _not_durable(self) -> None:
+        if not self._waiting_for_durability:
+            self._waiting_for_durability = True
+            logger.warning(
+                "worker %s: durability %r does not hold (fewer than %d replicas confirm, or no fsync); claimed jobs "
+                "wait to start and finished ones are sent again until it does",
+                self.worker_id,
+                self.settings.durability,
+                self.settings.min_replicas,
+            )
+        await self._sleep(_DURABILITY_RETRY)
 
     def _refused(self, refused: dict[str, str]) -> None:
         for job_id, reason in refused.items():
