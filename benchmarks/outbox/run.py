@@ -235,11 +235,12 @@ async def _paced(url: str, variant: str, server: RedisServer, seconds: float, ra
                         await session.commit()
                         committed[n] = time.time()
                         emitter.emit("order_placed", order=n)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while await redis.llen(KEY) < count and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         entries = [entry.decode().split() for entry in await redis.lrange(KEY, 0, -1)]
     await engine.dispose()
     if len(entries) < count:
-        raise RuntimeError(f"{len(entries)} of {count} listener runs recorded")
+        missing = sorted(set(range(count)) - {int(n) for n, _ in entries})
+        raise RuntimeError(f"{len(entries)} of {count} listener runs recorded within 60 s; missing {missing[:20]}")
     return sorted((float(at) - committed[int(n)]) * 1000 for n, at in entries)

@@ -43,7 +43,7 @@ def _left_for_the_relay_process(events: list[Any]) -> None:
 class Transactions:
     """One emitter's staged events and its relays, one per database (created with the emitter)."""
 
-    __slots__ = ("_decoder", "_lock", "_redis", "_relays", "_rows", "_sinks", "_submit", "settings")
+    __slots__ = ("_closed", "_decoder", "_lock", "_redis", "_relays", "_rows", "_submit", "settings")
 
     def __init__(self, settings: Settings, submit: Callable[[PendingEvent], None], redis: Callable[[], Any]) -> None:
         """``submit``: the emitter's own (buffer, flusher); ``redis``: its client, for the reports."""
@@ -55,6 +55,8 @@ class Transactions:
         #: id of a sync engine -> (the engine, its relay, the sink of its committed rows)
         self._relays: dict[int, tuple[Any, Relay[PendingEvent], Sink]] = {}
         self._lock = threading.Lock()
+        #: the emitter is closing: rows emitted now wait in their table for the next relay
+        self._closed = False
 
     # -- staging (on any thread, no I/O) ----------------------------------------------------------
 
@@ -66,7 +68,7 @@ class Transactions:
             return
         row = self._rows(pending.event_uuid, pending.event_id, pending.emitted_ms, encode_pending(pending))
         sink: Sink = _left_for_the_relay_process
-        if self.settings.outbox_relay:
+        if self.settings.outbox_relay and not self._closed:
             sink = self._relay_of(sync.get_bind(self._rows), loop)[2]
         stage(sync, sink, pending, row)
 
@@ -130,6 +132,7 @@ class Transactions:
 
     async def close(self, timeout: float) -> None:
         """Stop every relay, waiting up to ``timeout`` seconds for what they sent to be stored."""
+        self._closed = True
         relays = [relay for _, relay, _ in self._relays.values()]
         self._relays.clear()
         await asyncio.gather(*(relay.stop(timeout) for relay in relays))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import os
 import socket
@@ -52,7 +53,7 @@ _STORE_WAIT = 5.0
 _PARK_FOR = 3600.0
 #: seconds the deleter waits for more stored rows before deleting fewer than a batch (the rows wait
 #: in the table a little longer; events are not delayed)
-_DELETE_AFTER = 0.05
+_DELETE_AFTER = 0.5
 #: claims a PostgreSQL sweep makes at once
 _LOCKED_CLAIMS = 3
 _BACKOFF_FIRST = 0.1
@@ -92,13 +93,15 @@ class Relay(Generic[T]):
         #: rows this process committed, not sent yet: (uuid, event)
         self._committed: collections.deque[tuple[str, T]] = collections.deque()
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
-        self._to_delete: list[str] = []
+        #: stored rows to delete (a dict: ordered, and looked up by sweeps, which leave them alone)
+        self._to_delete: dict[str, None] = {}
         #: rows an open SKIP LOCKED sweep holds (it deletes them itself), and those of them now stored
         self._sweeping: set[str] = set()
         self._swept: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._wake = asyncio.Event()
+        self._sweep_soon = asyncio.Event()
         self._deletes = asyncio.Event()
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,10 +137,13 @@ class Relay(Generic[T]):
         self._stopping = False
         self._tasks = [
             self._loop.create_task(self._run(), name="taskemit-outbox-relay"),
+            self._loop.create_task(self._sweep_forever(), name="taskemit-outbox-sweeps"),
             self._loop.create_task(self._delete_forever(), name="taskemit-outbox-deletes"),
         ]
         if self._report is not None:
             self._tasks.append(self._loop.create_task(self._report_forever(), name="taskemit-outbox-reports"))
+        if self._committed:  # handed on before the loop was known
+            self._wake.set()
 
     async def stop(self, timeout: float) -> None:
         """Stop taking rows; wait up to ``timeout`` seconds for what was sent to be stored and its
@@ -146,12 +152,14 @@ class Relay(Generic[T]):
             return
         self._stopping = True
         self._wake.set()
-        run, deleter, *others = self._tasks
+        self._sweep_soon.set()
+        run, sweeps, deleter, *others = self._tasks
         deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(run), timeout)
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(run, sweeps)), timeout)
         except TimeoutError:
             run.cancel()
+            sweeps.cancel()
         if self._in_flight:
             await asyncio.wait(list(self._in_flight.values()), timeout=max(0.0, deadline - time.monotonic()))
         self._deletes.set()
@@ -163,9 +171,9 @@ class Relay(Generic[T]):
             logger.warning(
                 "stopping the outbox relay of %s: %d stored rows not deleted (%s)", self.where, left_over, exc
             )
-        for task in (run, deleter, *others):
+        for task in (run, sweeps, deleter, *others):
             task.cancel()
-        await asyncio.gather(run, deleter, *others, return_exceptions=True)
+        await asyncio.gather(run, sweeps, deleter, *others, return_exceptions=True)
         self._tasks = []
         await self.database.close()
 
@@ -189,36 +197,49 @@ class Relay(Generic[T]):
     # -- the loop --------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        sweep = True
-        backoff = _BACKOFF_FIRST
+        """Send what this process commits as it commits (apart from the sweeps, which may wait for
+        the database)."""
         while not self._stopping:
-            if not self._committed and not sweep:
-                try:
-                    async with asyncio.timeout(self.poll):
-                        await self._wake.wait()
-                except TimeoutError:
-                    sweep = True
+            await self._wake.wait()
             self._wake.clear()
-            if self._stopping:
-                return
-            while self._committed:
+            while self._committed and not self._stopping:
                 taken = [self._committed.popleft() for _ in range(min(self.batch, len(self._committed)))]
                 if len(self._in_flight) >= MAX_IN_FLIGHT:  # they are in the table: a sweep takes them
                     self._committed.clear()
+                    self._sweep_soon.set()
                     break
                 self._send(taken)
-            if sweep:
+
+    async def _sweep_forever(self) -> None:
+        """Sweep the table at start, again at once after a full sweep, else every ``poll`` seconds."""
+        sweep = True
+        backoff = _BACKOFF_FIRST
+        while not self._stopping:
+            if not sweep:
                 try:
-                    sweep = await self._sweep()
-                    backoff = _BACKOFF_FIRST
-                except _DATABASE_ERRORS as exc:
-                    self._error(f"reading the outbox failed: {exc}")
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    async with asyncio.timeout(self.poll):
+                        await self._sweep_soon.wait()
+                except TimeoutError:
+                    pass
+                if self._stopping:
+                    return
+            self._sweep_soon.clear()
+            try:
+                sweep = await self._sweep()
+                backoff = _BACKOFF_FIRST
+            except _DATABASE_ERRORS as exc:
+                self._error(f"reading the outbox failed: {exc}")
+                sweep = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
 
     def _send(self, events: Sequence[tuple[str, T]]) -> list[asyncio.Future[Any]]:
         """Send the events not in flight already; the futures of all of them."""
-        fresh = [(event_uuid, event) for event_uuid, event in events if event_uuid not in self._in_flight]
+        fresh = [
+            (event_uuid, event)
+            for event_uuid, event in events
+            if event_uuid not in self._in_flight and event_uuid not in self._to_delete  # stored already
+        ]
         if fresh:
             for (event_uuid, _), future in zip(fresh, self._submit([event for _, event in fresh]), strict=True):
                 self._in_flight[event_uuid] = future
@@ -239,7 +260,7 @@ class Relay(Generic[T]):
         if event_uuid in self._sweeping:
             self._swept.add(event_uuid)
             return
-        self._to_delete.append(event_uuid)
+        self._to_delete[event_uuid] = None
         self._deletes.set()
 
     def _error(self, message: str) -> None:
@@ -282,10 +303,12 @@ class Relay(Generic[T]):
                 futures = self._send(fresh)
                 if futures and new:
                     await asyncio.wait(futures, timeout=_STORE_WAIT)
-                stored = [event_uuid for event_uuid in claimed if event_uuid in self._swept]
+                stored = [u for u in claimed if u in self._swept or u in self._to_delete]
                 if stored:
                     await tx.run(claims.delete_rows, table, stored)
                     self._swept.difference_update(stored)
+                    for event_uuid in stored:
+                        self._to_delete.pop(event_uuid, None)
                 if len(fresh) < len(rows):
                     await tx.run(claims.park, table, self._undecodable(rows, fresh), now + int(_PARK_FOR * 1000))
         finally:  # rows stored after the transaction (or while it failed) are the deleter's
@@ -293,7 +316,7 @@ class Relay(Generic[T]):
             late = [event_uuid for event_uuid in claimed if event_uuid in self._swept]
             if late:
                 self._swept.difference_update(late)
-                self._to_delete.extend(late)
+                self._to_delete.update(dict.fromkeys(late))
                 self._deletes.set()
         return len(rows) >= self.batch and bool(new)
 
@@ -336,13 +359,13 @@ class Relay(Generic[T]):
     async def _flush_deletes(self) -> None:
         skip_locked = self.claims == claims.SKIP_LOCKED
         while self._to_delete:
-            chunk = self._to_delete[: self.batch * 2]
-            del self._to_delete[: len(chunk)]
+            chunk = list(itertools.islice(self._to_delete, self.batch * 2))
             try:
                 await self.database.run(claims.delete_rows, self.table, chunk, skip_locked)
-            except BaseException:
-                self._to_delete[:0] = chunk  # tried again
-                raise
+            finally:
+                # deleted, or (an error) left in the table: its next sweep sends it again, which stores nothing
+                for event_uuid in chunk:
+                    self._to_delete.pop(event_uuid, None)
 
     # -- reports ---------------------------------------------------------------------------------
 
