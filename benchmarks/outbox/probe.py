@@ -10,21 +10,29 @@ from redis import asyncio as aioredis
 
 KEY = "bench:outbox:started"
 _pending: list[str] = []
+_wake: asyncio.Event | None = None
 _flusher: asyncio.Task[None] | None = None
 
 
 def started(order: int) -> None:
     """Record ``order``'s start time (time.time()); written to Redis within milliseconds."""
-    global _flusher
+    global _flusher, _wake
     _pending.append(f"{order} {time.time()!r}")
-    if _flusher is None or _flusher.done():
-        _flusher = asyncio.get_running_loop().create_task(_flush())
+    if _flusher is None:
+        _wake = asyncio.Event()
+        _flusher = asyncio.get_running_loop().create_task(_flush_forever())
+    assert _wake is not None
+    _wake.set()
 
 
-async def _flush() -> None:
+async def _flush_forever() -> None:
+    assert _wake is not None
     async with aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"]) as redis:
-        while _pending:
-            await asyncio.sleep(0.002)
+        while True:
+            await _wake.wait()
+            _wake.clear()
+            await asyncio.sleep(0.002)  # what comes meanwhile goes in the same round trip
             batch = _pending[:]
             del _pending[: len(batch)]
-            await redis.rpush(KEY, *batch)
+            if batch:
+                await redis.rpush(KEY, *batch)

@@ -124,6 +124,7 @@ async def web(databases: dict[str, str], server: RedisServer, quick: bool) -> di
 
 
 async def _web_round(url: str, variant: str, server: RedisServer, seconds: float, load: Any) -> float:
+    await _create_tables(url)  # no rows left by an earlier round (an app stopped mid-relay) to relay now
     port = free_port()
     env = {
         "BENCH_DB_URL": url,
@@ -197,7 +198,7 @@ async def latency(databases: dict[str, str], server: RedisServer, quick: bool) -
     os.environ["BENCH_REDIS_URL"] = server.url
     command = [PYTHON, "-m", "taskemit", "worker", "benchmarks.outbox.app:WorkerSettings"]
     with WorkerGroup([command], env, ROOT, RESULTS / "logs" / "outbox-latency-worker.log"):
-        await asyncio.sleep(2.0)  # the worker up and subscribed
+        await _worker_up(server)
         for name, url in databases.items():
             for variant in ("outbox", "direct"):
                 values = await _paced(url, variant, server, seconds)
@@ -211,10 +212,26 @@ async def latency(databases: dict[str, str], server: RedisServer, quick: bool) -
     return figures
 
 
+async def _worker_up(server: RedisServer, timeout: float = 60.0) -> None:
+    """Wait until the worker's heartbeat is in Redis (it imports Litestar and SQLAlchemy: seconds on a
+    busy machine), then a moment for its wake subscription."""
+    from taskemit.monitor.workers import live_workers
+
+    space = _settings(server).keys
+    deadline = time.monotonic() + timeout
+    async with aioredis.Redis.from_url(server.url) as redis:
+        while not await live_workers(redis, space=space):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker heartbeat within {timeout:g}s")
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+
+
 async def _paced(url: str, variant: str, server: RedisServer, seconds: float, rate: float = 200.0) -> list[float]:
     from benchmarks.outbox.app import Order, order_placed
     from benchmarks.outbox.probe import KEY
 
+    await _create_tables(url)  # only this run's rows in the outbox
     settings = _settings(server)
     engine = create_async_engine(url)
     committed: dict[int, float] = {}
