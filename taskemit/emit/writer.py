@@ -78,6 +78,8 @@ class PendingEvent:
     resent: bool = False
     #: it is stored, but its durability level did not hold yet
     unconfirmed: bool = False
+    #: the round trip that stored it wrote its record (False: the record was there already)
+    recorded: bool = False
 
     def receipt(self) -> EmitReceipt:
         """What ``publish`` returns for it (made when asked for: most emits never are)."""
