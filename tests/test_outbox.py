@@ -283,3 +283,22 @@ print(json.dumps([plain, sorted(alchemy() - before), [m for m in sys.modules if 
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == [[], [], []]
+
+
+async def test_a_listener_emits_in_its_own_transaction_and_the_event_keeps_its_cause(
+    new_database: Callable[[str], str], settings: Settings, redis: aioredis.Redis, taskemit_worker: Any
+) -> None:
+    """What a listener's injected Emitter is (``caused_by``): emit and publish take ``session`` too."""
+    db = Database(new_database("sqlite+aiosqlite"))
+    await db.create_tables()
+    assert isinstance(db.engine, AsyncEngine)
+    async with Emitter([welcome], settings) as emitter, taskemit_worker([welcome]):
+        caused = emitter.caused_by("the-cause")
+        async with AsyncSession(db.engine) as session:
+            caused.emit("user_created", email="emitted", session=session)
+            receipt = await caused.publish("user_created", email="published", session=session)
+            await session.commit()
+        assert await runs(redis, 2) == ["emitted", "published"]
+        assert receipt is not None
+        assert await redis.hget(settings.keys.event(receipt.event_uuid), "cause") == b"the-cause"
+    await db.dispose()

@@ -48,8 +48,14 @@ class CausedEmitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        session: Any = None,
+        outbox: bool = True,
         **kwargs: Any,
     ) -> EmitReceipt | None:
+        if session is not None:  # the listener's own database transaction
+            return self.emitter._published_in_session(
+                event, args, kwargs, wait, durability, session, outbox, cause=self.cause
+            )
         pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
         return await self.emitter._publish(pending, wait, timeout, durability)
 

@@ -340,19 +340,33 @@ class Emitter:
         when the transaction commits, so it cannot be waited for here (``wait=True`` raises).
         """
         if session is not None:
-            if wait:
-                raise InvalidArgument(
-                    "publish(..., session=...) cannot wait for the listeners: the event is stored once the "
-                    "session's transaction commits, after this call"
-                )
-            pending = self._prepare(event, args, kwargs)
-            if pending is None:
-                return None
-            if durability is not None:  # the level its relay stores it with
-                pending.durability = durability
-            self._in_session(pending, session, outbox)
-            return pending.receipt()
+            return self._published_in_session(event, args, kwargs, wait, durability, session, outbox)
         return await self._publish(self._prepare(event, args, kwargs), wait, timeout, durability)
+
+    def _published_in_session(
+        self,
+        event: str | object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait: bool,
+        durability: Level | None,
+        session: Any,
+        outbox: bool,
+        cause: str | None = None,
+    ) -> EmitReceipt | None:
+        """``publish(..., session=...)``: staged in the session, its receipt at once."""
+        if wait:
+            raise InvalidArgument(
+                "publish(..., session=...) cannot wait for the listeners: the event is stored once the "
+                "session's transaction commits, after this call"
+            )
+        pending = self._prepare(event, args, kwargs, cause=cause)
+        if pending is None:
+            return None
+        if durability is not None:  # the level its relay stores it with
+            pending.durability = durability
+        self._in_session(pending, session, outbox)
+        return pending.receipt()
 
     async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
