@@ -19,7 +19,7 @@ by its event uuid, so the second store stores nothing. The functions take a sync
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, update
 
@@ -58,9 +58,17 @@ def claim_locked(
 
 
 def claim_leased(
-    connection: Connection, table: Table, limit: int, now_ms: int, created_before: int, lease_ms: int
+    connection: Connection,
+    table: Table,
+    limit: int,
+    now_ms: int,
+    created_before: int,
+    lease_ms: int,
+    skip: Container[str] = (),
 ) -> list[tuple[str, str]]:
-    """Claim the oldest free rows until ``now_ms + lease_ms`` (commit before storing them): (uuid, data) each."""
+    """Claim the oldest free rows until ``now_ms + lease_ms`` (commit before storing them): (uuid, data)
+    each. ``skip``: rows the caller is storing or deleting already (no write for them: on SQLite each
+    claim is a commit)."""
     candidates = [
         row[0]
         for row in connection.execute(
@@ -69,6 +77,7 @@ def claim_leased(
             .order_by(table.c.created_ms)
             .limit(limit)
         )
+        if row[0] not in skip
     ]
     if not candidates:
         return []

@@ -277,8 +277,9 @@ class Relay(Generic[T]):
         created_before = now - int(self.min_age * 1000)
         table = self.table
         if self.claims == claims.LEASE:
+            busy = _Busy(self._in_flight, self._to_delete)
             rows = await self.database.run(
-                claims.claim_leased, table, self.batch, now, created_before, int(self.claim_ttl * 1000)
+                claims.claim_leased, table, self.batch, now, created_before, int(self.claim_ttl * 1000), busy
             )
             fresh = self._decoded(rows)
             self._send(fresh)
@@ -404,3 +405,17 @@ class Relay(Generic[T]):
             except Exception as exc:  # Redis away: the next report says it all
                 logger.debug("writing the outbox relay report failed: %s", exc)
             await asyncio.sleep(REPORT_INTERVAL)
+
+
+class _Busy:
+    """The rows a relay is storing or deleting (read by its claims on the database's thread: a
+    membership test on two dicts, no copy)."""
+
+    __slots__ = ("_deleting", "_sending")
+
+    def __init__(self, sending: dict[str, Any], deleting: dict[str, None]) -> None:
+        self._sending = sending
+        self._deleting = deleting
+
+    def __contains__(self, event_uuid: object) -> bool:
+        return event_uuid in self._sending or event_uuid in self._deleting
