@@ -21,6 +21,7 @@ from .dead import dead
 from .emit import emit_command
 from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
+from .outbox import outbox
 from .spool import spool
 from .stats import stats
 
@@ -199,6 +200,7 @@ cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
 cli.add_command(stats)
+cli.add_command(outbox)
 for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)
 

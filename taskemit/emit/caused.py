@@ -32,10 +32,14 @@ class CausedEmitter:
         self.emitter = emitter
         self.cause = cause
 
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+    def emit(self, event: str | object, *args: Any, session: Any = None, outbox: bool = True, **kwargs: Any) -> None:
         pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
-        if pending is not None:
+        if pending is None:
+            return
+        if session is None:
             self.emitter._submit(pending)
+        else:  # the listener's own database transaction
+            self.emitter._in_session(pending, session, outbox)
 
     async def publish(
         self,
@@ -44,8 +48,14 @@ class CausedEmitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        session: Any = None,
+        outbox: bool = True,
         **kwargs: Any,
     ) -> EmitReceipt | None:
+        if session is not None:  # the listener's own database transaction
+            return self.emitter._published_in_session(
+                event, args, kwargs, wait, durability, session, outbox, cause=self.cause
+            )
         pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
         return await self.emitter._publish(pending, wait, timeout, durability)
 

@@ -13,6 +13,7 @@ connection (``store/wire.py``).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -59,7 +60,11 @@ class PendingEvent:
     payloads: list[bytes]
     #: its jobs' names (the keys of ``jobs``, in order), listeners and routes
     plan: Plan
-    future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
+    #: what waits for it: a publish (on any thread), or an outbox relay (an asyncio future, resolved
+    #: on the emitter's loop like every future here)
+    future: concurrent.futures.Future[EmitReceipt | None] | asyncio.Future[EmitReceipt | None] | None = field(
+        default=None
+    )
     #: publish_once: a key that was used before makes its publish return None
     once: bool = False
     #: the uuid of the event whose listener emitted this one

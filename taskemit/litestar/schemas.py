@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from ..monitor import DeadLetter, EventStatus, JobStatus, ListenerStats, ListenerView, QueueView, WorkerInfo
+from ..monitor.outbox import RelayReport
 from ..redact import redact
 from ..state import JobState
 
@@ -21,6 +22,7 @@ __all__ = (
     "EventPageOut",
     "JobOut",
     "ListenerOut",
+    "OutboxRelayOut",
     "PurgeOut",
     "QueueOut",
     "ReplayAllOut",
@@ -158,6 +160,25 @@ class WorkerOut(msgspec.Struct, kw_only=True):
     running: dict[str, int]
     outages: int
     loop_lag: float
+
+
+class OutboxRelayOut(msgspec.Struct, kw_only=True):
+    """An outbox relay's last report: its database, the rows waiting, the age of the oldest, its errors."""
+
+    relay_id: str
+    database: str
+    table: str
+    host: str
+    pid: int
+    claims: str
+    started: float
+    reported: float
+    backlog: int
+    lag: float
+    relayed: int
+    errors: int
+    last_error: str
+    last_error_at: float
 
 
 class QueueOut(msgspec.Struct, kw_only=True):
@@ -323,6 +344,10 @@ def worker_out(worker: WorkerInfo) -> WorkerOut:
         outages=worker.outages,
         loop_lag=worker.loop_lag,
     )
+
+
+def outbox_relay_out(report: RelayReport) -> OutboxRelayOut:
+    return OutboxRelayOut(**report.to_dict())
 
 
 def queue_out(view: QueueView) -> QueueOut:

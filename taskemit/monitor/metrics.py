@@ -20,6 +20,7 @@ from redis import Redis
 
 from ..settings import Settings
 from ..store.connection import sync_client
+from .outbox import report_from_hash
 from .stats import BUCKETS
 
 __all__ = ("TaskEmitCollector", "metrics_registry")
@@ -125,6 +126,36 @@ class TaskEmitCollector(Collector):
         yield running
         yield lag
         yield lost
+        yield from self._outbox(redis)
+
+    def _outbox(self, redis: Redis) -> Iterator[Metric]:
+        """The outbox relays' last reports (they expire when a relay stops reporting)."""
+        space = self.settings.keys
+        relay_ids = [i.decode() for i in redis.zrevrange(space.outbox_relays, 0, -1)]  # type: ignore[union-attr]
+        pipe = redis.pipeline(transaction=False)
+        for relay_id in relay_ids:
+            pipe.hgetall(space.outbox_relay(relay_id))
+        reports = [report_from_hash(i, raw) for i, raw in zip(relay_ids, pipe.execute(), strict=True) if raw]
+        labels = ["relay", "database", "table"]
+        backlog = GaugeMetricFamily("taskemit_outbox_backlog", "Events waiting in an outbox table.", labels=labels)
+        lag = GaugeMetricFamily(
+            "taskemit_outbox_lag_seconds", "How long the oldest event in an outbox table has waited.", labels=labels
+        )
+        relayed = CounterMetricFamily(
+            "taskemit_outbox_relayed", "Events an outbox relay stored in Redis since it started.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "taskemit_outbox_relay_errors",
+            "Errors of an outbox relay since it started (database, Redis, rows that do not decode).",
+            labels=labels,
+        )
+        for report in reports:
+            values = [report.relay_id, report.database, report.table]
+            backlog.add_metric(values, report.backlog)
+            lag.add_metric(values, report.lag)
+            relayed.add_metric(values, report.relayed)
+            errors.add_metric(values, report.errors)
+        yield from (backlog, lag, relayed, errors)
 
 
 def metrics_registry(settings: Settings) -> CollectorRegistry:

@@ -275,6 +275,18 @@ class KeySpace:
         """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
         return f"{self.queue(queue)}:health-check"
 
+    # -- outbox relays ---------------------------------------------------------------------
+
+    @property
+    def outbox_relays(self) -> str:
+        """Sorted set of outbox relay ids by the time of their last report."""
+        return self.prefix + "outbox:relays"
+
+    def outbox_relay(self, relay_id: str) -> str:
+        """Hash with a relay's last report: its database and table, backlog, lag, counts, last error
+        (expires when the relay stops reporting)."""
+        return f"{self.prefix}outbox:relay:{relay_id}"
+
     # -- cron ------------------------------------------------------------------------------
 
     @property
