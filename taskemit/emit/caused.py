@@ -7,15 +7,39 @@ listener is handling, their records keep it (``cause``), and ``taskemit status``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..settings import Settings
 from ..store.durability import Level
 from .receipt import EmitReceipt
-
-if TYPE_CHECKING:
-    from .emitter import Emitter
+from .writer import PendingEvent
 
 __all__ = ("CausedEmitter",)
+
+
+class _Emitting(Protocol):
+    """What a CausedEmitter uses of the :class:`Emitter` it wraps (which imports this module)."""
+
+    settings: Settings
+
+    def _prepare(
+        self,
+        event: str | object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        once_key: str | None = None,
+        cause: str | None = None,
+    ) -> PendingEvent | None: ...
+
+    def _submit(self, pending: PendingEvent) -> None: ...
+
+    async def _publish(
+        self, pending: PendingEvent | None, wait: bool, timeout: float | None, durability: Level | None = None
+    ) -> EmitReceipt | None: ...
+
+    async def _stored(
+        self, pending: PendingEvent, timeout: float, whole: float | None = None
+    ) -> EmitReceipt | None: ...
 
 
 class CausedEmitter:
@@ -28,7 +52,7 @@ class CausedEmitter:
 
     __slots__ = ("cause", "emitter")
 
-    def __init__(self, emitter: Emitter, cause: str | None) -> None:
+    def __init__(self, emitter: _Emitting, cause: str | None) -> None:
         self.emitter = emitter
         self.cause = cause
 

@@ -11,37 +11,25 @@ import asyncio
 import dataclasses
 import inspect
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ..attempt import Attempt
 from ..errors import ListenerArgumentError, ListenerConfigError
 from ..policy import Backoff, RetryPolicy
-from .events import event_path, is_event_class
+from .events import event_path, is_event_class, main_module_name
 
 __all__ = ("Listener", "as_listener", "listener")
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
-def _main_module_name() -> str:
-    """The importable name of ``__main__``: workers import listeners by module, never as __main__."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:  # python -m package.module
-        return str(spec.name)
-    path = getattr(main, "__file__", None)
-    return Path(path).stem if path else "__main__"  # python path/to/module.py
-
-
 def _default_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or "<unknown>"
     if module == "__main__":
-        module = _main_module_name()
+        module = main_module_name()
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}:{qualname}"
 
