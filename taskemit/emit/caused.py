@@ -29,6 +29,8 @@ class _Emitting(Protocol):
         kwargs: dict[str, Any],
         once_key: str | None = None,
         cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
     ) -> PendingEvent | None: ...
 
     def _submit(self, pending: PendingEvent) -> None: ...
@@ -56,8 +58,12 @@ class CausedEmitter:
         self.emitter = emitter
         self.cause = cause
 
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
-        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+    def emit(
+        self, event: str | object, *args: Any, priority: int | None = None, ordering_key: Any = None, **kwargs: Any
+    ) -> None:
+        pending = self.emitter._prepare(
+            event, args, kwargs, cause=self.cause, priority=priority, ordering_key=ordering_key
+        )
         if pending is not None:
             self.emitter._submit(pending)
 
@@ -68,13 +74,27 @@ class CausedEmitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
         **kwargs: Any,
     ) -> EmitReceipt | None:
-        pending = self.emitter._prepare(event, args, kwargs, cause=self.cause)
+        pending = self.emitter._prepare(
+            event, args, kwargs, cause=self.cause, priority=priority, ordering_key=ordering_key
+        )
         return await self.emitter._publish(pending, wait, timeout, durability)
 
-    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
-        pending = self.emitter._prepare(event, args, kwargs, once_key=key, cause=self.cause)
+    async def publish_once(
+        self,
+        key: str,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        **kwargs: Any,
+    ) -> EmitReceipt | None:
+        pending = self.emitter._prepare(
+            event, args, kwargs, once_key=key, cause=self.cause, priority=priority, ordering_key=ordering_key
+        )
         if pending is None:
             return None
         return await self.emitter._stored(pending, self.emitter.settings.publish_timeout)

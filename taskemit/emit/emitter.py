@@ -243,19 +243,27 @@ class Emitter:
 
     # -- emitting ----------------------------------------------------------------------
 
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+    def emit(
+        self, event: str | object, *args: Any, priority: int | None = None, ordering_key: Any = None, **kwargs: Any
+    ) -> None:
         """Enqueue one job per listener of ``event``; returns without waiting for Redis.
 
         ``event`` is a string event id (with the listeners' arguments), or an instance of an
         event class (a dataclass, pydantic model or msgspec Struct; nothing else).
 
+        ``priority`` (0 to 100) replaces the listeners' own for this event's jobs, and
+        ``ordering_key`` (a str, int or UUID) orders them: the jobs of one listener with the same
+        key run one at a time, in emit order (flow control; these two are emit's own options,
+        not event arguments).
+
         Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
-        listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
-        PayloadTooLarge if a job would exceed ``max_payload_bytes``,
+        listener cannot take the arguments (or they lack its ordering or rate key),
+        InvalidArgument for a bad priority or key, PayloadEncodeError if they cannot be
+        encoded, PayloadTooLarge if a job would exceed ``max_payload_bytes``,
         EmitBufferFull if too many events are waiting for Redis.
         """
-        pending = self._prepare(event, args, kwargs)
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
         if pending is not None:
             self._submit(pending)
 
@@ -266,6 +274,8 @@ class Emitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
         **kwargs: Any,
     ) -> EmitReceipt | None:
         """Like ``emit``, but return once the jobs are stored, with their ids (an EmitReceipt).
@@ -281,9 +291,18 @@ class Emitter:
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
         """
-        return await self._publish(self._prepare(event, args, kwargs), wait, timeout, durability)
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
+        return await self._publish(pending, wait, timeout, durability)
 
-    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+    async def publish_once(
+        self,
+        key: str,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        **kwargs: Any,
+    ) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
 
         The event uuid and the job ids derive from ``key``, and the check and the writes are
@@ -291,7 +310,7 @@ class Emitter:
         one event between them (for as long as its record is kept: ``event_retention``).
         Returns the receipt, or None when the key was already used.
         """
-        pending = self._prepare(event, args, kwargs, once_key=key)
+        pending = self._prepare(event, args, kwargs, once_key=key, priority=priority, ordering_key=ordering_key)
         if pending is None:
             return None
         return await self._stored(pending, self.settings.publish_timeout)
@@ -361,10 +380,12 @@ class Emitter:
         kwargs: dict[str, Any],
         once_key: str | None = None,
         cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
     ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
-        return self._fanout.prepare(event, args, kwargs, once_key, cause)
+        return self._fanout.prepare(event, args, kwargs, once_key, cause, priority, ordering_key)
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)

@@ -59,7 +59,8 @@ def _encode(pending: PendingEvent) -> str:
             "jobs": pending.jobs,
             "emitted_ms": pending.emitted_ms,
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
+            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires, r.flow] for r in pending.plan.routes],
+            "flows": pending.flows,
             "cause": pending.cause,
             "durability": pending.durability,
         }
@@ -68,8 +69,13 @@ def _encode(pending: PendingEvent) -> str:
 
 def _decode(data: str, settings: Settings) -> PendingEvent:
     fields: dict[str, Any] = json.loads(data)
-    # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
-    routes = [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]]
+    # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue), or
+    # five (no flow control)
+    routes = [
+        Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4]), str(r[5]) if len(r) > 5 else "")
+        for r in fields["routes"]
+    ]
+    flows = fields.get("flows")
     return PendingEvent(
         fields["event_uuid"],
         fields["event_id"],
@@ -81,6 +87,7 @@ def _decode(data: str, settings: Settings) -> PendingEvent:
         cause=fields.get("cause"),
         durability=fields.get("durability", "memory"),
         resent=True,  # it may have been stored before it was spooled
+        flows=[str(flow) for flow in flows] if flows is not None else None,
     )
 
 

@@ -43,30 +43,62 @@ __all__ = ("Claim", "ClaimBatch", "Finished", "JobStore", "Route")
 
 logger = logging.getLogger("taskemit.worker")
 
-_CLAIM = lua.script("claim", "lib_batch")
-_FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead")
+_CLAIM = lua.script("claim", "lib_batch", "lib_flow")
+_FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead", "lib_flow")
 _RENEW = lua.script("renew")
-_RELEASE = lua.script("release")
+_RELEASE = lua.script("release", "lib_flow")
 _SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where one listener's jobs wait: its arq queue, its ready and leased sets there."""
+    """Where one listener's jobs wait: its arq queue, its ready, leased and delayed sets there,
+    and the keys of its flow control (``KeySpace.flow``...)."""
 
     listener: str
     queue: str
     ready: str
     leased: str
+    delayed: str = ""
+    flow: str = ""
+    flow_jobs: str = ""
+    flow_keys: str = ""
+    group_prefix: str = ""
+    bucket_prefix: str = ""
+    wake: str = ""
 
     @classmethod
     def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
         """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
         space = settings.keys
         queue = space.queue(item.queue or settings.queue_name)
+        wake = space.wake_channel(queue)
         if broadcast_to is not None:
             queue = space.broadcast_queue(queue, broadcast_to)
-        return cls(item.name, queue, space.ready(queue, item.name), space.leased(queue, item.name))
+        name = item.name
+        return cls(
+            name,
+            queue,
+            space.ready(queue, name),
+            space.leased(queue, name),
+            delayed=space.delayed(queue, name),
+            flow=space.flow(name),
+            flow_jobs=space.flow_jobs(name),
+            flow_keys=space.flow_keys(name),
+            group_prefix=space.flow_group_prefix(name),
+            bucket_prefix=space.flow_bucket_prefix(name),
+            wake=wake,
+        )
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        """Its keys in claim.lua's order."""
+        return (self.ready, self.leased, self.queue, self.delayed, self.flow, self.flow_jobs, self.flow_keys)
+
+    @property
+    def claim_args(self) -> tuple[str, ...]:
+        """Its arguments in claim.lua's order."""
+        return (self.group_prefix, self.bucket_prefix, self.wake, self.listener)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +149,8 @@ class JobStore:
         self.routes = list(routes)
         self.holder = holder
         self.lease_ms = int(settings.lease_ttl * 1000)
-        self._claim_keys = [key for r in self.routes for key in (r.ready, r.leased, r.queue)]
+        self._claim_keys = [key for r in self.routes for key in r.claim_keys]
+        self._claim_args = [arg for r in self.routes for arg in r.claim_args]
         #: the claim loop's own connection (renewals and releases come from other tasks)
         self._batches = BatchConnection(redis)
         self._first = 0
@@ -166,6 +199,7 @@ class JobStore:
                 retry_key_prefix,
                 self.settings.keys.abort_requests,
                 now_ms + self.lease_ms,
+                *self._claim_args,
             ]
             calls.append((_CLAIM, [self.settings.keys.claim_receipt(token), *self._claim_keys], args))
         extra = self._durability_commands()
@@ -232,8 +266,8 @@ class JobStore:
         args: list[Any] = [int(time.time() * 1000)]
         for job_id, route, token in jobs:
             r = self.routes[route]
-            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue)
-            args += (job_id, token)
+            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue, r.flow_jobs)
+            args += (job_id, token, r.wake, r.listener)
         (released,), _ = await self._run([(_RELEASE, keys, args)])
         return int(released or 0)
 
@@ -260,6 +294,7 @@ class JobStore:
         now = time.time()
         minute = int(now // 60)
         listeners: dict[str, int] = {}
+        flow_routes: dict[str, Route] = {}
         job_keys: list[str] = []
         job_args: list[Any] = []
         dead_keys: list[str] = []
@@ -270,6 +305,7 @@ class JobStore:
             job_id = run.attempt.job_id
             listener = run.attempt.listener
             index = listeners.setdefault(listener, len(listeners) + 1)
+            flow_routes.setdefault(listener, route)
             job_keys += (
                 space.attempts(job_id),
                 space.event(run.meta.get("event") or "-"),
@@ -321,7 +357,9 @@ class JobStore:
             )
         stats_keys: list[str] = []
         for listener in listeners:
+            r = flow_routes[listener]
             stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
+            stats_keys += (r.flow, r.flow_jobs, r.flow_keys, r.delayed)
         keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
         args = [
             settings.event_retention,
@@ -331,6 +369,7 @@ class JobStore:
             RATE_TTL,
             len(listeners),
             *listeners,
+            *(flow_routes[listener].group_prefix for listener in listeners),
             *job_args,
             *dead_args,
         ]

@@ -50,9 +50,10 @@ from ..store.connection import raise_if_cancelled, redis_client
 from ..store.durability import check_durability
 from ..store.faults import Fault, RedisNotReady, fault_of
 from .batch import Claim, Finished, JobStore
-from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .heartbeat import HEARTBEAT_INTERVAL, beat, new_worker_id, remove_heartbeat
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper, RunningJob
+from .limits import FlowDeclarations
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
 from .serving import serve
@@ -134,6 +135,10 @@ class Engine:
         self.redis: ArqRedis | None = None
         self.link = RedisLink(settings.redis_url)
         self.started = time.time()
+        #: its listeners in the catalog, with their flow control (declared before the first claim)
+        self.declarations = FlowDeclarations(
+            [describe(item, settings.queue_name) for item in self.listeners], self.worker_id, self.started
+        )
         self._store: JobStore | None = None
         self._leases: LeaseKeeper | None = None
         self._running: dict[str, RunningJob] = {}
@@ -224,7 +229,7 @@ class Engine:
                         self.worker_id,
                         self._heartbeat,
                         self.link,
-                        [describe(item, self.settings.queue_name) for item in self.listeners],
+                        self.declarations,
                         self.settings.catalog_retention,
                         self._broadcast_keys,
                         self.settings.job_expiry,
@@ -253,6 +258,8 @@ class Engine:
             try:
                 await self._store.load_scripts()
                 await check_durability(self.redis, self.settings.durability, self.link.url)
+                retention = self.settings.catalog_retention
+                await self.declarations.declare(self.redis, self.settings.keys, HEARTBEAT_INTERVAL * 3, retention)
             except REDIS_DOWN as exc:
                 await self._sleep(self.link.down(exc))
                 continue
