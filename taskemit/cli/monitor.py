@@ -205,7 +205,8 @@ def events(
 @watch_option
 @interval_option
 def stats(as_json: bool, watch: bool, interval: float) -> None:
-    """Per listener and per queue: queued, running, rates, failures, p50/p95 durations."""
+    """Per listener and per queue: queued, running, rates, failures, p50/p95 durations; and the
+    flow control of the listeners that declare any (limits, in use, waiting, next token)."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
         now_ms = time.time() * 1000
@@ -214,6 +215,7 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
         for worker in workers:
             for name, count in worker.running.items():
                 running[name] = running.get(name, 0) + count
+        flows = {view.listener: view.flow for view in await listener_views(redis, space=settings.keys) if view.flow}
         listeners = [
             {
                 "listener": s.listener,
@@ -230,6 +232,7 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
             }
             for s in await read_listener_stats(redis, space=settings.keys)
         ]
+        flow = [state.to_dict() for _, state in sorted(flows.items())]
         queue = {
             "queue": settings.queue_name,
             JobState.QUEUED: await redis.zcount(settings.queue_key, "-inf", now_ms),
@@ -237,7 +240,7 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
             JobState.IN_PROGRESS: sum(w.jobs_running for w in workers),
             "workers": len(workers),
         }
-        return {"queue": queue, "listeners": listeners}
+        return {"queue": queue, "listeners": listeners, "flow": flow}
 
     def render(data: dict[str, Any]) -> RenderableType:
         q = data["queue"]
@@ -272,7 +275,37 @@ def stats(as_json: bool, watch: bool, interval: float) -> None:
                 _ms(s["p50"]),
                 _ms(s["p95"]),
             )
-        return Group(queue, table)
+        if not data["flow"]:
+            return Group(queue, table)
+        flow = Table(title="Flow control", title_justify="left")
+        for column in (
+            "listener",
+            "limits",
+            "running",
+            "waiting",
+            "behind keys",
+            "tokens",
+            "next token",
+            "busiest keys",
+        ):
+            flow.add_column(column, overflow="fold", justify="left" if column in ("listener", "limits") else "right")
+        now = time.time()
+        for f in data["flow"]:
+            limit = f["declared"].get("concurrency")
+            tokens = "" if f["tokens"] is None else f"{f['tokens']:.2f}"
+            next_token = "" if f["next_token_at"] is None else f"in {max(0.0, f['next_token_at'] - now):.2f}s"
+            busiest = ", ".join(f"{key}: {jobs}" for key, jobs in f["busiest"])
+            flow.add_row(
+                f["listener"],
+                f["limits"],
+                f"{f['running']}/{limit}" if limit else str(f["running"]),
+                str(f["waiting"]),
+                str(f["behind_keys"]),
+                tokens,
+                next_token,
+                busiest,
+            )
+        return Group(queue, table, flow)
 
     _show(fetch, render, lambda d: d, as_json=as_json, watch=watch, interval=interval)
 
@@ -338,21 +371,28 @@ def _outages(worker: WorkerInfo) -> str:
 @interval_option
 def listeners(as_json: bool, watch: bool, interval: float) -> None:
     """Listeners: their queue, delivery mode and events, jobs waiting and running, live workers
-    that run them, dead letters."""
+    that run them, dead letters; and their flow control: limits, what is in use of them (running
+    of the concurrency, tokens, the next token, the busiest ordering keys), jobs waiting on them."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> list[ListenerView]:
         return await listener_views(redis, space=settings.keys)
 
     def render(found: list[ListenerView]) -> RenderableType:
         table = Table(title="Listeners", title_justify="left")
-        left = ("listener", "queue", "mode", "events")
-        for column in ("listener", "queue", "mode", "events", "queued", "running", "live workers", "dead"):
+        left = ("listener", "queue", "mode", "events", "limits", "in use")
+        columns = ("listener", "queue", "mode", "events", "queued", "running", "live workers", "dead")
+        limited = any(view.flow is not None for view in found)
+        for column in (*columns, "limits", "in use", "waiting") if limited else columns:
             table.add_column(column, overflow="fold", justify="left" if column in left else "right")
+        now = time.time()
         for view in found:
             workers = str(view.workers) if view.workers or not view.queued else "[red]0: waiting[/]"
             dead = f"[red]{view.dead}[/]" if view.dead else "0"
             events = ", ".join(view.events)
-            row = (view.listener, view.queue, view.mode, events, str(view.queued), str(view.running), workers, dead)
+            row = [view.listener, view.queue, view.mode, events, str(view.queued), str(view.running), workers, dead]
+            if limited:
+                flow = view.flow
+                row += [flow.declared.describe(), flow.in_use(now), str(flow.waiting)] if flow else ["", "", ""]
             table.add_row(*row)
         return table
 

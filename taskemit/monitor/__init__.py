@@ -17,6 +17,7 @@ from .deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from .flow import FlowState, flow_states
 from .listing import EventPage, events_between, recent_events
 from .queues import QueueView, queue_depths
 from .schedules import (
@@ -45,6 +46,7 @@ __all__ = (
     "DeadLetterPage",
     "EventPage",
     "EventStatus",
+    "FlowState",
     "JobStatus",
     "ListenerStats",
     "ListenerView",
@@ -54,6 +56,7 @@ __all__ = (
     "abort_job",
     "event_status",
     "events_between",
+    "flow_states",
     "get_dead_letter",
     "get_schedule",
     "iter_dead_letters",
