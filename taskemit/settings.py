@@ -182,6 +182,34 @@ class Settings(BaseSettings):
         description="Seconds the catalog keeps describing a listener after its last live worker stopped, so "
         "dispatchers keep queueing its reliable events while its workers restart or deploy.",
     )
+    history: bool = Field(
+        True,
+        description="Workers keep a history of their listeners' outcomes, run times and emit-to-start latencies in "
+        "time buckets (per minute, per 5 minutes, per hour), with samples of queue depth and busy workers: the "
+        "dashboard's overview, `taskemit stats` and the rates of `read_listener_stats` read it.",
+    )
+    history_interval: float = Field(
+        5.0,
+        ge=1,
+        le=60,
+        description="Seconds between a worker's writes of its history tallies (one script call each, whatever the "
+        "number of jobs), and between samples of queue depth, waiting jobs and busy workers.",
+    )
+    history_minute_retention: int = Field(
+        3 * 3600,
+        ge=3600,
+        description="Seconds the per-minute history buckets are kept (the last hour's charts read them).",
+    )
+    history_five_minute_retention: int = Field(
+        2 * 86_400,
+        ge=86_400,
+        description="Seconds the 5-minute history buckets are kept (the last 24 hours' charts read them).",
+    )
+    history_hour_retention: int = Field(
+        31 * 86_400,
+        ge=30 * 86_400,
+        description="Seconds the hourly history buckets are kept (the last 30 days' charts read them).",
+    )
     drain_on_exit: bool = Field(
         False, description="On leaving the emitter, run an in-process worker until its jobs finished (tests)."
     )

@@ -117,7 +117,16 @@ async def test_the_dashboard_is_off_unless_configured(settings: Settings) -> Non
 
 
 async def test_views_take_the_read_guards_and_actions_the_guards(client: AsyncTestClient[Litestar]) -> None:
-    for path in ("/taskemit/events", "/taskemit/dead", "/taskemit/api/events", "/taskemit/api/workers"):
+    reads = (
+        "/taskemit/events",
+        "/taskemit/dead",
+        "/taskemit/overview",
+        "/taskemit/overview/live",
+        "/taskemit/api/events",
+        "/taskemit/api/workers",
+        "/taskemit/api/history",
+    )
+    for path in reads:
         assert (await client.get(path)).status_code == 403, path  # no role
         assert (await client.get(path, headers=VIEWER)).status_code == 200, path
         assert (await client.get(path, headers=ADMIN)).status_code == 200, path
@@ -333,6 +342,8 @@ async def test_the_json_api_is_in_the_openapi_schema(settings: Settings) -> None
         "/taskemit/api/dead/replay",
         "/taskemit/api/dead/purge",
         "/taskemit/api/listeners",
+        "/taskemit/api/listener",
+        "/taskemit/api/history",
         "/taskemit/api/workers",
         "/taskemit/api/queues",
         "/taskemit/api/schedules",
@@ -348,6 +359,16 @@ async def test_the_json_api_is_in_the_openapi_schema(settings: Settings) -> None
     assert [p["name"] for p in replay["parameters"]] == ["job_id"]
     job = schema["components"]["schemas"]["JobOut"]["properties"]
     assert {"job_id", "listener", "status", "history", "error"} <= set(job)
+    history = schema["paths"]["/taskemit/api/history"]["get"]
+    assert {p["name"] for p in history["parameters"]} == {"span", "listener"}
+    assert history["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("HistoryOut")
+    point = schema["components"]["schemas"]["HistoryPointOut"]["properties"]
+    assert {"at", "succeeded_per_s", "failed_per_s", "run_time_p95", "latency_p95", "queued", "waiting", "busy"} <= set(
+        point
+    )
+    assert {"max_tries", "backoff", "retry_on", "timeout"} <= set(
+        schema["components"]["schemas"]["PolicyOut"]["properties"]
+    )
     schema = make_app(settings, include_in_schema=False).openapi_schema.to_schema()
     assert not [path for path in schema["paths"] if path.startswith("/taskemit")]
 
@@ -361,3 +382,77 @@ async def test_the_apps_own_csrf_config_protects_the_dashboard(settings: Setting
         assert (await client.post("/taskemit/api/dead/purge", headers=ADMIN)).status_code == 403
         response = await client.post("/taskemit/api/dead/purge", headers={**ADMIN, "x-csrftoken": token})
         assert response.json() == {"purged": 0}
+
+
+async def test_overview_and_listener_pages(client: AsyncTestClient[Litestar]) -> None:
+    # the landing page is the overview
+    landing = await client.get("/taskemit", headers=VIEWER, follow_redirects=False)
+    assert landing.status_code in (301, 302, 307, 308) and landing.headers["location"] == "/taskemit/overview"
+    for order_id in range(1, 4):
+        await until(
+            client, f"/taskemit/api/events/{await publish(client, 'order_placed', order_id=order_id)}", event_done
+        )
+    await publish(client, "report_due", day="monday")  # no worker serves its queue: it waits
+    history = await until(
+        client,
+        "/taskemit/api/history?span=1h",
+        lambda h: sum(p["succeeded"] for p in h["points"]) == 3 and any(p["waiting"] for p in h["points"]),
+    )
+    assert (history["span"], history["step"], len(history["points"])) == ("1h", 60, 60)
+    assert sum(p["failed"] for p in history["points"]) == 3
+    assert {s["listener"]: s["dead"] for s in history["listeners"]} == {"shop:confirm": 0, "shop:ship": 3}
+    (failure,) = history["failures"]
+    assert (failure["listener"], failure["error_type"], failure["count"]) == (
+        "shop:ship",
+        "builtins.ConnectionRefusedError",
+        3,
+    )
+    assert "parked" in history["queues"]
+    assert (await client.get("/taskemit/api/history?span=7d", headers=VIEWER)).status_code == 400
+    one = (await client.get("/taskemit/api/history?span=24h&listener=shop:report", headers=VIEWER)).json()
+    assert one["listener"] == "shop:report" and one["queues"] == ["shop:report"] and len(one["points"]) == 288
+    assert sum(p["succeeded"] for p in one["points"]) == 0
+
+    html = (await client.get("/taskemit/overview?span=1h", headers=VIEWER)).text
+    assert html.count('<svg class="chart"') == 5 and 'data-html="/taskemit/overview/live?span=1h"' in html
+    for title in ("Jobs completed and failed per second", "waiting for a worker", "Run time", "From emit to start"):
+        assert title in html
+    assert "&lt;b&gt;acme&lt;/b&gt; refused the connection" in html and "<b>acme</b>" not in html  # escaped
+    assert '<a href="/taskemit/listener?name=shop%3Aship">shop:ship</a>' in html
+    assert "<noscript><h2>Points</h2>" in html  # the points as a table, without JavaScript
+    live = await client.get("/taskemit/overview/live?span=30d", headers=VIEWER)
+    assert live.headers["content-type"].startswith("text/html") and live.text.count('<svg class="chart"') == 5
+    assert "<html" not in live.text  # a fragment for the page's script to swap in
+
+    detail = (await client.get("/taskemit/api/listener?name=shop:ship", headers=VIEWER)).json()
+    assert detail["listener"]["died"] == 3 and len(detail["dead_letters"]) == 3
+    assert detail["policy"]["max_tries"] == 1 and detail["policy"]["described"] is True
+    assert detail["policy"]["retry_on"] == ["builtins.Exception"] and detail["policy"]["declared"] == []
+    page = (await client.get("/taskemit/listener?name=shop:ship", headers=VIEWER)).text
+    assert "Listener shop:ship" in page and "Retries and limits" in page and page.count('<svg class="chart"') == 5
+    assert "builtins.ConnectionRefusedError" in page and "Newest dead letters" in page
+    missing = await client.get("/taskemit/api/listener?name=nobody", headers=VIEWER)
+    assert missing.status_code == 404 and "no listener 'nobody'" in missing.text
+    listeners_page = (await client.get("/taskemit/listeners", headers=VIEWER)).text
+    assert 'href="/taskemit/listener?name=shop%3Aconfirm"' in listeners_page
+
+
+def test_a_listeners_policy_is_its_own_options_over_the_settings(settings: Settings) -> None:
+    from taskemit import Backoff
+    from taskemit.emit.catalog import describe
+    from taskemit.litestar.overview_schemas import policy_out
+    from taskemit.monitor.catalog import CatalogEntry
+
+    @listener("x", name="shop:careful", max_tries=3, backoff=Backoff.fixed(2.0), give_up_on=ValueError, timeout=9)
+    async def careful() -> None: ...
+
+    entry = describe(careful, "default")
+    # what a worker registers travels as JSON through the catalog
+    declared = CatalogEntry.from_json(entry.name, entry.to_json()).policy
+    policy = policy_out(declared, settings.default_policy, settings.job_timeout, described=True)
+    assert (policy.max_tries, policy.delays, policy.timeout) == (3, [2.0, 2.0], 9.0)
+    assert policy.backoff == "fixed(2s)" and policy.give_up_on == ["builtins.ValueError"]
+    assert policy.retry_on == ["builtins.Exception"]  # the settings' default
+    assert policy.declared == ["backoff", "give_up_on", "max_tries", "timeout"]
+    plain = policy_out({}, settings.default_policy, settings.job_timeout, described=False)
+    assert plain.max_tries == settings.max_tries and plain.timeout == settings.job_timeout and plain.declared == []

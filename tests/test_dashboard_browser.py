@@ -252,3 +252,107 @@ def test_events_dead_letter_and_replay_in_a_browser(server: str, browser: WebDri
     browser.get(f"{server}/taskemit/schedules")
     wait_for(browser, "the schedules", lambda d: "weekly sales" in d.page_source and "daily sales" in d.page_source)
     screenshot(browser, "schedules")
+
+
+@listener("load_order", name="load:charge", max_tries=1)
+async def charge(n: int) -> None:
+    if n % 10 == 0:  # 30 of 300 fail on purpose
+        raise ValueError(f"card declined for order {n}")
+
+
+@pytest.fixture
+def load_server(taskemit_settings: Settings) -> Iterator[tuple[str, Settings]]:
+    """An app whose in-app worker runs ``charge``, writing its history every second."""
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False, "idle_poll": 0.2, "history_interval": 1.0})
+    config = TaskEmitConfig(
+        listeners=[charge],
+        settings=settings,
+        run_workers_in_app=True,
+        dashboard_path="/taskemit",
+        guards=[],
+        csrf_secret="a browser test secret, 32+ chars",
+        refresh_interval=0.5,
+    )
+    app = Litestar([], plugins=[TaskEmitPlugin(config)])
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uvicorn_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", settings
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=15)
+
+
+async def _load(settings: Settings) -> list[str]:
+    async with Emitter([charge], settings) as emitter:
+        receipts = [await emitter.publish("load_order", n=n) for n in range(300)]
+    return [receipt.event_uuid for receipt in receipts if receipt is not None]
+
+
+def test_the_overview_charts_a_load_of_300_jobs_with_30_failures(
+    load_server: tuple[str, Settings], browser: WebDriver
+) -> None:
+    import asyncio
+
+    server, settings = load_server
+    uuids = asyncio.run(_load(settings))
+    assert len(uuids) == 300
+    # each job's minute, from its outcome on the event record: where the charts must count it
+    expected: dict[int, list[int]] = {}
+    with httpx.Client(base_url=server) as client:
+        for event_uuid in uuids:
+            while not (event := client.get(f"/taskemit/api/events/{event_uuid}").json())["done"]:
+                time.sleep(0.05)
+            (job,) = event["jobs"]
+            minute = int(job["finished"] // 60) * 60
+            counts = expected.setdefault(minute, [0, 0])
+            counts[0 if job["status"] == "complete" else 1] += 1
+        assert sum(c[0] for c in expected.values()) == 270 and sum(c[1] for c in expected.values()) == 30
+
+        # the charts' data, through the JSON API: those counts, in those minute buckets
+        def charted() -> dict[int, list[int]]:
+            points = client.get("/taskemit/api/history", params={"span": "1h"}).json()["points"]
+            return {p["at"]: [p["succeeded"], p["failed"]] for p in points if p["succeeded"] or p["failed"]}
+
+        deadline = time.monotonic() + 15  # the worker writes its tallies every history_interval
+        while charted() != expected:
+            assert time.monotonic() < deadline, f"charted {charted()}, expected {expected}"
+            time.sleep(0.2)
+        history = client.get("/taskemit/api/history", params={"span": "1h"}).json()
+        (failure,) = history["failures"]
+        assert (failure["error_type"], failure["count"]) == ("builtins.ValueError", 30)
+        for span, points in (("24h", 288), ("30d", 720)):
+            longer = client.get("/taskemit/api/history", params={"span": span}).json()
+            assert len(longer["points"]) == points
+            assert sum(p["succeeded"] for p in longer["points"]) == 270
+            assert sum(p["failed"] for p in longer["points"]) == 30
+
+    # the page renders: five charts with their lines, and refreshes itself without a reload
+    browser.get(f"{server}/taskemit/overview")
+    wait_for(browser, "the charts", lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.chart")) == 5)
+    browser.execute_script("window.notReloaded = true")
+    wait_for(browser, "a refresh", lambda d: "updated" in d.find_element(By.CLASS_NAME, "live-state").text)
+    assert browser.execute_script("return window.notReloaded") is True
+    lines = browser.execute_script(
+        "return [...document.querySelectorAll('svg.chart')].map(s => s.querySelectorAll('path, circle').length)"
+    )
+    assert all(count > 0 for count in lines), lines
+    size = browser.execute_script(
+        "const r = document.querySelector('svg.chart').getBoundingClientRect(); return [r.width, r.height]"
+    )
+    assert size[0] > 300 and size[1] > 80  # laid out, not collapsed
+    listeners = browser.find_element(By.CSS_SELECTOR, "table[data-rows=listeners]").text
+    assert "load:charge" in listeners and "270" in listeners and "30" in listeners
+    assert "card declined for order" in browser.find_element(By.CSS_SELECTOR, "table[data-rows=failures]").text
+    browser.set_window_size(1400, 1250)
+    screenshot(browser, "overview")
+    click(browser, "the listener's link", By.LINK_TEXT, "load:charge")
+    wait_for(browser, "the listener page", lambda d: d.find_element(By.TAG_NAME, "h1").text == "Listener load:charge")
+    assert "Retries and limits" in browser.page_source and len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 5
+    screenshot(browser, "listener")

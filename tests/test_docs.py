@@ -155,6 +155,8 @@ CAPTURES = DOCS / "captures"
 _CAPTURE = re.compile(
     r"<!--\s*capture:\s*(?P<path>\S+)\s*-->[ \t]*\n(?:[ \t]*\n)*```text\n(?P<body>.*?)^```[ \t]*$", re.S | re.M
 )
+#: a sparkline: block characters, blanks (no sample) inside
+_SPARK = "[\u2581-\u2588](?:[\u2581-\u2588 ]*[\u2581-\u2588])?"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _JOB = r"\{[\w-]+\}:[0-9a-f]{32}"
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -192,9 +194,23 @@ CAPTURE_VIEWS: dict[str, str] = {
     "events_failed": rf"\$ taskemit events --status failed Events emitted event uuid status jobs {_SHIPPED_ROW}",
     "stats": (
         r"\$ taskemit stats Queue queue queued deferred in progress live workers shop:orders 2 0 0 0"
-        r" Listeners listener succeeded failed retried dead running ok/s failed/s p50 p95"
+        r" History \(last hour, a character per minute; UTC\) trend now peak"
         + "".join(
-            rf" shop:{name} {counts} 0 {_RATE} {_RATE} {_DURATION} {_DURATION}"
+            rf" {title} {_SPARK} {value} {value}"
+            for title, value in (
+                ("completed/s", _RATE),
+                ("failed/s", _RATE),
+                ("queued", r"2\.0"),  # sampled by the command itself: the two queued jobs wait for a worker
+                ("waiting for a worker", r"2\.0"),
+                ("busy slots", r"\d+\.\d"),
+                ("live workers", r"\d+\.\d"),
+                ("run time p95", _DURATION),
+                ("emit to start p95", _DURATION),
+            )
+        )
+        + r" Listeners listener succeeded failed retried dead running ok/s failed/s p50 p95 attempts"
+        + "".join(
+            rf" shop:{name} {counts} 0 {_RATE} {_RATE} {_DURATION} {_DURATION} {_SPARK}"
             for name, counts in (("notify_carrier", "0 3 2 1"), ("send_receipt", "2 0 0 0"), ("update_crm", "2 2 2 0"))
         )
     ),
@@ -215,8 +231,10 @@ CAPTURE_VIEWS: dict[str, str] = {
         rf" enqueued: {_TIME} died: {_TIME} Attempts # status started took worker error" + _ATTEMPT_ROWS
     ),
     "check": (
-        r"\$ taskemit check ok: 1 live worker\(s\) on shop:orders \$ echo \$\? 0"
-        r" \$ taskemit check no worker heartbeat on shop:orders in the last 15s \$ echo \$\? 1"
+        r"\$ taskemit check redis [\d.]+ at redis://\S+: primary, 0 replica\(s\) connected, no maxmemory, durability"
+        r" memory ok: 1 live worker\(s\) on shop:orders \$ echo \$\? 0"
+        r" \$ taskemit check redis [\d.]+ at redis://\S+: primary, 0 replica\(s\) connected, no maxmemory, durability"
+        r" memory no worker heartbeat on shop:orders in the last 15s \$ echo \$\? 1"
     ),
     "metrics": (
         r"# HELP taskemit_events_emitted_total .*"
@@ -271,6 +289,21 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     for page in PAGES:
         built = site / "index.html" if page.stem == "index" else site / page.stem / "index.html"
         assert built.is_file(), f"{page.name} was not built"
+    # the API reference, generated from the docstrings, documents the public API
+    reference = {
+        "emit": ["taskemit.Emitter", "taskemit.listener", "taskemit.Attempt", "taskemit.Retry"],
+        "policy": ["taskemit.Backoff", "taskemit.RetryPolicy"],
+        "settings": ["taskemit.Settings", "taskemit.load_settings"],
+        "workers": ["taskemit.worker_settings", "taskemit.cron"],
+        "monitor": ["taskemit.monitor.read_history", "taskemit.monitor.event_status", "taskemit.monitor.History"],
+        "litestar": ["taskemit.litestar.TaskEmitPlugin", "taskemit.litestar.TaskEmitConfig"],
+        "testing": ["taskemit.testing.run_until_finished", "taskemit.testing.InProcessWorker"],
+        "errors": ["taskemit.errors.TaskEmitError", "taskemit.errors.RedisUnavailable"],
+    }
+    for page, names in reference.items():
+        html = (site / "reference" / page / "index.html").read_text(encoding="utf-8")
+        for name in names:
+            assert f'id="{name}"' in html, f"{name} is not in the API reference page {page}"
 
 
 _SETTINGS_ROW = re.compile(
@@ -581,8 +614,9 @@ def test_two_listeners_with_one_name_are_rejected() -> None:
         worker_settings([first, second], settings=load_settings())
 
 
-def test_worker_settings_options(taskemit_settings: Settings) -> None:
-    async def on_startup(ctx: dict[str, Any]) -> None: ...
+async def test_worker_settings_options(taskemit_settings: Settings) -> None:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["started"] = True
 
     @listener("a", name="docs.a")
     async def handler() -> None: ...
@@ -593,7 +627,10 @@ def test_worker_settings_options(taskemit_settings: Settings) -> None:
     assert cls.health_check_key == f"{taskemit_settings.queue_key}:health-check"
     assert cls.keep_result == taskemit_settings.result_retention
     assert cls.job_timeout == taskemit_settings.job_timeout + 5
-    assert cls.on_startup is on_startup and cls.max_jobs == 3
+    assert cls.max_jobs == 3
+    ctx: dict[str, Any] = {}
+    await cls.on_startup(ctx)  # the given hook, inside the history's (which a stock arq worker runs)
+    assert ctx == {"started": True}
 
 
 async def test_payloads_arrive_as_documented(

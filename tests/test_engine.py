@@ -117,7 +117,12 @@ async def test_named_queue_jobs_go_to_their_queue_and_only_its_workers_run_them(
     assert runs["charge"] == []
     async with InProcessWorker([charge], settings) as worker:
         await until(lambda: runs["charge"] == [7])
-        (info,) = await live_workers(redis, space=settings.keys)
+        # the job may be done before the worker's first heartbeat is written: wait for that too
+        for _ in range(500):
+            if found := await live_workers(redis, space=settings.keys):
+                break
+            await asyncio.sleep(0.01)
+        (info,) = found
         assert info.worker_id == worker.worker_id
         assert info.listeners == [charge.name] and info.queues == ["billing"]
     assert await waiting_listeners(redis, space=settings.keys) == []

@@ -209,8 +209,10 @@ async def test_worker_hooks_chain_the_users_own(settings: Settings) -> None:
     assert isinstance(scheduler, Scheduler) and scheduler._task is not None and not scheduler._task.done()
     await cls.on_shutdown(ctx)
     assert calls == ["startup", "shutdown, scheduler gone: True"]
-    # without schedules, a worker's hooks are the user's own, untouched
-    plain = worker_settings([on_tick], settings=settings, on_startup=startup)
+    # without schedules (and without the history, whose hooks a stock arq worker runs), a worker's
+    # hooks are the user's own, untouched
+    no_history = settings.model_copy(update={"history": False})
+    plain = worker_settings([on_tick], settings=no_history, on_startup=startup)
     assert plain.on_startup is startup and plain.taskemit_crons == ()
 
 
@@ -302,7 +304,8 @@ def test_a_schedule_without_listeners_or_with_wrong_arguments_is_refused(setting
     with pytest.raises(CronConfigError, match="two different cron schedules are named 'cron_other@@hourly'"):
         worker_settings([on_other], settings=settings, crons=twins)
     # a worker that does not run the scheduler does not need the listeners
-    quiet = worker_settings([on_tick], settings=settings, crons=[nobody], run_scheduler=False)
+    no_history = settings.model_copy(update={"history": False})
+    quiet = worker_settings([on_tick], settings=no_history, crons=[nobody], run_scheduler=False)
     assert quiet.taskemit_crons == (nobody,) and not hasattr(quiet, "on_startup")
 
 

@@ -185,6 +185,7 @@ def test_worker_settings_shape(taskemit_settings: Settings) -> None:
             "poll_delay": 0.3,
             "max_jobs": 7,
             "max_tries": 9,
+            "history": False,
         }
     )
     listeners = [record_order, sync_listener, too_slow]
@@ -217,7 +218,7 @@ def test_worker_settings_shape(taskemit_settings: Settings) -> None:
     # the health-check key `arq --check` reads for this queue, written as often as the heartbeat
     assert cls.health_check_key == settings.keys.health_check("orders") == f"{settings.queue_key}:health-check"
     assert cls.health_check_interval == HEARTBEAT_INTERVAL
-    # what taskemit's own commands read back; no cron schedules, so arq's hooks are not set
+    # what taskemit's own commands read back; no cron schedules and no history, so arq's hooks are not set
     assert (cls.taskemit_settings, cls.taskemit_listeners, cls.taskemit_crons) == (settings, tuple(listeners), ())
     assert not hasattr(cls, "on_startup") and not hasattr(cls, "on_shutdown")
 

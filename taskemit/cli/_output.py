@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import click
 from rich.console import Console
@@ -15,6 +16,7 @@ __all__ = (
     "NotFound",
     "full_id",
     "make_console",
+    "sparkline",
     "when",
 )
 
@@ -61,3 +63,25 @@ def full_id(ident: str) -> str:
         return asyncio.run(main())
     except AmbiguousId as exc:
         raise click.UsageError(str(exc)) from None
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], width: int = 60) -> str:
+    """``values`` as a line of block characters scaled from 0 to their largest (a blank where None);
+    more values than ``width`` are grouped by their largest, so a spike shows."""
+    if len(values) > width:
+        size = -(-len(values) // width)
+        groups = [values[i : i + size] for i in range(0, len(values), size)]
+        values = [max((v for v in group if v is not None), default=None) for group in groups]
+    top = max((v for v in values if v is not None), default=0.0)
+    line = []
+    for value in values:
+        if value is None:
+            line.append(" ")
+        elif top <= 0 or value <= 0:
+            line.append(_BLOCKS[0])
+        else:
+            line.append(_BLOCKS[min(len(_BLOCKS) - 1, int(value / top * (len(_BLOCKS) - 1) + 0.5))])
+    return "".join(line)

@@ -5,6 +5,7 @@ this module imports nothing that imports Litestar, so the two never import each 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -24,6 +25,7 @@ from .emit import emit_command
 from .monitor import COMMANDS as MONITOR_COMMANDS
 from .operate import COMMANDS as OPERATE_COMMANDS
 from .spool import spool
+from .stats import stats
 
 __all__ = ("cli", "main")
 
@@ -143,6 +145,9 @@ def worker(
     except TaskEmitError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(engine.run())
+    if engine.abandoned:  # sync listeners still in their threads, which would keep the process alive
+        logging.shutdown()
+        os._exit(1)
     if engine.vitals.recycled:
         from ..engine.pool import RECYCLE_EXIT_CODE
 
@@ -154,6 +159,7 @@ cli.add_command(emit_command)
 cli.add_command(cron)
 cli.add_command(scheduler_command)
 cli.add_command(spool)
+cli.add_command(stats)
 for _command in (*MONITOR_COMMANDS, *OPERATE_COMMANDS):
     cli.add_command(_command)
 

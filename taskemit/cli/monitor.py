@@ -1,4 +1,5 @@
-"""Monitoring views: ``status``, ``events``, ``stats``, ``workers``, ``listeners`` (table, --json, --watch)."""
+"""Monitoring views: ``status``, ``events``, ``workers``, ``listeners`` (table, --json, --watch); ``stats`` is
+in ``stats.py``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from rich.live import Live
 from rich.table import Table
 
 from ..monitor.listing import recent_events
-from ..monitor.stats import read_listener_stats
 from ..monitor.status import EventStatus, JobStatus, event_status, job_status
 from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
@@ -204,116 +204,6 @@ def events(
 @json_option
 @watch_option
 @interval_option
-def stats(as_json: bool, watch: bool, interval: float) -> None:
-    """Per listener and per queue: queued, running, rates, failures, p50/p95 durations; and the
-    flow control of the listeners that declare any (limits, in use, waiting, next token)."""
-
-    async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
-        now_ms = time.time() * 1000
-        workers = await live_workers(redis, settings.queue_name, space=settings.keys)
-        running: dict[str, int] = {}
-        for worker in workers:
-            for name, count in worker.running.items():
-                running[name] = running.get(name, 0) + count
-        flows = {view.listener: view.flow for view in await listener_views(redis, space=settings.keys) if view.flow}
-        listeners = [
-            {
-                "listener": s.listener,
-                "succeeded": s.succeeded,
-                "failed": s.failed,
-                "retried": s.retried,
-                "dead": s.dead,
-                "running": running.get(s.listener, 0),
-                "succeeded_per_s": s.succeeded_rate,
-                "failed_per_s": s.failed_rate,
-                "p50": s.p50,
-                "p95": s.p95,
-                "mean": s.mean,
-            }
-            for s in await read_listener_stats(redis, space=settings.keys)
-        ]
-        flow = [state.to_dict() for _, state in sorted(flows.items())]
-        queue = {
-            "queue": settings.queue_name,
-            JobState.QUEUED: await redis.zcount(settings.queue_key, "-inf", now_ms),
-            JobState.DEFERRED: await redis.zcount(settings.queue_key, f"({now_ms}", "+inf"),
-            JobState.IN_PROGRESS: sum(w.jobs_running for w in workers),
-            "workers": len(workers),
-        }
-        return {"queue": queue, "listeners": listeners, "flow": flow}
-
-    def render(data: dict[str, Any]) -> RenderableType:
-        q = data["queue"]
-        queue = Table(title="Queue", title_justify="left")
-        for column in ("queue", "queued", "deferred", "in progress", "live workers"):
-            queue.add_column(column)
-        queue.add_row(q["queue"], str(q["queued"]), str(q["deferred"]), str(q["in_progress"]), str(q["workers"]))
-        table = Table(title="Listeners", title_justify="left")
-        for column in (
-            "listener",
-            "succeeded",
-            "failed",
-            "retried",
-            "dead",
-            "running",
-            "ok/s",
-            "failed/s",
-            "p50",
-            "p95",
-        ):
-            table.add_column(column, overflow="fold", justify="left" if column == "listener" else "right")
-        for s in data["listeners"]:
-            table.add_row(
-                s["listener"],
-                str(s["succeeded"]),
-                f"[red]{s['failed']}[/]" if s["failed"] else "0",
-                str(s["retried"]),
-                f"[red]{s['dead']}[/]" if s["dead"] else "0",
-                str(s["running"]),
-                f"{s['succeeded_per_s']:.2f}",
-                f"{s['failed_per_s']:.2f}",
-                _ms(s["p50"]),
-                _ms(s["p95"]),
-            )
-        if not data["flow"]:
-            return Group(queue, table)
-        flow = Table(title="Flow control", title_justify="left")
-        for column in (
-            "listener",
-            "limits",
-            "running",
-            "waiting",
-            "behind keys",
-            "tokens",
-            "next token",
-            "busiest keys",
-        ):
-            flow.add_column(column, overflow="fold", justify="left" if column in ("listener", "limits") else "right")
-        now = time.time()
-        for f in data["flow"]:
-            limit = f["declared"].get("concurrency")
-            tokens = "" if f["tokens"] is None else f"{f['tokens']:.2f}"
-            next_token = "" if f["next_token_at"] is None else f"in {max(0.0, f['next_token_at'] - now):.2f}s"
-            busiest = ", ".join(f"{key}: {jobs}" for key, jobs in f["busiest"])
-            flow.add_row(
-                f["listener"],
-                f["limits"],
-                f"{f['running']}/{limit}" if limit else str(f["running"]),
-                str(f["waiting"]),
-                str(f["behind_keys"]),
-                tokens,
-                next_token,
-                busiest,
-            )
-        return Group(queue, table, flow)
-
-    _show(fetch, render, lambda d: d, as_json=as_json, watch=watch, interval=interval)
-
-
-@click.command()
-@json_option
-@watch_option
-@interval_option
 def workers(as_json: bool, watch: bool, interval: float) -> None:
     """Live workers, from their heartbeats: host, pid, jobs running, last seen."""
 
@@ -399,4 +289,4 @@ def listeners(as_json: bool, watch: bool, interval: float) -> None:
     _show(fetch, render, lambda views: [v.to_dict() for v in views], as_json=as_json, watch=watch, interval=interval)
 
 
-COMMANDS = [status, events, stats, workers, listeners]
+COMMANDS = [status, events, workers, listeners]

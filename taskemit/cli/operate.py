@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
 from ..monitor.abort import abort_job
+from ..monitor.server import ServerHealth, server_health
 from ..monitor.workers import Waiting, live_workers, waiting_listeners
 from ..settings import load_settings
 from ..store.connection import redis_client
@@ -44,22 +45,25 @@ def abort(job_id: str) -> None:
 @click.command()
 @json_option
 def check(as_json: bool) -> None:
-    """Exit 0 if a worker of the queue has a fresh heartbeat, 1 if none (for liveness probes)."""
+    """Exit 0 if a worker of the queue has a fresh heartbeat and Redis can take taskemit's writes
+    (a primary, with the replicas the durability level needs); 1 if not (for liveness probes)."""
     settings = load_settings()
 
-    async def main() -> tuple[int, bool, list[Waiting]]:
+    async def main() -> tuple[int, bool, list[Waiting], ServerHealth]:
         async with redis_client(settings) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
-            return len(alive), bool(arq_health), await waiting_listeners(redis, space=settings.keys)
+            waiting = await waiting_listeners(redis, space=settings.keys)
+            return len(alive), bool(arq_health), waiting, await server_health(redis)
 
     try:
-        count, arq_alive, waiting = asyncio.run(main())
+        count, arq_alive, waiting, server = asyncio.run(main())
     except (RedisError, OSError) as exc:
         click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
-    ok = bool(count or arq_alive)
+    problems, warnings = server.problems(settings), server.warnings()
+    ok = bool(count or arq_alive) and not problems
     if as_json:
         report = {
             "ok": ok,
@@ -67,15 +71,35 @@ def check(as_json: bool) -> None:
             "live_workers": count,
             "arq_health_check": arq_alive,
             "waiting": [{"listener": w.listener, "queue": w.queue, "jobs": w.jobs} for w in waiting],
+            "redis": {
+                "version": server.version,
+                "role": "primary" if server.primary else "replica",
+                "connected_replicas": server.connected_replicas,
+                "used_memory": server.used_memory,
+                "maxmemory": server.maxmemory,
+                "headroom": server.headroom,
+                "durability": settings.durability,
+                "problems": problems,
+                "warnings": warnings,
+            },
         }
         click.echo(json.dumps(report))
         sys.exit(0 if ok else 1)
+    headroom = "no maxmemory" if server.headroom is None else f"{server.headroom:.0%} of maxmemory free"
+    click.echo(
+        f"redis {server.version} at {redact_url(settings.redis_url)}: "
+        f"{'primary' if server.primary else 'replica'}, {server.connected_replicas} replica(s) connected, "
+        f"{headroom}, durability {settings.durability}"
+    )
+    for line in (*problems, *warnings):
+        click.echo(line, err=True)
     for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
         click.echo(str(item), err=True)
+    if not (count or arq_alive):
+        click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
     if ok:
         click.echo(f"ok: {count} live worker(s) on {settings.queue_name}" + ("" if count else " (arq health check)"))
         return
-    click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
     sys.exit(1)
 
 

@@ -44,8 +44,27 @@ def describe(item: Listener, default_queue: str) -> CatalogEntry:
         mode=item.mode,
         reliable=item.reliable,
         params=tuple(item.parameters),
+        policy=_declared_policy(item),
         flow=item.flow,
     )
+
+
+def _type_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _declared_policy(item: Listener) -> dict[str, Any]:
+    """The retry options ``item`` sets itself, as JSON (what the dashboard shows beside the settings')."""
+    declared: dict[str, Any] = {}
+    for name, value in item.policy_options.items():
+        if name == "backoff":
+            declared[name] = value.to_dict()
+        elif name in ("retry_on", "give_up_on"):
+            classes = value if isinstance(value, tuple) else (value,)
+            declared[name] = [_type_path(cls) for cls in classes]
+        else:
+            declared[name] = value
+    return declared
 
 
 class RemoteListener:

@@ -27,6 +27,7 @@ from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
 from ..store.codec import Codec
+from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID, ListenerRunner
 from .outcome import Outcome, dead_letter_details
 
@@ -54,7 +55,7 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
         )
         running: Counter[str] | None = ctx.get(CTX_RUNNING)
         outcome = await runner.attempt(run, running)
-        await _write(ctx["redis"], settings, outcome)
+        await _write(ctx["redis"], settings, outcome, ctx.get(CTX_HISTORY))
         if outcome.state is JobState.RETRYING:
             raise ArqRetry(defer=(outcome.run_at_ms / 1000) - time.time())
         if outcome.state is JobState.FAILED:
@@ -66,13 +67,16 @@ def job_function(item: Listener, settings: Settings, codec: Codec) -> Callable[.
     return run_listener
 
 
-async def _write(redis: Any, settings: Settings, outcome: Outcome) -> None:
-    """Record one outcome on the arq path (arq itself settles the job's own keys)."""
+async def _write(redis: Any, settings: Settings, outcome: Outcome, history: HistoryRecorder | None) -> None:
+    """Record one outcome on the arq path (arq itself settles the job's own keys), and count it
+    in the worker's history."""
     attempt = outcome.run.attempt
     space = settings.keys
     try:
         if outcome.state is JobState.FAILED:
             await record_dead_letter(redis, settings, **dead_letter_details(outcome, settings))
+            if history is not None:
+                history.record(outcome)
             return
         stats_keys, stats_args = outcome_args(space, attempt.listener, outcome.counted, outcome.duration)
         job_keys: list[str] = []
@@ -93,5 +97,7 @@ async def _write(redis: Any, settings: Settings, outcome: Outcome) -> None:
                 *job_args,
             ],
         )
+        if history is not None:
+            history.record(outcome)
     except (RedisError, OSError):  # the job's own result is still stored by arq
         logger.warning("could not record attempt %d of job %s", attempt.number, attempt.job_id, exc_info=True)

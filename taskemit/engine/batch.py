@@ -20,24 +20,20 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.exceptions import ResponseError
 
-from ..emit.listener import Listener
-from ..monitor.deadletter import dead_letter_fields
-from ..monitor.stats import RATE_TTL, bucket_for
 from ..settings import Settings
-from ..state import JobState
 from ..store import scripts as lua
-from ..store.codec import META_KWARG, Codec
+from ..store.codec import Codec
 from ..store.connection import drop_connections
 from ..store.durability import durability_holds, wait_command
 from ..store.faults import Fault, RedisNotReady, fault_of
 from ..store.wire import BatchConnection, send_batch
-from .outcome import Outcome
+from .claims import Claim, ClaimBatch, Finished, Route
+from .settle import finish_call
 
 __all__ = ("Claim", "ClaimBatch", "Finished", "JobStore", "Route")
 
@@ -48,95 +44,6 @@ _FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead", "lib_flow")
 _RENEW = lua.script("renew")
 _RELEASE = lua.script("release", "lib_flow")
 _SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one listener's jobs wait: its arq queue, its ready, leased and delayed sets there,
-    and the keys of its flow control (``KeySpace.flow``...)."""
-
-    listener: str
-    queue: str
-    ready: str
-    leased: str
-    delayed: str = ""
-    flow: str = ""
-    flow_jobs: str = ""
-    flow_keys: str = ""
-    group_prefix: str = ""
-    bucket_prefix: str = ""
-    wake: str = ""
-
-    @classmethod
-    def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
-        """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
-        space = settings.keys
-        queue = space.queue(item.queue or settings.queue_name)
-        wake = space.wake_channel(queue)
-        if broadcast_to is not None:
-            queue = space.broadcast_queue(queue, broadcast_to)
-        name = item.name
-        return cls(
-            name,
-            queue,
-            space.ready(queue, name),
-            space.leased(queue, name),
-            delayed=space.delayed(queue, name),
-            flow=space.flow(name),
-            flow_jobs=space.flow_jobs(name),
-            flow_keys=space.flow_keys(name),
-            group_prefix=space.flow_group_prefix(name),
-            bucket_prefix=space.flow_bucket_prefix(name),
-            wake=wake,
-        )
-
-    @property
-    def claim_keys(self) -> tuple[str, ...]:
-        """Its keys in claim.lua's order."""
-        return (self.ready, self.leased, self.queue, self.delayed, self.flow, self.flow_jobs, self.flow_keys)
-
-    @property
-    def claim_args(self) -> tuple[str, ...]:
-        """Its arguments in claim.lua's order."""
-        return (self.group_prefix, self.bucket_prefix, self.wake, self.listener)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A job this worker now holds the lease of, with the claim's token."""
-
-    job_id: str
-    route: int  # index into JobStore.routes
-    payload: bytes
-    job_try: int
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """An attempt's outcome, to settle under the token of the claim that took its job."""
-
-    outcome: Outcome
-    route: int
-    token: str
-
-
-@dataclass(slots=True)
-class ClaimBatch:
-    """What one round trip came to."""
-
-    claimed: list[Claim] = field(default_factory=list)
-    #: jobs whose payload expired while they waited (held under the claim's token: settle them)
-    expired: list[Claim] = field(default_factory=list)
-    #: when work is next due (a delayed job, a retry, a lease running out), epoch seconds
-    next_due: float | None = None
-    #: due jobs whose abort was asked for before they started: settle them as aborted
-    aborted: list[Claim] = field(default_factory=list)
-    #: finishes the script refused: job id -> "taken" (another claim holds the job now) or
-    #: "gone" (applied already, by an earlier send; or the job was claimed again after its lease ran out)
-    refused: dict[str, str] = field(default_factory=dict)
-    #: whether the durability level held for everything this round trip wrote
-    durable: bool = True
 
 
 class JobStore:
@@ -158,6 +65,8 @@ class JobStore:
         #: the token of a round trip whose reply was lost: the next one is sent with it again
         self._unanswered: str | None = None
         self._wait = wait_command(settings.durability, settings.min_replicas, settings.durability_timeout)
+        #: the newest request of arq's abort set already copied (ms)
+        self._arq_aborts_seen = time.time() * 1000 - 60_000
 
     async def load_scripts(self) -> None:
         for script in _SCRIPTS:
@@ -184,7 +93,7 @@ class JobStore:
         token = self._token()
         calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
         if finished:
-            calls.append((_FINISH, *self._finish_call(finished)))
+            calls.append((_FINISH, *finish_call(finished, self.routes, self.settings, self.codec)))
         if self.routes:
             self._first = (self._first + 1) % len(self.routes)
             now_ms = int(time.time() * 1000)
@@ -272,137 +181,25 @@ class JobStore:
         return int(released or 0)
 
     async def take_arq_aborts(self) -> int:
-        """Move the abort requests of this namespace's jobs from arq's own set (``Job.abort()``)
-        to the namespace's, which the scripts read; how many."""
+        """Copy the new abort requests of this namespace's jobs from arq's own set (``Job.abort()``,
+        read by stock arq workers too) to the namespace's, which the scripts read; how many.
+        arq forgets a request after a minute; so are this namespace's requests there."""
         space = self.settings.keys
-        requests = await self.redis.zrange(space.arq_abort_requests, 0, -1, withscores=True)
+        requests = await self.redis.zrangebyscore(
+            space.arq_abort_requests, f"({self._arq_aborts_seen}", "+inf", withscores=True
+        )
         ours = {job_id: score for job_id, score in requests if space.owns(job_id)}
+        if requests:
+            self._arq_aborts_seen = max(score for _, score in requests)
         if not ours:
             return 0
+        now_ms = time.time() * 1000
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(space.abort_requests, ours)
-            pipe.zrem(space.arq_abort_requests, *ours)
             # a request for a job that never ran again is forgotten after a day
-            pipe.zremrangebyscore(space.abort_requests, "-inf", (time.time() - 86400) * 1000)
+            pipe.zremrangebyscore(space.abort_requests, "-inf", now_ms - 86_400_000)
             await pipe.execute()
         return len(ours)
-
-    def _finish_call(self, finished: Sequence[Finished]) -> tuple[list[str], list[Any]]:
-        """The KEYS and ARGV of one finish.lua call for ``finished`` (see the script's layout)."""
-        settings = self.settings
-        space = settings.keys
-        now = time.time()
-        minute = int(now // 60)
-        listeners: dict[str, int] = {}
-        flow_routes: dict[str, Route] = {}
-        job_keys: list[str] = []
-        job_args: list[Any] = []
-        dead_keys: list[str] = []
-        dead_args: list[Any] = []
-        for item in finished:
-            outcome, route = item.outcome, self.routes[item.route]
-            run = outcome.run
-            job_id = run.attempt.job_id
-            listener = run.attempt.listener
-            index = listeners.setdefault(listener, len(listeners) + 1)
-            flow_routes.setdefault(listener, route)
-            job_keys += (
-                space.attempts(job_id),
-                space.event(run.meta.get("event") or "-"),
-                route.queue,
-                route.leased,
-                route.ready,
-                space.in_progress(job_id),
-                space.job(job_id),
-                space.retry(job_id),
-                space.result(job_id),
-            )
-            if outcome.state is JobState.RETRYING:
-                mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
-            elif outcome.state is JobState.FAILED:
-                fields = dead_letter_fields(
-                    settings,
-                    job_id=job_id,
-                    listener=listener,
-                    event_uuid=run.meta.get("event"),
-                    event_id=run.meta.get("event_id"),
-                    reason=outcome.reason,
-                    error=outcome.summary,
-                    enqueued_ms=run.enqueue_ms,
-                    died_ms=int(now * 1000),
-                    queue=route.queue,
-                )
-                fields += ("payload", outcome.next_payload)
-                mode, extra = "dead", [*self._result(outcome, route), len(fields) // 2]
-                dead_keys += (
-                    space.dead(job_id),
-                    space.dead_by_listener(listener),
-                    space.dead_by_event(run.meta.get("event_id") or ""),
-                )
-                dead_args += fields
-            else:
-                mode, extra = "done", [*self._result(outcome, route), ""]
-            duration = outcome.duration
-            job_args += (
-                job_id,
-                item.token,
-                mode,
-                outcome.attempt_json,
-                outcome.outcome_json,
-                *extra,
-                index,
-                ",".join(outcome.counted),
-                "" if duration is None else f"{duration:.6f}",
-                "" if duration is None else bucket_for(duration),
-            )
-        stats_keys: list[str] = []
-        for listener in listeners:
-            r = flow_routes[listener]
-            stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
-            stats_keys += (r.flow, r.flow_jobs, r.flow_keys, r.delayed)
-        keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
-        args = [
-            settings.event_retention,
-            len(finished),
-            int(now * 1000),
-            settings.dead_letter_retention,
-            RATE_TTL,
-            len(listeners),
-            *listeners,
-            *(flow_routes[listener].group_prefix for listener in listeners),
-            *job_args,
-            *dead_args,
-        ]
-        return keys, args
-
-    def _result(self, outcome: Outcome, route: Route) -> list[Any]:
-        """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
-        retention_ms = self.settings.result_retention * 1000
-        if not retention_ms:
-            return ["", 0]
-        run = outcome.run
-        success = outcome.state is JobState.COMPLETE
-        data = {
-            "t": run.attempt.number,
-            "f": run.attempt.listener,
-            "a": run.args,
-            "k": {**run.kwargs, META_KWARG: run.meta},
-            "et": run.enqueue_ms,
-            "s": success,
-            "r": outcome.result if success else outcome.error,
-            "st": int(run.started * 1000),
-            "ft": int(time.time() * 1000),
-            "q": route.queue,
-            "id": run.attempt.job_id,
-        }
-        try:
-            return [self.codec.dumps(data), retention_ms]
-        except Exception:  # a result the serializer cannot store: keep its repr
-            data["r"] = repr(data["r"])[:1000]
-            try:
-                return [self.codec.dumps(data), retention_ms]
-            except Exception:
-                return ["", 0]
 
     async def close(self) -> None:
         await self._batches.close()

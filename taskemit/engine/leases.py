@@ -84,6 +84,7 @@ class LeaseKeeper:
         try:
             while True:
                 raise_if_cancelled()
+                self.lost &= self.running.keys()  # forget the jobs that ended
                 now = time.monotonic()
                 if renewing is None and now >= next_renewal:
                     renewing = asyncio.create_task(self._renew(), name="taskemit-renew")
@@ -113,10 +114,6 @@ class LeaseKeeper:
         if job_id not in self.lost and job_id in self.running:
             self.lost.add(job_id)
             self.give_up(job_id, why)
-
-    def forget(self, job_id: str) -> None:
-        """``job_id`` is no longer running."""
-        self.lost.discard(job_id)
 
     async def _renew(self) -> None:
         held = self._held()

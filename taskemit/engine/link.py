@@ -31,7 +31,7 @@ logger = logging.getLogger("taskemit.worker")
 #: memory, loading, no longer the primary: ``store/faults.py``)
 REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError, RedisNotReady)
 _BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 5.0
+_BACKOFF_MAX = 2.0
 #: seconds between checks that the wake channel's subscription is alive
 _CHECK_EVERY = 2.0
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -44,18 +43,19 @@ from ..emit.catalog import describe
 from ..emit.listener import Listener
 from ..errors import InvalidArgument
 from ..settings import Settings
-from ..state import JobState
 from ..store.codec import get_codec, warn_if_pickle
 from ..store.connection import raise_if_cancelled, redis_client
 from ..store.durability import check_durability
-from ..store.faults import Fault, RedisNotReady, fault_of
-from .batch import Claim, Finished, JobStore
+from ..store.faults import Fault, fault_of
+from .batch import Claim, JobStore
 from .heartbeat import HEARTBEAT_INTERVAL, beat, new_worker_id, remove_heartbeat
+from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
-from .leases import LeaseKeeper, RunningJob
+from .leases import LeaseKeeper
 from .limits import FlowDeclarations
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
+from .running import InFlight
 from .serving import serve
 from .vitals import Vitals, watch_supervisor
 
@@ -67,7 +67,9 @@ Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
 
 #: the most jobs one claim call takes, however many slots are free
 _CLAIM_BATCH = 200
-_NOT_DURABLE = ConnectionError("the durability level did not hold (replicas or fsync)")
+#: seconds between two tries while the durability level does not hold (each try's wait for the
+#: replicas already takes durability_timeout)
+_DURABILITY_RETRY = 0.1
 
 
 class Engine:
@@ -129,7 +131,7 @@ class Engine:
         self.ctx: dict[Any, Any] = dict(ctx or {})
         self.ctx[CTX_WORKER_ID] = self.worker_id
         self.ctx[CTX_RUNNING] = self.running_listeners
-        self.jobs_complete = self.jobs_failed = self.jobs_retried = 0
+        self.history = self.ctx[CTX_HISTORY] = HistoryRecorder(settings, self.worker_id)
         #: event-loop lag, jobs done, memory: for heartbeats and recycling
         self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
         self.redis: ArqRedis | None = None
@@ -141,22 +143,17 @@ class Engine:
         )
         self._store: JobStore | None = None
         self._leases: LeaseKeeper | None = None
-        self._running: dict[str, RunningJob] = {}
-        self._finished: list[Finished] = []
-        #: jobs stopped before their end whose leases are given back (job id, route, token)
-        self._interrupted: list[tuple[str, int, str]] = []
+        #: the jobs running, and what is left to write for them
+        self.jobs = InFlight(
+            self.worker_id, self.routes, self.runners, self.running_listeners, settings.lease_ttl, self._job_ended
+        )
         #: claimed jobs not started until the durability level holds for their claim
         self._unconfirmed: list[Claim] = []
-        #: running jobs being cancelled because their abort was asked for
-        self._aborting: set[str] = set()
-        #: jobs given up while running (their lease is lost): their outcome is thrown away
-        self._lost: set[str] = set()
-        #: leases given up, finishes refused because another worker took the job over
-        self.leases_lost = self.fenced = 0
-        #: sync listeners still running in their threads when a forced stop left them behind
-        self.abandoned = 0
+        #: finishes refused because another worker had taken the job over
+        self.fenced = 0
         self._forced = False
         self._warned_threads = False
+        self._waiting_for_durability = False
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_deadline: float | None = None
@@ -175,7 +172,7 @@ class Engine:
         elsewhere (``abandoned`` counts them; the process should exit at once).
         """
         if not self._stopping:
-            logger.info("worker %s stopping: %d jobs running", self.worker_id, len(self._running))
+            logger.info("worker %s stopping: %d jobs running", self.worker_id, len(self.jobs))
         elif now:
             self._forced = True
         self._stopping = True
@@ -202,7 +199,7 @@ class Engine:
         self.ctx["redis"] = self.redis
         self._store = JobStore(self.redis, self.settings, self.codec, self.routes, self.worker_id)
         self._leases = LeaseKeeper(
-            self._store, self._running, self.link, self.settings.lease_ttl, self._give_up, self._abort
+            self._store, self.jobs.running, self.link, self.settings.lease_ttl, self.jobs.give_up, self.jobs.abort
         )
         try:
             if not await self._connect():
@@ -237,6 +234,7 @@ class Engine:
                     name="taskemit-heartbeat",
                 ),
                 asyncio.create_task(self.vitals.watch_loop_lag(), name="taskemit-loop-lag"),
+                asyncio.create_task(self.history.run(self.redis, self.link), name="taskemit-history"),
                 asyncio.create_task(watch_supervisor(self.worker_id, self.stop), name="taskemit-supervisor"),
             ]
             try:
@@ -276,42 +274,43 @@ class Engine:
         self._helpers = []
         # whatever is still running now (the loop was cancelled, or stopped at once) gives its
         # lease back; a sync listener's thread runs on, so its lease is left to run out
-        running = [job.task for job in self._running.values()]
-        for job_task in running:
-            job_task.cancel()
+        running = self.jobs.cancel_all()
         if running:
             await asyncio.wait(running)
-        self._interrupted += [(claim.job_id, claim.route, claim.token) for claim in self._unconfirmed]
+        self.jobs.interrupted += [(claim.job_id, claim.route, claim.token) for claim in self._unconfirmed]
         self._unconfirmed = []
         assert self._store is not None
         await self._settle(final=True)
+        await self.history.close(self.redis)
 
     async def _settle(self, final: bool = False) -> None:
         """Write what finished and give back the leases of interrupted jobs (best effort)."""
         assert self._store is not None
         for _ in range(3 if final else 1):
             try:
-                if self._finished:
-                    finished, self._finished = self._finished, []
+                jobs = self.jobs
+                if jobs.finished:
+                    finished, jobs.finished = jobs.finished, []
                     try:
                         batch = await self._store.exchange(finished, 0)
                     except BaseException:
-                        self._finished = finished + self._finished
+                        jobs.finished = finished + jobs.finished
                         raise
                     self._refused(batch.refused)
-                if self._interrupted:
-                    released = await self._store.release(self._interrupted)
+                    self.history.record_all(finished, batch.refused)
+                if jobs.interrupted:
+                    released = await self._store.release(jobs.interrupted)
                     logger.info("gave back the leases of %d interrupted jobs", released)
-                    self._interrupted = []
+                    jobs.interrupted = []
                 return
             except REDIS_DOWN as exc:
                 await asyncio.sleep(self.link.down(exc))
-        if self._finished or self._interrupted:
+        if self.jobs.finished or self.jobs.interrupted:
             logger.error(
                 "could not write %d finished jobs or give back %d leases before stopping: Redis is unreachable; "
                 "their leases run out and they run again",
-                len(self._finished),
-                len(self._interrupted),
+                len(self.jobs.finished),
+                len(self.jobs.interrupted),
             )
 
     async def _close(self) -> None:
@@ -335,45 +334,49 @@ class Engine:
     async def _loop(self) -> None:
         store = self._store
         assert store is not None
+        jobs = self.jobs
         while True:
             raise_if_cancelled()
             self._wake.clear()
             if self._stopping:
-                if not self._running or self._forced:
+                if not jobs.running or self._forced:
                     break
                 if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
                     await self._interrupt_running()
-                    if self._running:  # sync listeners: their threads cannot be stopped
+                    if jobs.running:  # sync listeners: their threads cannot be stopped
                         await self._wait(None)
                     continue
             if self._unconfirmed and not await self._confirm_claims():
                 continue
-            busy = len(self._running) + len(self._unconfirmed)
+            busy = len(jobs) + len(self._unconfirmed)
             free = 0 if self._stopping else self.vitals.claim_budget(self.concurrency - busy)
-            if free <= 0 and not self._finished:
+            if free <= 0 and not jobs.finished:
                 await self._wait(self._stop_timeout())
                 continue
-            finished, self._finished = self._finished, []
+            finished, jobs.finished = jobs.finished, []
             limit = min(free, _CLAIM_BATCH)
             sent = time.monotonic()
             try:
                 batch = await store.exchange(finished, limit)
             except REDIS_DOWN as exc:
-                self._finished = finished + self._finished  # sent again: applied once
+                jobs.finished = finished + jobs.finished  # sent again: applied once
                 await self._back_off(exc)
                 continue
             self.link.up()
+            if batch.durable and self._waiting_for_durability:
+                self._waiting_for_durability = False
+                logger.warning("worker %s: durability %r holds again", self.worker_id, self.settings.durability)
             self._refused(batch.refused)
+            self.history.record_all(finished, batch.refused)  # sent again, a finish is refused: counted once
             for claim in batch.expired:
-                runner = self.runners[claim.route]
-                self._finished.append(Finished(runner.expired(claim.job_id, self.worker_id), claim.route, claim.token))
+                jobs.expired(claim)
             for claim in batch.aborted:
-                self._finished.append(Finished(self._aborted(claim, started=False), claim.route, claim.token))
+                jobs.aborted(claim, started=False)
             if not batch.durable:
                 # the level did not hold for this round trip: its finishes are sent again, its claims wait
-                self._finished = finished + self._finished
+                jobs.finished = finished + jobs.finished
                 self._unconfirmed += batch.claimed
-                await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+                await self._not_durable()
                 continue
             for claim in batch.claimed:
                 self._start(claim, sent)
@@ -381,13 +384,13 @@ class Engine:
                 continue
             if len(batch.claimed) >= limit:
                 continue  # there may be more: claim again as soon as a slot frees
-            if self.burst and batch.next_due is None and not self._running and not self._finished:
+            if self.burst and batch.next_due is None and not jobs.running and not jobs.finished:
                 logger.info("worker %s: no jobs left (burst)", self.worker_id)
                 break
             timeout = self.settings.idle_poll
             if batch.next_due is not None:
                 timeout = min(timeout, max(0.0, batch.next_due - time.time()))
-            if timeout > 0 or self._finished:
+            if timeout > 0 or jobs.finished:
                 await self._wait(timeout)
 
     async def _back_off(self, exc: BaseException) -> None:
@@ -419,7 +422,7 @@ class Engine:
             await self._back_off(exc)
             return False
         if not durable:
-            await self._sleep(self.link.down(RedisNotReady(_NOT_DURABLE, Fault.BUSY)))
+            await self._not_durable()
             return False
         self.link.up()
         self._unconfirmed = []
@@ -428,6 +431,18 @@ class Engine:
             if claim.job_id not in gone:
                 self._start(claim, sent)
         return True
+
+    async def _not_durable(self) -> None:
+        if not self._waiting_for_durability:
+            self._waiting_for_durability = True
+            logger.warning(
+                "worker %s: durability %r does not hold (fewer than %d replicas confirm, or no fsync); claimed jobs "
+                "wait to start and finished ones are sent again until it does",
+                self.worker_id,
+                self.settings.durability,
+                self.settings.min_replicas,
+            )
+        await self._sleep(_DURABILITY_RETRY)
 
     def _refused(self, refused: dict[str, str]) -> None:
         for job_id, reason in refused.items():
@@ -462,13 +477,13 @@ class Engine:
         await self._wait(min(seconds, self._stop_timeout() or seconds))
 
     async def _interrupt_running(self) -> None:
-        stoppable = [job.task for job in self._running.values() if not job.sync and not job.task.done()]
-        threads = len(self._running) - len(stoppable)
+        stoppable = self.jobs.stoppable()
+        threads = len(self.jobs) - len(stoppable)
         if stoppable or (threads and not self._warned_threads):
             logger.warning(
                 "worker %s: %d jobs still running after the %gs grace; stopping %d (not counted as attempts)%s",
                 self.worker_id,
-                len(self._running),
+                len(self.jobs),
                 self.grace,
                 len(stoppable),
                 f"; {threads} sync listeners keep their leases until their threads return (a second signal "
@@ -483,90 +498,30 @@ class Engine:
             await asyncio.wait(stoppable)
 
     def _start(self, claim: Claim, sent: float) -> None:
-        """Run ``claim``'s job; its lease surely holds until ``sent`` (when its claim was sent) + a lease."""
-        runner = self.runners[claim.route]
-        self.vitals.job_started(runner.name)
-        task = asyncio.create_task(
-            runner.run_payload(claim.job_id, claim.job_try, claim.payload, self.worker_id, self.running_listeners)
-        )
-        self._running[claim.job_id] = RunningJob(task, claim, sent + self.settings.lease_ttl, not runner.item.is_async)
-        # bookkeeping in a callback: it runs even for a task cancelled before it started
-        task.add_done_callback(functools.partial(self._job_done, claim))
+        self.vitals.job_started(self.routes[claim.route].listener)
+        self.jobs.start(claim, sent)
 
-    def _job_done(self, claim: Claim, task: asyncio.Task[Outcome]) -> None:
-        job = self._running.pop(claim.job_id)
+    def _job_ended(self, outcome: Outcome | None) -> None:
         self._wake.set()
-        if self._leases is not None:
-            self._leases.forget(claim.job_id)
-        aborting = claim.job_id in self._aborting
-        self._aborting.discard(claim.job_id)
-        if claim.job_id in self._lost:  # given up: another worker runs it, or will
-            self._lost.discard(claim.job_id)
-            logger.warning(
-                "worker %s: job %s of %s ended after its lease was lost; its outcome is not recorded",
-                self.worker_id,
-                claim.job_id,
-                job.claim and self.routes[claim.route].listener,
-            )
-            return
-        if task.cancelled():
-            if aborting:  # stopped on request: settled as aborted
-                self._finished.append(Finished(self._aborted(claim, started=True), claim.route, claim.token))
-            elif job.sync:  # its thread runs on: the lease is left to run out
-                self.abandoned += 1
-            else:
-                self._interrupted.append((claim.job_id, claim.route, claim.token))
-            return
-        error = task.exception()
-        if error is not None:  # a bug in taskemit, never the listener's: keep the worker alive
-            logger.error(
-                "job %s of %s could not be run",
-                claim.job_id,
-                self.routes[claim.route].listener,
-                exc_info=(type(error), error, error.__traceback__),
-            )
-            self._interrupted.append((claim.job_id, claim.route, claim.token))
-            return
-        outcome = task.result()
-        self._finished.append(Finished(outcome, claim.route, claim.token))
-        if not self._stopping and self.vitals.job_finished():
+        if outcome is not None and not self._stopping and self.vitals.job_finished():
             self.stop()
-        if outcome.state is JobState.COMPLETE:
-            self.jobs_complete += 1
-        elif outcome.state is JobState.RETRYING:
-            self.jobs_retried += 1
-        else:
-            self.jobs_failed += 1
 
-    def _give_up(self, job_id: str, why: str) -> None:
-        """Stop a running job whose lease is lost (``leases``): an async listener is cancelled, a
-        sync one runs to its end; its outcome is not recorded."""
-        job = self._running.get(job_id)
-        if job is None or job_id in self._lost:
-            return
-        self._lost.add(job_id)
-        self.leases_lost += 1
-        logger.warning(
-            "worker %s gives up job %s of %s: %s; %s",
-            self.worker_id,
-            job_id,
-            self.routes[job.claim.route].listener,
-            why,
-            "its thread runs to its end, and its outcome is thrown away" if job.sync else "it is cancelled",
-        )
-        if not job.sync:
-            job.task.cancel()
+    @property
+    def jobs_complete(self) -> int:
+        return self.jobs.complete
 
-    def _abort(self, job_id: str) -> None:
-        """Cancel a running job whose abort was asked for; it is settled as aborted."""
-        job = self._running.get(job_id)
-        if job is not None:
-            self._aborting.add(job_id)
-            job.task.cancel()
+    @property
+    def jobs_failed(self) -> int:
+        return self.jobs.failed
 
-    def _aborted(self, claim: Claim, started: bool) -> Outcome:
-        runner = self.runners[claim.route]
-        return runner.aborted(claim.job_id, claim.job_try, claim.payload, self.worker_id, started)
+    @property
+    def jobs_retried(self) -> int:
+        return self.jobs.retried
+
+    @property
+    def abandoned(self) -> int:
+        """Sync listeners still running in their threads when a stop at once left them behind."""
+        return self.jobs.abandoned
 
     # -- helpers running beside the loop ---------------------------------------------------------
 
@@ -585,7 +540,7 @@ class Engine:
             "listeners": sorted(item.name for item in self.listeners),
             "concurrency": self.concurrency,
             "started": self.started,
-            "jobs_running": len(self._running),
+            "jobs_running": len(self.jobs),
             "jobs_complete": self.jobs_complete,
             "jobs_failed": self.jobs_failed,
             "jobs_retried": self.jobs_retried,
@@ -593,6 +548,6 @@ class Engine:
             "outages": self.link.outages,
             "last_outage": self.link.last_outage,
             "loop_lag": round(self.vitals.take_loop_lag(), 4),
-            "leases_lost": self.leases_lost,
+            "leases_lost": self.jobs.leases_lost,
             "fenced": self.fenced,
         }

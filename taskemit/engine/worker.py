@@ -26,6 +26,7 @@ from ..store.codec import Codec, get_codec
 from ..store.connection import parse_redis_url
 from .arqpath import job_function
 from .heartbeat import HEARTBEAT_INTERVAL
+from .history import history_hooks
 from .loop import Engine
 
 __all__ = ("InProcessWorker", "engine_for", "worker_settings")
@@ -147,6 +148,10 @@ def worker_settings(
         "taskemit_crons": schedules,
     }
     attributes.update(arq_options)
+    if settings.history:  # a stock arq worker keeps it too (taskemit's own worker has its recorder already)
+        attributes["on_startup"], attributes["on_shutdown"] = history_hooks(
+            settings, attributes.get("on_startup"), attributes.get("on_shutdown")
+        )
     return type("WorkerSettings", (), attributes)
 
 

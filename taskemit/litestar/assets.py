@@ -4,6 +4,9 @@ The script keeps the page live: every element with ``data-src`` polls that JSON 
 re-renders its tables (``data-rows``: where the rows are in the JSON, ``data-columns``: the
 same column specs the server rendered them with) and fields (``data-field``). Cells are built
 with ``textContent``, never HTML from the data. ``renderCell`` mirrors ``html.render_cell``.
+Every element with ``data-html`` (the charts of the overview and listener pages) polls that
+URL of the dashboard itself for the same server-rendered fragment, escaped there like the page,
+and swaps it in.
 """
 
 from __future__ import annotations
@@ -50,6 +53,21 @@ dt { color:var(--muted); }
 dd { margin:0; }
 .live-state { float:right; font-size:12px; color:var(--muted); }
 .stale .live-state { color:#a4161a; }
+nav.spans { margin:.2rem 0 .6rem; }
+nav.spans a { margin-right:.6rem; }
+nav.spans a.here { font-weight:600; color:var(--fg); text-decoration:none; }
+.charts { display:grid; grid-template-columns:repeat(auto-fill, minmax(540px, 1fr)); gap:.8rem 1.2rem; }
+figure.chart-box { margin:0; border:1px solid var(--line); border-radius:.3rem; padding:.5rem .6rem .3rem; }
+figure.chart-box figcaption { font-weight:600; margin-bottom:.2rem; }
+svg.chart { width:100%; height:auto; display:block; }
+svg.chart .grid { stroke:#e5e9ee; stroke-width:1; }
+svg.chart .axis { font-size:12px; fill:var(--muted); }
+svg.chart .hover { fill:transparent; }
+svg.chart .hover:hover { fill:rgba(11, 95, 189, .08); }
+ul.legend { list-style:none; margin:.2rem 0 0; padding:0; display:flex; flex-wrap:wrap; gap:.2rem 1rem;
+  font-size:12px; color:var(--muted); }
+.swatch { display:inline-block; width:1.2rem; border-top:3px solid; vertical-align:middle; margin-right:.3rem; }
+.swatch.dashed { border-top-style:dashed; }
 """
 
 SCRIPT = r"""
@@ -188,8 +206,30 @@ SCRIPT = r"""
     }
   }
 
+  async function refreshHtml(box) {
+    const state = box.querySelector(".live-state");
+    try {
+      const response = await fetch(box.dataset.html, {headers: {accept: "text/html"}, credentials: "same-origin"});
+      if (!response.ok) throw new Error(response.status + " " + response.statusText);
+      const text = await response.text();
+      box.classList.remove("stale");
+      if (text !== box.dataset.last) {
+        box.dataset.last = text;
+        const fresh = new DOMParser().parseFromString(text, "text/html").body;
+        box.querySelector(".live-body").replaceChildren(...fresh.childNodes);
+      }
+      if (state) state.textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (err) {
+      box.classList.add("stale");
+      if (state) state.textContent = "not updated: " + err.message;
+    }
+  }
+
   document.querySelectorAll("[data-src]").forEach(box => {
     setInterval(() => refresh(box), Number(box.dataset.interval) || 2000);
+  });
+  document.querySelectorAll("[data-html]").forEach(box => {
+    setInterval(() => refreshHtml(box), Number(box.dataset.interval) || 2000);
   });
   document.addEventListener("submit", e => {
     const question = e.target.dataset.confirm;

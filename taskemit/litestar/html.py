@@ -226,6 +226,7 @@ class Page:
     interval: float
 
     NAV = (
+        ("overview", "Overview"),
         ("events", "Events"),
         ("dead", "Dead letters"),
         ("listeners", "Listeners"),

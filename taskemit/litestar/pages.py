@@ -131,6 +131,10 @@ def dead_columns(base: str) -> list[Column]:
     ]
 
 
+def listener_columns(base: str) -> list[Column]:
+    return [Column("listener", "listener", "link", href=f"{base}/listener?name={{listener}}"), *LISTENER_COLUMNS[1:]]
+
+
 LISTENER_COLUMNS = [
     Column("listener", "listener"),
     Column("queue", "queue"),
@@ -199,7 +203,7 @@ class Pages(DashboardController):
 
     @get("/", media_type=MediaType.HTML)
     async def index(self) -> Redirect:
-        return Redirect(f"{self.dashboard.base}/events")
+        return Redirect(f"{self.dashboard.base}/overview")
 
     @get("/events", media_type=MediaType.HTML)
     async def events_page(
@@ -322,7 +326,8 @@ class Pages(DashboardController):
         d = self.dashboard
         page = d.page(request)
         data = plain(await d.data.listeners())
-        body = page.live(f"{d.api}/listeners", page.table(LISTENER_COLUMNS, data, "", empty="no listeners yet"))
+        columns = listener_columns(d.base)
+        body = page.live(f"{d.api}/listeners", page.table(columns, data, "", empty="no listeners yet"))
         return d.render(request, "Listeners", body, here="listeners", notice=None)
 
     @get("/workers", media_type=MediaType.HTML)

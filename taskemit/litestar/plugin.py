@@ -27,6 +27,7 @@ from ..settings import Settings, load_settings
 from .api import ApiActions, ApiReads
 from .backend import ArqEventEmitter
 from .config import TaskEmitConfig
+from .overview import OverviewApiReads, OverviewPages
 from .pages import Dashboard, PageActions, Pages
 from .schedules import ScheduleActions, ScheduleApiActions, ScheduleApiReads, SchedulePages
 from .service import DashboardData
@@ -106,7 +107,7 @@ class TaskEmitPlugin(InitPlugin, CLIPlugin):
                 )
             csrf = CSRFConfig(secret=config.csrf_secret, cookie_name=CSRF_COOKIE, cookie_path=config.dashboard_path)
             middleware.append(DefineMiddleware(CSRFMiddleware, config=csrf))
-        reads = [Pages, ApiReads, SchedulePages, ScheduleApiReads]
+        reads = [Pages, ApiReads, OverviewPages, OverviewApiReads, SchedulePages, ScheduleApiReads]
         actions = [PageActions, ApiActions, ScheduleActions, ScheduleApiActions]
         dashboard = Dashboard(data, config.dashboard_path, config.refresh_interval)
         handlers: list[ControllerRouterHandler] = [

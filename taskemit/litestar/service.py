@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 
 from ..errors import InvalidArgument, NotReplayable
 from ..monitor import (
+    SPANS,
     abort_job,
     event_status,
     get_dead_letter,
@@ -27,13 +28,17 @@ from ..monitor import (
     live_workers,
     purge_dead_letters,
     queue_depths,
+    read_catalog,
+    read_history,
     read_listener_stats,
     recent_events,
     replay_dead_letter,
+    sample_if_due,
 )
 from ..settings import Settings
 from ..state import JobState
 from ..store.connection import redis_client
+from .overview_schemas import HistoryOut, ListenerDetailOut, history_out, policy_out
 from .schemas import (
     AbortOut,
     DeadLetterOut,
@@ -207,3 +212,36 @@ class DashboardData:
 
     async def queues(self) -> list[QueueOut]:
         return [queue_out(view) for view in await queue_depths(self.redis, self.settings)]
+
+    # -- the history, one listener ---------------------------------------------------------------
+
+    async def history(self, span: str = "1h", listener: str | None = None) -> HistoryOut:
+        """The history over ``span``; first a sample of the gauges, if none was taken this interval
+        (so queue depth and waiting jobs are charted while no worker runs)."""
+        if span not in SPANS:
+            raise ValidationException(f"unknown span {span!r}: use one of {', '.join(SPANS)}")
+        if self.settings.history:
+            await sample_if_due(self.redis, self.settings, "dashboard")
+        return history_out(await read_history(self.redis, self.settings, span, listener=listener or None))
+
+    async def listener_detail(self, name: str) -> ListenerDetailOut:
+        listeners = {view.listener: view for view in await listener_views(self.redis, space=self.settings.keys)}
+        stats = {s.listener: s for s in await read_listener_stats(self.redis, space=self.settings.keys)}
+        if name not in listeners and name not in stats:
+            raise NotFoundException(
+                f"no listener {name!r}: no emitter routed it, no worker runs it, it has no counters"
+            )
+        entry = (await read_catalog(self.redis, space=self.settings.keys)).get(name)
+        settings = self.settings
+        page = await list_dead_letters(self.redis, listener=name, limit=5, space=settings.keys)
+        return ListenerDetailOut(
+            listener=listener_out(listeners.get(name), stats.get(name), name),
+            reliable=entry.reliable if entry is not None else True,
+            policy=policy_out(
+                entry.policy if entry is not None else {},
+                settings.default_policy,
+                settings.job_timeout,
+                described=entry is not None,
+            ),
+            dead_letters=[self._dead_out(letter) for letter in page.items],
+        )

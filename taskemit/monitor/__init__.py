@@ -18,6 +18,7 @@ from .deadletter import (
     replay_dead_letter,
 )
 from .flow import FlowState, flow_states
+from .history import Gauges, sample_gauges, sample_if_due
 from .listing import EventPage, events_between, recent_events
 from .queues import QueueView, queue_depths
 from .schedules import (
@@ -29,6 +30,8 @@ from .schedules import (
     trigger_event_uuid,
     trigger_schedule,
 )
+from .series import SPANS, FailureCount, History, HistoryPoint, ListenerSummary, Span, read_history
+from .server import ServerHealth, server_health
 from .stats import ListenerStats, quantile, read_listener_stats
 from .status import (
     EventStatus,
@@ -41,17 +44,25 @@ from .status import (
 from .workers import ListenerView, WorkerInfo, listener_views, live_workers, waiting_listeners
 
 __all__ = (
+    "SPANS",
     "CatalogEntry",
     "DeadLetter",
     "DeadLetterPage",
     "EventPage",
     "EventStatus",
+    "FailureCount",
     "FlowState",
+    "Gauges",
+    "History",
+    "HistoryPoint",
     "JobStatus",
     "ListenerStats",
+    "ListenerSummary",
     "ListenerView",
     "QueueView",
     "ScheduleView",
+    "ServerHealth",
+    "Span",
     "WorkerInfo",
     "abort_job",
     "event_status",
@@ -71,10 +82,14 @@ __all__ = (
     "quantile",
     "queue_depths",
     "read_catalog",
+    "read_history",
     "read_listener_stats",
     "recent_events",
     "replay_dead_letter",
     "resume_schedule",
+    "sample_gauges",
+    "sample_if_due",
+    "server_health",
     "trigger_event_uuid",
     "trigger_schedule",
     "wait_for_event",

@@ -82,4 +82,7 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
             space.flow_group_prefix(listener),
         ],
     )
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
+    answer = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if answer == "requested":  # a stock arq worker may run it: arq's own set (outside the namespace's slot)
+        await redis.zadd(space.arq_abort_requests, {job_id: int(time.time() * 1000)})
+    return answer

@@ -48,6 +48,9 @@ class CatalogEntry:
     #: (name, inspect.Parameter kind as an int, has a default) per parameter an emit must fit
     params: tuple[tuple[str, int, bool], ...]
     workers: tuple[str, ...] = field(default=())
+    #: the retry options the listener sets itself (``max_tries``, ``backoff`` as ``Backoff.to_dict``,
+    #: ``retry_on`` and ``give_up_on`` as type paths, ``timeout``); the rest are the settings'
+    policy: dict[str, Any] = field(default_factory=dict, compare=False)
     #: its flow control: the newest declaration of the workers that registered it
     flow: FlowControl = field(default=FlowControl())
 
@@ -63,6 +66,7 @@ class CatalogEntry:
             reliable=bool(data.get("reliable", True)),
             params=tuple((str(p[0]), int(p[1]), bool(p[2])) for p in data.get("params", ())),
             workers=workers,
+            policy=dict(data.get("policy") or {}),
             flow=FlowControl.from_dict(data.get("flow")),
         )
 
@@ -75,6 +79,7 @@ class CatalogEntry:
                 "mode": self.mode,
                 "reliable": self.reliable,
                 "params": [list(p) for p in self.params],
+                "policy": self.policy,
                 "flow": self.flow.to_dict(),
             },
             sort_keys=True,

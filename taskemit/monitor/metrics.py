@@ -69,6 +69,11 @@ class TaskEmitCollector(Collector):
         durations = HistogramMetricFamily(
             "taskemit_listener_duration_seconds", "Duration of listener attempts.", labels=["listener"]
         )
+        fenced = CounterMetricFamily(
+            "taskemit_listener_fenced",
+            "Outcomes refused because another worker had taken the job over after the first one's lease ran out.",
+            labels=["listener"],
+        )
         for name, raw in zip(names, listener_stats, strict=True):
             fields = {k.decode(): v.decode() for k, v in raw.items()}
             for outcome in ("succeeded", "failed", "retried", "dead"):
@@ -79,8 +84,10 @@ class TaskEmitCollector(Collector):
                 cumulative += int(fields.get("le:" + label, 0))
                 buckets.append((label, cumulative))
             durations.add_metric([name], buckets, float(fields.get("duration_sum", 0.0)))
+            fenced.add_metric([name], int(fields.get("fenced", 0)))
         yield jobs
         yield durations
+        yield fenced
 
         depth = GaugeMetricFamily("taskemit_queue_jobs", "Jobs in the queue by state.", labels=["queue", "state"])
         depth.add_metric([self.settings.queue_name, "ready"], int(ready))
@@ -99,6 +106,12 @@ class TaskEmitCollector(Collector):
             "The longest a worker's event loop was blocked between its last two heartbeats.",
             labels=["worker"],
         )
+        lost = CounterMetricFamily(
+            "taskemit_worker_leases_lost",
+            "Running jobs a worker gave up because it could not keep their leases (Redis unreachable, a "
+            "partition), since it started.",
+            labels=["worker"],
+        )
         for worker_id, beat in zip(worker_ids, heartbeats, strict=True):
             if not beat:
                 continue
@@ -108,9 +121,11 @@ class TaskEmitCollector(Collector):
                 live.add_metric([name], 1)
                 running.add_metric([name], int(json.loads(beat.get(b"jobs_running", b"0"))))
                 lag.add_metric([name], float(json.loads(beat.get(b"loop_lag", b"0"))))
+                lost.add_metric([name], int(json.loads(beat.get(b"leases_lost", b"0"))))
         yield live
         yield running
         yield lag
+        yield lost
         yield from self._flow(redis, now)
 
     def _flow(self, redis: Redis, now: float) -> Iterator[Metric]:

@@ -4,6 +4,10 @@ Workers count every finished attempt in the same Lua call that records it (see
 ``lua/lib_stats.lua``): succeeded, failed (attempts), retried, dead, and a duration
 histogram with fixed buckets. Percentiles are estimated from the buckets, as Prometheus'
 ``histogram_quantile`` does. The pure part (buckets, quantiles) has no Redis in it.
+
+The recent rates come from the per-minute buckets of the history (``history.py``), which
+workers write once per ``history_interval``: the counters here are totals since the first
+attempt, and cost no per-minute keys.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ __all__ = (
 #: Upper bounds (seconds) of the duration buckets; the last bucket is +Inf.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RATE_WINDOW_MINUTES = 5
+_LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
+#: the TTL that scripts still take for a per-minute rate hash they no longer write (see lib_stats.lua)
 RATE_TTL = 2 * 3600
 
 
 def bucket_for(duration: float) -> str:
     """The label of the bucket ``duration`` falls in: its upper bound, or ``+Inf``."""
-    index = bisect.bisect_left(BUCKETS, duration)
-    return "+Inf" if index == len(BUCKETS) else f"{BUCKETS[index]:g}"
+    return _LABELS[bisect.bisect_left(BUCKETS, duration)]
 
 
 def quantile(q: float, counts: Mapping[str, int]) -> float | None:
@@ -63,12 +68,16 @@ def quantile(q: float, counts: Mapping[str, int]) -> float | None:
 
 
 def outcome_args(
-    space: KeySpace, listener: str, outcomes: Sequence[str], duration: float | None, now: float | None = None
+    space: KeySpace, listener: str, outcomes: Sequence[str], duration: float | None
 ) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call."""
-    minute = int((now if now is not None else time.time()) // 60)
+    """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call.
+
+    Its second key and last argument are unused: they were a per-minute rate hash and its TTL,
+    which the history's buckets replaced; they stay so the scripts' KEYS and ARGV keep their places.
+    """
+    stats = space.listener_stats(listener)
     return (
-        [space.listener_stats(listener), space.listener_rate(listener, minute), space.listener_names],
+        [stats, stats, space.listener_names],
         [
             listener,
             ",".join(outcomes),
@@ -108,16 +117,14 @@ class OutcomeTally:
             label = "le:" + bucket_for(duration)
             buckets[label] = buckets.get(label, 0) + 1
 
-    def calls(self, space: KeySpace, now: float | None = None) -> list[tuple[list[str], list[Any]]]:
+    def calls(self, space: KeySpace) -> list[tuple[list[str], list[Any]]]:
         """The KEYS and ARGV of one ``count.lua`` call per listener counted."""
-        minute = int((now if now is not None else time.time()) // 60)
         calls = []
         for listener, (counts, sums, buckets) in self._tallies.items():
-            args: list[Any] = [listener, RATE_TTL, f"{sums[0]:.6f}", int(sums[1]), len(counts)]
+            args: list[Any] = [listener, f"{sums[0]:.6f}", int(sums[1]), len(counts)]
             for pair in (*counts.items(), *buckets.items()):
                 args += pair
-            keys = [space.listener_stats(listener), space.listener_rate(listener, minute), space.listener_names]
-            calls.append((keys, args))
+            calls.append(([space.listener_stats(listener), space.listener_names], args))
         return calls
 
 
@@ -133,7 +140,7 @@ class ListenerStats:
     duration_count: int = 0
     duration_sum: float = 0.0
     buckets: dict[str, int] = field(default_factory=dict)
-    #: per second over the last RATE_WINDOW_MINUTES minutes
+    #: per second over the last RATE_WINDOW_MINUTES minutes (from the history: 0 with it off)
     succeeded_rate: float = 0.0
     failed_rate: float = 0.0
 
@@ -155,21 +162,26 @@ def _ints(raw: Mapping[bytes, bytes]) -> dict[str, str]:
 
 
 async def read_listener_stats(redis: Any, now: float | None = None, *, space: KeySpace) -> list[ListenerStats]:
-    """Counters of every listener that has any, sorted by name; one round trip."""
+    """Counters of every listener that has any, sorted by name, with their rates over the last
+    ``RATE_WINDOW_MINUTES`` minutes from the history's minute buckets; two round trips."""
     names = sorted(n.decode() for n in await redis.smembers(space.listener_names))
-    minute = int((now if now is not None else time.time()) // 60)
+    minute = int((now if now is not None else time.time()) // 60) * 60
+    rate_fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(space.listener_stats(name))
+        if names:
             for back in range(RATE_WINDOW_MINUTES):
-                pipe.hgetall(space.listener_rate(name, minute - back))
+                pipe.hmget(space.history("1m", minute - 60 * back), rate_fields)
         replies = await pipe.execute()
+    window = RATE_WINDOW_MINUTES * 60
+    rates = [0] * len(rate_fields)
+    for minute_counts in replies[len(names) :]:
+        for i, count in enumerate(minute_counts):
+            rates[i] += int(count or 0)
     result = []
-    per = 1 + RATE_WINDOW_MINUTES
     for i, name in enumerate(names):
-        fields = _ints(replies[i * per])
-        rates = [_ints(r) for r in replies[i * per + 1 : (i + 1) * per]]
-        window = RATE_WINDOW_MINUTES * 60
+        fields = _ints(replies[i])
         result.append(
             ListenerStats(
                 listener=name,
@@ -180,8 +192,8 @@ async def read_listener_stats(redis: Any, now: float | None = None, *, space: Ke
                 duration_count=int(fields.get("duration_count", 0)),
                 duration_sum=float(fields.get("duration_sum", 0.0)),
                 buckets={k[3:]: int(v) for k, v in fields.items() if k.startswith("le:")},
-                succeeded_rate=sum(int(r.get("succeeded", 0)) for r in rates) / window,
-                failed_rate=sum(int(r.get("failed", 0)) for r in rates) / window,
+                succeeded_rate=rates[2 * i] / window,
+                failed_rate=rates[2 * i + 1] / window,
             )
         )
     return result

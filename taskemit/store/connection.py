@@ -84,6 +84,19 @@ _PASSED_OPTIONS = (
 ClientT = TypeVar("ClientT", bound=aioredis.Redis)
 
 
+class Settings(Protocol):
+    """What a client is made from (taskemit's settings have it)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def health_check_interval(self) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
     """What a Redis URL names: one server (``redis://``, ``rediss://``, ``unix://``), or a

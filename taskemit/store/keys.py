@@ -294,8 +294,19 @@ class KeySpace:
         return f"{self.prefix}stats:listener:{listener}"
 
     def listener_rate(self, listener: str, minute: int) -> str:
-        """Hash of a listener's counters during one minute (epoch minutes), for rates."""
+        """A per-minute hash of a listener's counts, no longer written (the history's minute buckets
+        give the rates); scripts still take it in KEYS, in its old place."""
         return f"{self.prefix}rate:{listener}:{minute}"
+
+    def history(self, resolution: str, bucket: int) -> str:
+        """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
+        (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""
+        return f"{self.prefix}history:{resolution}:{bucket}"
+
+    @property
+    def history_sampler(self) -> str:
+        """String: who samples queue depth and busy workers this interval (expires after it)."""
+        return self.prefix + "history:sampler"
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -1,20 +1,20 @@
--- Shared by the scripts that finish an attempt: per-listener counters, a duration histogram
--- and per-minute counts for rates. Every key is passed in KEYS by the calling script.
+-- Shared by the scripts that finish an attempt: per-listener counters and a duration
+-- histogram. Every key is passed in KEYS by the calling script. (Recent rates come from the
+-- history's time buckets, which workers write once per interval: history.lua.)
 --
 -- stats_key   hash: succeeded, failed, retried, dead, duration_sum, duration_count, le:<bucket>
--- rate_key    hash for the current minute: the same outcome counters, expiring
+-- unused_key, unused_ttl: no longer used (a per-minute hash for rates and its TTL); callers
+--             keep passing them so their KEYS and ARGV keep their places
 -- names_key   set of listener names that have counters
-local function count_outcome(stats_key, rate_key, names_key, listener, outcomes, duration, bucket, rate_ttl)
+local function count_outcome(stats_key, unused_key, names_key, listener, outcomes, duration, bucket, unused_ttl)
   for outcome in string.gmatch(outcomes, '[^,]+') do
     redis.call('HINCRBY', stats_key, outcome, 1)
-    redis.call('HINCRBY', rate_key, outcome, 1)
   end
   if duration ~= '' then
     redis.call('HINCRBYFLOAT', stats_key, 'duration_sum', duration)
     redis.call('HINCRBY', stats_key, 'duration_count', 1)
     redis.call('HINCRBY', stats_key, 'le:' .. bucket, 1)
   end
-  redis.call('EXPIRE', rate_key, rate_ttl)
   redis.call('SADD', names_key, listener)
 end
 
@@ -45,7 +45,6 @@ local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
     local rated = false
     for outcome, n in pairs(t.outcomes) do
       redis.call('HINCRBY', stats_key, outcome, n)
-      redis.call('HINCRBY', rate_key, outcome, n)
       rated = true
     end
     if t.n > 0 then
@@ -55,8 +54,7 @@ local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
         redis.call('HINCRBY', stats_key, field, n)
       end
     end
-    if rated then
-      redis.call('EXPIRE', rate_key, rate_ttl)
+    if rated then  -- rate_key and rate_ttl are no longer used: the history's buckets give rates
       redis.call('SADD', names_key, name_of(index))
     end
   end

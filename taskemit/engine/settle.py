@@ -1,0 +1,142 @@
+"""What a batch of finished attempts writes: the KEYS and ARGV of one ``finish.lua`` call.
+
+Per job: its keys, its claim's token, its mode (done, retry, dead) and records; per dead job its
+dead letter; per listener its counters and the keys of its flow control. Pure: no Redis, the
+clock read once per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..monitor.deadletter import dead_letter_fields
+from ..monitor.stats import RATE_TTL, bucket_for
+from ..settings import Settings
+from ..state import JobState
+from ..store.codec import META_KWARG, Codec
+from .claims import Finished, Route
+from .outcome import Outcome
+
+__all__ = ("arq_result", "finish_call")
+
+
+def finish_call(
+    finished: Sequence[Finished], routes: Sequence[Route], settings: Settings, codec: Codec
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of one finish.lua call for ``finished`` (see the script's layout)."""
+    space = settings.keys
+    now = time.time()
+    minute = int(now // 60)
+    listeners: dict[str, int] = {}
+    flow_routes: dict[str, Route] = {}  # the route of each listener's flow keys
+    job_keys: list[str] = []
+    job_args: list[Any] = []
+    dead_keys: list[str] = []
+    dead_args: list[Any] = []
+    for item in finished:
+        outcome, route = item.outcome, routes[item.route]
+        run = outcome.run
+        job_id = run.attempt.job_id
+        listener = run.attempt.listener
+        index = listeners.setdefault(listener, len(listeners) + 1)
+        flow_routes.setdefault(listener, route)
+        job_keys += (
+            space.attempts(job_id),
+            space.event(run.meta.get("event") or "-"),
+            route.queue,
+            route.leased,
+            route.ready,
+            space.in_progress(job_id),
+            space.job(job_id),
+            space.retry(job_id),
+            space.result(job_id),
+        )
+        if outcome.state is JobState.RETRYING:
+            mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
+        elif outcome.state is JobState.FAILED:
+            fields = dead_letter_fields(
+                settings,
+                job_id=job_id,
+                listener=listener,
+                event_uuid=run.meta.get("event"),
+                event_id=run.meta.get("event_id"),
+                reason=outcome.reason,
+                error=outcome.summary,
+                enqueued_ms=run.enqueue_ms,
+                died_ms=int(now * 1000),
+                queue=route.queue,
+            )
+            fields += ("payload", outcome.next_payload)
+            mode, extra = "dead", [*arq_result(outcome, route, settings, codec), len(fields) // 2]
+            dead_keys += (
+                space.dead(job_id),
+                space.dead_by_listener(listener),
+                space.dead_by_event(run.meta.get("event_id") or ""),
+            )
+            dead_args += fields
+        else:
+            mode, extra = "done", [*arq_result(outcome, route, settings, codec), ""]
+        duration = outcome.duration
+        job_args += (
+            job_id,
+            item.token,
+            mode,
+            outcome.attempt_json,
+            outcome.outcome_json,
+            *extra,
+            index,
+            ",".join(outcome.counted),
+            "" if duration is None else f"{duration:.6f}",
+            "" if duration is None else bucket_for(duration),
+        )
+    stats_keys: list[str] = []
+    for listener in listeners:
+        r = flow_routes[listener]
+        stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
+        stats_keys += (r.flow, r.flow_jobs, r.flow_keys, r.delayed)
+    keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
+    args = [
+        settings.event_retention,
+        len(finished),
+        int(now * 1000),
+        settings.dead_letter_retention,
+        RATE_TTL,
+        len(listeners),
+        *listeners,
+        *(flow_routes[listener].group_prefix for listener in listeners),
+        *job_args,
+        *dead_args,
+    ]
+    return keys, args
+
+
+def arq_result(outcome: Outcome, route: Route, settings: Settings, codec: Codec) -> list[Any]:
+    """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
+    retention_ms = settings.result_retention * 1000
+    if not retention_ms:
+        return ["", 0]
+    run = outcome.run
+    success = outcome.state is JobState.COMPLETE
+    data = {
+        "t": run.attempt.number,
+        "f": run.attempt.listener,
+        "a": run.args,
+        "k": {**run.kwargs, META_KWARG: run.meta},
+        "et": run.enqueue_ms,
+        "s": success,
+        "r": outcome.result if success else outcome.error,
+        "st": int(run.started * 1000),
+        "ft": int(time.time() * 1000),
+        "q": route.queue,
+        "id": run.attempt.job_id,
+    }
+    try:
+        return [codec.dumps(data), retention_ms]
+    except Exception:  # a result the serializer cannot store: keep its repr
+        data["r"] = repr(data["r"])[:1000]
+        try:
+            return [codec.dumps(data), retention_ms]
+        except Exception:
+            return ["", 0]
