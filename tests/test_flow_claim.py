@@ -264,3 +264,118 @@ async def test_the_newest_declaration_applies_and_the_older_worker_warns(
     text = caplog.text
     assert "replaces the one worker" in text and "2 at once, 10/s (burst 1)" in text
     assert "(started later) declares its flow control as 2 at once" in text
+
+
+@listener("vip_retry", priority=10, backoff=None)
+async def retry_later(attempt: Attempt) -> None:
+    log.append(("try", attempt.number, time.monotonic()))
+    if attempt.number == 1:
+        raise Retry(after=0.4)
+
+
+async def test_a_retry_with_a_priority_waits_for_its_time_then_keeps_its_place(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Its place among due jobs is ten minutes ahead (priority 10 x 60 s); its run time is not."""
+    async with Emitter([retry_later, low], settings) as emitter:
+        for n in range(150):
+            emitter.emit("job", n=n)
+        await emitter.publish("vip_retry")
+    async with InProcessWorker([retry_later, low], settings, concurrency=1):
+        await until(lambda: len(log) == 152)
+        delayed = settings.keys.delayed(settings.queue_key, retry_later.name)
+        assert await redis.zcard(delayed) == 0  # it went through the delayed set, and left it
+    tries = [at for kind, _, at in log if kind == "try"]
+    lows = [at for kind, _, at in log if kind == "low"]
+    assert tries[0] < lows[0]  # first, by its priority
+    assert tries[1] - tries[0] >= 0.35  # not before its backoff was over
+    assert tries[1] < lows[-1]  # then ahead of the jobs due before it
+
+
+async def test_a_claim_sent_again_takes_no_more_tokens(settings: Settings, redis: aioredis.Redis) -> None:
+    from taskemit.engine.batch import JobStore, Route
+    from taskemit.engine.limits import FlowDeclarations
+    from taskemit.emit.catalog import describe
+    from taskemit.store.codec import get_codec
+
+    async with Emitter([ping], settings) as emitter:
+        for n in range(3):
+            emitter.emit("ping", n=n)
+    await FlowDeclarations([describe(ping, settings.queue_name)], "test", time.time()).declare(
+        redis, settings.keys, 15, 3600
+    )
+    store = JobStore(redis, settings, get_codec("json"), [Route.of(ping, settings)], "A")
+    await store.load_scripts()
+    first = await store.exchange([], 10)
+    assert len(first.claimed) == 1  # 20/s, burst 1: one token
+    tokens = await redis.hget(settings.keys.flow(ping.name), "tokens")
+    store._unanswered = first.claimed[0].token  # its reply was lost: sent again with the same token
+    again = await store.exchange([], 10)
+    assert [c.job_id for c in again.claimed] == [c.job_id for c in first.claimed]
+    assert await redis.hget(settings.keys.flow(ping.name), "tokens") == tokens
+    assert again.next_due is not None and again.next_due - time.time() < 0.06  # the next token
+
+
+async def test_a_dispatcher_orders_by_the_key_the_catalog_declares(settings: Settings, redis: aioredis.Redis) -> None:
+    """An Emitter() without the listeners' code reads ordered_by from the catalog."""
+    async with InProcessWorker([apply_change], settings, concurrency=10) as worker:
+        await until(lambda: worker.engine.declarations is not None)
+        await asyncio.sleep(0.2)  # registered
+        async with Emitter(settings=settings) as dispatcher:
+            for n in range(4):
+                for order in ("a", "b"):
+                    dispatcher.emit("order_changed", order_id=order, n=n)
+        await until(lambda: len(starts("end")) == 8)
+    for order in ("a", "b"):
+        assert [(event, n) for event, (key, n), _ in log if key == order] == [
+            (event, n) for n in range(4) for event in ("start", "end")
+        ]
+
+
+def test_a_spooled_event_keeps_its_jobs_flow_control(settings: Settings) -> None:
+    from taskemit.emit.fanout import Fanout
+    from taskemit.emit.registry import Registry
+    from taskemit.emit.spool import _decode, _encode
+
+    fanout = Fanout(Registry([apply_change, high]), settings, use_catalog=False)
+    pending = fanout.prepare("order_changed", (), {"order_id": "a", "n": 1}, priority=3)
+    assert pending is not None and pending.flows is not None
+    assert pending.flows[0].endswith("\n180000\nO\na\n")  # priority 3 x 60 s; ordered by "a", holding on death
+    back = _decode(_encode(pending), settings)
+    assert back.flows == pending.flows
+    plain = fanout.prepare("urgent", (), {"n": 1})
+    assert plain is not None and plain.flows is None and plain.plan.routes[0].flow.endswith("\n600000\n\n\n")
+    assert _decode(_encode(plain), settings).plan.routes[0].flow == plain.plan.routes[0].flow
+
+
+@listener("export", concurrency=1)
+async def export(n: int) -> None:
+    log.append(("export", n, time.monotonic()))
+    await asyncio.sleep(0.1)
+    log.append(("exported", n, time.monotonic()))
+
+
+@listener("archive")
+async def archive(n: int) -> None:
+    log.append(("archive", n, time.monotonic()))
+    await asyncio.sleep(1.0)
+
+
+async def test_a_freed_slot_wakes_a_worker_that_was_turned_away(settings: Settings) -> None:
+    """A frees the export slot but fills its own with an older archive job: its claim wakes B,
+    whom the limit turned away (no poll for 30 s would)."""
+    async with Emitter([export, archive], settings) as emitter:
+        await emitter.publish("export", n=1)
+        async with InProcessWorker([export, archive], settings, concurrency=1):
+            await until(lambda: starts("export") == [1])
+            for n in range(3):
+                await emitter.publish("archive", n=n)  # older than the next exports
+            for n in range(2, 4):
+                await emitter.publish("export", n=n)
+            async with InProcessWorker([export], settings, concurrency=5):
+                await asyncio.sleep(0.05)  # B's first claim: the slot is A's
+                await until(lambda: len(starts("exported")) == 3, timeout=5)
+    at = {(event, n): when for event, n, when in log}
+    assert at[("archive", 0)] - at[("exported", 1)] < 0.3  # A took an archive job in the slot's place
+    assert at[("export", 2)] < at[("archive", 0)] + 1.0  # so B ran export 2, while A archived
+    assert at[("export", 2)] - at[("exported", 1)] < 0.5  # woken, not polled

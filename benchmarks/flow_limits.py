@@ -1,0 +1,176 @@
+"""What flow control costs, and how well a binding limit is used: ``python -m benchmarks.flow_limits``.
+
+Two measurements, on a private redis-server (the newest on PATH), with ``taskemit worker``
+processes as users start them (benchmarks/flow_app.py has the listeners):
+
+1. **drain, a limit that does not bind**: N jobs (N/3 events of three no-op listeners) are
+   stored with no worker running, then one worker process drains them; jobs/s from the first job
+   done to the last, as the ``drain`` scenario of ``python -m benchmarks compare`` measures it.
+   The same with every listener declaring ``concurrency=10_000``. The two alternate round by
+   round (the order flips every round); the ratio is of the medians. Target: >= 0.9.
+2. **occupancy of a binding limit**: one listener with ``concurrency=SLOTS`` whose jobs sleep
+   SLEEP ms, M jobs stored, two worker processes of ``--concurrency 50`` each. Occupancy is the
+   time the listener ran, summed over its runs, over SLOTS x the time from the first start to
+   the last end: 1.0 means no slot was ever idle while jobs waited. Target: >= 0.95.
+
+    python -m benchmarks.flow_limits            # 5 drain rounds of 12,000 jobs; 2,000 jobs of 20 ms in 8 slots
+    python -m benchmarks.flow_limits --quick    # 3 rounds of 6,000 jobs; 800 jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from benchmarks import flow_app
+from benchmarks.compare import probe
+from benchmarks.compare.machine import newest_redis_server
+from taskemit import Emitter
+from taskemit.store.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_worker(url: str, variant: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    environ.update(BENCH_REDIS_URL=url, BENCH_FLOW=variant, PYTHONPATH=str(ROOT), **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "worker", "benchmarks.flow_app:WorkerSettings", *args],
+        env=environ,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+async def fill(url: str, variant: str, events: int, event: str = "ev3") -> None:
+    async with Emitter(flow_app.listeners(variant), flow_app.settings(url)) as emitter:
+        for n in range(events):
+            if n % 5000 == 4999:  # keep the buffer bounded
+                await emitter.publish(event, n=n, **({"t": 0.0} if event == "ev3" else {}))
+            else:
+                emitter.emit(event, n=n, **({"t": 0.0} if event == "ev3" else {}))
+
+
+async def drain(redis: aioredis.Redis, url: str, variant: str, jobs: int) -> float:
+    """jobs/s of one worker process draining ``jobs`` stored jobs of ``variant``."""
+    await redis.flushdb()
+    await fill(url, variant, jobs // 3)
+    worker = start_worker(url, variant)
+    try:
+        first_at = last_at = None
+        first_count = count = 0
+        deadline = time.monotonic() + 300
+        while count < jobs:
+            assert time.monotonic() < deadline, f"{variant}: {count}/{jobs} jobs done"
+            assert worker.poll() is None, f"the {variant} worker exited with {worker.returncode}"
+            now = time.perf_counter()
+            seen = int(await redis.get(probe.DONE_KEY) or 0)
+            if seen and first_at is None:
+                first_at, first_count = now, seen
+            if seen > count:
+                count, last_at = seen, now
+            await asyncio.sleep(0.005)
+        assert first_at is not None and last_at is not None and last_at > first_at
+        return (count - first_count) / (last_at - first_at)
+    finally:
+        stop(worker)
+
+
+async def occupancy(redis: aioredis.Redis, url: str, slots: int, sleep_ms: int, jobs: int) -> dict[str, Any]:
+    await redis.flushdb()
+    env = {"BENCH_SLOTS": str(slots), "BENCH_SLEEP_MS": str(sleep_ms)}
+    os.environ.update(env)  # the fill declares the same listener
+    await fill(url, "slots", jobs, event="slow")
+    workers = [start_worker(url, "slots", "--concurrency", "50", **env) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 300
+        while await redis.llen(flow_app.RUNS_KEY) < jobs:
+            assert time.monotonic() < deadline
+            assert all(w.poll() is None for w in workers)
+            await asyncio.sleep(0.05)
+    finally:
+        for worker in workers:
+            stop(worker)
+    runs = []
+    for item in await redis.lrange(flow_app.RUNS_KEY, 0, -1):
+        started, ended = item.decode().split(":")
+        runs.append((float(started), float(ended)))
+    first, last = min(s for s, _ in runs), max(e for _, e in runs)
+    busy = sum(e - s for s, e in runs)
+    edges = sorted([(s, 1) for s, _ in runs] + [(e, -1) for _, e in runs])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return {
+        "occupancy": busy / (slots * (last - first)),
+        "seconds": last - first,
+        "ideal_seconds": jobs * sleep_ms / 1000 / slots,
+        "peak": peak,
+    }
+
+
+async def main(quick: bool, rounds: int | None, jobs: int | None) -> None:
+    binary = newest_redis_server()
+    rounds = rounds or (3 if quick else 5)
+    jobs = jobs or (6_000 if quick else 12_000)
+    slot_jobs = 800 if quick else 2_000
+    with RedisServer(binary=binary) as server:
+        redis = aioredis.Redis.from_url(server.url)
+        print(f"redis-server {binary or '(the test default)'}; {os.cpu_count()} CPUs; commit {_commit()}")
+        rates: dict[str, list[float]] = {"plain": [], "limit": []}
+        print(f"\n1. drain of {jobs:,} stored jobs by one worker process, jobs/s (first done to last done)")
+        print(f"{'round':>5}  {'no limits':>10}  {'concurrency=10_000':>18}  {'ratio':>6}")
+        for r in range(rounds):
+            order = ("plain", "limit") if r % 2 == 0 else ("limit", "plain")
+            for variant in order:
+                rates[variant].append(await drain(redis, server.url, variant, jobs))
+            ratio = rates["limit"][-1] / rates["plain"][-1]
+            print(f"{r + 1:>5}  {rates['plain'][-1]:>10,.0f}  {rates['limit'][-1]:>18,.0f}  {ratio:>6.3f}")
+        plain, limit = statistics.median(rates["plain"]), statistics.median(rates["limit"])
+        print(f"{'median':>5}  {plain:>10,.0f}  {limit:>18,.0f}  {limit / plain:>6.3f}   (target >= 0.9)")
+
+        slots, sleep_ms = 8, 20
+        print(f"\n2. a binding concurrency={slots}: {slot_jobs:,} jobs of {sleep_ms} ms, 2 worker processes of 50")
+        result = await occupancy(redis, server.url, slots, sleep_ms, slot_jobs)
+        print(
+            f"occupancy {result['occupancy']:.3f} (target >= 0.95): {result['seconds']:.2f}s from first start to "
+            f"last end, {result['ideal_seconds']:.2f}s if every slot were always busy; at most {result['peak']} at once"
+        )
+        await redis.aclose()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.flow_limits", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and jobs")
+    parser.add_argument("--rounds", type=int, help="drain rounds of each variant")
+    parser.add_argument("--jobs", type=int, help="jobs per drain")
+    options = parser.parse_args()
+    asyncio.run(main(options.quick, options.rounds, options.jobs))
