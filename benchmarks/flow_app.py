@@ -2,9 +2,10 @@
 
 ``BENCH_FLOW`` picks the variant: ``plain`` (three no-op listeners of "ev3", as the drain
 scenario of ``python -m benchmarks compare`` runs them), ``limit`` (the same with
-``concurrency=10_000``: a limit that never binds), ``slots`` (one listener that sleeps
+``concurrency=10_000``: a limit that never binds), ``slots`` (one listener of "slow" that sleeps
 ``BENCH_SLEEP_MS`` and allows ``BENCH_SLOTS`` at once, recording when each run started and
-ended on ``bench:runs``). ``WorkerSettings`` is built on access, from ``BENCH_REDIS_URL``.
+ended on ``bench:runs``), ``unlimited`` (the same listener without a limit: its workers'
+``--concurrency`` bounds it). ``WorkerSettings`` is built on access, from ``BENCH_REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from benchmarks.compare import probe
 from taskemit import Listener, listener, load_settings, worker_settings
 
 RUNS_KEY = "bench:runs"
-_client: aioredis.Redis | None = None
+_runs: list[str] = []
+_flusher: asyncio.Task[None] | None = None
 
 
 async def _hit(n: int, t: float) -> None:
@@ -28,12 +30,24 @@ async def _hit(n: int, t: float) -> None:
 
 
 async def _slow(n: int) -> None:
-    global _client
+    """Sleeps, and leaves its start and end to a flusher task (the listener holds its slot for
+    the sleep alone, not for a round trip of its own)."""
+    global _flusher
     started = time.time()
     await asyncio.sleep(int(os.environ.get("BENCH_SLEEP_MS", "20")) / 1000)
-    if _client is None:
-        _client = aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    await _client.rpush(RUNS_KEY, f"{started:.6f}:{time.time():.6f}")
+    _runs.append(f"{started:.6f}:{time.time():.6f}")
+    if _flusher is None:
+        _flusher = asyncio.get_running_loop().create_task(_flush_runs())
+
+
+async def _flush_runs() -> None:
+    redis = aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    while True:
+        await asyncio.sleep(0.05)
+        if _runs:
+            batch = _runs[:]
+            del _runs[:]
+            await redis.rpush(RUNS_KEY, *batch)
 
 
 def listeners(variant: str) -> list[Listener]:
@@ -41,6 +55,8 @@ def listeners(variant: str) -> list[Listener]:
     if variant == "slots":
         slots = int(os.environ.get("BENCH_SLOTS", "8"))
         return [listener("slow", name="slots:slow", concurrency=slots)(_slow)]
+    if variant == "unlimited":
+        return [listener("slow", name="unlimited:slow")(_slow)]
     options: dict[str, Any] = {"concurrency": 10_000} if variant == "limit" else {}
     return [listener("ev3", name=f"{variant}:{letter}", **options)(_hit) for letter in "abc"]
 
