@@ -5,9 +5,10 @@ processes as users start them (benchmarks/flow_app.py has the listeners):
 
 1. **drain, a limit that does not bind**: N jobs (N/3 events of three no-op listeners) are
    stored with no worker running, then one worker process drains them; jobs/s from the first job
-   done to the last, as the ``drain`` scenario of ``python -m benchmarks compare`` measures it.
-   The same with every listener declaring ``concurrency=10_000``. The two alternate round by
-   round (the order flips every round); the ratio is of the medians. Target: >= 0.9.
+   done to the last, as the ``drain`` scenario of ``python -m benchmarks compare`` measures it,
+   and the CPU time per job of the worker and of redis-server. The same with every listener
+   declaring ``concurrency=10_000``. The two alternate round by round (the order flips every
+   round); the ratio is the median of the rounds' ratios. Target: >= 0.9.
 2. **occupancy of a binding limit**: one listener with ``concurrency=8`` whose jobs sleep 20,
    50 or 100 ms, M jobs stored, two worker processes of ``--concurrency 50`` each. Occupancy is
    the time the listener ran, summed over its runs, over 8 x the time from the first start to
@@ -16,8 +17,8 @@ processes as users start them (benchmarks/flow_app.py has the listeners):
    bounded by the workers themselves, so what is left is the worker's own work per job, and
    the ratio is what the limit costs.
 
-    python -m benchmarks.flow_limits            # 5 drain rounds of 12,000 jobs; 2,000 jobs per occupancy
-    python -m benchmarks.flow_limits --quick    # 3 rounds of 6,000 jobs; 800 jobs
+    python -m benchmarks.flow_limits            # 10 drain rounds of 9,000 jobs; 2,000 jobs per occupancy
+    python -m benchmarks.flow_limits --quick    # 4 rounds of 6,000 jobs; 800 jobs
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from redis import asyncio as aioredis
 
 from benchmarks import flow_app
@@ -73,10 +75,17 @@ async def fill(url: str, variant: str, events: int, event: str = "ev3") -> None:
                 emitter.emit(event, n=n, **({"t": 0.0} if event == "ev3" else {}))
 
 
-async def drain(redis: aioredis.Redis, url: str, variant: str, jobs: int) -> float:
-    """jobs/s of one worker process draining ``jobs`` stored jobs of ``variant``."""
+async def redis_cpu(redis: aioredis.Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def drain(redis: aioredis.Redis, url: str, variant: str, jobs: int) -> dict[str, float]:
+    """One worker process draining ``jobs`` stored jobs of ``variant``: jobs/s, and the CPU time
+    per 1000 jobs of the worker and of redis-server (steadier than wall time on a shared machine)."""
     await redis.flushdb()
     await fill(url, variant, jobs // 3)
+    redis_before = await redis_cpu(redis)
     worker = start_worker(url, variant)
     try:
         first_at = last_at = None
@@ -93,9 +102,15 @@ async def drain(redis: aioredis.Redis, url: str, variant: str, jobs: int) -> flo
                 count, last_at = seen, now
             await asyncio.sleep(0.005)
         assert first_at is not None and last_at is not None and last_at > first_at
-        return (count - first_count) / (last_at - first_at)
+        times = psutil.Process(worker.pid).cpu_times()
+        redis_after = await redis_cpu(redis)
     finally:
         stop(worker)
+    return {
+        "rate": (count - first_count) / (last_at - first_at),
+        "worker_ms": (times.user + times.system) * 1e6 / jobs,
+        "redis_ms": (redis_after - redis_before) * 1e6 / jobs,
+    }
 
 
 async def occupancy(
@@ -134,25 +149,33 @@ async def occupancy(
 
 async def main(quick: bool, rounds: int | None, jobs: int | None) -> None:
     binary = newest_redis_server()
-    rounds = rounds or (3 if quick else 5)
-    jobs = jobs or (6_000 if quick else 12_000)
+    rounds = rounds or (4 if quick else 10)
+    jobs = jobs or (6_000 if quick else 9_000)
     slot_jobs = 800 if quick else 2_000
     with RedisServer(binary=binary) as server:
         redis = aioredis.Redis.from_url(server.url)
         print(f"redis-server {binary or '(the test default)'}; {os.cpu_count()} CPUs; commit {_commit()}")
-        rates: dict[str, list[float]] = {"plain": [], "limit": []}
-        print(f"\n1. drain of {jobs:,} stored jobs by one worker process, jobs/s (first done to last done)")
-        print(f"{'round':>5}  {'no limits':>10}  {'concurrency=10_000':>18}  {'ratio':>6}")
+        results: dict[str, list[dict[str, float]]] = {"plain": [], "limit": []}
+        print(f"\n1. drain of {jobs:,} stored jobs by one worker process: jobs/s (first done to last done), and CPU")
+        print("   ms per 1000 jobs of the worker process (including its start-up) and of redis-server")
+        head = f"{'jobs/s':>8} {'worker':>7} {'redis':>6}"
+        print(f"{'round':>6}  {'no limits':^23}  {'concurrency=10_000':^23}  {'ratio':>6}")
+        print(f"{'':>6}  {head}  {head}  {'jobs/s':>6}")
         for r in range(rounds):
             order = ("plain", "limit") if r % 2 == 0 else ("limit", "plain")
             for variant in order:
-                rates[variant].append(await drain(redis, server.url, variant, jobs))
-            ratio = rates["limit"][-1] / rates["plain"][-1]
-            print(f"{r + 1:>5}  {rates['plain'][-1]:>10,.0f}  {rates['limit'][-1]:>18,.0f}  {ratio:>6.3f}")
-        plain, limit = statistics.median(rates["plain"]), statistics.median(rates["limit"])
-        ratios = [b / a for a, b in zip(rates["plain"], rates["limit"], strict=True)]
-        print(f"{'median':>5}  {plain:>10,.0f}  {limit:>18,.0f}  {limit / plain:>6.3f}   (target >= 0.9)")
-        print(f"the median of the rounds' ratios: {statistics.median(ratios):.3f}")
+                results[variant].append(await drain(redis, server.url, variant, jobs))
+            a, b = results["plain"][-1], results["limit"][-1]
+            print(f"{r + 1:>6}  {_row(a)}  {_row(b)}  {b['rate'] / a['rate']:>6.3f}")
+        med = {v: {k: statistics.median(x[k] for x in rows) for k in rows[0]} for v, rows in results.items()}
+        ratios = [b["rate"] / a["rate"] for a, b in zip(results["plain"], results["limit"], strict=True)]
+        print(f"{'median':>6}  {_row(med['plain'])}  {_row(med['limit'])}  {statistics.median(ratios):>6.3f}")
+        print(
+            f"the limit's jobs/s over none's (median of the rounds' ratios): {statistics.median(ratios):.3f} "
+            f"(target >= 0.9); CPU per job, limit over none: worker "
+            f"{med['limit']['worker_ms'] / med['plain']['worker_ms']:.3f}, redis "
+            f"{med['limit']['redis_ms'] / med['plain']['redis_ms']:.3f}"
+        )
 
         slots = 8
         print(f"\n2. {slots} slots, {slot_jobs:,} jobs: occupancy (run time / slots x first start to last end)")
@@ -167,6 +190,10 @@ async def main(quick: bool, rounds: int | None, jobs: int | None) -> None:
         print("(target: occupancy >= 0.95. What a slot loses is the worker's own work per job, with or without a")
         print(" limit: settling it and claiming the next in one round trip, decoding, starting the task)")
         await redis.aclose()
+
+
+def _row(result: dict[str, float]) -> str:
+    return f"{result['rate']:>8,.0f} {result['worker_ms']:>7.1f} {result['redis_ms']:>6.1f}"
 
 
 def _commit() -> str:

@@ -293,9 +293,9 @@ async def test_a_retry_with_a_priority_waits_for_its_time_then_keeps_its_place(
 
 
 async def test_a_claim_sent_again_takes_no_more_tokens(settings: Settings, redis: aioredis.Redis) -> None:
+    from taskemit.emit.catalog import describe
     from taskemit.engine.batch import JobStore, Route
     from taskemit.engine.limits import FlowDeclarations
-    from taskemit.emit.catalog import describe
     from taskemit.store.codec import get_codec
 
     async with Emitter([ping], settings) as emitter:
