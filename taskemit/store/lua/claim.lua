@@ -241,18 +241,19 @@ local function take(i, ids)
   for n, id in ipairs(ids) do
     local record = records[n]
     local keep = true
+    local boost, mode, group, rate_key = 0, '', '', '' -- (a job without a record: the bucket of key '')
     if record then
-      local boost, mode, group, rate_key = job_flow(record)
-      if lim.per_key and lim.count and not take_token(i, rate_key, id) then
-        keep = false
-        again[i] = true -- another key's job may take its place
-      elseif mode == 'r' then -- it leaves its rate key's group: the key's next job is ready now
-        local list = group_prefix .. group
-        if redis.call('LINDEX', list, 0) == id and advance(jobs, keys, list, group, ready, queue, now) then
-          again[i] = true
-        end
-        redis.call('HSET', jobs, id, boost .. '\n\n\n' .. rate_key)
+      boost, mode, group, rate_key = job_flow(record)
+    end
+    if lim.per_key and lim.count and not take_token(i, rate_key, id) then
+      keep = false
+      again[i] = true -- another key's job may take its place
+    elseif mode == 'r' then -- it leaves its rate key's group: the key's next job is ready now
+      local list = group_prefix .. group
+      if redis.call('LINDEX', list, 0) == id and advance(jobs, keys, list, group, ready, queue, now) then
+        again[i] = true
       end
+      redis.call('HSET', jobs, id, boost .. '\n\n\n' .. rate_key)
     end
     if keep then
       kept[#kept + 1] = id
@@ -379,8 +380,9 @@ end
 
 if limit > 0 then
   round(nil)
-  -- a rate key's next job became ready, or jobs waited for their key's token: once more for those
-  for _ = 1, 100 do
+  -- a rate key's next job became ready, or jobs waited for their key's token: again for those (a
+  -- few rounds at most: what is left waits for the next claim)
+  for _ = 1, 20 do
     if #claimed >= limit or next(again) == nil then
       break
     end
