@@ -152,3 +152,96 @@ def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
         return True
     return False
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above it) is free too, and below 65536."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if not port_open(port) and not port_open(port + 10000):
+            with contextlib.suppress(OSError), socket.socket() as probe, socket.socket() as bus:
+                probe.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+                return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class Cluster:
+    """A Redis Cluster of ``primaries`` primaries, each with ``replicas`` replicas, on 127.0.0.1.
+
+    Made with CLUSTER MEET, ADDSLOTS and REPLICATE from Python (what ``redis-cli --cluster
+    create`` does), so no redis-cli is needed; ``node_timeout`` (ms) is short so a failover takes
+    a few seconds.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout: int = 2000) -> None:
+        self.nodes: list[RedisServer] = []
+        self.primaries = primaries
+        self.replicas = replicas
+        self.node_timeout = node_timeout
+
+    def start(self) -> Cluster:
+        for _ in range(self.primaries * (1 + self.replicas)):
+            node = RedisServer(
+                port=_cluster_port(),
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    str(self.node_timeout),
+                ],
+            )
+            self.nodes.append(node.start())
+        clients = [redis.Redis(port=node.port, decode_responses=True) for node in self.nodes]
+        first = self.nodes[0]
+        for client in clients[1:]:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)
+        per = self.SLOTS // self.primaries
+        for index, client in enumerate(clients[: self.primaries]):
+            last = self.SLOTS - 1 if index == self.primaries - 1 else (index + 1) * per - 1
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(index * per, last + 1))
+        ids = [client.execute_command("CLUSTER", "MYID") for client in clients]
+        wait_until(
+            lambda: all(len(c.execute_command("CLUSTER", "NODES").splitlines()) == len(clients) for c in clients),
+            what="the nodes to meet",
+        )
+        for index, client in enumerate(clients[self.primaries :]):
+            client.execute_command("CLUSTER", "REPLICATE", ids[index % self.primaries])
+        wait_until(
+            lambda: all(c.cluster("info")["cluster_state"] == "ok" for c in clients),
+            timeout=30,
+            what="cluster_state ok",
+        )
+        for client in clients:
+            client.close()
+        return self
+
+    def url(self, tls: bool = False) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[: self.primaries])
+        return f"{'rediss' if tls else 'redis'}+cluster://{hosts}/"
+
+    def primary_ports(self) -> list[int]:
+        """The ports of the nodes that are primaries now (a failover changes them)."""
+        ports = []
+        for node in self.nodes:
+            if node.running:
+                with contextlib.suppress(redis.RedisError), redis.Redis(port=node.port, socket_timeout=1) as client:
+                    if client.info("replication")["role"] == "master":
+                        ports.append(node.port)
+        return ports
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

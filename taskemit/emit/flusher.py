@@ -39,6 +39,8 @@ logger = logging.getLogger("taskemit.emitter")
 _BATCH_SIZE = 500
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 2.0
+#: events stored but not yet confirmed durable at most: past it, a batch waits for its replicas
+_MAX_AWAITING = 10 * _BATCH_SIZE
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ class _Settled:
 class BacklogFlusher:
     """Stores an emitter's backlog through its writer (used by the emitter's flusher task only)."""
 
-    __slots__ = ("_backlog", "_redis", "_stored_jobs", "_writer", "settings")
+    __slots__ = ("_awaiting", "_backlog", "_redis", "_stored_jobs", "_writer", "settings")
 
     def __init__(
         self, backlog: Backlog, writer: EventWriter, redis: aioredis.Redis, settings: Settings, stored_jobs: list[str]
@@ -69,6 +71,10 @@ class BacklogFlusher:
         self.settings = settings
         #: with drain_on_exit, the job ids stored so far (the emitter's list, appended to)
         self._stored_jobs = stored_jobs
+        #: stored from the buffer, durable once a later wait on the same connection says so: while
+        #: more batches follow, one wait after the last covers them all (a wait per batch would hold
+        #: the connection for a round trip to the replicas each time)
+        self._awaiting: list[PendingEvent] = []
 
     async def flush(self) -> None:
         """Store the buffer, then whatever waits in the spool, until both are empty."""
@@ -80,20 +86,25 @@ class BacklogFlusher:
                 raise_if_cancelled()
             except asyncio.CancelledError:
                 self._backlog.give_back(batch, from_spool)
+                self._give_back_awaiting()
                 raise
-            level = strongest({pending.durability for pending in batch})
-            wait = wait_command(level, settings.min_replicas, settings.durability_timeout)
+            level = strongest({pending.durability for pending in [*batch, *self._awaiting]})
+            # with more to store from the buffer, the wait comes after a later batch
+            deferred = not from_spool and len(self._backlog) > 0 and len(self._awaiting) + len(batch) < _MAX_AWAITING
+            wait = None if deferred else wait_command(level, settings.min_replicas, settings.durability_timeout)
             try:
                 # a frozen Redis fails, never hangs
                 async with asyncio.timeout(settings.publish_timeout + (settings.durability_timeout if wait else 0)):
                     replies, waited = await self._writer.store(batch, wait)
             except asyncio.CancelledError:
                 self._backlog.give_back(batch, from_spool)
+                self._give_back_awaiting()
                 raise
             except (RedisError, OSError, TimeoutError) as exc:  # lost: any of them may be stored already
                 for pending in batch:
                     pending.resent = True  # sent again by uuid: stored once whatever happened
                 self._backlog.give_back(batch, from_spool)
+                self._give_back_awaiting()
                 logger.warning("storing %d events failed (%s); retrying in %.2fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY)
@@ -105,7 +116,13 @@ class BacklogFlusher:
             holds = wait is None or durability_holds(level, settings.min_replicas, waited)
             if wait is not None and isinstance(waited, Exception):
                 logger.error("waiting for durability %r failed: %s", level, waited)
-            settled = self._settle(batch, replies, holds)
+            settled = self._settle(batch, replies, holds, deferred)
+            if wait is not None and self._awaiting:  # the wait covered the batches stored before it too
+                earlier, self._awaiting = self._awaiting, []
+                if holds:
+                    self._resolve(earlier)
+                else:
+                    settled.unconfirmed += earlier
             self._backlog.settle(batch, from_spool, settled.done, settled.again, settled.unconfirmed, settled.parked)
             if Fault.ROLE in settled.faults:  # a failover: reconnect to the primary
                 await self._writer.reconnect()
@@ -125,8 +142,16 @@ class BacklogFlusher:
             else:
                 delay = _RETRY_FIRST_DELAY
 
-    def _settle(self, batch: list[PendingEvent], replies: list[Any], holds: bool) -> _Settled:
-        """Sort a round trip's events by their replies; resolve what ``publish`` waits for."""
+    def _give_back_awaiting(self) -> None:
+        """A lost connection: the batches not yet confirmed durable are sent again (stored once)."""
+        for pending in self._awaiting:
+            pending.resent = True
+        self._backlog.give_back(self._awaiting, False)
+        self._awaiting = []
+
+    def _settle(self, batch: list[PendingEvent], replies: list[Any], holds: bool, deferred: bool = False) -> _Settled:
+        """Sort a round trip's events by their replies; resolve what ``publish`` waits for
+        (with ``deferred``, those that wait for a durability level are confirmed by a later wait)."""
         settled = _Settled()
         for pending, reply in zip(batch, replies, strict=True):
             if isinstance(reply, BaseException):
@@ -138,20 +163,29 @@ class BacklogFlusher:
                     settled.faults.add(fault)
                     settled.again.append(pending)
                 continue
+            pending.recorded = bool(reply)  # 0: its record was there already
+            if pending.durability != "memory" and deferred:
+                self._awaiting.append(pending)
+                continue
             if not holds and pending.durability != "memory":
                 pending.unconfirmed = True
                 settled.unconfirmed.append(pending)
                 continue
             settled.done.append(pending)
+            self._resolve([pending])
+        return settled
+
+    def _resolve(self, events: list[PendingEvent]) -> None:
+        """What waits for ``events`` (stored, and durable as asked) learns it."""
+        for pending in events:
             future = self._backlog.future_of(pending)
             spooled = pending.future is None and future is not None  # spooled by this emitter: it was stored
-            # a 0 reply: stored already; by this emitter, unless a publish_once key was used before
-            stored = bool(reply) or not pending.once or spooled or pending.resent
+            # a record there already: stored before by this emitter, unless a publish_once key was used
+            stored = pending.recorded or not pending.once or spooled or pending.resent
             if stored and self.settings.drain_on_exit:
                 self._stored_jobs.extend(pending.jobs.values())
             if future is not None and not future.done():
                 future.set_result(pending.receipt() if stored else None)
-        return settled
 
     async def load_script(self) -> None:
         try:

@@ -73,6 +73,8 @@ class PendingEvent:
     resent: bool = False
     #: it is stored, but its durability level did not hold yet
     unconfirmed: bool = False
+    #: the round trip that stored it wrote its record (False: the record was there already)
+    recorded: bool = False
     #: its jobs' flow control arguments when the event has its own (keys, emit options), else None
     flows: list[str] | None = None
 

@@ -12,6 +12,9 @@ built from the settings:
 - a connection idle for ``health_check_interval`` seconds is PINGed before it is used again;
 - redis-py does not resend on its own (``Retry`` with no retries): a call whose connection was
   lost may have run, and only its caller knows whether sending it again is safe;
+- a connection whose server answers READONLY (it was demoted in a failover; a managed
+  endpoint's name already points elsewhere) is closed and the call fails as a lost connection,
+  so the next one connects afresh, to wherever the name points now;
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
   the client asks them for the current primary on every new connection, so a failover is
   followed without a restart.
@@ -30,10 +33,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis as sync_redis
 from redis import asyncio as aioredis
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.backoff import NoBackoff
+from redis.exceptions import ReadOnlyError
 from redis.retry import Retry
 
 from ..errors import InvalidArgument, redact_url
+from .faults import NotPrimary
 
 __all__ = (
     "SCHEMES",
@@ -82,6 +88,31 @@ _PASSED_OPTIONS = (
 )
 
 ClientT = TypeVar("ClientT", bound=aioredis.Redis)
+
+
+class _PrimaryOnly:
+    """A connection that gives up on a server answering READONLY (no longer the primary)."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ReadOnlyError as exc:
+            await self.disconnect()  # type: ignore[attr-defined]
+            raise NotPrimary(f"the server is no longer the primary: {exc}") from exc
+
+
+class _PrimaryOnlyConnection(_PrimaryOnly, Connection):
+    pass
+
+
+class _PrimaryOnlySSLConnection(_PrimaryOnly, SSLConnection):
+    pass
+
+
+_PRIMARY_ONLY: dict[type[Any], type[Any]] = {
+    Connection: _PrimaryOnlyConnection,
+    SSLConnection: _PrimaryOnlySSLConnection,
+}
 
 
 class Settings(Protocol):
@@ -233,7 +264,9 @@ def redis_client(
     target = parse_redis_url(settings.redis_url)
     options = {**_connection_options(settings, timeout, health_check), **extra}
     if not target.sentinel:
-        return cast(ClientT, client_class.from_url(settings.redis_url, **options))
+        pool = aioredis.ConnectionPool.from_url(settings.redis_url, **options)
+        pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
+        return cast(ClientT, client_class.from_pool(pool))
     from redis.asyncio.sentinel import Sentinel
 
     sentinels = Sentinel(  # type: ignore[no-untyped-call]

@@ -31,7 +31,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ("Fault", "RedisNotReady", "fault_of", "is_transient")
+__all__ = ("Fault", "NotPrimary", "RedisNotReady", "fault_of", "is_transient")
 
 
 class Fault(enum.Enum):
@@ -85,10 +85,16 @@ class RedisNotReady(Exception):
         super().__init__(f"{fault.value}: {reply}")
 
 
+class NotPrimary(RedisConnectionError):
+    """The server answered READONLY: it is no longer the primary. Its connection is closed."""
+
+
 def fault_of(error: BaseException) -> Fault:
     """What ``error`` (raised by redis-py, or an error object in a reply) means."""
     if isinstance(error, RedisNotReady):
         return error.fault
+    if isinstance(error, NotPrimary):
+        return Fault.ROLE
     # redis-py takes the code off the message of the errors it has a class for
     if isinstance(error, NoScriptError):
         return Fault.NOSCRIPT

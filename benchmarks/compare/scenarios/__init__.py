@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("drain", "latency", "idle_cpu", "scaling", "emit", "scale", "web")
+NAMES = ("drain", "latency", "idle_cpu", "scaling", "emit", "scale", "web", "durability", "faults")
 
 
 def load(name: str) -> ModuleType:
