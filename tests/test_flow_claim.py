@@ -355,7 +355,7 @@ async def export(n: int) -> None:
     log.append(("exported", n, time.monotonic()))
 
 
-@listener("archive")
+@listener("archive", priority=1)  # goes before the exports in A's claims
 async def archive(n: int) -> None:
     log.append(("archive", n, time.monotonic()))
     await asyncio.sleep(1.0)
@@ -369,7 +369,7 @@ async def test_a_freed_slot_wakes_a_worker_that_was_turned_away(settings: Settin
         async with InProcessWorker([export, archive], settings, concurrency=1):
             await until(lambda: starts("export") == [1])
             for n in range(3):
-                await emitter.publish("archive", n=n)  # older than the next exports
+                await emitter.publish("archive", n=n)
             for n in range(2, 4):
                 await emitter.publish("export", n=n)
             async with InProcessWorker([export], settings, concurrency=5):
@@ -379,3 +379,29 @@ async def test_a_freed_slot_wakes_a_worker_that_was_turned_away(settings: Settin
     assert at[("archive", 0)] - at[("exported", 1)] < 0.3  # A took an archive job in the slot's place
     assert at[("export", 2)] < at[("archive", 0)] + 1.0  # so B ran export 2, while A archived
     assert at[("export", 2)] - at[("exported", 1)] < 0.5  # woken, not polled
+
+
+@listener("bulk")
+async def bulk(n: int) -> None:
+    log.append(("bulk", n, time.monotonic()))
+    await asyncio.sleep(0.002)
+
+
+@listener("chat")
+async def chat(n: int) -> None:
+    log.append(("chat", n, time.monotonic()))
+
+
+async def test_without_priorities_listeners_take_turns_whatever_their_backlog(settings: Settings) -> None:
+    """Places are compared across listeners only when a due job has a priority: a backlog of one
+    listener does not hold another's newer jobs back."""
+    async with Emitter([bulk, chat], settings) as emitter:
+        for n in range(60):
+            emitter.emit("bulk", n=n)
+        await asyncio.sleep(0.05)  # the chats come later
+        for n in range(5):
+            await emitter.publish("chat", n=n)
+    async with InProcessWorker([bulk, chat], settings, concurrency=2):
+        await until(lambda: len(log) == 65)
+    order = [kind for kind, _, _ in log]
+    assert order.index("chat") < 20 and len(order) - order[::-1].index("chat") < 40  # in turn, not after all bulk

@@ -285,9 +285,10 @@ class Emitter:
         kept in the spool and stored again until the level holds). ``wait=True`` also waits
         until every listener has finished (retries included) and raises an ``ExceptionGroup``
         of ``ListenerError`` (one per listener that failed for good, naming the original type
-        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. (``wait``,
-        ``timeout`` and ``durability`` are this method's own: emit an event argument of one of
-        these names with ``emit`` or in a typed event.)
+        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. ``priority`` and
+        ``ordering_key`` are ``emit``'s. (``wait``, ``timeout`` and ``durability`` are this
+        method's own: emit an event argument of one of these names with ``emit`` or in a typed
+        event; ``priority`` and ``ordering_key`` are both methods' own: in a typed event.)
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
         """

@@ -14,7 +14,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from ..monitor.catalog import CatalogEntry, FlowConflict, register_listeners
+from ..store.faults import Fault, RedisNotReady, fault_of
 from ..store.keys import KeySpace
 
 __all__ = ("FlowDeclarations",)
@@ -33,18 +36,29 @@ class FlowDeclarations:
         self._warned: set[tuple[str, str, str]] = set()
 
     async def declare(self, redis: Any, space: KeySpace, live_for: float, retention: float) -> None:
-        """Register the listeners (and their flow control) now: before the first claim."""
+        """Register the listeners (and their flow control) now: before the first claim.
+
+        Raises what Redis being away raises, and RedisNotReady for a reply that says "not now"
+        (no replicas, out of memory...): the caller backs off and declares again.
+        """
         if not self.entries:
             return
-        _, conflicts = await register_listeners(
-            redis,
-            self.entries,
-            space=space,
-            worker_id=self.worker_id,
-            live_for=live_for,
-            retention=retention,
-            started=self.started,
-        )
+        try:
+            _, conflicts = await register_listeners(
+                redis,
+                self.entries,
+                space=space,
+                worker_id=self.worker_id,
+                live_for=live_for,
+                retention=retention,
+                started=self.started,
+            )
+        except ResponseError as exc:
+            fault = fault_of(exc)
+            if fault is Fault.BAD:  # a bug, not the worker's to stop for: logged, declared again next time
+                logger.error("worker %s: declaring its listeners failed in Redis: %s", self.worker_id, exc)
+                return
+            raise RedisNotReady(exc, fault) from exc
         self.heard(conflicts)
 
     def heard(self, conflicts: Sequence[FlowConflict]) -> None:

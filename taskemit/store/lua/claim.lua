@@ -29,8 +29,9 @@
 --   claim of every worker takes from; a job whose rate key has no token waits in the delayed
 --   set until its next token, while the jobs of other keys go on;
 -- - ordering and rate keys: only the first job of a key's group is in the ready set;
--- - priority: the ready set's order, and, between listeners, the jobs with the lowest scores
---   are taken first.
+-- - priority: a job's place in its ready set is its run time less its boost; when some due job
+--   has a priority, the jobs with the earliest places go first across listeners too (else the
+--   listeners take turns, starting with the one the caller rotated first).
 -- A listener held back by its concurrency limit is not reported as due (its workers would
 -- spin); the claim that turned a worker away marks the listener ("wanted"), and the next claim
 -- that leaves free slots and due jobs behind (its worker was full) wakes the workers on the
@@ -43,7 +44,7 @@
 -- ARGV[2]      lease, ms
 -- ARGV[3]      claim at most this many jobs (0: only report when work is next due)
 -- ARGV[4]      the claim's token: the value of arq's in-progress key
--- ARGV[5]      start at this listener (0-based; rotated by the caller: ties go to it first)
+-- ARGV[5]      start at this listener (0-based; rotated by the caller, for fairness)
 -- ARGV[6..8]   arq's key prefixes: job, in-progress, retry
 -- ARGV[9]      the namespace's sorted set of abort requests (taskemit abort, arq's Job.abort())
 -- ARGV[10]     now + lease, ms: when the leases taken now run out
@@ -231,12 +232,15 @@ local function take_token(i, rate_key, id)
   return true
 end
 
--- take the first k due jobs of listener i (already out of its ready set): flow first, then the lease
-local function take(i, ids)
+-- take the first k due jobs of listener i (already out of its ready set): flow first, then the
+-- lease; ``records``: their flow records, when read already
+local function take(i, ids, records)
   local lim = limits[i]
   local ready, leased, queue, _, _, jobs, keys = keys_of(i)
   local group_prefix = args_of(i)
-  local records = has_flow[i] and redis.call('HMGET', jobs, unpack(ids)) or {}
+  if not records then
+    records = has_flow[i] and redis.call('HMGET', jobs, unpack(ids)) or {}
+  end
   local kept = {}
   for n, id in ipairs(ids) do
     local record = records[n]
@@ -316,63 +320,100 @@ local function take(i, ids)
   return started
 end
 
--- one round: every listener's due jobs it may take, the lowest scores first across listeners
--- (ties to the listener the caller rotated first), at most what is left of the limit
+-- one round. Without a priority among the due jobs, the listeners take turns (the one the caller
+-- rotated first takes what it may, then the next...), as they always did; when some due job has a
+-- priority, the jobs with the earliest places (run time less boost) go first across listeners.
 local function round(only)
-  local left = limit - #claimed
-  local order, candidates, total = {}, {}, 0
+  local order = {} -- the listeners of this round, in turn, with what each may take
+  local wants = {}
   for k = 0, listeners - 1 do
     local i = (first + k) % listeners + 1
     if not only or only[i] then
-      local want = allowance(i, left)
+      local want = allowance(i, limit - #claimed)
       if want > 0 then
-        local ready = keys_of(i)
-        local due = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'WITHSCORES', 'LIMIT', 0, want)
-        if #due > 0 then
-          order[#order + 1] = i
-          candidates[i] = due
-          total = total + #due / 2
+        order[#order + 1] = i
+        wants[i] = want
+      end
+    end
+  end
+  -- the due jobs of the listeners whose jobs may have a priority, with their places and records
+  local candidates, records, boosted = {}, {}, false
+  for _, i in ipairs(order) do
+    if has_flow[i] then
+      local due = redis.call('ZRANGEBYSCORE', (keys_of(i)), '-inf', now, 'WITHSCORES', 'LIMIT', 0, wants[i])
+      local ids = {}
+      for n = 1, #due, 2 do
+        ids[#ids + 1] = due[n]
+      end
+      candidates[i] = due
+      records[i] = #ids > 0 and redis.call('HMGET', select(6, keys_of(i)), unpack(ids)) or {}
+      for _, record in ipairs(records[i]) do
+        if record and job_flow(record) > 0 then
+          boosted = true
         end
       end
     end
   end
-  local takes = {}
-  if total <= left then
-    for _, i in ipairs(order) do
-      takes[i] = #candidates[i] / 2
+  local function ids_of(i, k)
+    local ids = {}
+    for n = 1, k do
+      ids[n] = candidates[i][2 * n - 1]
     end
-  else -- merge by score: each listener's due jobs are sorted, so each takes a prefix of its own
-    local at = {}
-    for _, i in ipairs(order) do
-      at[i], takes[i] = 1, 0
-    end
-    for _ = 1, left do
-      local best, best_score = nil, nil
-      for _, i in ipairs(order) do
-        local due = candidates[i]
-        if 2 * at[i] <= #due then
-          local score = tonumber(due[2 * at[i]])
-          if not best or score < best_score then
-            best, best_score = i, score
-          end
-        end
-      end
-      takes[best] = takes[best] + 1
-      at[best] = at[best] + 1
-    end
+    return ids
   end
   local taken = 0
+  if not boosted then
+    for _, i in ipairs(order) do
+      local left = limit - #claimed
+      if left <= 0 then
+        break
+      end
+      local ready = keys_of(i)
+      local ids
+      if candidates[i] then
+        ids = ids_of(i, math.min(left, #candidates[i] / 2))
+      else
+        ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, math.min(left, wants[i]))
+      end
+      if #ids > 0 then
+        -- the due jobs are the first of the ready set: one command takes them out
+        redis.call('ZREMRANGEBYRANK', ready, 0, #ids - 1)
+        taken = taken + take(i, ids, records[i])
+      end
+    end
+    return taken
+  end
+  -- by place: each listener's due jobs are in order, so each takes a prefix of its own
+  local left = limit - #claimed
+  local at, takes = {}, {}
+  for _, i in ipairs(order) do
+    if not candidates[i] then
+      candidates[i] = redis.call('ZRANGEBYSCORE', (keys_of(i)), '-inf', now, 'WITHSCORES', 'LIMIT', 0, wants[i])
+    end
+    at[i], takes[i] = 1, 0
+  end
+  for _ = 1, left do
+    local best, best_score = nil, nil
+    for _, i in ipairs(order) do
+      local due = candidates[i]
+      if 2 * at[i] <= #due then
+        local score = tonumber(due[2 * at[i]])
+        if not best or score < best_score then
+          best, best_score = i, score
+        end
+      end
+    end
+    if not best then
+      break
+    end
+    takes[best] = takes[best] + 1
+    at[best] = at[best] + 1
+  end
   for _, i in ipairs(order) do
     local k = takes[i]
     if k > 0 then
-      local due = candidates[i]
-      local ids = {}
-      for n = 1, k do
-        ids[n] = due[2 * n - 1]
-      end
-      -- the due jobs are the first of the ready set: one command takes them out
       redis.call('ZREMRANGEBYRANK', (keys_of(i)), 0, k - 1)
-      taken = taken + take(i, ids)
+      taken = taken + take(i, ids_of(i, k), records[i])
     end
   end
   return taken
