@@ -2,8 +2,8 @@
 
 The claims enforce the newest declaration of each listener's limits (``catalog.lua`` writes it
 where ``claim.lua`` reads it). A worker declares its listeners' with every catalog registration
-(``heartbeat.beat``), stamped with its start time, and once before its first claim
-(``declare``), so a listener's limits hold from its first job on. A listener that another worker
+(``heartbeat.beat``), stamped with its start time, and once before its first claim (the flow
+control alone), so a listener's limits hold from its first job on. A listener that another worker
 declares differently is logged as a warning, once per difference: the newest declaration is the
 one that applies (a deploy that changes a limit takes effect as its first worker starts).
 """
@@ -36,7 +36,8 @@ class FlowDeclarations:
         self._warned: set[tuple[str, str, str]] = set()
 
     async def declare(self, redis: Any, space: KeySpace, live_for: float, retention: float) -> None:
-        """Register the listeners (and their flow control) now: before the first claim.
+        """Register the listeners and their flow control for ``live_for`` seconds (0: declare the
+        flow control alone: before the first claim, ahead of the first heartbeat).
 
         Raises what Redis being away raises, and RedisNotReady for a reply that says "not now"
         (no replicas, out of memory...): the caller backs off and declares again.

@@ -48,7 +48,7 @@ from ..store.connection import raise_if_cancelled, redis_client
 from ..store.durability import check_durability
 from ..store.faults import Fault, fault_of
 from .batch import Claim, JobStore
-from .heartbeat import HEARTBEAT_INTERVAL, beat, new_worker_id, remove_heartbeat
+from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
@@ -256,8 +256,8 @@ class Engine:
             try:
                 await self._store.load_scripts()
                 await check_durability(self.redis, self.settings.durability, self.link.url)
-                retention = self.settings.catalog_retention
-                await self.declarations.declare(self.redis, self.settings.keys, HEARTBEAT_INTERVAL * 3, retention)
+                # the limits hold from the first claim; the heartbeat registers the listeners
+                await self.declarations.declare(self.redis, self.settings.keys, 0, self.settings.catalog_retention)
             except REDIS_DOWN as exc:
                 await self._sleep(self.link.down(exc))
                 continue

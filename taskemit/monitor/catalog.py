@@ -157,9 +157,10 @@ async def register_listeners(
     started: float = 0.0,
     now: float | None = None,
 ) -> tuple[int, list[FlowConflict]]:
-    """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds, with their flow
-    control declared as of ``started`` (the worker's start: the newest declaration applies); one
-    script call. Returns how many were registered and the listeners declared differently."""
+    """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds (0: declare their
+    flow control alone), with their flow control declared as of ``started`` (the worker's start:
+    the newest declaration applies); one script call. Returns how many were registered and the
+    listeners declared differently."""
     now_ms = int((time.time() if now is None else now) * 1000)
     args: list[Any] = [now_ms, int(live_for * 1000), int(retention * 1000), worker_id, int(started * 1000)]
     for entry in entries:

@@ -13,7 +13,9 @@
 --           id>\n<declaration JSON>\n<concurrency>\n<rate count>\n<rate ms>\n<burst>\n<per key>')
 -- KEYS[5..] the flow hash of each listener, in ARGV order
 -- ARGV[1]   now, ms
--- ARGV[2]   how long this registration lives unless renewed, ms (three heartbeats)
+-- ARGV[2]   how long this registration lives unless renewed, ms (three heartbeats); 0: declare
+--           the flow control alone (a worker's first, before its first claim: it registers the
+--           listeners with its first heartbeat)
 -- ARGV[3]   how long a listener no live worker registers stays described, ms
 -- ARGV[4]   the worker id
 -- ARGV[5]   when the worker started, ms (its declarations' stamp)
@@ -47,10 +49,12 @@ local n, conflicts = 0, {}
 for i = 6, #ARGV, 8 do
   local name = ARGV[i]
   local flow_key = KEYS[5 + (i - 6) / 8]
-  redis.call('HSET', KEYS[1], name, ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], now, name)
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), name .. '\n' .. worker)
-  n = n + 1
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('HSET', KEYS[1], name, ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], now, name)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), name .. '\n' .. worker)
+    n = n + 1
+  end
   local mine = {tostring(started), worker, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
     ARGV[i + 7]}
   local stored = redis.call('HGET', KEYS[4], name)
