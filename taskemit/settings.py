@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         description="Seconds between an emitter's reads of the listener catalog (for an emitter without "
         "listeners, and for broadcast, singleton and unreliable listeners: which workers are live).",
     )
+    priority_step: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds of waiting one step of priority is worth: a due job of priority p (0-100) is claimed as "
+        "if it had been due p x priority_step seconds earlier, so a higher priority goes first, and a lower one "
+        "that has waited longer than the difference never waits behind it.",
+    )
     catalog_retention: int = Field(
         86400,
         ge=60,

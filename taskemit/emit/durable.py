@@ -33,7 +33,8 @@ def encode_pending(pending: PendingEvent) -> str:
             "jobs": pending.jobs,
             "emitted_ms": pending.emitted_ms,
             "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
+            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires, r.flow] for r in pending.plan.routes],
+            "flows": pending.flows,
             "cause": pending.cause,
             "durability": pending.durability,
         }
@@ -43,6 +44,10 @@ def encode_pending(pending: PendingEvent) -> str:
 def decode_pending(data: str | bytes, settings: Settings) -> PendingEvent:
     """The event a durable row holds, to be stored once by its uuid."""
     return DurableDecoder(settings).decode(data)
+
+
+def _flow_of(route: list[Any]) -> str:
+    return str(route[5]) if len(route) > 5 else ""
 
 
 class DurableDecoder:
@@ -59,10 +64,15 @@ class DurableDecoder:
         fields: dict[str, Any] = json.loads(data)
         event_id = fields["event_id"]
         jobs: dict[str, str] = fields["jobs"]
-        # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
+        # a route written by an earlier version has four fields (no expiry: not a broadcast queue), or
+        # five (no flow control)
         routes = tuple(
-            Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]
+            Route(
+                str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4]), str(r[5]) if len(r) > 5 else ""
+            )
+            for r in fields["routes"]
         )
+        flows = fields.get("flows")
         key = (event_id, tuple(jobs), routes)
         plan = self._plans.get(key)
         if plan is None:
@@ -80,4 +90,5 @@ class DurableDecoder:
             cause=fields.get("cause"),
             durability=fields.get("durability", "memory"),
             resent=True,  # it may have been stored before: Redis stores it once by its uuid
+            flows=[str(flow) for flow in flows] if flows is not None else None,
         )

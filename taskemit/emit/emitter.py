@@ -277,27 +277,41 @@ class Emitter:
 
     # -- emitting ----------------------------------------------------------------------
 
-    def emit(self, event: str | object, *args: Any, session: Any = None, outbox: bool = True, **kwargs: Any) -> None:
+    def emit(
+        self,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        session: Any = None,
+        outbox: bool = True,
+        **kwargs: Any,
+    ) -> None:
         """Enqueue one job per listener of ``event``; returns without waiting for Redis.
 
         ``event`` is a string event id (with the listeners' arguments), or an instance of an
         event class (a dataclass, pydantic model or msgspec Struct; nothing else).
+
+        ``priority`` (0 to 100) replaces the listeners' own for this event's jobs, and
+        ``ordering_key`` (a str, int or UUID) orders them: the jobs of one listener with the same
+        key run one at a time, in emit order (flow control).
 
         ``session``: a SQLAlchemy ``Session`` or ``AsyncSession``. The event, checked and
         encoded, becomes a row of the outbox table in the session's transaction (a
         ``session.add``, no I/O): the commit keeps it with the app's rows, and a relay stores it
         in Redis; a rollback drops it. ``outbox=False``: no row, the event is emitted when the
         transaction commits (lost if the process dies between the commit and the store).
-        (``session`` and ``outbox`` are this method's own: emit an event argument of either
-        name in a typed event.)
+        (``priority``, ``ordering_key``, ``session`` and ``outbox`` are this method's own, not
+        event arguments: emit an event argument of one of these names in a typed event.)
 
         Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
-        listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
-        PayloadTooLarge if a job would exceed ``max_payload_bytes``,
+        listener cannot take the arguments (or they lack its ordering or rate key),
+        InvalidArgument for a bad priority or key, PayloadEncodeError if they cannot be
+        encoded, PayloadTooLarge if a job would exceed ``max_payload_bytes``,
         EmitBufferFull if too many events are waiting for Redis.
         """
-        pending = self._prepare(event, args, kwargs)
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
         if pending is None:
             return
         if session is None:
@@ -319,6 +333,8 @@ class Emitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
         session: Any = None,
         outbox: bool = True,
         **kwargs: Any,
@@ -330,9 +346,10 @@ class Emitter:
         kept in the spool and stored again until the level holds). ``wait=True`` also waits
         until every listener has finished (retries included) and raises an ``ExceptionGroup``
         of ``ListenerError`` (one per listener that failed for good, naming the original type
-        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. (``wait``,
-        ``timeout`` and ``durability`` are this method's own: emit an event argument of one of
-        these names with ``emit`` or in a typed event.)
+        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. ``priority`` and
+        ``ordering_key`` are ``emit``'s. (``wait``, ``timeout`` and ``durability`` are this
+        method's own: emit an event argument of one of these names with ``emit`` or in a typed
+        event; ``priority`` and ``ordering_key`` are both methods' own: in a typed event.)
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
 
@@ -340,8 +357,11 @@ class Emitter:
         when the transaction commits, so it cannot be waited for here (``wait=True`` raises).
         """
         if session is not None:
-            return self._published_in_session(event, args, kwargs, wait, durability, session, outbox)
-        return await self._publish(self._prepare(event, args, kwargs), wait, timeout, durability)
+            return self._published_in_session(
+                event, args, kwargs, wait, durability, session, outbox, priority=priority, ordering_key=ordering_key
+            )
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
+        return await self._publish(pending, wait, timeout, durability)
 
     def _published_in_session(
         self,
@@ -353,6 +373,8 @@ class Emitter:
         session: Any,
         outbox: bool,
         cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
     ) -> EmitReceipt | None:
         """``publish(..., session=...)``: staged in the session, its receipt at once."""
         if wait:
@@ -360,7 +382,7 @@ class Emitter:
                 "publish(..., session=...) cannot wait for the listeners: the event is stored once the "
                 "session's transaction commits, after this call"
             )
-        pending = self._prepare(event, args, kwargs, cause=cause)
+        pending = self._prepare(event, args, kwargs, cause=cause, priority=priority, ordering_key=ordering_key)
         if pending is None:
             return None
         if durability is not None:  # the level its relay stores it with
@@ -368,7 +390,15 @@ class Emitter:
         self._in_session(pending, session, outbox)
         return pending.receipt()
 
-    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+    async def publish_once(
+        self,
+        key: str,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        **kwargs: Any,
+    ) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
 
         The event uuid and the job ids derive from ``key``, and the check and the writes are
@@ -376,7 +406,7 @@ class Emitter:
         one event between them (for as long as its record is kept: ``event_retention``).
         Returns the receipt, or None when the key was already used.
         """
-        pending = self._prepare(event, args, kwargs, once_key=key)
+        pending = self._prepare(event, args, kwargs, once_key=key, priority=priority, ordering_key=ordering_key)
         if pending is None:
             return None
         return await self._stored(pending, self.settings.publish_timeout)
@@ -446,10 +476,12 @@ class Emitter:
         kwargs: dict[str, Any],
         once_key: str | None = None,
         cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
     ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
-        return self._fanout.prepare(event, args, kwargs, once_key, cause)
+        return self._fanout.prepare(event, args, kwargs, once_key, cause, priority, ordering_key)
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)

@@ -32,7 +32,7 @@ from .receipt import EmitReceipt
 
 __all__ = ("EMIT", "EventWriter", "PendingEvent")
 
-EMIT = lua.script("emit")
+EMIT = lua.script("emit", "lib_flow")
 #: events per emit.lua call: a batch is several calls in its round trip, and Redis serves
 #: other clients between them
 _EVENTS_PER_CALL = 50
@@ -80,6 +80,8 @@ class PendingEvent:
     unconfirmed: bool = False
     #: the round trip that stored it wrote its record (False: the record was there already)
     recorded: bool = False
+    #: its jobs' flow control arguments when the event has its own (keys, emit options), else None
+    flows: list[str] | None = None
 
     def receipt(self) -> EmitReceipt:
         """What ``publish`` returns for it (made when asked for: most emits never are)."""
@@ -167,6 +169,7 @@ class EventWriter:
                         list(pending.jobs.values()),
                         pending.payloads,
                         pending.cause,
+                        pending.flows,
                     )
                 )
             commands.append(Packed.of(argc, _EVALSHA, head, *events))

@@ -152,6 +152,9 @@ LISTENER_COLUMNS = [
     Column("failed/s", "failed_per_s", "rate"),
     Column("p50", "p50", "duration"),
     Column("p95", "p95", "duration"),
+    Column("limits", "limits"),
+    Column("in use", "in_use"),
+    Column("waiting", "waiting", "number"),
 ]
 WORKER_COLUMNS = [
     Column("worker", "worker_id", "code"),

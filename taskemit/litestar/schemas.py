@@ -142,6 +142,11 @@ class ListenerOut(msgspec.Struct, kw_only=True):
     p50: float | None
     p95: float | None
     mean: float | None
+    #: its flow control: its limits, what is in use of them, the jobs waiting on them ('' and
+    #: None when it declares none)
+    limits: str = ""
+    in_use: str = ""
+    waiting: int | None = None
 
 
 class WorkerOut(msgspec.Struct, kw_only=True):
@@ -323,6 +328,9 @@ def listener_out(view: ListenerView | None, stats: ListenerStats | None, name: s
         p50=stats.p50 if stats else None,
         p95=stats.p95 if stats else None,
         mean=stats.mean if stats else None,
+        limits=view.flow.declared.describe() if view and view.flow else "",
+        in_use=view.flow.in_use() if view and view.flow else "",
+        waiting=view.flow.waiting if view and view.flow else None,
     )
 
 

@@ -195,7 +195,11 @@ class DashboardData:
 
     async def purge(self, *, listener: str | None = None, event: str | None = None) -> PurgeOut:
         purged = await purge_dead_letters(
-            self.redis, listener=listener or None, event=event or None, space=self.settings.keys
+            self.redis,
+            listener=listener or None,
+            event=event or None,
+            space=self.settings.keys,
+            queue=self.settings.queue_key,
         )
         return PurgeOut(purged=purged)
 
