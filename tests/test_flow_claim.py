@@ -332,20 +332,20 @@ async def test_a_dispatcher_orders_by_the_key_the_catalog_declares(settings: Set
         ]
 
 
-def test_a_spooled_event_keeps_its_jobs_flow_control(settings: Settings) -> None:
+def test_a_spooled_or_outbox_event_keeps_its_jobs_flow_control(settings: Settings) -> None:
     from taskemit.emit.fanout import Fanout
     from taskemit.emit.registry import Registry
-    from taskemit.emit.spool import _decode, _encode
+    from taskemit.emit.durable import decode_pending, encode_pending
 
     fanout = Fanout(Registry([apply_change, high]), settings, use_catalog=False)
     pending = fanout.prepare("order_changed", (), {"order_id": "a", "n": 1}, priority=3)
     assert pending is not None and pending.flows is not None
     assert pending.flows[0].endswith("\n180000\nO\na\n")  # priority 3 x 60 s; ordered by "a", holding on death
-    back = _decode(_encode(pending), settings)
+    back = decode_pending(encode_pending(pending), settings)
     assert back.flows == pending.flows
     plain = fanout.prepare("urgent", (), {"n": 1})
     assert plain is not None and plain.flows is None and plain.plan.routes[0].flow.endswith("\n600000\n\n\n")
-    assert _decode(_encode(plain), settings).plan.routes[0].flow == plain.plan.routes[0].flow
+    assert decode_pending(encode_pending(plain), settings).plan.routes[0].flow == plain.plan.routes[0].flow
 
 
 @listener("export", concurrency=1)
