@@ -19,6 +19,7 @@ __all__ = (
     "NoLiveScheduler",
     "NotDurable",
     "NotReplayable",
+    "OutboxTableMissing",
     "PayloadEncodeError",
     "PayloadTooLarge",
     "PolicyError",
@@ -155,6 +156,19 @@ class NoLiveScheduler(TaskEmitError, RuntimeError):
         self.name = name
         super().__init__(
             f"no live scheduler runs cron schedule {name!r}; start a worker or `taskemit scheduler` that has it"
+        )
+
+
+class OutboxTableMissing(TaskEmitError, LookupError):
+    """The outbox table is not in the database an emitter or a relay was given."""
+
+    def __init__(self, table: str, database: str) -> None:
+        self.table = table
+        self.database = database
+        super().__init__(
+            f"the outbox table {table!r} does not exist in {database}: create it with "
+            f"`taskemit outbox create-table --database-url URL`, or add taskemit.outbox.outbox_table(metadata) "
+            "to your metadata (create_all, Alembic); the outbox_table setting names it"
         )
 
 

@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         description="Seconds between an emitter's reads of the listener catalog (for an emitter without "
         "listeners, and for broadcast, singleton and unreliable listeners: which workers are live).",
     )
+    priority_step: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds of waiting one step of priority is worth: a due job of priority p (0-100) is claimed as "
+        "if it had been due p x priority_step seconds earlier, so a higher priority goes first, and a lower one "
+        "that has waited longer than the difference never waits behind it.",
+    )
     catalog_retention: int = Field(
         86400,
         ge=60,
@@ -282,6 +289,30 @@ class Settings(BaseSettings):
     )
     shutdown_timeout: float = Field(
         10.0, gt=0, description="Seconds a closing emitter keeps trying to store buffered events."
+    )
+    outbox_table: str = Field(
+        "taskemit_outbox",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="The table of the app's database that `emit(..., session=...)` adds events to "
+        "(the transactional outbox), and that the relays read.",
+    )
+    outbox_relay: bool = Field(
+        True,
+        description="An emitter that emits into a database session relays that database's outbox itself, "
+        "woken by each commit; false leaves the rows to `taskemit outbox relay`.",
+    )
+    outbox_batch: int = Field(1000, gt=0, le=10_000, description="Outbox rows a relay takes per claim.")
+    outbox_poll: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between a relay's looks at the outbox table when no commit woke it (rows of other "
+        "processes, rows left by a crash).",
+    )
+    outbox_claim_ttl: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a relay's claim on outbox rows lasts on databases without SKIP LOCKED (SQLite...): "
+        "the rows of a relay that died are taken by another one after this long.",
     )
     cron: list[dict[str, Any]] = Field(
         default_factory=list,

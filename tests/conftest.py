@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pgcluster import PostgresCluster, PostgresUnavailable
 from redis import asyncio as aioredis
 
 from taskemit.settings import Settings
@@ -56,3 +59,37 @@ def point_env_at(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             monkeypatch.setenv(f"TASKEMIT_{name.upper()}", value)
 
     return point
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster for the session's tests (skips, saying why, where none can be had)."""
+    try:
+        cluster = PostgresCluster().start()
+    except (PostgresUnavailable, OSError) as exc:
+        pytest.skip(f"no PostgreSQL cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+#: the databases the outbox is tested on: SQLite (async and sync) and PostgreSQL (asyncpg, psycopg 3)
+DATABASES = ("sqlite+aiosqlite", "sqlite+pysqlite", "postgresql+asyncpg", "postgresql+psycopg")
+_databases = itertools.count()
+
+
+@pytest.fixture
+def new_database(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``new_database(kind)``: the SQLAlchemy URL of an empty database of ``kind`` (one of DATABASES)."""
+
+    def make(kind: str) -> str:
+        if kind.startswith("sqlite"):
+            return f"{kind}:///{tmp_path / f'app-{next(_databases)}.db'}"
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return cluster.url(kind.partition("+")[2], name)
+
+    return make

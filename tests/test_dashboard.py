@@ -346,6 +346,7 @@ async def test_the_json_api_is_in_the_openapi_schema(settings: Settings) -> None
         "/taskemit/api/history",
         "/taskemit/api/workers",
         "/taskemit/api/queues",
+        "/taskemit/api/outbox",
         "/taskemit/api/schedules",
         "/taskemit/api/schedules/pause",
         "/taskemit/api/schedules/resume",

@@ -268,6 +268,7 @@ async def test_listeners_shows_queues_waiting_jobs_workers_and_dead_letters(env:
         "dead": 0,
         "mode": "pool",
         "events": [],  # no live worker ever registered it in the catalog
+        "flow": None,  # it declares no flow control
     }
     assert by_name[welcome.name]["events"] == sorted(welcome.event_ids)  # from its worker's catalog entry
     assert by_name[crm_sync.name]["dead"] == 1 and by_name[crm_sync.name]["workers"] == 1

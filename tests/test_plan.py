@@ -27,6 +27,7 @@ def test_packed_equals_hiredis(arguments: list[bytes | str | int]) -> None:
     emitted_ms=st.integers(min_value=0, max_value=2**45),
     cause=st.one_of(st.none(), st.uuids().map(str)),
     named=st.booleans(),
+    own_flows=st.booleans(),
     data=st.data(),
 )
 def test_plan_resp_is_the_event_arguments_packed(
@@ -36,9 +37,16 @@ def test_plan_resp_is_the_event_arguments_packed(
     emitted_ms: int,
     cause: str | None,
     named: bool,
+    own_flows: bool,
     data: st.DataObject,
 ) -> None:
-    routes = [Route(f"q%{i}", f"ready:{name}", "wake", named) for i, name in enumerate(names)]
+    """Each job's flow control argument is its route's, or the event's own when it has them."""
+    route_flows = data.draw(st.lists(_text, min_size=len(names), max_size=len(names)))
+    routes = [
+        Route(f"q%{i}", f"ready:{name}", "wake", named, flow=flow)
+        for i, (name, flow) in enumerate(zip(names, route_flows, strict=True))
+    ]
+    flows = data.draw(st.lists(_text, min_size=len(names), max_size=len(names))) if own_flows else None
     plan = Plan(event_id, names, routes)
     job_ids = [f"{{ns}}:{index:032x}" for index in range(len(names))]
     payloads = data.draw(st.lists(st.binary(max_size=60), min_size=len(names), max_size=len(names)))
@@ -52,10 +60,10 @@ def test_plan_resp_is_the_event_arguments_packed(
         json_text(jobs),
         cause or "",
     ]
-    for route, job_id, payload in zip(routes, job_ids, payloads, strict=True):
-        expected += (route.queue, route.ready, job_id, payload)
+    for n, (route, job_id, payload) in enumerate(zip(routes, job_ids, payloads, strict=True)):
+        expected += (route.queue, route.ready, job_id, payload, route.flow if flows is None else flows[n])
     assert plan.argc == len(expected)
-    resp = plan.resp(event_uuid, emitted_ms, job_ids, payloads, cause)
+    resp = plan.resp(event_uuid, emitted_ms, job_ids, payloads, cause, flows)
     assert Packed.of(1 + plan.argc, bulk("EVALSHA"), resp) == pack_command(("EVALSHA", *expected))
 
 

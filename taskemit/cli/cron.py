@@ -49,11 +49,11 @@ _LIST_HINT = "`taskemit cron list` shows the names"
 
 def _load(target: str | None) -> tuple[tuple[CronSchedule, ...], tuple[Listener, ...], Settings]:
     """The schedules, listeners and settings of TARGET, or of the settings alone."""
-    from . import _import_target
+    from ._setup import import_target
 
     try:
         if target:
-            settings_cls = _import_target(target)
+            settings_cls = import_target(target)
             settings = getattr(settings_cls, "taskemit_settings", None)
             if settings is None:
                 raise click.BadParameter(f"{target!r} was not made by taskemit.worker_settings()", param_hint="TARGET")
@@ -282,9 +282,9 @@ def scheduler_command(target: str | None, verbose: bool) -> None:
     run_scheduler=False. Any number may run on any hosts: each tick is emitted once.
     SIGTERM or SIGINT stops it.
     """
-    from . import _configure_logging
+    from ._setup import configure_logging
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     schedules, listeners, settings = _load(target)
     if not schedules:
         raise click.UsageError("no cron schedules found; give TARGET (module:WorkerSettings) or add [[cron]] tables")

@@ -206,6 +206,8 @@ def purge_command(listener_name: str | None, event: str | None, yes: bool) -> No
     if not yes:
         click.confirm(f"Delete every dead letter{' of ' + scope if scope else ''}?", abort=True)
     removed = _run(
-        lambda redis, settings: purge_dead_letters(redis, listener=listener_name, event=event, space=settings.keys)
+        lambda redis, settings: purge_dead_letters(
+            redis, listener=listener_name, event=event, space=settings.keys, queue=settings.queue_key
+        )
     )
     click.echo(f"purged {removed} dead letters")

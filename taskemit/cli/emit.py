@@ -11,7 +11,8 @@ from redis import asyncio as aioredis
 
 from ..emit import EmitReceipt, Emitter
 from ..emit.events import import_event_class, load_event
-from ..errors import EventValidationError, ListenerArgumentError, UnknownEventError
+from ..errors import EventValidationError, InvalidArgument, ListenerArgumentError, UnknownEventError
+from ..flow import MAX_PRIORITY
 from ..monitor.catalog import read_catalog
 from ..settings import Settings, load_settings
 from ..store.connection import redis_client
@@ -60,8 +61,20 @@ async def _typed_event(redis: aioredis.Redis, settings: Settings, event: str, da
 )
 @click.option("--wait", is_flag=True, help="Wait until every listener has finished; exit 1 if one failed.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option(
+    "--priority", type=click.IntRange(0, MAX_PRIORITY), help="The jobs' priority (instead of their listeners')."
+)
+@click.option("--ordering-key", help="Order the jobs with the others of this key (one at a time, in emit order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
-def emit_command(event: str, data: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+def emit_command(
+    event: str,
+    data: str | None,
+    wait: bool,
+    timeout: float,
+    priority: int | None,
+    ordering_key: str | None,
+    as_json: bool,
+) -> None:
     """Emit EVENT to the listeners the live workers registered (the listener catalog).
 
     EVENT is an event id, or a typed event's class path (module:Class, whose module must
@@ -75,10 +88,12 @@ def emit_command(event: str, data: str | None, wait: bool, timeout: float, as_js
         async with redis_client(settings) as redis:
             await redis.ping()  # unreachable: exit 3, rather than "no listener" from an empty catalog
             typed = await _typed_event(redis, settings, event, kwargs) if not args else None
+            options: dict[str, Any] = {"wait": wait, "timeout": timeout if wait else None}
+            options.update(priority=priority, ordering_key=ordering_key)
             async with Emitter(settings=settings, redis=redis) as emitter:
                 if typed is not None:
-                    return await emitter.publish(typed, wait=wait, timeout=timeout if wait else None)
-                return await emitter.publish(event, *args, wait=wait, timeout=timeout if wait else None, **kwargs)
+                    return await emitter.publish(typed, **options)
+                return await emitter.publish(event, *args, **options, **kwargs)
 
     try:
         receipt = asyncio.run(main())
@@ -89,6 +104,8 @@ def emit_command(event: str, data: str | None, wait: bool, timeout: float, as_js
         ) from None
     except ListenerArgumentError as exc:
         raise click.BadParameter(str(exc), param_hint="--data") from None
+    except InvalidArgument as exc:
+        raise click.UsageError(str(exc)) from None
     except ExceptionGroup as group:
         for error in group.exceptions:
             click.echo(f"failed: {error}", err=True)

@@ -261,21 +261,28 @@ def _outages(worker: WorkerInfo) -> str:
 @interval_option
 def listeners(as_json: bool, watch: bool, interval: float) -> None:
     """Listeners: their queue, delivery mode and events, jobs waiting and running, live workers
-    that run them, dead letters."""
+    that run them, dead letters; and their flow control: limits, what is in use of them (running
+    of the concurrency, tokens, the next token, the busiest ordering keys), jobs waiting on them."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> list[ListenerView]:
         return await listener_views(redis, space=settings.keys)
 
     def render(found: list[ListenerView]) -> RenderableType:
         table = Table(title="Listeners", title_justify="left")
-        left = ("listener", "queue", "mode", "events")
-        for column in ("listener", "queue", "mode", "events", "queued", "running", "live workers", "dead"):
+        left = ("listener", "queue", "mode", "events", "limits", "in use")
+        columns = ("listener", "queue", "mode", "events", "queued", "running", "live workers", "dead")
+        limited = any(view.flow is not None for view in found)
+        for column in (*columns, "limits", "in use", "waiting") if limited else columns:
             table.add_column(column, overflow="fold", justify="left" if column in left else "right")
+        now = time.time()
         for view in found:
             workers = str(view.workers) if view.workers or not view.queued else "[red]0: waiting[/]"
             dead = f"[red]{view.dead}[/]" if view.dead else "0"
             events = ", ".join(view.events)
-            row = (view.listener, view.queue, view.mode, events, str(view.queued), str(view.running), workers, dead)
+            row = [view.listener, view.queue, view.mode, events, str(view.queued), str(view.running), workers, dead]
+            if limited:
+                flow = view.flow
+                row += [flow.declared.describe(), flow.in_use(now), str(flow.waiting)] if flow else ["", "", ""]
             table.add_row(*row)
         return table
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 
 import click
 from redis.exceptions import RedisError
@@ -12,6 +13,7 @@ from redis.exceptions import RedisError
 from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
 from ..monitor.abort import abort_job
+from ..monitor.outbox import RelayReport, relay_reports
 from ..monitor.server import ServerHealth, server_health
 from ..monitor.workers import Waiting, live_workers, waiting_listeners
 from ..settings import load_settings
@@ -44,26 +46,38 @@ def abort(job_id: str) -> None:
 
 @click.command()
 @json_option
-def check(as_json: bool) -> None:
+@click.option(
+    "--max-outbox-lag",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Also fail (exit 1) when an outbox relay reports rows waiting longer than this.",
+)
+def check(as_json: bool, max_outbox_lag: float | None) -> None:
     """Exit 0 if a worker of the queue has a fresh heartbeat and Redis can take taskemit's writes
-    (a primary, with the replicas the durability level needs); 1 if not (for liveness probes)."""
+    (a primary, with the replicas the durability level needs); 1 if not (for liveness probes).
+
+    Also shows each live outbox relay: its database, the rows waiting (backlog), the age of
+    the oldest (lag) and its errors.
+    """
     settings = load_settings()
 
-    async def main() -> tuple[int, bool, list[Waiting], ServerHealth]:
+    async def main() -> tuple[int, bool, list[Waiting], ServerHealth, list[RelayReport]]:
         async with redis_client(settings) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
             waiting = await waiting_listeners(redis, space=settings.keys)
-            return len(alive), bool(arq_health), waiting, await server_health(redis)
+            relays = await relay_reports(redis, space=settings.keys)
+            return len(alive), bool(arq_health), waiting, await server_health(redis), relays
 
     try:
-        count, arq_alive, waiting, server = asyncio.run(main())
+        count, arq_alive, waiting, server, relays = asyncio.run(main())
     except (RedisError, OSError) as exc:
         click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
     problems, warnings = server.problems(settings), server.warnings()
-    ok = bool(count or arq_alive) and not problems
+    lagging = [r for r in relays if max_outbox_lag is not None and r.lag > max_outbox_lag]
+    ok = bool(count or arq_alive) and not problems and not lagging
     if as_json:
         report = {
             "ok": ok,
@@ -82,6 +96,7 @@ def check(as_json: bool) -> None:
                 "problems": problems,
                 "warnings": warnings,
             },
+            "outbox_relays": [relay.to_dict() for relay in relays],
         }
         click.echo(json.dumps(report))
         sys.exit(0 if ok else 1)
@@ -95,6 +110,16 @@ def check(as_json: bool) -> None:
         click.echo(line, err=True)
     for item in waiting:  # jobs no live worker will run: say so, whatever the exit code
         click.echo(str(item), err=True)
+    for relay in relays:
+        line = (
+            f"outbox {relay.table} of {relay.database}: {relay.backlog} waiting, lag {relay.lag:.1f}s, "
+            f"{relay.relayed} relayed, {relay.errors} errors (relay {relay.relay_id})"
+        )
+        if relay.last_error:
+            line += f"; last error {time.time() - relay.last_error_at:.0f}s ago: {relay.last_error}"
+        click.echo(line, err=relay in lagging or bool(relay.last_error))
+    for relay in lagging:
+        click.echo(f"the outbox of {relay.database} lags {relay.lag:.1f}s, more than {max_outbox_lag:g}s", err=True)
     if not (count or arq_alive):
         click.echo(f"no worker heartbeat on {settings.queue_name} in the last {HEARTBEAT_INTERVAL * 3:g}s", err=True)
     if ok:

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..monitor.history import sample_if_due
 from ..monitor.series import SPANS, History, HistoryPoint, read_history
 from ..monitor.stats import read_listener_stats
-from ..monitor.workers import live_workers
+from ..monitor.workers import listener_views, live_workers
 from ..settings import Settings
 from ..state import JobState
 from ._output import sparkline
@@ -62,7 +62,8 @@ def _history_rows(history: History) -> list[tuple[str, list[float | None], Calla
 def stats(span: str, as_json: bool, watch: bool, interval: float) -> None:
     """Per listener and per queue: queued, running, rates, failures, p50/p95 durations; and their
     history (completed and failed per second, queue depth, busy workers, run time, emit-to-start
-    latency) as sparklines."""
+    latency) as sparklines; and the flow control of the listeners that declare any (limits, in
+    use, waiting, behind keys, tokens, next token)."""
 
     async def fetch(redis: aioredis.Redis, settings: Settings) -> dict[str, Any]:
         now_ms = time.time() * 1000
@@ -100,7 +101,15 @@ def stats(span: str, as_json: bool, watch: bool, interval: float) -> None:
             "workers": len(workers),
         }
         history = await read_history(redis, settings, span)
-        return {"queue": queue, "listeners": listeners, "history": history.to_dict(), "_history": history}
+        views = await listener_views(redis, space=settings.keys)
+        flow = [view.flow.to_dict() for view in views if view.flow is not None]
+        return {
+            "queue": queue,
+            "listeners": listeners,
+            "flow": flow,
+            "history": history.to_dict(),
+            "_history": history,
+        }
 
     def render(data: dict[str, Any]) -> RenderableType:
         q = data["queue"]
@@ -151,9 +160,33 @@ def stats(span: str, as_json: bool, watch: bool, interval: float) -> None:
                 _ms(s["p95"]),
                 f"[cyan]{sparkline(s['history'], 30)}[/]",
             )
-        return Group(queue, trend, table)
+        return Group(queue, trend, table, _flow_table(data["flow"])) if data["flow"] else Group(queue, trend, table)
 
     def to_json(data: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in data.items() if not key.startswith("_")}
 
     _show(fetch, render, to_json, as_json=as_json, watch=watch, interval=interval)
+
+
+def _flow_table(flows: list[dict[str, Any]]) -> Table:
+    """The listeners' flow control (``FlowState.to_dict``): limits, slots used, what waits, tokens."""
+    table = Table(title="Flow control", title_justify="left")
+    columns = ("listener", "limits", "running", "waiting", "behind keys", "tokens", "next token", "busiest keys")
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="left" if column in ("listener", "limits") else "right")
+    now = time.time()
+    for f in flows:
+        limit = f["declared"].get("concurrency")
+        tokens = "" if f["tokens"] is None else f"{f['tokens']:.2f}"
+        next_token = "" if f["next_token_at"] is None else f"in {max(0.0, f['next_token_at'] - now):.2f}s"
+        table.add_row(
+            f["listener"],
+            f["limits"],
+            f"{f['running']}/{limit}" if limit else str(f["running"]),
+            str(f["waiting"]),
+            str(f["behind_keys"]),
+            tokens,
+            next_token,
+            ", ".join(f"{key}: {jobs}" for key, jobs in f["busiest"]),
+        )
+    return table

@@ -10,6 +10,7 @@ logged as lost.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import sqlite3
@@ -28,7 +29,7 @@ __all__ = ("Backlog",)
 
 logger = logging.getLogger("taskemit.emitter")
 
-Future = concurrent.futures.Future[EmitReceipt | None]
+Future = concurrent.futures.Future[EmitReceipt | None] | asyncio.Future[EmitReceipt | None]
 
 
 class Backlog:

@@ -45,6 +45,7 @@ def describe(item: Listener, default_queue: str) -> CatalogEntry:
         reliable=item.reliable,
         params=tuple(item.parameters),
         policy=_declared_policy(item),
+        flow=item.flow,
     )
 
 
@@ -69,7 +70,7 @@ def _declared_policy(item: Listener) -> dict[str, Any]:
 class RemoteListener:
     """A listener known from the catalog only: enough to route its jobs and check arguments."""
 
-    __slots__ = ("_signature", "entry", "event_ids", "mode", "name", "queue", "reliable", "typed")
+    __slots__ = ("_signature", "entry", "event_ids", "flow", "mode", "name", "queue", "reliable", "typed")
 
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
@@ -79,6 +80,8 @@ class RemoteListener:
         self.reliable = entry.reliable
         self.typed = entry.typed
         self.event_ids = frozenset(entry.events)
+        #: its flow control, as the newest worker declared it
+        self.flow = entry.flow
         try:
             params = [
                 inspect.Parameter(name, _KINDS[kind], default=None if has_default else inspect.Parameter.empty)
@@ -87,6 +90,10 @@ class RemoteListener:
             self._signature: inspect.Signature | None = inspect.Signature(params)
         except (ValueError, KeyError):  # a description Python does not accept (a newer version's): check nothing
             self._signature = None
+
+    @property
+    def signature(self) -> inspect.Signature | None:
+        return self._signature
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         if self._signature is None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
@@ -47,6 +47,9 @@ from .receipt import EmitReceipt
 from .registry import Registry
 from .writer import EMIT, EventWriter, PendingEvent
 
+if TYPE_CHECKING:
+    from .transaction import Transactions
+
 __all__ = ("Emitter",)
 
 logger = logging.getLogger("taskemit.emitter")
@@ -67,9 +70,11 @@ class Emitter:
         "_flusher",
         "_loop",
         "_loop_thread",
+        "_outbox",
         "_redis",
         "_refresher",
         "_stored_jobs",
+        "_transactions",
         "_wake",
         "_writer",
         "listeners",
@@ -88,10 +93,13 @@ class Emitter:
         *,
         redis: aioredis.Redis | None = None,
         catalog: bool | None = None,
+        outbox: Any = None,
     ) -> None:
         """``listeners``: the listeners to fan out to. None: those the live workers registered in
         the catalog (a dispatcher that does not import the handlers' code). ``catalog=True``
-        adds the catalog's listeners to the given ones."""
+        adds the catalog's listeners to the given ones. ``outbox``: a SQLAlchemy engine (or a
+        list of them) whose outbox table this emitter relays from the start: entering checks
+        that the table is there (OutboxTableMissing) and relays the rows earlier processes left."""
         self.settings = settings if settings is not None else load_settings()
         self.registry = listeners if isinstance(listeners, Registry) else Registry(listeners or ())
         self._fanout = Fanout(
@@ -113,6 +121,9 @@ class Emitter:
         self._wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
+        #: the engines given as ``outbox``; the staged events and relays (made when first needed)
+        self._outbox: list[Any] = list(outbox) if isinstance(outbox, list | tuple) else [outbox] if outbox else []
+        self._transactions: Transactions | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -154,6 +165,12 @@ class Emitter:
         if waiting and self._backlog.spool is not None:
             logger.info("storing %d events from the spool %s", waiting, self._backlog.spool.path)
             self._wake.set()
+        if self._outbox:
+            try:
+                await self.relay_outbox(*self._outbox)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -168,6 +185,8 @@ class Emitter:
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
+        if self._transactions is not None:  # what the relays sent is stored by the flusher below
+            await self._transactions.close(self.settings.shutdown_timeout)
         self._closing = True
         self._backlog.close_intake()
         assert self._wake is not None and self._redis is not None
@@ -241,23 +260,71 @@ class Emitter:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
         return self._redis
 
+    async def relay_outbox(self, *binds: Any, central: bool = False) -> list[Any]:
+        """Relay the outbox table of each SQLAlchemy engine in ``binds`` from now until the emitter
+        closes, and return the relays; raises OutboxTableMissing first if a table is not there.
+        ``central``: a relay process's (``taskemit outbox relay``), which takes even the newest rows."""
+        if self._flusher is None or self._closing:
+            raise StateError("relay_outbox() needs an entered emitter: `async with Emitter(...) as emitter`")
+        return await self._in_transactions().start(binds, in_process=not central)
+
+    def _in_transactions(self) -> Transactions:
+        if self._transactions is None:
+            from .transaction import Transactions  # SQLAlchemy: imported when a session or an outbox is given
+
+            self._transactions = Transactions(self.settings, self._submit, lambda: self.redis)
+        return self._transactions
+
     # -- emitting ----------------------------------------------------------------------
 
-    def emit(self, event: str | object, *args: Any, **kwargs: Any) -> None:
+    def emit(
+        self,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        session: Any = None,
+        outbox: bool = True,
+        **kwargs: Any,
+    ) -> None:
         """Enqueue one job per listener of ``event``; returns without waiting for Redis.
 
         ``event`` is a string event id (with the listeners' arguments), or an instance of an
         event class (a dataclass, pydantic model or msgspec Struct; nothing else).
 
+        ``priority`` (0 to 100) replaces the listeners' own for this event's jobs, and
+        ``ordering_key`` (a str, int or UUID) orders them: the jobs of one listener with the same
+        key run one at a time, in emit order (flow control).
+
+        ``session``: a SQLAlchemy ``Session`` or ``AsyncSession``. The event, checked and
+        encoded, becomes a row of the outbox table in the session's transaction (a
+        ``session.add``, no I/O): the commit keeps it with the app's rows, and a relay stores it
+        in Redis; a rollback drops it. ``outbox=False``: no row, the event is emitted when the
+        transaction commits (lost if the process dies between the commit and the store).
+        (``priority``, ``ordering_key``, ``session`` and ``outbox`` are this method's own, not
+        event arguments: emit an event argument of one of these names in a typed event.)
+
         Raises, before anything is enqueued: StateError if the emitter is not entered,
         UnknownEventError for an event without listeners, ListenerArgumentError if a
-        listener cannot take the arguments, PayloadEncodeError if they cannot be encoded,
-        PayloadTooLarge if a job would exceed ``max_payload_bytes``,
+        listener cannot take the arguments (or they lack its ordering or rate key),
+        InvalidArgument for a bad priority or key, PayloadEncodeError if they cannot be
+        encoded, PayloadTooLarge if a job would exceed ``max_payload_bytes``,
         EmitBufferFull if too many events are waiting for Redis.
         """
-        pending = self._prepare(event, args, kwargs)
-        if pending is not None:
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
+        if pending is None:
+            return
+        if session is None:
             self._submit(pending)
+        else:
+            self._in_session(pending, session, outbox)
+
+    def _in_session(self, pending: PendingEvent, session: Any, outbox: bool) -> None:
+        assert self._loop is not None
+        try:
+            self._in_transactions().stage(pending, session, outbox, self._loop)
+        except TypeError as exc:
+            raise InvalidArgument(str(exc)) from None
 
     async def publish(
         self,
@@ -266,6 +333,10 @@ class Emitter:
         wait: bool = False,
         timeout: float | None = None,
         durability: Level | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        session: Any = None,
+        outbox: bool = True,
         **kwargs: Any,
     ) -> EmitReceipt | None:
         """Like ``emit``, but return once the jobs are stored, with their ids (an EmitReceipt).
@@ -275,15 +346,59 @@ class Emitter:
         kept in the spool and stored again until the level holds). ``wait=True`` also waits
         until every listener has finished (retries included) and raises an ``ExceptionGroup``
         of ``ListenerError`` (one per listener that failed for good, naming the original type
-        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. (``wait``,
-        ``timeout`` and ``durability`` are this method's own: emit an event argument of one of
-        these names with ``emit`` or in a typed event.)
+        and message). ``timeout`` bounds the whole call; past it, WaitTimeout. ``priority`` and
+        ``ordering_key`` are ``emit``'s. (``wait``, ``timeout`` and ``durability`` are this
+        method's own: emit an event argument of one of these names with ``emit`` or in a typed
+        event; ``priority`` and ``ordering_key`` are both methods' own: in a typed event.)
 
         Returns None only when the event has no listeners and ``on_unknown_event`` is "ignore".
-        """
-        return await self._publish(self._prepare(event, args, kwargs), wait, timeout, durability)
 
-    async def publish_once(self, key: str, event: str | object, *args: Any, **kwargs: Any) -> EmitReceipt | None:
+        With ``session`` (see ``emit``), it returns the receipt at once: the event is stored
+        when the transaction commits, so it cannot be waited for here (``wait=True`` raises).
+        """
+        if session is not None:
+            return self._published_in_session(
+                event, args, kwargs, wait, durability, session, outbox, priority=priority, ordering_key=ordering_key
+            )
+        pending = self._prepare(event, args, kwargs, priority=priority, ordering_key=ordering_key)
+        return await self._publish(pending, wait, timeout, durability)
+
+    def _published_in_session(
+        self,
+        event: str | object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait: bool,
+        durability: Level | None,
+        session: Any,
+        outbox: bool,
+        cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
+    ) -> EmitReceipt | None:
+        """``publish(..., session=...)``: staged in the session, its receipt at once."""
+        if wait:
+            raise InvalidArgument(
+                "publish(..., session=...) cannot wait for the listeners: the event is stored once the "
+                "session's transaction commits, after this call"
+            )
+        pending = self._prepare(event, args, kwargs, cause=cause, priority=priority, ordering_key=ordering_key)
+        if pending is None:
+            return None
+        if durability is not None:  # the level its relay stores it with
+            pending.durability = durability
+        self._in_session(pending, session, outbox)
+        return pending.receipt()
+
+    async def publish_once(
+        self,
+        key: str,
+        event: str | object,
+        *args: Any,
+        priority: int | None = None,
+        ordering_key: Any = None,
+        **kwargs: Any,
+    ) -> EmitReceipt | None:
         """Publish unless an event with the same ``key`` was already published; exactly once.
 
         The event uuid and the job ids derive from ``key``, and the check and the writes are
@@ -291,7 +406,7 @@ class Emitter:
         one event between them (for as long as its record is kept: ``event_retention``).
         Returns the receipt, or None when the key was already used.
         """
-        pending = self._prepare(event, args, kwargs, once_key=key)
+        pending = self._prepare(event, args, kwargs, once_key=key, priority=priority, ordering_key=ordering_key)
         if pending is None:
             return None
         return await self._stored(pending, self.settings.publish_timeout)
@@ -361,10 +476,12 @@ class Emitter:
         kwargs: dict[str, Any],
         once_key: str | None = None,
         cause: str | None = None,
+        priority: int | None = None,
+        ordering_key: Any = None,
     ) -> PendingEvent | None:
         if self._flusher is None or self._closing:
             raise StateError("Emitter not initialized: use `async with Emitter(...) as emitter`")
-        return self._fanout.prepare(event, args, kwargs, once_key, cause)
+        return self._fanout.prepare(event, args, kwargs, once_key, cause, priority, ordering_key)
 
     def _unknown_event(self, event_id: str) -> Exception:
         return UnknownEventError(event_id)

@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import EventValidationError, ListenerConfigError
@@ -43,6 +44,7 @@ __all__ = (
     "import_event_class",
     "is_event_class",
     "load_event",
+    "main_module_name",
     "mro_paths",
     "through_mro",
 )
@@ -51,6 +53,16 @@ try:  # msgspec Structs are supported when msgspec is installed (Litestar depend
     import msgspec
 except ImportError:  # pragma: no cover - msgspec is present wherever Litestar is
     msgspec = None  # type: ignore[assignment]
+
+
+def main_module_name() -> str:
+    """The importable name of ``__main__``: workers import listeners by module, never as __main__."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:  # python -m package.module
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else "__main__"  # python path/to/module.py
 
 
 def _is_pydantic(cls: type) -> bool:
@@ -73,9 +85,7 @@ def is_event_class(obj: Any) -> bool:
 def _module_name(cls: type) -> str:
     module = cls.__module__
     if module == "__main__":  # workers import it by its module name, never as __main__
-        from .listener import _main_module_name
-
-        return _main_module_name()
+        return main_module_name()
     return module
 
 

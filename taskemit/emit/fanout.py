@@ -9,11 +9,14 @@
   event's singleton listeners one job between them (a listener with a live worker first); an
   unreliable listener (``reliable_delivery=False``) none while no live worker serves it;
 - routes: a job's queue, its listener's ready set there and the queue's wake channel;
+- flow control: a job's priority, and its ordering and rate keys read from the arguments
+  (``jobflow``), or the emit's own ``priority`` and ``ordering_key``;
 - checks, before anything is stored: the arguments against every listener, the payload size.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import time
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import InvalidArgument, ListenerConfigError, PayloadTooLarge, UnknownEventError
+from ..flow import FlowControl, JobFlow
 from ..settings import Settings
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import ONCE_NAMESPACE
@@ -30,6 +34,7 @@ from ..tracing import annotate, emit_span
 from ..tracing import available as tracing_available
 from .catalog import CatalogView
 from .events import dump_event, event_path, is_event_class
+from .jobflow import check_emit_options, flow_argument, job_flow
 from .plan import Plan, Route
 from .registry import Registry
 from .writer import PendingEvent
@@ -46,6 +51,12 @@ class Target(Protocol):
     queue: str | None
     mode: str
     reliable: bool
+    flow: FlowControl
+
+    @property
+    def typed(self) -> bool: ...
+    @property
+    def signature(self) -> inspect.Signature | None: ...
 
     def check_arguments(self, event_id: str, args: tuple[Any, ...], kwargs: Any) -> None: ...
 
@@ -84,8 +95,8 @@ class Fanout:
         #: the catalog must be read: for its listeners, or for live workers of special modes
         self.needs_catalog = use_catalog or any(item.mode != "pool" or not item.reliable for item in registry)
         self._routes: dict[tuple[str, str | None], Route] = {}
-        #: (id(listeners tuple), event id) -> (the tuple, the plan), for pool listeners
-        self._plans: dict[tuple[int, str], tuple[tuple[Target, ...], Plan]] = {}
+        #: (id(listeners tuple), event id) -> (the tuple, the plan, its jobs), for pool listeners
+        self._plans: dict[tuple[int, str], tuple[tuple[Target, ...], Plan, list[tuple[Target, str | None]]]] = {}
         self._turn = itertools.count()
 
     def listeners(self, event: str | type) -> tuple[Target, ...]:
@@ -123,6 +134,8 @@ class Fanout:
         kwargs: dict[str, Any],
         once_key: str | None = None,
         cause: str | None = None,
+        priority: Any = None,
+        ordering_key: Any = None,
     ) -> PendingEvent | None:
         """The event as a PendingEvent to store; None for an event without listeners that the
         ``on_unknown_event`` setting ignores. Raises what ``Emitter.emit`` documents."""
@@ -141,29 +154,56 @@ class Fanout:
             raise ListenerConfigError(f"{META_KWARG!r} is reserved by taskemit and cannot be emitted")
         for item in listeners:
             item.check_arguments(event_id, args, kwargs)
-        plan = self._plan(event_id, listeners)
+        if priority is not None or ordering_key is not None:
+            priority, ordering_key = check_emit_options(event_id, priority, ordering_key)
+        plan, jobs_of = self._plan(event_id, listeners)
+        flows = None
+        if plan.keyed or priority is not None or ordering_key is not None:
+            flows = self._flows(event_id, args, kwargs, jobs_of, priority, ordering_key)
         if self.tracing and tracing_active():
             with emit_span(event_id) as carrier:
-                return self._pending(event_id, args, kwargs, plan, once_key, cause, carrier)
-        return self._pending(event_id, args, kwargs, plan, once_key, cause, None)
+                return self._pending(event_id, args, kwargs, plan, once_key, cause, carrier, flows)
+        return self._pending(event_id, args, kwargs, plan, once_key, cause, None, flows)
 
-    def _plan(self, event_id: str, listeners: tuple[Target, ...]) -> Plan:
+    def _flows(
+        self,
+        event_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        jobs_of: list[tuple[Target, str | None]],
+        priority: int | None,
+        ordering_key: str | None,
+    ) -> list[str]:
+        """Each job's flow control argument for this event (a broadcast job has none)."""
+        space = self.settings.keys
+        step_ms = int(self.settings.priority_step * 1000)
+        return [
+            ""
+            if worker is not None
+            else flow_argument(
+                space, item.name, job_flow(item, event_id, args, kwargs, priority, ordering_key, step_ms)
+            )
+            for item, worker in jobs_of
+        ]
+
+    def _plan(self, event_id: str, listeners: tuple[Target, ...]) -> tuple[Plan, list[tuple[Target, str | None]]]:
         """The jobs an event of ``listeners`` makes, their names and their routes; remembered
         for a registry's tuple of pool listeners, which always make the same jobs."""
         key = (id(listeners), event_id)
         known = self._plans.get(key)
         if known is not None and known[0] is listeners:
-            return known[1]
+            return known[1], known[2]
         jobs_of = self.jobs(listeners)
         plan = Plan(
             event_id,
             [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of],
             [self.route(item, worker) for item, worker in jobs_of],
             [item.name for item, _ in jobs_of],
+            keyed=any(item.flow.keyed for item, worker in jobs_of if worker is None),
         )
         if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
-            self._plans[key] = (listeners, plan)  # holds the tuple: its id is not reused
-        return plan
+            self._plans[key] = (listeners, plan, jobs_of)  # holds the tuple: its id is not reused
+        return plan, jobs_of
 
     def _pending(
         self,
@@ -174,6 +214,7 @@ class Fanout:
         once_key: str | None,
         cause: str | None,
         carrier: dict[str, str] | None,
+        flows: list[str] | None = None,
     ) -> PendingEvent:
         space = self.settings.keys
         names, functions = plan.names, plan.functions
@@ -209,6 +250,7 @@ class Fanout:
             once=once_key is not None,
             cause=cause,
             durability=self.settings.durability,
+            flows=flows,
         )
 
     @staticmethod
@@ -242,7 +284,11 @@ class Fanout:
         queue = space.queue(item.queue or self.settings.queue_name)
         wake = space.wake_channel(queue)
         if worker is None:
-            route = Route(queue, space.ready(queue, item.name), wake, item.queue is not None)
+            flow = ""
+            if item.flow.priority and not item.flow.keyed:  # the same for each of its jobs
+                boost = item.flow.priority * int(self.settings.priority_step * 1000)
+                flow = flow_argument(space, item.name, JobFlow(boost))
+            route = Route(queue, space.ready(queue, item.name), wake, item.queue is not None, flow=flow)
         else:
             own = space.broadcast_queue(queue, worker)
             route = Route(own, space.ready(own, item.name), wake, True, expires=True)

@@ -11,37 +11,26 @@ import asyncio
 import dataclasses
 import inspect
 import re
-import sys
-import types
-import typing
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ..attempt import Attempt
 from ..errors import ListenerArgumentError, ListenerConfigError
+from ..flow import FlowControl
 from ..policy import Backoff, RetryPolicy
-from .events import event_path, is_event_class
+from .events import event_path, is_event_class, main_module_name
+from .jobflow import declare_flow
+from .signature import Parameters
 
 __all__ = ("Listener", "as_listener", "listener")
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
-def _main_module_name() -> str:
-    """The importable name of ``__main__``: workers import listeners by module, never as __main__."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:  # python -m package.module
-        return str(spec.name)
-    path = getattr(main, "__file__", None)
-    return Path(path).stem if path else "__main__"  # python path/to/module.py
-
-
 def _default_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or "<unknown>"
     if module == "__main__":
-        module = _main_module_name()
+        module = main_module_name()
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}:{qualname}"
 
@@ -75,6 +64,10 @@ def _check_event_ids(event_ids: tuple[Any, ...], *, allow_none: bool = False) ->
     return tuple(dict.fromkeys(event_ids))
 
 
+#: the options of ``listener()`` that are flow control (``taskemit.flow.FlowControl``)
+FLOW_OPTIONS = frozenset(("concurrency", "rate", "burst", "rate_key", "ordered_by", "pass_dead", "priority"))
+
+
 def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - {"max_tries", "backoff", "retry_on", "give_up_on", "timeout"})
     if unknown:
@@ -85,65 +78,6 @@ def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ListenerConfigError(f"listener {name!r}: {exc}") from None
     # keep the normalised values (a bare exception class becomes a tuple, ...)
     return {key: getattr(policy, key) for key in options}
-
-
-def _names(annotation: Any, name: str) -> bool:
-    """Whether ``annotation`` is taskemit's class ``name`` (or, unresolved, its text)."""
-    if isinstance(annotation, str):
-        return annotation.rsplit(".", 1)[-1] == name
-    return isinstance(annotation, type) and annotation.__name__ == name and annotation.__module__.startswith("taskemit")
-
-
-def _event_classes(annotation: Any) -> tuple[type, ...]:
-    """The event classes an annotation names: one class, or a union of them."""
-    if is_event_class(annotation):
-        return (annotation,)
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
-    return tuple(member for member in members if is_event_class(member))
-
-
-class _Parameters:
-    """What a listener's signature says: which parameters the worker injects, which takes the event."""
-
-    __slots__ = ("attempt", "emitter", "event", "event_classes", "signature")
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.attempt: str | None = None
-        self.emitter: str | None = None
-        self.event: str | None = None
-        self.event_classes: tuple[type, ...] = ()
-        try:
-            signature: inspect.Signature | None = inspect.signature(fn)
-        except (TypeError, ValueError):  # some builtins have no signature: accept anything
-            signature = None
-        if signature is None:
-            self.signature = None
-            return
-        try:
-            hints = typing.get_type_hints(fn)
-        except Exception:  # unresolvable annotations: fall back to their text
-            hints = {}
-        rest = []
-        for param in signature.parameters.values():
-            annotation = hints.get(param.name, param.annotation)
-            if self.attempt is None and (annotation is Attempt or _names(annotation, "Attempt")):
-                self.attempt = param.name
-            elif self.emitter is None and _names(annotation, "Emitter"):
-                self.emitter = param.name
-            else:
-                rest.append(param)
-                if self.event is None and param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-                    classes = _event_classes(annotation)
-                    if classes:
-                        self.event, self.event_classes = param.name, classes
-        # what an emit must fit: the signature without the parameters the worker fills in
-        self.signature = signature.replace(parameters=rest)
-
-    def first_positional(self) -> str | None:
-        for param in self.signature.parameters.values() if self.signature else ():
-            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.VAR_POSITIONAL):
-                return param.name
-        return None
 
 
 MODES = ("pool", "broadcast", "singleton")
@@ -167,6 +101,7 @@ class Listener:
         "event_classes",
         "event_ids",
         "event_param",
+        "flow",
         "fn",
         "is_async",
         "mode",
@@ -185,7 +120,7 @@ class Listener:
         queue: str | None = None,
         mode: str = "pool",
         reliable_delivery: bool = True,
-        **policy_options: Any,
+        **options: Any,
     ) -> None:
         if not callable(fn):
             raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
@@ -211,8 +146,9 @@ class Listener:
         self.reliable = reliable_delivery
         self.name: str = name or _default_name(fn)
         #: the retry options this listener sets; the rest come from settings (see ``policy``)
+        policy_options = {key: value for key, value in options.items() if key not in FLOW_OPTIONS}
         self.policy_options: dict[str, Any] = _check_policy_options(self.name, policy_options)
-        params = _Parameters(fn)
+        params = Parameters(fn)
         #: the parameters the worker fills in: the Attempt, and an Emitter for follow-up events
         self.attempt_param: str | None = params.attempt
         self.emitter_param: str | None = params.emitter
@@ -247,6 +183,15 @@ class Listener:
         )
         if self.event_classes:  # it is called with the event alone: say so now, not at the first emit
             self.check_arguments(sorted(self.event_ids)[0], (object(),), {})
+        #: how its jobs flow: concurrency, rate, ordering, priority (``taskemit.flow``)
+        self.flow: FlowControl = declare_flow(
+            self.name, mode, signature, self.typed, {k: v for k, v in options.items() if k in FLOW_OPTIONS}
+        )
+
+    @property
+    def signature(self) -> inspect.Signature | None:
+        """What an emit must fit: its signature without the parameters the worker fills in."""
+        return self._signature
 
     @property
     def typed(self) -> bool:
@@ -335,6 +280,13 @@ def listener(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     give_up_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     timeout: float | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    burst: int | None = None,
+    rate_key: str | None = None,
+    ordered_by: str | None = None,
+    pass_dead: bool = False,
+    priority: int = 0,
 ) -> Callable[[Callable[..., Any]], Listener]:
     """Register the decorated function as a listener of ``event_ids``.
 
@@ -356,6 +308,17 @@ def listener(
         retry_on: retry only these exception types (default: any ``Exception``).
         give_up_on: never retry these; the job goes to the dead letters at once.
         timeout: seconds one attempt may take (default: the ``job_timeout`` setting).
+        concurrency: at most this many of its jobs run at once, across all workers.
+        rate: at most this many starts per period, across all workers: ``"100/s"``,
+            ``"5000/h"``, ``"10/30s"`` (a token bucket of ``burst`` tokens, default 1).
+        burst: the rate's bucket size: starts that may follow each other at once.
+        rate_key: the argument whose every value gets the rate of its own (per tenant, say).
+        ordered_by: the argument whose value orders its jobs: jobs with the same value run one
+            at a time, in emit order (a retrying job holds its value until it completes).
+        pass_dead: with ``ordered_by``, a dead-lettered job lets the later jobs of its value go
+            on (default False: they wait until it is replayed or purged).
+        priority: 0 (the lowest, default) to 100: its due jobs are claimed as if they had been
+            due ``priority x priority_step`` seconds earlier.
     """
     ids = _check_event_ids(event_ids, allow_none=True)
     given = {
@@ -365,7 +328,17 @@ def listener(
         "give_up_on": give_up_on,
         "timeout": timeout,
     }
-    options = {key: value for key, value in given.items() if value is not None}
+    options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    flow = {
+        "concurrency": concurrency,
+        "rate": rate,
+        "burst": burst,
+        "rate_key": rate_key,
+        "ordered_by": ordered_by,
+        "pass_dead": pass_dead,
+        "priority": priority,
+    }
+    options.update({key: value for key, value in flow.items() if value is not None})
 
     def decorate(fn: Callable[..., Any]) -> Listener:
         return Listener(fn, ids, name=name, queue=queue, mode=mode, reliable_delivery=reliable_delivery, **options)

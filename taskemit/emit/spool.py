@@ -5,7 +5,8 @@ when it closes with events still buffered (a deploy during an outage). The next 
 same namespace that starts with the same ``spool_dir``, or ``taskemit spool flush``, stores
 them. They are stored once each, by event uuid, however often the spool is replayed: Redis stores
 nothing for an event whose record it has, so a second replay (two processes, or a crash between
-storing and forgetting) is a no-op. Events stored whose durability level did not hold yet are
+storing and forgetting) is a no-op. (The encoding of an event is ``durable.py``'s, the
+outbox's too.) Events stored whose durability level did not hold yet are
 kept here too, and stored again until it does; events whose reply proved them bad are parked
 apart, with the error, until ``taskemit spool flush --parked``.
 
@@ -15,17 +16,14 @@ write-ahead log, so an event is on disk when ``emit`` returns.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from ..settings import Settings
-from .plan import Plan, Route
+from .durable import DurableDecoder, encode_pending
 from .writer import PendingEvent
 
 __all__ = ("Spool", "default_spool_dir")
@@ -49,39 +47,6 @@ def default_spool_dir() -> Path:
     """``$XDG_STATE_HOME/taskemit/spool``, else ``~/.local/state/taskemit/spool``."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(state) / "taskemit" / "spool"
-
-
-def _encode(pending: PendingEvent) -> str:
-    return json.dumps(
-        {
-            "event_uuid": pending.event_uuid,
-            "event_id": pending.event_id,
-            "jobs": pending.jobs,
-            "emitted_ms": pending.emitted_ms,
-            "payloads": [base64.b64encode(payload).decode("ascii") for payload in pending.payloads],
-            "routes": [[r.queue, r.ready, r.wake, r.named, r.expires] for r in pending.plan.routes],
-            "cause": pending.cause,
-            "durability": pending.durability,
-        }
-    )
-
-
-def _decode(data: str, settings: Settings) -> PendingEvent:
-    fields: dict[str, Any] = json.loads(data)
-    # a route spooled by an earlier version has four fields (no expiry: not a broadcast queue)
-    routes = [Route(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), len(r) > 4 and bool(r[4])) for r in fields["routes"]]
-    return PendingEvent(
-        fields["event_uuid"],
-        fields["event_id"],
-        fields["jobs"],
-        settings,
-        int(fields["emitted_ms"]),
-        [base64.b64decode(payload) for payload in fields["payloads"]],
-        Plan(fields["event_id"], list(fields["jobs"]), routes),
-        cause=fields.get("cause"),
-        durability=fields.get("durability", "memory"),
-        resent=True,  # it may have been stored before it was spooled
-    )
 
 
 class Spool:
@@ -126,7 +91,7 @@ class Spool:
                 try:
                     db.executemany(
                         "INSERT OR IGNORE INTO events (event_uuid, data) VALUES (?, ?)",
-                        [(p.event_uuid, _encode(p)) for p in taken],
+                        [(p.event_uuid, encode_pending(p)) for p in taken],
                     )
                     db.execute("COMMIT")
                 except BaseException:
@@ -138,7 +103,8 @@ class Spool:
         """The oldest ``limit`` spooled events (they stay in the file until ``forget``)."""
         with self._lock:
             rows = self._connect().execute("SELECT data FROM events ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [_decode(data, self.settings) for (data,) in rows]
+        decoder = DurableDecoder(self.settings)
+        return [decoder.decode(data) for (data,) in rows]
 
     def forget(self, event_uuids: list[str]) -> None:
         """Remove events that are stored in Redis now."""
@@ -166,7 +132,7 @@ class Spool:
             try:
                 db.executemany(
                     "INSERT OR REPLACE INTO parked (event_uuid, data, error, parked_at) VALUES (?, ?, ?, ?)",
-                    [(p.event_uuid, _encode(p), error, now) for p, error in events],
+                    [(p.event_uuid, encode_pending(p), error, now) for p, error in events],
                 )
                 db.executemany("DELETE FROM events WHERE event_uuid = ?", [(p.event_uuid,) for p, _ in events])
                 db.execute("COMMIT")

@@ -13,6 +13,7 @@ connection (``store/wire.py``).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -30,7 +31,7 @@ from .receipt import EmitReceipt
 
 __all__ = ("EMIT", "EventWriter", "PendingEvent")
 
-EMIT = lua.script("emit")
+EMIT = lua.script("emit", "lib_flow")
 #: events per emit.lua call: a batch is several calls in its round trip, and Redis serves
 #: other clients between them
 _EVENTS_PER_CALL = 50
@@ -58,7 +59,11 @@ class PendingEvent:
     payloads: list[bytes]
     #: its jobs' names (the keys of ``jobs``, in order), listeners and routes
     plan: Plan
-    future: concurrent.futures.Future[EmitReceipt | None] | None = field(default=None)
+    #: what waits for it: a publish (on any thread), or an outbox relay (an asyncio future, resolved
+    #: on the emitter's loop like every future here)
+    future: concurrent.futures.Future[EmitReceipt | None] | asyncio.Future[EmitReceipt | None] | None = field(
+        default=None
+    )
     #: publish_once: a key that was used before makes its publish return None
     once: bool = False
     #: the uuid of the event whose listener emitted this one
@@ -74,6 +79,8 @@ class PendingEvent:
     unconfirmed: bool = False
     #: the round trip that stored it wrote its record (False: the record was there already)
     recorded: bool = False
+    #: its jobs' flow control arguments when the event has its own (keys, emit options), else None
+    flows: list[str] | None = None
 
     def receipt(self) -> EmitReceipt:
         """What ``publish`` returns for it (made when asked for: most emits never are)."""
@@ -161,6 +168,7 @@ class EventWriter:
                         list(pending.jobs.values()),
                         pending.payloads,
                         pending.cause,
+                        pending.flows,
                     )
                 )
             commands.append(Packed.of(argc, _EVALSHA, head, *events))

@@ -20,12 +20,10 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ..emit.listener import Listener
 from ..settings import Settings
 from ..store import scripts as lua
 from ..store.arq_format import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX
@@ -34,75 +32,18 @@ from ..store.connection import drop_connections
 from ..store.durability import durability_holds, wait_command
 from ..store.faults import Fault, RedisNotReady, fault_of
 from ..store.wire import BatchConnection, send_batch
-from .outcome import Outcome
+from .claims import Claim, ClaimBatch, Finished, Route
 from .settle import finish_call
 
 __all__ = ("Claim", "ClaimBatch", "Finished", "JobStore", "Route")
 
 logger = logging.getLogger("taskemit.worker")
 
-_CLAIM = lua.script("claim", "lib_batch")
-_FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead")
+_CLAIM = lua.script("claim", "lib_batch", "lib_flow")
+_FINISH = lua.script("finish", "lib_batch", "lib_stats", "lib_dead", "lib_flow")
 _RENEW = lua.script("renew")
-_RELEASE = lua.script("release")
+_RELEASE = lua.script("release", "lib_flow")
 _SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one listener's jobs wait: its arq queue, its ready and leased sets there."""
-
-    listener: str
-    queue: str
-    ready: str
-    leased: str
-
-    @classmethod
-    def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
-        """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
-        space = settings.keys
-        queue = space.queue(item.queue or settings.queue_name)
-        if broadcast_to is not None:
-            queue = space.broadcast_queue(queue, broadcast_to)
-        return cls(item.name, queue, space.ready(queue, item.name), space.leased(queue, item.name))
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A job this worker now holds the lease of, with the claim's token."""
-
-    job_id: str
-    route: int  # index into JobStore.routes
-    payload: bytes
-    job_try: int
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """An attempt's outcome, to settle under the token of the claim that took its job."""
-
-    outcome: Outcome
-    route: int
-    token: str
-
-
-@dataclass(slots=True)
-class ClaimBatch:
-    """What one round trip came to."""
-
-    claimed: list[Claim] = field(default_factory=list)
-    #: jobs whose payload expired while they waited (held under the claim's token: settle them)
-    expired: list[Claim] = field(default_factory=list)
-    #: when work is next due (a delayed job, a retry, a lease running out), epoch seconds
-    next_due: float | None = None
-    #: due jobs whose abort was asked for before they started: settle them as aborted
-    aborted: list[Claim] = field(default_factory=list)
-    #: finishes the script refused: job id -> "taken" (another claim holds the job now) or
-    #: "gone" (applied already, by an earlier send; or the job was claimed again after its lease ran out)
-    refused: dict[str, str] = field(default_factory=dict)
-    #: whether the durability level held for everything this round trip wrote
-    durable: bool = True
 
 
 class JobStore:
@@ -115,7 +56,8 @@ class JobStore:
         self.routes = list(routes)
         self.holder = holder
         self.lease_ms = int(settings.lease_ttl * 1000)
-        self._claim_keys = [key for r in self.routes for key in (r.ready, r.leased, r.queue)]
+        self._claim_keys = [key for r in self.routes for key in r.claim_keys]
+        self._claim_args = [arg for r in self.routes for arg in r.claim_args]
         #: the claim loop's own connection (renewals and releases come from other tasks)
         self._batches = BatchConnection(redis)
         self._first = 0
@@ -166,6 +108,7 @@ class JobStore:
                 RETRY_KEY_PREFIX,
                 self.settings.keys.abort_requests,
                 now_ms + self.lease_ms,
+                *self._claim_args,
             ]
             calls.append((_CLAIM, [self.settings.keys.claim_receipt(token), *self._claim_keys], args))
         extra = self._durability_commands()
@@ -232,8 +175,8 @@ class JobStore:
         args: list[Any] = [int(time.time() * 1000)]
         for job_id, route, token in jobs:
             r = self.routes[route]
-            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue)
-            args += (job_id, token)
+            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue, r.flow_jobs)
+            args += (job_id, token, r.wake, r.listener)
         (released,), _ = await self._run([(_RELEASE, keys, args)])
         return int(released or 0)
 

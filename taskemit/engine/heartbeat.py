@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..monitor.catalog import CatalogEntry, register_listeners, unregister_worker
+from ..monitor.catalog import unregister_worker
 from ..store.connection import raise_if_cancelled
 from ..store.keys import KeySpace
+from .limits import FlowDeclarations
 from .link import REDIS_DOWN, RedisLink
 
 __all__ = ("HEARTBEAT_INTERVAL", "beat", "new_worker_id", "remove_heartbeat", "write_heartbeat")
@@ -63,15 +64,15 @@ async def beat(
     worker_id: str,
     info: Callable[[], dict[str, Any]],
     link: RedisLink,
-    entries: Sequence[CatalogEntry] = (),
+    declarations: FlowDeclarations | None = None,
     catalog_retention: float = 86400,
     own_keys: Sequence[str] = (),
     own_keys_ttl: float = 86400,
 ) -> None:
     """Write ``info()`` as the heartbeat every HEARTBEAT_INTERVAL seconds and register the
-    listeners ``entries`` describe in the catalog as served by this worker for three
-    heartbeats, until cancelled; a failed write is reported to ``link`` (the worker's
-    RedisLink) and tried again next time. ``own_keys`` (its broadcast queue and sets) expire
+    listeners of ``declarations`` (with their flow control) in the catalog as served by this
+    worker for three heartbeats, until cancelled; a failed write is reported to ``link`` (the
+    worker's RedisLink) and tried again next time. ``own_keys`` (its broadcast queue and sets) expire
     ``own_keys_ttl`` seconds after the last heartbeat: they go some time after a crash."""
     while True:
         raise_if_cancelled()
@@ -82,15 +83,8 @@ async def beat(
                     for key in own_keys:
                         pipe.pexpire(key, int(own_keys_ttl * 1000))
                     await pipe.execute()
-            if entries:
-                await register_listeners(
-                    redis,
-                    list(entries),
-                    space=space,
-                    worker_id=worker_id,
-                    live_for=HEARTBEAT_INTERVAL * 3,
-                    retention=catalog_retention,
-                )
+            if declarations is not None:
+                await declarations.declare(redis, space, HEARTBEAT_INTERVAL * 3, catalog_retention)
             link.up()
         except REDIS_DOWN as exc:
             link.down(exc)

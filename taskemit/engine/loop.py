@@ -53,6 +53,7 @@ from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
+from .limits import FlowDeclarations
 from .link import REDIS_DOWN, RedisLink, listen_for_work
 from .outcome import Outcome
 from .running import InFlight
@@ -138,6 +139,10 @@ class Engine:
         self.redis: aioredis.Redis | None = None
         self.link = RedisLink(settings.redis_url)
         self.started = time.time()
+        #: its listeners in the catalog, with their flow control (declared before the first claim)
+        self.declarations = FlowDeclarations(
+            [describe(item, settings.queue_name) for item in self.listeners], self.worker_id, self.started
+        )
         self._store: JobStore | None = None
         self._leases: LeaseKeeper | None = None
         #: the jobs running, and what is left to write for them
@@ -223,7 +228,7 @@ class Engine:
                         self.worker_id,
                         self._heartbeat,
                         self.link,
-                        [describe(item, self.settings.queue_name) for item in self.listeners],
+                        self.declarations,
                         self.settings.catalog_retention,
                         self._broadcast_keys,
                         self.settings.job_expiry,
@@ -253,6 +258,8 @@ class Engine:
             try:
                 await self._store.load_scripts()
                 await check_durability(self.redis, self.settings.durability, self.link.url)
+                # the limits hold from the first claim; the heartbeat registers the listeners
+                await self.declarations.declare(self.redis, self.settings.keys, 0, self.settings.catalog_retention)
             except REDIS_DOWN as exc:
                 await self._sleep(self.link.down(exc))
                 continue

@@ -1,14 +1,15 @@
 """What a batch of finished attempts writes: the KEYS and ARGV of one ``finish.lua`` call.
 
 Per job: its keys, its claim's token, its mode (done, retry, dead) and records; per dead job its
-dead letter; per listener its counters. Pure: no Redis, the clock read once per batch.
+dead letter; per listener its counters and the keys of its flow control. Pure: no Redis, the
+clock read once per batch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..monitor.deadletter import dead_letter_fields
 from ..monitor.stats import RATE_TTL, bucket_for
@@ -16,10 +17,8 @@ from ..settings import Settings
 from ..state import JobState
 from ..store.arq_format import result_dict
 from ..store.codec import META_KWARG, Codec
+from .claims import Finished, Route
 from .outcome import Outcome
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .batch import Finished, Route
 
 __all__ = ("arq_result", "finish_call")
 
@@ -32,6 +31,7 @@ def finish_call(
     now = time.time()
     minute = int(now // 60)
     listeners: dict[str, int] = {}
+    flow_routes: dict[str, Route] = {}  # the route of each listener's flow keys
     job_keys: list[str] = []
     job_args: list[Any] = []
     dead_keys: list[str] = []
@@ -42,6 +42,7 @@ def finish_call(
         job_id = run.attempt.job_id
         listener = run.attempt.listener
         index = listeners.setdefault(listener, len(listeners) + 1)
+        flow_routes.setdefault(listener, route)
         job_keys += (
             space.attempts(job_id),
             space.event(run.meta.get("event") or "-"),
@@ -93,7 +94,9 @@ def finish_call(
         )
     stats_keys: list[str] = []
     for listener in listeners:
+        r = flow_routes[listener]
         stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
+        stats_keys += (r.flow, r.flow_jobs, r.flow_keys, r.delayed)
     keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
     args = [
         settings.event_retention,
@@ -103,6 +106,7 @@ def finish_call(
         RATE_TTL,
         len(listeners),
         *listeners,
+        *(flow_routes[listener].group_prefix for listener in listeners),
         *job_args,
         *dead_args,
     ]

@@ -22,6 +22,7 @@ from .schemas import (
     EventPageOut,
     JobOut,
     ListenerOut,
+    OutboxRelayOut,
     PurgeOut,
     QueueOut,
     ReplayAllOut,
@@ -87,6 +88,10 @@ class ApiReads(DashboardController):
     @get("/queues", summary="Queue depth per queue")
     async def list_queues(self) -> list[QueueOut]:
         return await self.dashboard.data.queues()
+
+    @get("/outbox", summary="Live outbox relays: database, rows waiting, lag, errors")
+    async def list_outbox_relays(self) -> list[OutboxRelayOut]:
+        return await self.dashboard.data.outbox_relays()
 
 
 class ApiActions(DashboardController):

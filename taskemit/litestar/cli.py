@@ -1,10 +1,11 @@
 """``litestar taskemit ...``: the ``taskemit`` command's own commands, on the app's settings.
 
-The group holds the very command objects of ``taskemit.cli`` (the one import against the
-layers' grain, allowed in pyproject.toml). Before a command runs, the plugin's settings are
-put into the environment as ``TASKEMIT_*``, which is where every command reads them from;
-``--redis-url`` and ``--namespace`` still win. With no ``listeners`` setting, ``worker``
-runs the listeners (and cron schedules) of the modules the app's listeners come from.
+The group holds the very command objects of ``taskemit.cli.group`` (the one import against the
+layers' grain, allowed in pyproject.toml; that module imports nothing that imports Litestar).
+Before a command runs, the plugin's settings are put into the environment as ``TASKEMIT_*``,
+which is where every command reads them from; ``--redis-url`` and ``--namespace`` still win.
+With no ``listeners`` setting, ``worker`` runs the listeners (and cron schedules) of the
+modules the app's listeners come from.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _listener_modules(listeners: Iterable[Any]) -> list[str]:
 
 def taskemit_group(settings: Settings, listeners: Iterable[Any]) -> click.Group:
     """A ``taskemit`` group for Litestar's CLI with every command of the ``taskemit`` command."""
-    from ..cli import cli as taskemit_cli
+    from ..cli.group import cli as taskemit_cli
 
     listeners = list(listeners)
 

@@ -49,6 +49,10 @@ class TaskEmitConfig:
     refresh_interval: float = 2.0
     #: list the JSON API in the app's OpenAPI schema
     include_in_schema: bool = True
+    #: relay the outbox tables of these databases from the app's start (``emit(..., session=db_session)``):
+    #: True for every database of advanced-alchemy's ``SQLAlchemyPlugin``, or a list of advanced-alchemy
+    #: configs and SQLAlchemy engines; a missing table fails the start-up (``OutboxTableMissing``)
+    outbox: bool | Sequence[Any] = False
 
     def __post_init__(self) -> None:
         if not self.emitter_dependency_key.isidentifier():

@@ -332,6 +332,9 @@ def policy_facts(detail: ListenerDetailOut) -> str:
         if policy.described
         else '<p class="muted">No worker has described this listener yet: the settings\' policy is shown.</p>'
     )
+    item = detail.listener
+    if item.limits:  # its flow control (flow-control.md)
+        rows += [("flow control", escape(item.limits)), ("in use", escape(item.in_use)), ("waiting", str(item.waiting))]
     return fields(rows) + note
 
 

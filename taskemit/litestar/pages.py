@@ -152,6 +152,9 @@ LISTENER_COLUMNS = [
     Column("failed/s", "failed_per_s", "rate"),
     Column("p50", "p50", "duration"),
     Column("p95", "p95", "duration"),
+    Column("limits", "limits"),
+    Column("in use", "in_use"),
+    Column("waiting", "waiting", "number"),
 ]
 WORKER_COLUMNS = [
     Column("worker", "worker_id", "code"),
@@ -167,6 +170,18 @@ WORKER_COLUMNS = [
     Column("last seen", "last_seen", "age"),
     Column("loop lag", "loop_lag", "duration"),
     Column("Redis outages", "outages", "number"),
+]
+OUTBOX_COLUMNS = [
+    Column("relay", "relay_id", "code"),
+    Column("database", "database"),
+    Column("table", "table"),
+    Column("claims", "claims"),
+    Column("waiting", "backlog", "number"),
+    Column("lag", "lag", "duration"),
+    Column("relayed", "relayed", "number"),
+    Column("errors", "errors", "number"),
+    Column("last error", "last_error"),
+    Column("last seen", "reported", "age"),
 ]
 QUEUE_COLUMNS = [
     Column("queue", "queue"),
@@ -333,11 +348,14 @@ class Pages(DashboardController):
         page = d.page(request)
         workers = plain(await d.data.workers())
         queues = plain(await d.data.queues())
+        relays = plain(await d.data.outbox_relays())
         body = (
             "<h2>Live workers</h2>"
             + page.live(f"{d.api}/workers", page.table(WORKER_COLUMNS, workers, "", empty="no live worker"))
             + "<h2>Queues</h2>"
             + page.live(f"{d.api}/queues", page.table(QUEUE_COLUMNS, queues, ""))
+            + "<h2>Outbox relays</h2>"
+            + page.live(f"{d.api}/outbox", page.table(OUTBOX_COLUMNS, relays, "", empty="no outbox relay reports"))
         )
         return d.render(request, "Workers and queues", body, here="workers", notice=None)
 

@@ -2,7 +2,8 @@
 
 It sets the event emitter backend (with the config's settings), adds the config's listeners
 and checks its cron schedules, injects the ``Emitter``, adds ``litestar taskemit ...``, runs a
-worker in the app's lifespan if asked, and serves the dashboard at ``dashboard_path`` if set.
+worker in the app's lifespan if asked, relays the databases' outbox if asked (``outbox.py``), and
+serves the dashboard at ``dashboard_path`` if set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..settings import Settings, load_settings
 from .api import ApiActions, ApiReads
 from .backend import ArqEventEmitter
 from .config import TaskEmitConfig
+from .outbox import check_outbox_sources, outbox_engines
 from .overview import OverviewApiReads, OverviewPages
 from .pages import Dashboard, PageActions, Pages
 from .schedules import ScheduleActions, ScheduleApiActions, ScheduleApiReads, SchedulePages
@@ -80,6 +82,9 @@ class TaskEmitPlugin(InitPlugin, CLIPlugin):
         if key in app_config.dependencies:
             raise ImproperlyConfiguredException(f"the app already has a dependency named {key!r}")
         app_config.dependencies[key] = Provide(provide_emitter, sync_to_thread=False)
+        if config.outbox:
+            check_outbox_sources(config.outbox, app_config)
+            app_config.on_startup.append(self._relay_outbox)
         if config.run_workers_in_app:
             app_config.lifespan.append(self._in_app_worker)
         if config.dashboard_path is not None:
@@ -87,6 +92,12 @@ class TaskEmitPlugin(InitPlugin, CLIPlugin):
             app_config.lifespan.append(lambda app: data.connected())
             app_config.route_handlers.append(self._dashboard(app_config, data))
         return app_config
+
+    async def _relay_outbox(self, app: Litestar) -> None:
+        """At start-up, after every lifespan (the engines exist, ``create_all`` has run): relay the
+        outbox of each database until the emitter closes."""
+        backend = cast(ArqEventEmitter, app.event_emitter)
+        await backend.emitter.relay_outbox(*outbox_engines(self.config.outbox, app))
 
     def _in_app_worker(self, app: Litestar) -> InProcessWorker:
         """A worker for every listener of the app's emitter, with the config's cron schedules."""

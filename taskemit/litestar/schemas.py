@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from ..monitor import DeadLetter, EventStatus, JobStatus, ListenerStats, ListenerView, QueueView, WorkerInfo
+from ..monitor.outbox import RelayReport
 from ..redact import redact
 from ..state import JobState
 
@@ -21,6 +22,7 @@ __all__ = (
     "EventPageOut",
     "JobOut",
     "ListenerOut",
+    "OutboxRelayOut",
     "PurgeOut",
     "QueueOut",
     "ReplayAllOut",
@@ -140,6 +142,11 @@ class ListenerOut(msgspec.Struct, kw_only=True):
     p50: float | None
     p95: float | None
     mean: float | None
+    #: its flow control: its limits, what is in use of them, the jobs waiting on them ('' and
+    #: None when it declares none)
+    limits: str = ""
+    in_use: str = ""
+    waiting: int | None = None
 
 
 class WorkerOut(msgspec.Struct, kw_only=True):
@@ -158,6 +165,25 @@ class WorkerOut(msgspec.Struct, kw_only=True):
     running: dict[str, int]
     outages: int
     loop_lag: float
+
+
+class OutboxRelayOut(msgspec.Struct, kw_only=True):
+    """An outbox relay's last report: its database, the rows waiting, the age of the oldest, its errors."""
+
+    relay_id: str
+    database: str
+    table: str
+    host: str
+    pid: int
+    claims: str
+    started: float
+    reported: float
+    backlog: int
+    lag: float
+    relayed: int
+    errors: int
+    last_error: str
+    last_error_at: float
 
 
 class QueueOut(msgspec.Struct, kw_only=True):
@@ -302,6 +328,9 @@ def listener_out(view: ListenerView | None, stats: ListenerStats | None, name: s
         p50=stats.p50 if stats else None,
         p95=stats.p95 if stats else None,
         mean=stats.mean if stats else None,
+        limits=view.flow.declared.describe() if view and view.flow else "",
+        in_use=view.flow.in_use() if view and view.flow else "",
+        waiting=view.flow.waiting if view and view.flow else None,
     )
 
 
@@ -323,6 +352,10 @@ def worker_out(worker: WorkerInfo) -> WorkerOut:
         outages=worker.outages,
         loop_lag=worker.loop_lag,
     )
+
+
+def outbox_relay_out(report: RelayReport) -> OutboxRelayOut:
+    return OutboxRelayOut(**report.to_dict())
 
 
 def queue_out(view: QueueView) -> QueueOut:

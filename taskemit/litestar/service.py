@@ -35,6 +35,7 @@ from ..monitor import (
     replay_dead_letter,
     sample_if_due,
 )
+from ..monitor.outbox import relay_reports
 from ..settings import Settings
 from ..state import JobState
 from ..store.connection import redis_client
@@ -47,6 +48,7 @@ from .schemas import (
     EventPageOut,
     JobOut,
     ListenerOut,
+    OutboxRelayOut,
     PurgeOut,
     QueueOut,
     ReplayAllOut,
@@ -57,6 +59,7 @@ from .schemas import (
     event_out,
     job_out,
     listener_out,
+    outbox_relay_out,
     queue_out,
     worker_out,
 )
@@ -192,7 +195,11 @@ class DashboardData:
 
     async def purge(self, *, listener: str | None = None, event: str | None = None) -> PurgeOut:
         purged = await purge_dead_letters(
-            self.redis, listener=listener or None, event=event or None, space=self.settings.keys
+            self.redis,
+            listener=listener or None,
+            event=event or None,
+            space=self.settings.keys,
+            queue=self.settings.queue_key,
         )
         return PurgeOut(purged=purged)
 
@@ -208,6 +215,9 @@ class DashboardData:
 
     async def queues(self) -> list[QueueOut]:
         return [queue_out(view) for view in await queue_depths(self.redis, self.settings)]
+
+    async def outbox_relays(self) -> list[OutboxRelayOut]:
+        return [outbox_relay_out(report) for report in await relay_reports(self.redis, space=self.settings.keys)]
 
     # -- the history, one listener ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .deadletter import (
     purge_dead_letters,
     replay_dead_letter,
 )
+from .flow import FlowState, flow_states
 from .history import Gauges, sample_gauges, sample_if_due
 from .listing import EventPage, events_between, recent_events
 from .queues import QueueView, queue_depths
@@ -50,6 +51,7 @@ __all__ = (
     "EventPage",
     "EventStatus",
     "FailureCount",
+    "FlowState",
     "Gauges",
     "History",
     "HistoryPoint",
@@ -65,6 +67,7 @@ __all__ = (
     "abort_job",
     "event_status",
     "events_between",
+    "flow_states",
     "get_dead_letter",
     "get_schedule",
     "iter_dead_letters",

@@ -15,7 +15,7 @@ from ..store.codec import META_KWARG, get_codec
 
 __all__ = ("abort_job",)
 
-_ABORT = lua.script("abort")
+_ABORT = lua.script("abort", "lib_flow")
 
 
 async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
@@ -70,8 +70,18 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
             space.result(job_id),
             space.retry(job_id),
             space.abort_requests,
+            space.delayed(queue, listener),
+            space.flow_jobs(listener),
+            space.flow_keys(listener),
         ],
-        [job_id, outcome, result, settings.result_retention * 1000, int(time.time() * 1000)],
+        [
+            job_id,
+            outcome,
+            result,
+            settings.result_retention * 1000,
+            int(time.time() * 1000),
+            space.flow_group_prefix(listener),
+        ],
     )
     answer = reply.decode() if isinstance(reply, bytes) else str(reply)
     if answer == "requested":  # a stock arq worker may run it: arq's own set (outside the namespace's slot)

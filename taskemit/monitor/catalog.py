@@ -10,20 +10,26 @@ for it while its workers restart, and ``taskemit status`` says they wait for a w
 Readers: an :class:`~taskemit.Emitter` without listeners (a dispatcher that does not import
 the handlers' code) fans out from it; broadcast, singleton and unreliable listeners read
 their live workers from it; ``taskemit listeners`` and the dashboard show it.
+
+Each registration also declares the listener's flow control (``taskemit.flow``). The newest
+declaration (by the start time of the worker that made it) is the one that applies: it is
+written where the claims read it (``KeySpace.flow``), and a worker whose declaration differs
+hears of it (``FlowConflict``) and logs a warning.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..flow import FlowControl
 from ..store import scripts as lua
 from ..store.keys import KeySpace
 from ..store.wire import as_text
 
-__all__ = ("CatalogEntry", "read_catalog", "register_listeners", "unregister_worker")
+__all__ = ("CatalogEntry", "FlowConflict", "read_catalog", "register_listeners", "unregister_worker")
 
 _REGISTER = lua.script("catalog")
 
@@ -45,6 +51,8 @@ class CatalogEntry:
     #: the retry options the listener sets itself (``max_tries``, ``backoff`` as ``Backoff.to_dict``,
     #: ``retry_on`` and ``give_up_on`` as type paths, ``timeout``); the rest are the settings'
     policy: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: its flow control: the newest declaration of the workers that registered it
+    flow: FlowControl = field(default=FlowControl())
 
     @classmethod
     def from_json(cls, name: str, text: str | bytes, workers: tuple[str, ...] = ()) -> CatalogEntry:
@@ -59,6 +67,7 @@ class CatalogEntry:
             params=tuple((str(p[0]), int(p[1]), bool(p[2])) for p in data.get("params", ())),
             workers=workers,
             policy=dict(data.get("policy") or {}),
+            flow=FlowControl.from_dict(data.get("flow")),
         )
 
     def to_json(self) -> str:
@@ -71,6 +80,7 @@ class CatalogEntry:
                 "reliable": self.reliable,
                 "params": [list(p) for p in self.params],
                 "policy": self.policy,
+                "flow": self.flow.to_dict(),
             },
             sort_keys=True,
         )
@@ -85,28 +95,55 @@ class CatalogEntry:
             "reliable": self.reliable,
             "params": [p[0] for p in self.params],
             "workers": list(self.workers),
+            "flow": self.flow.to_dict(),
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FlowConflict:
+    """Another worker declared listener ``name``'s flow control differently."""
+
+    name: str
+    #: the worker whose declaration differs, and that declaration
+    other_worker: str
+    other: FlowControl
+    #: True: the other declaration is newer, and applies; False: this worker's replaced it
+    kept: bool
+
+
 async def read_catalog(redis: Any, *, space: KeySpace, now: float | None = None) -> dict[str, CatalogEntry]:
-    """Every described listener by name, with its live workers; one round trip."""
+    """Every described listener by name, with its live workers and its newest flow declaration;
+    one round trip."""
     now_ms = int((time.time() if now is None else now) * 1000)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(space.catalog)
         pipe.zrangebyscore(space.catalog_live, f"({now_ms}", "+inf")
-        described, live = await pipe.execute()
+        pipe.hgetall(space.catalog_flow)
+        described, live, declared = await pipe.execute()
     workers: dict[str, list[str]] = {}
     for member in live:
         name, _, worker_id = as_text(member).partition("\n")
         workers.setdefault(name, []).append(worker_id)
+    flows = {as_text(name): _declared(as_text(stamp)) for name, stamp in declared.items()}
     entries = {}
     for raw_name, text in described.items():
         name = as_text(raw_name)
         try:
-            entries[name] = CatalogEntry.from_json(name, text, tuple(sorted(workers.get(name, ()))))
+            entry = CatalogEntry.from_json(name, text, tuple(sorted(workers.get(name, ()))))
         except (ValueError, TypeError, IndexError, AttributeError):  # a description from a newer version
             continue
+        if name in flows:
+            entry = replace(entry, flow=flows[name])
+        entries[name] = entry
     return entries
+
+
+def _declared(stamp: str) -> FlowControl:
+    """The declaration in a stamp of ``catalog.lua`` (started, worker, JSON, fields...)."""
+    try:
+        return FlowControl.from_dict(json.loads(stamp.split("\n")[2]))
+    except (ValueError, IndexError):
+        return FlowControl()
 
 
 async def register_listeners(
@@ -117,14 +154,29 @@ async def register_listeners(
     worker_id: str,
     live_for: float,
     retention: float,
+    started: float = 0.0,
     now: float | None = None,
-) -> int:
-    """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds; one script call."""
+) -> tuple[int, list[FlowConflict]]:
+    """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds (0: declare their
+    flow control alone), with their flow control declared as of ``started`` (the worker's start:
+    the newest declaration applies); one script call. Returns how many were registered and the
+    listeners declared differently."""
     now_ms = int((time.time() if now is None else now) * 1000)
-    args: list[Any] = [now_ms, int(live_for * 1000), int(retention * 1000), worker_id]
+    args: list[Any] = [now_ms, int(live_for * 1000), int(retention * 1000), worker_id, int(started * 1000)]
     for entry in entries:
-        args += (entry.name, entry.to_json())
-    return int(await _REGISTER(redis, [space.catalog, space.catalog_seen, space.catalog_live], args))
+        args += (entry.name, entry.to_json(), entry.flow.to_json(), *entry.flow.claim_fields())
+    keys = [space.catalog, space.catalog_seen, space.catalog_live, space.catalog_flow]
+    keys += [space.flow(entry.name) for entry in entries]
+    count, conflicts = await _REGISTER(redis, keys, args)
+    return int(count), [
+        FlowConflict(
+            as_text(name),
+            as_text(other_worker),
+            FlowControl.from_dict(json.loads(as_text(declaration))),
+            as_text(kept) == "kept",
+        )
+        for name, other_worker, declaration, kept in conflicts
+    ]
 
 
 async def unregister_worker(redis: Any, names: list[str], *, space: KeySpace, worker_id: str) -> None:

@@ -36,7 +36,8 @@ __all__ = (
 )
 
 DEAD_LETTER = lua.script("dead_letter", "lib_stats", "lib_dead")
-_REPLAY = lua.script("replay")
+_REPLAY = lua.script("replay", "lib_flow")
+_PURGE = lua.script("purge", "lib_flow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,8 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             space.attempts(new_job_id),
             space.event(letter.event_uuid or "-"),
             space.ready(queue, letter.listener),
+            space.flow_jobs(letter.listener),
+            space.delayed(queue, letter.listener),
         ],
         [
             job_id,
@@ -320,24 +323,49 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             settings.event_retention,
             letter.listener,
             space.wake_channel(queue),
+            space.flow_group_prefix(letter.listener),
         ],
     )
     return new_job_id if stored else None
 
 
 async def purge_dead_letters(
-    redis: Any, *, listener: str | None = None, event: str | None = None, space: KeySpace
+    redis: Any, *, listener: str | None = None, event: str | None = None, space: KeySpace, queue: str | None = None
 ) -> int:
-    """Delete the dead letters matching the filters (all by default); returns how many."""
+    """Delete the dead letters matching the filters (all by default); returns how many.
+
+    A dead job that held its ordering key (``pass_dead=False``) lets the key's next job go on.
+    ``queue`` is the queue key of letters that do not say theirs (the ``queue_name`` setting's).
+    """
     removed = 0
     while page := (await list_dead_letters(redis, listener=listener, event=event, limit=100, space=space)).items:
         # always the first page: each round removes what it read
-        async with redis.pipeline(transaction=True) as pipe:
+        now_ms = int(time.time() * 1000)
+        async with redis.pipeline(transaction=False) as pipe:
             for letter in page:
-                pipe.delete(space.dead(letter.job_id))
-                pipe.zrem(space.dead_index, letter.job_id)
-                pipe.zrem(space.dead_by_listener(letter.listener), letter.job_id)
-                pipe.zrem(space.dead_by_event(letter.event_id or ""), letter.job_id)
+                on = letter.queue or queue or space.queue("default")
+                _PURGE.queue(
+                    pipe,
+                    [
+                        space.dead(letter.job_id),
+                        space.dead_index,
+                        space.dead_by_listener(letter.listener),
+                        space.dead_by_event(letter.event_id or ""),
+                        space.flow_jobs(letter.listener),
+                        space.flow_keys(letter.listener),
+                        space.ready(on, letter.listener),
+                        on,
+                        space.delayed(on, letter.listener),
+                    ],
+                    [
+                        letter.job_id,
+                        space.flow_group_prefix(letter.listener),
+                        now_ms,
+                        space.wake_channel(on),
+                        letter.listener,
+                    ],
+                )
+            await _PURGE.load(redis)
             await pipe.execute()
         removed += len(page)
     return removed

@@ -20,6 +20,8 @@ from redis import Redis
 
 from ..settings import Settings
 from ..store.connection import sync_client
+from .flow import declared_flows, parse_states, queue_reads
+from .outbox import report_from_hash
 from .stats import BUCKETS
 
 __all__ = ("TaskEmitCollector", "metrics_registry")
@@ -125,6 +127,86 @@ class TaskEmitCollector(Collector):
         yield running
         yield lag
         yield lost
+        yield from self._outbox(redis)
+        yield from self._flow(redis, now)
+
+    def _outbox(self, redis: Redis) -> Iterator[Metric]:
+        """The outbox relays' last reports (they expire when a relay stops reporting)."""
+        space = self.settings.keys
+        relay_ids = [i.decode() for i in redis.zrevrange(space.outbox_relays, 0, -1)]  # type: ignore[union-attr]
+        pipe = redis.pipeline(transaction=False)
+        for relay_id in relay_ids:
+            pipe.hgetall(space.outbox_relay(relay_id))
+        reports = [report_from_hash(i, raw) for i, raw in zip(relay_ids, pipe.execute(), strict=True) if raw]
+        labels = ["relay", "database", "table"]
+        backlog = GaugeMetricFamily("taskemit_outbox_backlog", "Events waiting in an outbox table.", labels=labels)
+        lag = GaugeMetricFamily(
+            "taskemit_outbox_lag_seconds", "How long the oldest event in an outbox table has waited.", labels=labels
+        )
+        relayed = CounterMetricFamily(
+            "taskemit_outbox_relayed", "Events an outbox relay stored in Redis since it started.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "taskemit_outbox_relay_errors",
+            "Errors of an outbox relay since it started (database, Redis, rows that do not decode).",
+            labels=labels,
+        )
+        for report in reports:
+            values = [report.relay_id, report.database, report.table]
+            backlog.add_metric(values, report.backlog)
+            lag.add_metric(values, report.lag)
+            relayed.add_metric(values, report.relayed)
+            errors.add_metric(values, report.errors)
+        yield from (backlog, lag, relayed, errors)
+
+    def _flow(self, redis: Redis, now: float) -> Iterator[Metric]:
+        """Per listener that declares flow control: its limits, what is in use, what waits (no
+        families at all while no listener declares any)."""
+        space = self.settings.keys
+        pipe = redis.pipeline(transaction=False)
+        pipe.hgetall(space.routes)
+        pipe.hgetall(space.catalog)
+        pipe.hgetall(space.catalog_flow)
+        queues, declared = declared_flows(space, *pipe.execute())
+        names = [name for name in sorted(declared) if declared[name].limits and name in queues]
+        if not names:
+            return
+        pipe = redis.pipeline(transaction=False)
+        queue_reads(pipe, space, names, queues, now)
+        states = parse_states(names, declared, pipe.execute(), now)
+        if not states:
+            return
+        label = ["listener"]
+        limit = GaugeMetricFamily(
+            "taskemit_flow_concurrency_limit", "Jobs of the listener allowed to run at once.", labels=label
+        )
+        rate = GaugeMetricFamily("taskemit_flow_rate_per_second", "Starts per second its rate allows.", labels=label)
+        held = GaugeMetricFamily("taskemit_flow_running", "Jobs of the listener held by workers.", labels=label)
+        waiting = GaugeMetricFamily(
+            "taskemit_flow_waiting", "Jobs waiting on the listener's limits or ordering keys.", labels=label
+        )
+        behind = GaugeMetricFamily(
+            "taskemit_flow_waiting_behind_keys", "Jobs waiting behind an earlier job of their key.", labels=label
+        )
+        keys = GaugeMetricFamily("taskemit_flow_keys", "Ordering (or rate) keys with jobs.", labels=label)
+        tokens = GaugeMetricFamily("taskemit_flow_tokens", "Tokens in the listener's rate bucket.", labels=label)
+        next_token = GaugeMetricFamily(
+            "taskemit_flow_next_token_seconds", "Seconds until its rate allows the next start (0: now).", labels=label
+        )
+        for name, state in states.items():
+            flow = state.declared
+            if flow.concurrency is not None:
+                limit.add_metric([name], flow.concurrency)
+            if flow.rate is not None:
+                rate.add_metric([name], flow.rate.per_second)
+                next_token.add_metric([name], max(0.0, (state.next_token_at or now) - now))
+            if state.tokens is not None:
+                tokens.add_metric([name], state.tokens)
+            held.add_metric([name], state.running)
+            waiting.add_metric([name], state.waiting)
+            behind.add_metric([name], state.behind_keys)
+            keys.add_metric([name], state.keys)
+        yield from (limit, rate, held, waiting, behind, keys, tokens, next_token)
 
 
 def metrics_registry(settings: Settings) -> CollectorRegistry:

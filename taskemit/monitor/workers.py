@@ -12,6 +12,7 @@ from typing import Any
 
 from ..store.keys import KeySpace
 from .catalog import read_catalog
+from .flow import FlowState, flow_states
 
 __all__ = ("ListenerView", "Waiting", "WorkerInfo", "listener_views", "live_workers", "waiting_listeners")
 
@@ -118,14 +119,18 @@ class ListenerView:
     #: from the listener catalog: its delivery mode and its events (ids or class paths)
     mode: str = "pool"
     events: tuple[str, ...] = ()
+    #: its flow control (limits, what is used of them, what waits), when it declares any
+    flow: FlowState | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["flow"] = self.flow.to_dict() if self.flow is not None else None
+        return data
 
 
 async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
     """Every listener emitters registered, live workers run or the catalog describes, sorted by
-    name; three round trips plus one per live worker's heartbeat."""
+    name, with their flow control; four round trips plus one per live worker's heartbeat."""
     routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
     workers = await live_workers(redis, space=space)
     catalog = await read_catalog(redis, space=space)
@@ -143,6 +148,9 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
             pipe.zcard(space.ready(routes[name], name))
             pipe.zcard(space.dead_by_listener(name))
         counts = await pipe.execute()
+    flows = await flow_states(
+        redis, space=space, queues=routes, declared={name: entry.flow for name, entry in catalog.items()}
+    )
     views = []
     for n, name in enumerate(names):
         views.append(
@@ -155,6 +163,7 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
                 dead=int(counts[2 * n + 1]),
                 mode=catalog[name].mode if name in catalog else "pool",
                 events=catalog[name].events if name in catalog else (),
+                flow=flows.get(name),
             )
         )
     return views

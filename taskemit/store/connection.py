@@ -46,6 +46,7 @@ from .faults import NotPrimary
 
 __all__ = (
     "SCHEMES",
+    "ClientSettings",
     "RedisTarget",
     "drop_connections",
     "keepalive_options",
@@ -54,6 +55,23 @@ __all__ = (
     "redis_client",
     "sync_client",
 )
+
+
+class ClientSettings(Protocol):
+    """The settings a client is made from (``taskemit.Settings`` has them; it imports this module
+    to check its ``redis_url``)."""
+
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def redis_timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def health_check_interval(self) -> float: ...
+    @property
+    def redis_protocol(self) -> int: ...
+
 
 #: URL schemes taskemit understands
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
@@ -100,21 +118,6 @@ _PRIMARY_ONLY: dict[type[Any], type[Any]] = {
     Connection: _PrimaryOnlyConnection,
     SSLConnection: _PrimaryOnlySSLConnection,
 }
-
-
-class Settings(Protocol):
-    """What a client is made from (taskemit's settings have it)."""
-
-    @property
-    def redis_url(self) -> str: ...
-    @property
-    def redis_timeout(self) -> float: ...
-    @property
-    def connect_timeout(self) -> float: ...
-    @property
-    def health_check_interval(self) -> float: ...
-    @property
-    def redis_protocol(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +229,7 @@ def keepalive_options(timeout: float) -> dict[int, int]:
 
 
 def _connection_options(
-    settings: Settings, timeout: float | None, health_check: bool, *, asyncio: bool
+    settings: ClientSettings, timeout: float | None, health_check: bool, *, asyncio: bool
 ) -> dict[str, Any]:
     bound = settings.redis_timeout if timeout is None else timeout
     options: dict[str, Any] = {
@@ -245,7 +248,7 @@ def _connection_options(
 
 
 def redis_client(
-    settings: Settings,
+    settings: ClientSettings,
     *,
     timeout: float | None = None,
     client_class: type[ClientT] = aioredis.Redis,  # type: ignore[assignment]
@@ -270,7 +273,7 @@ def redis_client(
     return cast(ClientT, sentinels.master_for(target.service, redis_class=client_class, check_connection=True))
 
 
-def sync_client(settings: Settings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
+def sync_client(settings: ClientSettings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
     """A blocking client on the settings' Redis (for code that has no event loop: metrics, tests)."""
     target = parse_redis_url(settings.redis_url)
     options = {**_connection_options(settings, timeout, True, asyncio=False), **extra}

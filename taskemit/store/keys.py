@@ -106,6 +106,13 @@ class KeySpace:
         """Sorted set of one listener's claimed jobs on ``queue_key``, by lease expiry (ms)."""
         return f"{queue_key}:leased:{listener}"
 
+    def delayed(self, queue_key: str, listener: str) -> str:
+        """Sorted set of one listener's jobs on ``queue_key`` that go to its ready set later, by
+        when (ms): a retry of a job with a priority (its ready score is ahead of its run time), a
+        job whose rate key has no token, a dead job that holds its ordering key until its dead
+        letter expires (flow control, ``lib_flow.lua``)."""
+        return f"{queue_key}:delayed:{listener}"
+
     def wake_channel(self, queue_key: str) -> str:
         """Pub/sub channel on which emits tell the workers of ``queue_key`` which listeners have work."""
         return f"{queue_key}:wake"
@@ -118,6 +125,47 @@ class KeySpace:
     def broadcast_queue(self, queue_key: str, worker_id: str) -> str:
         """One worker's own queue of broadcast jobs beside ``queue_key`` (expires when unused)."""
         return f"{queue_key}:broadcast:{worker_id}"
+
+    # -- flow control (lib_flow.lua) ---------------------------------------------------------
+    # A listener's keys hang off ``flow(listener)``, with '@' (no listener name has one) before
+    # what each is, so no two listeners' keys can meet.
+
+    def flow(self, listener: str) -> str:
+        """Hash: the limits the claim enforces for ``listener`` (the newest declaration: concurrency,
+        rate count and period, burst, per key), its token bucket (tokens, at), and whether a claim
+        turned a worker away for a limit (wanted)."""
+        return f"{self.prefix}flow:{listener}"
+
+    def flow_jobs(self, listener: str) -> str:
+        """Hash: job id -> its flow record (priority boost, ordering or rate group, rate key), for
+        the jobs of ``listener`` that have one."""
+        return self.flow(listener) + "@jobs"
+
+    def flow_keys(self, listener: str) -> str:
+        """Sorted set: ordering (or rate) key -> how many of ``listener``'s jobs it has not finished."""
+        return self.flow(listener) + "@keys"
+
+    def flow_group_prefix(self, listener: str) -> str:
+        """What ``flow_group`` puts before a key (for scripts that name many groups)."""
+        return self.flow(listener) + "@key:"
+
+    def flow_group(self, listener: str, key: str) -> str:
+        """List: the job ids of one ordering (or rate) key of ``listener``, in emit order; the first
+        is ready or running, the others wait."""
+        return self.flow_group_prefix(listener) + key
+
+    def flow_bucket_prefix(self, listener: str) -> str:
+        """What ``flow_bucket`` puts before a rate key."""
+        return self.flow(listener) + "@bucket:"
+
+    def flow_bucket(self, listener: str, key: str) -> str:
+        """Hash: the token bucket (tokens, at) of one rate key of ``listener`` (expires once full)."""
+        return self.flow_bucket_prefix(listener) + key
+
+    @property
+    def catalog_flow(self) -> str:
+        """Hash: listener name -> its newest flow declaration (``<declared at ms>\\n<worker>\\n<JSON>``)."""
+        return self.prefix + "catalog:flow"
 
     # -- the listener catalog --------------------------------------------------------------
 
@@ -280,6 +328,18 @@ class KeySpace:
     def health_check(self, queue: str) -> str:
         """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
         return self.queue(queue) + HEALTH_CHECK_SUFFIX
+
+    # -- outbox relays ---------------------------------------------------------------------
+
+    @property
+    def outbox_relays(self) -> str:
+        """Sorted set of outbox relay ids by the time of their last report."""
+        return self.prefix + "outbox:relays"
+
+    def outbox_relay(self, relay_id: str) -> str:
+        """Hash with a relay's last report: its database and table, backlog, lag, counts, last error
+        (expires when the relay stops reporting)."""
+        return f"{self.prefix}outbox:relay:{relay_id}"
 
     # -- cron ------------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@
 --                the uuid of the event whose listener emitted this one (its cause), else '',
 --                then per job: its route (an arq queue, a sorted set of job ids by run time in
 --                ms, and its listener's ready set on that queue, the same scores), its id, its
---                payload
+--                payload, and its flow control: '' for none, else its listener's hash of flow
+--                records, its sorted set of keys, its group's list ('' for none) and the job's
+--                flow record, one per line (lib_flow.lua: the job waits in its group, and its
+--                ready score is its run time less its boost)
 --
 -- Returns one reply per event: the number of jobs stored (0 when it was stored already), or an
 -- error.
@@ -85,14 +88,14 @@ local function flush_members()
 end
 
 -- an event's arguments from ARGV[i]: event id, jobs, queues, uuid, emitted, jobs JSON, cause;
--- its first job's from ARGV[i + 7], four each
+-- its first job's from ARGV[i + 7], five each
 local function write(i, record)
   if redis.call('EXISTS', record) == 1 then
     redis.call('EXPIRE', record, event_ttl) -- (a read first: EXPIRE is a write Redis allows under OOM)
     return 0 -- stored already (see above)
   end
   local jobs = tonumber(ARGV[i + 1])
-  for j = i + 7, i + 3 + 4 * jobs, 4 do
+  for j = i + 7, i + 2 + 5 * jobs, 5 do
     redis.call('SET', job_prefix .. ARGV[j + 2], ARGV[j + 3], 'PX', job_ttl)
   end
   if ARGV[i + 2] ~= '' then
@@ -126,7 +129,7 @@ while i <= #ARGV do
     counts[event_id] = counts[event_id] + 1
     counted[event_id][#counted[event_id] + 1] = event
   end
-  i = i + 7 + 4 * tonumber(ARGV[i + 1])
+  i = i + 7 + 5 * tonumber(ARGV[i + 1])
 end
 
 -- 2. the indexes and counters
@@ -138,13 +141,32 @@ for event_id, count in pairs(counts) do
   end
 end
 
--- 3. the jobs of the events without an error, on their queues and ready sets
+-- a job's flow control argument: its listener's flow records, keys, its group's list, its record
+local function flow_of(text)
+  return string.match(text, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n(.*)$')
+end
+
+-- 3. the jobs of the events without an error, on their queues and ready sets (a job with flow
+-- control: its record, its place in its group, and in the ready set when it is its group's first)
+local flowing = {} -- events with a job under flow control
 for event, reply in ipairs(replies) do
   if type(reply) == 'number' and reply > 0 then
     local start, emitted = starts[event], ARGV[starts[event] + 4]
-    for j = start + 7, start + 3 + 4 * reply, 4 do
+    for j = start + 7, start + 2 + 5 * reply, 5 do
       add(ARGV[j], emitted, ARGV[j + 2], event)
-      add(ARGV[j + 1], emitted, ARGV[j + 2], event)
+      if ARGV[j + 4] == '' then
+        add(ARGV[j + 1], emitted, ARGV[j + 2], event)
+      else
+        flowing[event] = true
+        local jobs, keys, list, record = flow_of(ARGV[j + 4])
+        local boost, _, group = job_flow(record)
+        local ok, ready_now = pcall(enter_flow, jobs, keys, list, group, ARGV[j + 2], record)
+        if not ok then
+          fail({event}, ready_now)
+        elseif ready_now then
+          add(ARGV[j + 1], tonumber(emitted) - boost, ARGV[j + 2], event)
+        end
+      end
     end
   end
 end
@@ -156,8 +178,14 @@ for event, reply in ipairs(replies) do
   if type(reply) ~= 'number' and written[event] then
     local start = starts[event]
     redis.pcall('DEL', event_prefix .. ARGV[start + 3])
-    for j = start + 7, start + 3 + 4 * written[event], 4 do
+    for j = start + 7, start + 2 + 5 * written[event], 5 do
       redis.pcall('DEL', job_prefix .. ARGV[j + 2])
+      if flowing[event] and ARGV[j + 4] ~= '' then -- out of its group again
+        local jobs, keys, list, record = flow_of(ARGV[j + 4])
+        local _, _, group = job_flow(record)
+        redis.pcall('ZREM', ARGV[j + 1], ARGV[j + 2])
+        pcall(release_flow, jobs, keys, string.sub(list, 1, #list - #group), ARGV[j + 1], ARGV[j], ARGV[j + 2], 0)
+      end
     end
   end
 end

@@ -11,6 +11,12 @@
 -- Each applied attempt goes to the job's history (when given), its outcome to the event record
 -- (unless that expired), and its counts to the listener's counters.
 --
+-- Flow control (lib_flow.lua): a job that finished for good gives its ordering key to the next
+-- job of the key (which becomes ready), unless it died holding it ('O': it keeps the key until
+-- its dead letter is replayed, purged, or expires: then it goes through the delayed set as a
+-- job that is gone); a retry with a priority boost waits in the delayed set until it is due.
+-- A job becoming ready marks its listener's flow hash ("wanted": see claim.lua).
+--
 -- Fencing: an attempt is applied only while its claim still holds the job: the lease (arq's
 -- in-progress key) has the claim's token, or the lease ran out and no claim took the job since
 -- (it is still in the leased set, and still exists). Otherwise it is refused and nothing of it is
@@ -27,13 +33,15 @@
 --             key, try counter and result key;
 --             then three per dead job (in order): the dead letter, the index by listener,
 --             the index by event id;
---             then two per listener counted: its counters, its counters for the minute
+--             then six per listener counted: its counters, its counters for the minute, its flow
+--             hash, its hash of job flow records, its sorted set of keys, its delayed set
 -- ARGV[1]     TTL of the attempts lists, seconds
 -- ARGV[2]     the number of jobs
 -- ARGV[3]     now, ms
 -- ARGV[4]     dead letter retention, seconds
 -- ARGV[5]     TTL of the per-minute counters, seconds
--- ARGV[6]     the number of listeners counted; their names follow
+-- ARGV[6]     the number of listeners counted; their names follow, then the prefix of each
+--             one's groups' lists
 -- then twelve per job: job id, the claim's token, mode, the attempt for the job's history
 --             (JSON; '' for none), the outcome for the event record (JSON), then
 --             done: arq's result ('' for none), its TTL in ms, ''
@@ -49,7 +57,7 @@
 local jobs = tonumber(ARGV[2])
 local now, retention, rate_ttl = ARGV[3], ARGV[4], ARGV[5]
 local listeners = tonumber(ARGV[6])
-local first_job_arg = 7 + listeners
+local first_job_arg = 7 + 2 * listeners
 local first_stats_key = 3 + 9 * jobs -- moved past the dead jobs' keys below
 local first_dead_arg = first_job_arg + 12 * jobs
 
@@ -69,8 +77,14 @@ do
 end
 
 local function stats_keys_of(index)
-  local k = first_stats_key + 2 * (index - 1)
+  local k = first_stats_key + 6 * (index - 1)
   return KEYS[k], KEYS[k + 1]
+end
+
+-- a listener's flow hash, its job flow records, its keys, its delayed set, its groups' prefix
+local function flow_keys_of(index)
+  local k = first_stats_key + 6 * (index - 1)
+  return KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], ARGV[6 + listeners + index]
 end
 
 local function name_of(index)
@@ -117,6 +131,7 @@ local outcomes = {} -- event record -> field, outcome, ... (several jobs of one 
 local gone = {} -- keys of jobs finished for good
 local tallies = {}
 local applied = 0
+local has_flow = {} -- listener index -> whether any of its jobs has a flow record
 for j = 0, jobs - 1 do
   if applies[j] then
     applied = applied + 1
@@ -138,15 +153,34 @@ for j = 0, jobs - 1 do
     end
     push(outcomes, record, 'job:' .. id)
     push(outcomes, record, ARGV[a + 4])
-    tally(tallies, tonumber(ARGV[a + 8]), ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
+    local index = tonumber(ARGV[a + 8])
+    tally(tallies, index, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
     gone[#gone + 1] = lease
+    -- flow control: the job's flow record, if it has one
+    local flow, jobs_key, keys_key, delayed, group_prefix = flow_keys_of(index)
+    if has_flow[index] == nil then
+      has_flow[index] = redis.call('EXISTS', jobs_key) == 1
+    end
+    local flow_record = has_flow[index] and redis.call('HGET', jobs_key, id)
     if mode == 'retry' then
       redis.call('SET', job, ARGV[a + 5], 'PX', ARGV[a + 6])
       redis.call('INCR', try) -- the try that ended (claims read the counter, add nothing)
       redis.call('PEXPIRE', try, ARGV[a + 6])
       redis.call('ZADD', queue, ARGV[a + 7], id)
-      redis.call('ZADD', ready, ARGV[a + 7], id)
+      if flow_record and job_flow(flow_record) > 0 then -- ahead of its run time once due: not before
+        redis.call('ZADD', delayed, ARGV[a + 7], id)
+      else
+        redis.call('ZADD', ready, ARGV[a + 7], id)
+      end
     else
+      if flow_record then
+        local _, flow_mode = job_flow(flow_record)
+        if mode == 'dead' and flow_mode == 'O' then -- it keeps its key while its dead letter lasts
+          redis.call('ZADD', delayed, tonumber(now) + 1000 * tonumber(retention), id)
+        elseif release_flow(jobs_key, keys_key, group_prefix, ready, queue, id, tonumber(now)) then
+          redis.call('HSET', flow, 'wanted', '1')
+        end
+      end
       if ARGV[a + 5] ~= '' and tonumber(ARGV[a + 6]) > 0 then
         redis.call('SET', result, ARGV[a + 5], 'PX', ARGV[a + 6])
       end

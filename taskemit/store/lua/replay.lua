@@ -9,6 +9,8 @@
 -- KEYS[7]   the new job's attempts (list)
 -- KEYS[8]   the event record (hash)
 -- KEYS[9]   the listener's ready set on the queue (see claim.lua)
+-- KEYS[10]  the listener's hash of job flow records
+-- KEYS[11]  the listener's delayed set on the queue
 -- ARGV[1]   old job id
 -- ARGV[2]   new job id
 -- ARGV[3]   new payload
@@ -18,6 +20,10 @@
 -- ARGV[7]   attempts list TTL, seconds
 -- ARGV[8]   listener name
 -- ARGV[9]   the queue's wake channel
+-- ARGV[10]  the prefix of the listener's groups' lists
+--
+-- A dead job that holds its ordering key (lib_flow.lua, mode 'O') hands its place, first of its
+-- key, to the new job, with its priority; the key's later jobs go on once the new one finished.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -28,8 +34,21 @@ end
 redis.call('RPUSH', KEYS[7], ARGV[6])
 redis.call('EXPIRE', KEYS[7], ARGV[7])
 redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[5])
+local ready_at = tonumber(ARGV[4])
+local record = redis.call('HGET', KEYS[10], ARGV[1])
+if record then
+  local boost, mode, group = job_flow(record)
+  redis.call('HDEL', KEYS[10], ARGV[1])
+  redis.call('ZREM', KEYS[11], ARGV[1])
+  local list = ARGV[10] .. group
+  if mode == 'O' and redis.call('LINDEX', list, 0) == ARGV[1] then
+    redis.call('LSET', list, 0, ARGV[2])
+    redis.call('HSET', KEYS[10], ARGV[2], record)
+    ready_at = ready_at - boost
+  end
+end
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
-redis.call('ZADD', KEYS[9], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[9], ready_at, ARGV[2])
 if redis.call('EXISTS', KEYS[8]) == 1 then
   local jobs = cjson.decode(redis.call('HGET', KEYS[8], 'jobs'))
   jobs[ARGV[8]] = ARGV[2]
