@@ -20,7 +20,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis import asyncio as aioredis
 from redis.exceptions import NoScriptError
-from topology import server_binary
+from topology import Sentinels, server_binary
 
 from taskemit import Backoff, Emitter, listener
 from taskemit.cli import cli
@@ -79,6 +79,30 @@ async def test_every_connection_taskemit_opens_speaks_the_setting(taskemit_setti
     # an emitter's batch connection, a worker's pool and its pub/sub connection, the two clients
     assert len(seen) >= 4, seen
     assert set(seen) == {str(protocol)}, f"every connection speaks RESP{protocol}: {seen}"
+
+
+async def test_a_sentinel_url_follows_the_setting_and_its_sentinels_speak_resp2(
+    taskemit_settings: Settings, protocol: int
+) -> None:
+    # redis-py 5 cannot read a Sentinel's RESP3 replies: the Sentinels are asked in RESP2, the primary
+    # is spoken to in the setting's protocol
+    binary = server_binary((7,), why="(CLIENT INFO shows the connection's protocol from 7.0 on)")
+    with RedisServer(binary=binary) as primary:
+        sentinels = Sentinels(primary, count=1).start()
+        try:
+            url = f"redis+sentinel://127.0.0.1:{sentinels.ports[0]}/{sentinels.name}"
+            settings = taskemit_settings.model_copy(update={"redis_url": url, "redis_protocol": protocol})
+            async with redis_client(settings) as client:
+                await client.set("proto", "async")
+                assert (await client.client_info())["resp"] == str(protocol)
+            blocking = sync_client(settings)
+            try:
+                assert blocking.get("proto") == b"async"
+                assert blocking.client_info()["resp"] == str(protocol)
+            finally:
+                blocking.close()
+        finally:
+            sentinels.stop()
 
 
 #: what taskemit's scripts return: nested arrays, nil and false inside them, numbers, text, an error

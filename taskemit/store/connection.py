@@ -18,8 +18,8 @@ built from the settings:
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
   the client asks them for the current primary on every new connection, so a failover is
   followed without a restart;
-- every connection speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), the Sentinels'
-  too, whatever redis-py's own default (RESP2 before 8, RESP3 from 8 on).
+- every connection to Redis speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), whatever
+  redis-py's own default (RESP2 before 8, RESP3 from 8 on); connections to Sentinels speak RESP2.
 
 :func:`parse_redis_url` is the pure part: what a URL names.
 """
@@ -301,15 +301,12 @@ def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, A
 def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         key: options[key]
-        for key in (
-            "socket_timeout",
-            "socket_connect_timeout",
-            "socket_keepalive",
-            "socket_keepalive_options",
-            "protocol",
-        )
+        for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
         if key in options
     }
+    # the Sentinels' own connections speak RESP2 whatever redis_protocol says: redis-py 5 cannot read
+    # a Sentinel's RESP3 replies (SENTINEL MASTERS), and what they answer is redis-py's to parse
+    kwargs["protocol"] = 2
     if "sentinel_username" in target.sentinel_options:
         kwargs["username"] = target.sentinel_options["sentinel_username"]
     if "sentinel_password" in target.sentinel_options:
