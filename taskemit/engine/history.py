@@ -21,6 +21,7 @@ from typing import Any
 from ..monitor.history import Gauges, HistoryTally, claim_sample, sample_gauges, write_history
 from ..settings import Settings
 from ..state import JobState
+from ..store.connection import raise_if_cancelled
 from .batch import Finished
 from .link import REDIS_DOWN, RedisLink
 from .outcome import Outcome
@@ -109,6 +110,7 @@ class HistoryRecorder:
         if not self.enabled:
             return
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.settings.history_interval)
             try:
                 await self.flush(redis, sample=True)

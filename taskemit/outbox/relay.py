@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..monitor.outbox import REPORT_INTERVAL, RelayReport
+from ..store.connection import raise_if_cancelled
 from . import claims
 from .database import Database
 from .table import outbox_table
@@ -200,6 +201,7 @@ class Relay(Generic[T]):
         """Send what this process commits as it commits (apart from the sweeps, which may wait for
         the database)."""
         while not self._stopping:
+            raise_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             while self._committed and not self._stopping:
@@ -215,6 +217,7 @@ class Relay(Generic[T]):
         sweep = True
         backoff = _BACKOFF_FIRST
         while not self._stopping:
+            raise_if_cancelled()
             if not sweep:
                 try:
                     async with asyncio.timeout(self.poll):
@@ -344,6 +347,7 @@ class Relay(Generic[T]):
     async def _delete_forever(self) -> None:
         backoff = _BACKOFF_FIRST
         while True:
+            raise_if_cancelled()
             await self._deletes.wait()
             if not self._stopping and len(self._to_delete) < self.batch:
                 await asyncio.sleep(_DELETE_AFTER)  # gather more: a commit each time is most of a delete's cost
@@ -396,6 +400,7 @@ class Relay(Generic[T]):
     async def _report_forever(self) -> None:
         assert self._report is not None
         while True:
+            raise_if_cancelled()
             try:
                 await self.look()
             except _DATABASE_ERRORS as exc:
