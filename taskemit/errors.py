@@ -15,6 +15,7 @@ __all__ = (
     "ListenerConfigError",
     "ListenerError",
     "ListenerTimeout",
+    "MissingExtra",
     "NoLiveScheduler",
     "NotDurable",
     "NotReplayable",
@@ -105,6 +106,11 @@ class ListenerError(TaskEmitError):
         self.job_id = job_id
         text = f"{type_name}: {message}" if message else type_name
         super().__init__(f"listener {listener}: {text}" if listener else text)
+
+
+class MissingExtra(TaskEmitError, ImportError):
+    """Something was used that needs an optional dependency which is not installed; the message
+    names the extra to install (``pip install 'taskemit[arq]'``...)."""
 
 
 class StateError(TaskEmitError, RuntimeError):

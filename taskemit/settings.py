@@ -264,6 +264,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a pooled Redis connection may sit idle before it is PINGed on its next use (0: never).",
     )
+    redis_protocol: int = Field(
+        2,
+        ge=2,
+        le=3,
+        description="The protocol every Redis connection taskemit makes speaks: 2 (RESP2) or 3 (RESP3, Redis 6+; "
+        "the default of redis-py 8). taskemit gives the same answers with either.",
+    )
     durability: Literal["memory", "replicated", "fsync"] = Field(
         "memory",
         description='When a write counts as done: "memory" when the primary has it; "replicated" when '

@@ -16,11 +16,14 @@ from taskemit.monitor.catalog import read_catalog
 from taskemit.settings import Settings
 
 TESTS = Path(__file__).resolve().parent
+#: the one TASKEMIT_* variable children and isolated tests keep: the protocol the run tests
+#: (CI's redis-py 8 leg sets it to 3)
+PROTOCOL_ENV = "TASKEMIT_REDIS_PROTOCOL"
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a child process: ``settings``' Redis and namespace, this folder importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
         TASKEMIT_NAMESPACE=settings.namespace,

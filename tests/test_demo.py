@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from children import PROTOCOL_ENV
 
 from taskemit.store.redis_server import RedisServer, find_redis_server
 
@@ -20,7 +21,7 @@ def _closed_port() -> int:
 
 
 def test_demo_runs_end_to_end_with_an_embedded_redis(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env["TASKEMIT_REDIS_URL"] = f"redis://127.0.0.1:{_closed_port()}/0"  # nothing answers there
     result = subprocess.run(
         [sys.executable, "-m", "taskemit", "demo"], env=env, cwd=tmp_path, capture_output=True, timeout=120
@@ -68,7 +69,7 @@ def test_demo_on_a_configured_redis_cleans_up_its_namespace_unless_kept(
 ) -> None:
     from redis import Redis
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env["TASKEMIT_REDIS_URL"] = taskemit_redis_url
     with Redis.from_url(taskemit_redis_url) as redis:
         redis.flushdb()

@@ -32,8 +32,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from arq.jobs import Job, JobResult
-from arq.worker import create_worker
+from arq_support import HAVE_ARQ, needs_arq
+from children import PROTOCOL_ENV
 from pydantic import ValidationError
 from redis import asyncio as aioredis
 
@@ -54,7 +54,11 @@ from taskemit import (
 )
 from taskemit.engine import InProcessWorker
 from taskemit.monitor.deadletter import get_dead_letter, iter_dead_letters
+from taskemit.store.arq_format import ArqResult, decode_result
 from taskemit.store.redis_server import RedisServer
+
+if HAVE_ARQ:
+    from arq.worker import create_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -340,7 +344,7 @@ def test_settings_reference_lists_every_field_with_its_default() -> None:
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No TASKEMIT_* from the caller's environment, and no settings.toml from the working directory."""
     for name in list(os.environ):
-        if name.startswith("TASKEMIT_") and name != "TASKEMIT_TEST_REDIS_URL":
+        if name.startswith("TASKEMIT_") and name not in ("TASKEMIT_TEST_REDIS_URL", PROTOCOL_ENV):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -354,10 +358,11 @@ def _once(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_tries": 1})
 
 
-async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> JobResult:
-    deserializer = worker_settings([], settings=settings).job_deserializer
-    job = Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=deserializer)
-    return await job.result_info()
+async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> ArqResult:
+    """The job's result as arq stores it (arq's own reader of it: tests/test_arq_format.py)."""
+    data = await redis.get(settings.keys.result(job_id))
+    assert data is not None, f"job {job_id} has no result"
+    return decode_result(data, worker_settings([], settings=settings).job_deserializer)
 
 
 async def _run_burst(listeners: list[Any], settings: Settings) -> None:
@@ -380,7 +385,7 @@ async def _wait_finished(redis: aioredis.Redis, job_ids: list[str], timeout: flo
 
 
 def _child_env(settings: Settings, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
         TASKEMIT_NAMESPACE=settings.namespace,
@@ -411,6 +416,7 @@ QUICKSTART_MAILS = [
 # -- index.md: the quickstart -------------------------------------------------------------
 
 
+@needs_arq
 async def test_quickstart_runs_on_the_stock_arq_worker_settings(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
@@ -446,6 +452,7 @@ def test_taskemit_worker_command_runs_the_quickstart(taskemit_settings: Settings
     assert sorted(worker.stdout.splitlines()) == sorted(QUICKSTART_MAILS), worker.stderr
 
 
+@needs_arq
 def test_arq_command_runs_the_quickstart(taskemit_settings: Settings, tmp_path: Path) -> None:
     _copy_quickstart(tmp_path)
     env = _child_env(taskemit_settings)
@@ -556,6 +563,7 @@ def test_emit_outside_the_context_manager_is_an_error() -> None:
 # -- workers.md ---------------------------------------------------------------------------
 
 
+@needs_arq
 async def test_deploy_skew_leaves_the_job_for_a_worker_that_has_it(
     taskemit_settings: Settings,
     examples: Callable[[str], ModuleType],
@@ -633,7 +641,7 @@ async def test_worker_settings_options(taskemit_settings: Settings) -> None:
     async def handler() -> None: ...
 
     cls = worker_settings([handler], settings=taskemit_settings, on_startup=on_startup, max_jobs=3)
-    assert [f.name for f in cls.functions] == ["docs.a"]
+    assert [item.name for item in cls.taskemit_listeners] == ["docs.a"]
     assert cls.queue_name == taskemit_settings.queue_key
     assert cls.health_check_key == f"{taskemit_settings.queue_key}:health-check"
     assert cls.keep_result == taskemit_settings.result_retention
@@ -914,7 +922,7 @@ async def test_litestar_app_runs_every_listener(
             ("mail", "bob@example.com", "Your account was created."),
         ]
     )
-    assert {f.name for f in litestar_app.WorkerSettings.functions} == {
+    assert {item.name for item in litestar_app.WorkerSettings.taskemit_listeners} == {
         f"litestar_app:{name}"
         for name in (
             "send_welcome_email_handler",
@@ -1011,9 +1019,9 @@ async def test_litestar_listener_exceptions_fail_the_job(
 
     module = examples("litestar_listener")
     assert isinstance(module.charge_card, EventListener), "the example must use Litestar's own decorator"
-    assert [f.name for f in module.WorkerSettings.functions] == ["litestar_listener:charge_card"]
+    assert [item.name for item in module.WorkerSettings.taskemit_listeners] == ["litestar_listener:charge_card"]
     by_module = worker_settings(settings=load_settings(listeners=["litestar_listener"]))
-    assert by_module.functions == [], "the listeners setting collects taskemit listeners only"
+    assert by_module.taskemit_listeners == (), "the listeners setting collects taskemit listeners only"
     charged: list[int] = []
 
     def charge(order_id: int, amount: str) -> None:
@@ -1119,7 +1127,7 @@ def test_settings_example_errors_name_the_field(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(ValidationError, match="queu_name"):
         load_settings()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     result = subprocess.run(
         [sys.executable, "-m", "taskemit", "worker", "--burst"],
         cwd=tmp_path,
@@ -1153,7 +1161,7 @@ async def test_testing_drain_inside_the_block(taskemit_settings: Settings) -> No
 def test_testing_example_passes(taskemit_redis_url: str) -> None:
     example = EXAMPLES / "testing_example.py"
     expected = len(re.findall(r"^async def test_|^def test_", example.read_text(encoding="utf-8"), re.M))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env["TASKEMIT_TEST_REDIS_URL"] = taskemit_redis_url
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(example), "-q"],

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from arq.jobs import Job, JobStatus
+from arq_support import HAVE_ARQ, needs_arq
 from redis import asyncio as aioredis
 
 from taskemit import (
@@ -23,6 +23,9 @@ from taskemit import (
 from taskemit.monitor import event_status
 from taskemit.settings import Settings
 from taskemit.store.codec import META_KWARG, get_codec
+
+if HAVE_ARQ:
+    from arq.jobs import Job, JobStatus
 
 received: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
@@ -72,6 +75,28 @@ async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settin
     assert sorted(await job_ids_in_queue(redis, settings)) == sorted(receipt.jobs.values())
     codec = get_codec("json")
     for name, job_id in receipt.jobs.items():
+        job = codec.decode_job(await redis.get(settings.keys.job(job_id)))  # arq's format: test_arq_format.py
+        assert (job["f"], job["a"], job["t"]) == (name, [], None)
+        assert job["k"] == {
+            "email": "ada@example.com",
+            META_KWARG: {"event": receipt.event_uuid, "event_id": "user_created"},
+        }
+    record = await event_status(redis, settings, receipt.event_uuid)
+    assert record is not None and record.event_id == "user_created"
+    assert {job.job_id for job in record.jobs} == set(receipt.jobs.values())
+    assert all(job.status == "queued" for job in record.jobs)
+    assert 0 < await redis.ttl(settings.keys.event(receipt.event_uuid)) <= settings.event_retention
+    assert await redis.zscore(settings.keys.events, receipt.event_uuid) is not None
+
+
+@needs_arq
+async def test_arqs_job_api_reads_a_published_job(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    settings = no_drain(taskemit_settings)
+    async with Emitter(LISTENERS, settings) as emitter:
+        receipt = await emitter.publish("user_created", email="ada@example.com")
+    assert receipt is not None
+    codec = get_codec("json")
+    for name, job_id in receipt.jobs.items():
         # arq's own Job API reads the job: the wire format is arq's
         info = await Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=codec.loads).info()
         assert info is not None
@@ -80,12 +105,6 @@ async def test_publish_stores_one_arq_job_per_listener(taskemit_settings: Settin
         assert info.kwargs["email"] == "ada@example.com"
         assert info.kwargs[META_KWARG] == {"event": receipt.event_uuid, "event_id": "user_created"}
         assert await Job(job_id, redis, _queue_name=settings.queue_key).status() == JobStatus.queued
-    record = await event_status(redis, settings, receipt.event_uuid)
-    assert record is not None and record.event_id == "user_created"
-    assert {job.job_id for job in record.jobs} == set(receipt.jobs.values())
-    assert all(job.status == "queued" for job in record.jobs)
-    assert 0 < await redis.ttl(settings.keys.event(receipt.event_uuid)) <= settings.event_retention
-    assert await redis.zscore(settings.keys.events, receipt.event_uuid) is not None
 
 
 async def test_emit_is_flushed_on_exit(taskemit_settings: Settings, redis: aioredis.Redis) -> None:

@@ -12,16 +12,21 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from arq_support import HAVE_ARQ, needs_arq
 from redis import asyncio as aioredis
 
 from taskemit import Attempt, Emitter, Retry, listener
 from taskemit.engine import Engine, InProcessWorker
-from taskemit.errors import InvalidArgument, ListenerConfigError
+from taskemit.errors import InvalidArgument, ListenerConfigError, ListenerError
 from taskemit.monitor import event_status
 from taskemit.monitor.deadletter import get_dead_letter
 from taskemit.monitor.stats import read_listener_stats
 from taskemit.monitor.workers import live_workers, waiting_listeners
 from taskemit.settings import Settings
+from taskemit.store.arq_format import decode_result
+
+if HAVE_ARQ:
+    from arq.jobs import Job, JobStatus
 
 runs: defaultdict[str, list[Any]] = defaultdict(list)
 
@@ -329,8 +334,6 @@ async def test_a_blocked_event_loop_is_reported_naming_the_listener(
 async def test_abort_settles_a_waiting_job_at_once_and_cancels_a_running_one(
     settings: Settings, redis: aioredis.Redis
 ) -> None:
-    from arq.jobs import Job, JobStatus
-
     from taskemit.monitor import abort_job
     from taskemit.store.codec import get_codec
 
@@ -351,14 +354,32 @@ async def test_abort_settles_a_waiting_job_at_once_and_cancels_a_running_one(
     assert runs["tick"] == [] and runs["long"] == [1]  # not run, not retried
     assert await get_dead_letter(redis, running_id, space=short.keys) is None
     assert await abort_job(redis, short, running_id) == "missing"
-    # arq's own Job API sees both as aborted, and its Job.abort() is honoured by taskemit's worker
-    job = Job(running_id, redis, _queue_name=short.queue_key, _deserializer=get_codec("json").loads)
-    assert await job.status() == JobStatus.complete
+    # arq's result says so (what arq's Job API reads: test_arqs_job_api_sees_an_aborted_job), and
+    # arq's Job.abort() is honoured by taskemit's worker
+    result = decode_result(await redis.get(short.keys.result(running_id)), get_codec("json").loads)
+    assert result.success is False and isinstance(result.result, ListenerError)
+    assert result.result.type_name.endswith("CancelledError")
     async with Emitter([count_tick], short) as emitter:
         later = await emitter.publish("tick", 2)
     assert later is not None
-    later_job = Job(later.jobs[count_tick.name], redis, _queue_name=short.queue_key)
-    await redis.zadd(short.keys.abort_requests, {later_job.job_id: time.time() * 1000})  # what Job.abort() does
+    later_id = later.jobs[count_tick.name]
+    await redis.zadd(short.keys.abort_requests, {later_id: time.time() * 1000})  # what Job.abort() does
     async with InProcessWorker([count_tick], short):
         status = await later.wait(timeout=10)
     assert status.jobs[0].status == "aborted" and runs["tick"] == []
+
+
+@needs_arq
+async def test_arqs_job_api_sees_an_aborted_job(settings: Settings, redis: aioredis.Redis) -> None:
+    from taskemit.monitor import abort_job
+    from taskemit.store.codec import get_codec
+
+    async with Emitter([count_tick], settings) as emitter:
+        waiting = await emitter.publish("tick", 1)
+    assert waiting is not None
+    job_id = waiting.jobs[count_tick.name]
+    assert await abort_job(redis, settings, job_id) == "aborted"
+    job = Job(job_id, redis, _queue_name=settings.queue_key, _deserializer=get_codec("json").loads)
+    assert await job.status() == JobStatus.complete
+    info = await job.result_info()
+    assert info is not None and info.success is False and info.function == count_tick.name

@@ -15,7 +15,7 @@ from typing import Any
 
 import proc_listeners
 import pytest
-from arq.worker import create_worker
+from arq_support import HAVE_ARQ, needs_arq
 from children import child_env
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,6 +28,9 @@ from taskemit.monitor import read_history, read_listener_stats, sample_if_due
 from taskemit.monitor.history import Gauges, HistoryTally, claim_sample, history_call, write_history
 from taskemit.monitor.series import SPANS
 from taskemit.settings import Settings
+
+if HAVE_ARQ:
+    from arq.worker import create_worker
 from taskemit.store.redis_server import free_port
 
 
@@ -237,6 +240,7 @@ async def test_one_sample_per_interval_and_jobs_waiting_for_a_worker(settings: S
         await read_history(redis, settings, "7d")
 
 
+@needs_arq
 async def test_a_stock_arq_worker_keeps_the_history(settings: Settings, redis: aioredis.Redis) -> None:
     async with Emitter([ok, flaky], settings) as emitter:
         for n in range(10):

@@ -10,6 +10,7 @@ import time
 
 import lease_listeners
 import pytest
+from arq_support import needs_arq
 from children import TESTS, child_env, stop
 from redis import asyncio as aioredis
 
@@ -82,6 +83,7 @@ async def test_a_listener_longer_than_the_lease_runs_once(settings: Settings, re
         stop(*workers)
 
 
+@needs_arq
 async def test_a_stock_arq_worker_shares_the_queue_and_no_job_runs_twice(
     settings: Settings, redis: aioredis.Redis
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import pytest
+from children import PROTOCOL_ENV
 from litestar.testing import AsyncTestClient
 
 from taskemit import Settings
@@ -26,7 +27,9 @@ ADMIN = {"x-admin-token": "let-me-in"}
 @pytest.fixture
 def example(taskemit_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ModuleType]:
     """The example, imported afresh with its settings and secrets from the environment."""
-    for name in [n for n in os.environ if n.startswith("TASKEMIT_") and n != "TASKEMIT_TEST_REDIS_URL"]:
+    for name in [
+        n for n in os.environ if n.startswith("TASKEMIT_") and n not in ("TASKEMIT_TEST_REDIS_URL", PROTOCOL_ENV)
+    ]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no settings.toml
     monkeypatch.setenv("TASKEMIT_REDIS_URL", taskemit_settings.redis_url)

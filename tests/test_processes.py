@@ -12,6 +12,7 @@ from pathlib import Path
 
 import proc_listeners
 import pytest
+from arq_support import needs_arq
 from children import child_env
 from redis import asyncio as aioredis
 
@@ -40,6 +41,7 @@ def settings(taskemit_settings: Settings) -> Settings:
     return taskemit_settings.model_copy(update={"drain_on_exit": False})
 
 
+@needs_arq
 async def test_stock_arq_cli_runs_the_jobs(settings: Settings, redis: aioredis.Redis, tmp_path: Path) -> None:
     await emit_calls(settings, 5)
     result = await asyncio.to_thread(

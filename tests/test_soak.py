@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import soak_listeners
+from children import PROTOCOL_ENV
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
@@ -31,7 +32,7 @@ async def test_pool_survives_killed_workers_without_losing_side_effects(
 ) -> None:
     # a short job timeout: arq hands a dead worker's jobs to another once it passes (plus 10 s)
     settings = taskemit_settings.model_copy(update={"drain_on_exit": False, "job_timeout": 3.0})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKEMIT_") or k == PROTOCOL_ENV}
     env.update(
         TASKEMIT_REDIS_URL=settings.redis_url,
         TASKEMIT_NAMESPACE=settings.namespace,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import sys
 import threading
 import uuid
 from decimal import Decimal
@@ -12,16 +13,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from arq.jobs import Job, JobStatus
-from arq.worker import create_worker
+from arq_support import HAVE_ARQ, needs_arq
 from redis import asyncio as aioredis
 
-from taskemit import Emitter, ListenerError, listener, worker_settings
+from taskemit import Emitter, ListenerError, MissingExtra, listener, worker_settings
+from taskemit.engine import arqpath
 from taskemit.engine.heartbeat import HEARTBEAT_INTERVAL
-from taskemit.monitor import event_status
+from taskemit.monitor import event_status, job_status
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec
 from taskemit.testing import InProcessWorker
+
+if HAVE_ARQ:
+    from arq.connections import ArqRedis
+    from arq.jobs import Job, JobStatus
+    from arq.worker import create_worker
 
 calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 thread_names: list[str] = []
@@ -110,6 +116,13 @@ async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, r
     assert ok.status == "complete" and ok.duration is not None and ok.duration >= 0
     # each listener is its own job: the sibling ran once, unaffected by the failure
     assert calls == [("sibling_ok", (5,), {})]
+
+
+@needs_arq
+async def test_arqs_job_api_reads_a_failure(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    async with Emitter([always_fails], taskemit_settings) as emitter:
+        receipt = await emitter.publish("payment_failed", order_id=5)
+    assert receipt is not None
     # arq's own result API sees the failure, with the exception readable over JSON
     job = Job(
         receipt.jobs[always_fails.name],
@@ -148,18 +161,14 @@ async def test_a_job_of_a_listener_the_worker_lacks_stays_queued(
                 break
             await asyncio.sleep(0.02)
         assert ("sibling_ok", (9,), {}) in calls
-        missing = Job(
-            receipt.jobs[always_fails.name],
-            redis,
-            _queue_name=settings.queue_key,
-            _deserializer=get_codec("json").loads,
-        )
-        # arq's Job API sees it waiting, not failed: it is left for a worker that has the listener
-        assert await missing.status() == JobStatus.queued
+        # waiting, not failed: it is left for a worker that has the listener
+        missing = await job_status(redis, settings, receipt.jobs[always_fails.name])
+        assert missing.status == "queued"
         assert worker.running
     assert await redis.exists(taskemit_settings.keys.job(receipt.jobs[always_fails.name]))
 
 
+@needs_arq
 async def test_stock_arq_worker_runs_the_jobs(taskemit_settings: Settings) -> None:
     settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
     async with Emitter([record_order], settings) as emitter:
@@ -190,29 +199,14 @@ def test_worker_settings_shape(taskemit_settings: Settings) -> None:
     )
     listeners = [record_order, sync_listener, too_slow]
     cls = worker_settings(listeners, settings=settings, max_jobs=3)
-    # one arq function per listener, under the listener's name: the name jobs are enqueued under
-    functions = {f.name: f for f in cls.functions}
-    assert list(functions) == [record_order.name, sync_listener.name, too_slow.name]
-    assert len({id(f.coroutine) for f in cls.functions}) == 3
-    assert all(inspect.iscoroutinefunction(f.coroutine) for f in cls.functions)  # sync listeners too
     # arq's timeout sits a margin above the listener's own (its policy's, else job_timeout), so the
     # listener's fires first and is recorded as a failed attempt
     margin = cls.job_timeout - settings.job_timeout
     assert 0 < margin <= 60
-    assert functions[too_slow.name].timeout_s == pytest.approx(0.2 + margin)
-    assert functions[record_order.name].timeout_s == pytest.approx(42.0 + margin)
-    assert functions[sync_listener.name].timeout_s == pytest.approx(42.0 + margin)
     # arq's own try limit is out of reach of any policy (max_tries 9 here): the listener's policy rules
     assert cls.max_tries > 10**6
-    for function in cls.functions:
-        assert function.max_tries is not None and function.max_tries > 10**6
-        assert (function.keep_result_s, function.keep_result_forever) == (77, None)
-    # the queue, the Redis, and how long jobs and results are kept
+    # the queue, and how long jobs and results are kept
     assert cls.queue_name == settings.queue_key and settings.queue_key.endswith(":queue:orders")
-    url = urlsplit(settings.redis_url)
-    database = int(url.path.lstrip("/") or 0)
-    redis_settings = cls.redis_settings
-    assert (redis_settings.host, redis_settings.port, redis_settings.database) == (url.hostname, url.port, database)
     assert (cls.keep_result, cls.expires_extra_ms, cls.poll_delay) == (77, 600_000, 0.3)
     assert cls.max_jobs == 3  # an arq option given to worker_settings wins over the settings' 7
     # the health-check key `arq --check` reads for this queue, written as often as the heartbeat
@@ -221,6 +215,78 @@ def test_worker_settings_shape(taskemit_settings: Settings) -> None:
     # what taskemit's own commands read back; no cron schedules and no history, so arq's hooks are not set
     assert (cls.taskemit_settings, cls.taskemit_listeners, cls.taskemit_crons) == (settings, tuple(listeners), ())
     assert not hasattr(cls, "on_startup") and not hasattr(cls, "on_shutdown")
+
+
+@needs_arq
+def test_worker_settings_arq_functions_and_redis(taskemit_settings: Settings) -> None:
+    settings = taskemit_settings.model_copy(update={"job_timeout": 42.0, "result_retention": 77, "max_tries": 9})
+    listeners = [record_order, sync_listener, too_slow]
+    cls = worker_settings(listeners, settings=settings)
+    # one arq function per listener, under the listener's name: the name jobs are enqueued under
+    functions = {f.name: f for f in cls.functions}
+    assert list(functions) == [record_order.name, sync_listener.name, too_slow.name]
+    assert len({id(f.coroutine) for f in cls.functions}) == 3
+    assert all(inspect.iscoroutinefunction(f.coroutine) for f in cls.functions)  # sync listeners too
+    margin = cls.job_timeout - settings.job_timeout
+    assert functions[too_slow.name].timeout_s == pytest.approx(0.2 + margin)
+    assert functions[record_order.name].timeout_s == pytest.approx(42.0 + margin)
+    assert functions[sync_listener.name].timeout_s == pytest.approx(42.0 + margin)
+    for function in cls.functions:
+        assert function.max_tries is not None and function.max_tries > 10**6
+        assert (function.keep_result_s, function.keep_result_forever) == (77, None)
+    url = urlsplit(settings.redis_url)
+    database = int(url.path.lstrip("/") or 0)
+    redis_settings = cls.redis_settings
+    assert (redis_settings.host, redis_settings.port, redis_settings.database) == (url.hostname, url.port, database)
+
+
+@pytest.fixture
+def without_arq(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """arq as if it were not installed (where it is not, as it is)."""
+    arqpath.arq_installed.cache_clear()
+    if HAVE_ARQ:
+        monkeypatch.setitem(sys.modules, "arq", None)  # `import arq` raises ImportError
+    yield
+    arqpath.arq_installed.cache_clear()
+
+
+async def test_without_arq_taskemits_worker_runs_and_the_stock_path_says_what_to_install(
+    taskemit_settings: Settings, without_arq: None
+) -> None:
+    hooks: list[Any] = []
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        hooks.append(type(ctx["redis"]))
+
+    cls = worker_settings([record_order], settings=taskemit_settings, on_startup=on_startup)
+    for name in ("functions", "redis_settings"):
+        with pytest.raises(MissingExtra, match=rf"WorkerSettings\.{name} .* pip install 'taskemit\[arq\]'"):
+            getattr(cls, name)
+    with pytest.raises(MissingExtra, match=r"pip install 'taskemit\[arq\]'"):
+        arqpath.arq_redis_settings(taskemit_settings)
+    assert cls.queue_name == taskemit_settings.queue_key  # what is not arq's alone is there
+    settings = taskemit_settings.model_copy(update={"drain_on_exit": False})
+    async with Emitter([record_order], settings) as emitter:
+        receipt = await emitter.publish("order_placed", 3)
+    assert receipt is not None
+    async with InProcessWorker([record_order], settings, on_startup=on_startup):
+        await receipt.wait(timeout=10)
+    assert calls == [("record_order", (3,), {})]
+    assert hooks == [aioredis.Redis], "ctx['redis'] is redis-py's own client without arq"
+
+
+@needs_arq
+async def test_with_arq_the_hooks_redis_can_enqueue_arq_jobs(taskemit_settings: Settings) -> None:
+    hooks: list[Any] = []
+    started = asyncio.Event()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        hooks.append(ctx["redis"])
+        started.set()
+
+    async with InProcessWorker([record_order], taskemit_settings, on_startup=on_startup):
+        await asyncio.wait_for(started.wait(), 10)
+    assert isinstance(hooks[0], ArqRedis) and callable(hooks[0].enqueue_job)
 
 
 @pytest.mark.parametrize("serializer", ["json", "pickle"])
@@ -246,7 +312,7 @@ def test_worker_settings_read_the_jobs_emitters_write(taskemit_settings: Setting
 def test_worker_settings_from_listener_modules(taskemit_settings: Settings) -> None:
     settings = taskemit_settings.model_copy(update={"listeners": ["taskemit.demo.listeners"]})
     cls = worker_settings(settings=settings)
-    assert {f.name.rsplit(":", 1)[1] for f in cls.functions} == {
+    assert {item.name.rsplit(":", 1)[1] for item in cls.taskemit_listeners} == {
         "send_welcome_email_handler",
         "send_email_handler",
         "send_farewell_email_handler",

@@ -34,8 +34,14 @@ def import_target(target: str) -> Any:
 
 
 def configure_logging(verbose: bool) -> None:
-    from arq.logs import default_log_config
-
-    config = default_log_config(verbose)
-    config["loggers"]["taskemit"] = {"handlers": ["arq.standard"], "level": "DEBUG" if verbose else "INFO"}
-    logging.config.dictConfig(config)
+    """Log lines as arq's CLI prints them (``HH:MM:SS: message``), for taskemit's loggers and arq's."""
+    level = "DEBUG" if verbose else "INFO"
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"taskemit": {"level": level, "class": "logging.StreamHandler", "formatter": "taskemit"}},
+            "formatters": {"taskemit": {"format": "%(asctime)s: %(message)s", "datefmt": "%H:%M:%S"}},
+            "loggers": {name: {"handlers": ["taskemit"], "level": level} for name in ("taskemit", "arq")},
+        }
+    )

@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from arq.constants import job_key_prefix
-
 from ..settings import Settings
 from ..store import scripts as lua
+from ..store.arq_format import JOB_KEY_PREFIX
 from ..store.connection import drop_connections
 from ..store.durability import Level
 from ..store.wire import BatchConnection, Command, Packed, bulk
@@ -125,7 +124,7 @@ class EventWriter:
                 2,
                 space.events,
                 space.event_counts,
-                job_key_prefix,
+                JOB_KEY_PREFIX,
                 space.event_prefix,
                 space.events_by_id_prefix,
                 settings.job_expiry * 1000,

@@ -22,11 +22,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.exceptions import ResponseError
 
 from ..settings import Settings
 from ..store import scripts as lua
+from ..store.arq_format import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX
 from ..store.codec import Codec
 from ..store.connection import drop_connections
 from ..store.durability import durability_holds, wait_command
@@ -103,9 +103,9 @@ class JobStore:
                 limit,
                 token,
                 self._first,
-                job_key_prefix,
-                in_progress_key_prefix,
-                retry_key_prefix,
+                JOB_KEY_PREFIX,
+                IN_PROGRESS_KEY_PREFIX,
+                RETRY_KEY_PREFIX,
                 self.settings.keys.abort_requests,
                 now_ms + self.lease_ms,
                 *self._claim_args,

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from arq.connections import ArqRedis
+from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..emit.catalog import describe
@@ -47,6 +47,7 @@ from ..store.codec import get_codec, warn_if_pickle
 from ..store.connection import raise_if_cancelled, redis_client
 from ..store.durability import check_durability
 from ..store.faults import Fault, fault_of
+from .arqpath import hook_client_class
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id, remove_heartbeat
 from .history import CTX_HISTORY, HistoryRecorder
@@ -134,7 +135,8 @@ class Engine:
         self.history = self.ctx[CTX_HISTORY] = HistoryRecorder(settings, self.worker_id)
         #: event-loop lag, jobs done, memory: for heartbeats and recycling
         self.vitals = Vitals(settings, self.worker_id, self.listeners, self.running_listeners)
-        self.redis: ArqRedis | None = None
+        #: also the hooks' ctx["redis"] (arq's ArqRedis where arq is installed)
+        self.redis: aioredis.Redis | None = None
         self.link = RedisLink(settings.redis_url)
         self.started = time.time()
         #: its listeners in the catalog, with their flow control (declared before the first claim)
@@ -195,7 +197,7 @@ class Engine:
         timeout = min(self.settings.redis_timeout, self.settings.lease_ttl / 3)
         if self.settings.durability != "memory":
             timeout += self.settings.durability_timeout
-        self.redis = redis_client(self.settings, timeout=timeout, client_class=ArqRedis)
+        self.redis = redis_client(self.settings, timeout=timeout, client_class=hook_client_class())
         self.ctx["redis"] = self.redis
         self._store = JobStore(self.redis, self.settings, self.codec, self.routes, self.worker_id)
         self._leases = LeaseKeeper(

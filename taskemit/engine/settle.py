@@ -15,6 +15,7 @@ from ..monitor.deadletter import dead_letter_fields
 from ..monitor.stats import RATE_TTL, bucket_for
 from ..settings import Settings
 from ..state import JobState
+from ..store.arq_format import result_dict
 from ..store.codec import META_KWARG, Codec
 from .claims import Finished, Route
 from .outcome import Outcome
@@ -119,19 +120,19 @@ def arq_result(outcome: Outcome, route: Route, settings: Settings, codec: Codec)
         return ["", 0]
     run = outcome.run
     success = outcome.state is JobState.COMPLETE
-    data = {
-        "t": run.attempt.number,
-        "f": run.attempt.listener,
-        "a": run.args,
-        "k": {**run.kwargs, META_KWARG: run.meta},
-        "et": run.enqueue_ms,
-        "s": success,
-        "r": outcome.result if success else outcome.error,
-        "st": int(run.started * 1000),
-        "ft": int(time.time() * 1000),
-        "q": route.queue,
-        "id": run.attempt.job_id,
-    }
+    data = result_dict(
+        run.attempt.listener,
+        run.args,
+        {**run.kwargs, META_KWARG: run.meta},
+        run.attempt.number,
+        run.enqueue_ms,
+        success=success,
+        result=outcome.result if success else outcome.error,
+        start_ms=int(run.started * 1000),
+        finish_ms=int(time.time() * 1000),
+        queue=route.queue,
+        job_id=run.attempt.job_id,
+    )
     try:
         return [codec.dumps(data), retention_ms]
     except Exception:  # a result the serializer cannot store: keep its repr

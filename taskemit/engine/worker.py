@@ -3,7 +3,9 @@
 ``worker_settings()`` builds an arq ``WorkerSettings`` class. ``taskemit worker`` runs it on
 taskemit's own loop (:class:`~taskemit.engine.loop.Engine`, via ``engine_for``); the stock
 ``arq`` CLI runs the same class on arq's loop, as the compatibility path: each listener is
-then one arq function named after the listener (see ``arqpath.job_function``).
+then one arq function named after the listener (see ``arqpath.job_function``). That path needs
+arq (the ``arq`` extra); without it the class's ``functions`` and ``redis_settings`` say so
+when read, and ``taskemit worker`` runs the class all the same.
 """
 
 from __future__ import annotations
@@ -14,17 +16,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from arq.connections import RedisSettings
-from arq.worker import Function, func
-
-from ..emit import Listener, Registry, discover_listeners
+from ..emit import Registry, discover_listeners
 from ..errors import StateError
 from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
-from ..store.codec import Codec, get_codec
-from ..store.connection import parse_redis_url
-from .arqpath import job_function
+from ..store.codec import get_codec
+from .arqpath import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN, NeedsArq, arq_functions, arq_installed, arq_redis_settings
 from .heartbeat import HEARTBEAT_INTERVAL
 from .history import history_hooks
 from .loop import Engine
@@ -32,14 +30,6 @@ from .loop import Engine
 __all__ = ("InProcessWorker", "engine_for", "worker_settings")
 
 logger = logging.getLogger("taskemit.worker")
-
-#: arq's own timeout sits above the listener's so the listener's fires first and is recorded.
-_ARQ_TIMEOUT_MARGIN = 5.0
-
-
-#: arq's own try limit is set out of reach: the job function applies the listener's policy
-#: and dead-letters the job itself, which arq's limit would pre-empt without a record.
-_ARQ_MAX_TRIES = 2**31
 
 
 def engine_for(settings_cls: Any, **options: Any) -> Engine:
@@ -63,36 +53,6 @@ def engine_for(settings_cls: Any, **options: Any) -> Engine:
     return Engine(settings_cls.taskemit_listeners, settings, **{**defaults, **options})
 
 
-def _arq_function(item: Listener, settings: Settings, codec: Codec) -> Function:
-    policy = item.policy(settings.default_policy)
-    timeout = (policy.timeout or settings.job_timeout) + _ARQ_TIMEOUT_MARGIN
-    return func(
-        job_function(item, settings, codec),  # type: ignore[arg-type]  # arq's WorkerCoroutine is a Protocol
-        name=item.name,
-        timeout=timeout,
-        keep_result=settings.result_retention,
-        max_tries=_ARQ_MAX_TRIES,
-    )
-
-
-def arq_redis_settings(settings: Settings) -> RedisSettings:
-    """arq's RedisSettings for the settings' Redis URL (a Sentinel URL included: arq follows the
-    primary too; arq cannot give the Sentinels a password of their own)."""
-    target = parse_redis_url(settings.redis_url)
-    if not target.sentinel:
-        return RedisSettings.from_dsn(settings.redis_url)
-    return RedisSettings(
-        host=list(target.hosts),
-        sentinel=True,
-        sentinel_master=target.service,
-        database=target.db,
-        username=target.username,
-        password=target.password,
-        ssl=target.tls,
-        conn_timeout=int(settings.connect_timeout) or 1,
-    )
-
-
 def worker_settings(
     listeners: Iterable[Any] | None = None,
     *,
@@ -101,7 +61,8 @@ def worker_settings(
     run_scheduler: bool = True,
     **arq_options: Any,
 ) -> type:
-    """An arq ``WorkerSettings`` class that runs ``listeners``.
+    """An arq ``WorkerSettings`` class that runs ``listeners``: with ``taskemit worker``, or with the
+    stock ``arq`` CLI where arq is installed (``pip install 'taskemit[arq]'``).
 
     Args:
         listeners: the listeners this worker runs; default: those found in the modules of
@@ -129,13 +90,14 @@ def worker_settings(
         )
     codec = get_codec(settings.serializer)
     attributes: dict[str, Any] = {
-        "functions": [_arq_function(item, settings, codec) for item in registry],
+        # read by arq's worker alone: without arq, reading them says to install it
+        "functions": arq_functions(registry, settings, codec) if arq_installed() else NeedsArq("functions"),
         "queue_name": settings.queue_key,
-        "redis_settings": arq_redis_settings(settings),
+        "redis_settings": arq_redis_settings(settings) if arq_installed() else NeedsArq("redis_settings"),
         "job_serializer": codec.dumps,
         "job_deserializer": codec.loads,
-        "job_timeout": settings.job_timeout + _ARQ_TIMEOUT_MARGIN,
-        "max_tries": _ARQ_MAX_TRIES,
+        "job_timeout": settings.job_timeout + ARQ_TIMEOUT_MARGIN,
+        "max_tries": ARQ_MAX_TRIES,
         "expires_extra_ms": settings.job_expiry * 1000,
         "keep_result": settings.result_retention,
         "max_jobs": settings.max_jobs,

@@ -10,6 +10,7 @@ from typing import Any
 from ..settings import Settings
 from ..state import JobState
 from ..store import scripts as lua
+from ..store.arq_format import result_dict
 from ..store.codec import META_KWARG, get_codec
 
 __all__ = ("abort_job",)
@@ -41,19 +42,19 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
         now_ms = int(time.time() * 1000)
         if settings.result_retention:
             result = codec.dumps(
-                {
-                    "t": job.get("t") or 0,
-                    "f": listener,
-                    "a": job["a"],
-                    "k": job["k"],
-                    "et": job.get("et") or now_ms,
-                    "s": False,
-                    "r": asyncio.CancelledError("aborted on request"),  # what arq stores for an abort
-                    "st": now_ms,
-                    "ft": now_ms,
-                    "q": queue,
-                    "id": job_id,
-                }
+                result_dict(
+                    listener,
+                    job["a"],
+                    job["k"],
+                    job.get("t") or 0,
+                    job.get("et") or now_ms,
+                    success=False,
+                    result=asyncio.CancelledError("aborted on request"),  # what arq stores for an abort
+                    start_ms=now_ms,
+                    finish_ms=now_ms,
+                    queue=queue,
+                    job_id=job_id,
+                )
             )
     outcome = json.dumps(
         {"status": JobState.ABORTED, "listener": listener, "finished": time.time(), "reason": "aborted on request"}

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from arq.constants import job_key_prefix, result_key_prefix
-
 from ..errors import InvalidArgument
 from ..settings import Settings
+from ..store.arq_format import JOB_KEY_PREFIX, RESULT_KEY_PREFIX
 
 __all__ = ("MIN_PREFIX", "AmbiguousId", "resolve_id")
 
@@ -38,8 +37,8 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
     async for member, _ in redis.zscan_iter(space.events, match=f"{token}*"):
         found.add(member.decode())
     for pattern in (
-        f"{job_key_prefix}{space.prefix}{token}*",
-        f"{result_key_prefix}{space.prefix}{token}*",
+        f"{JOB_KEY_PREFIX}{space.prefix}{token}*",
+        f"{RESULT_KEY_PREFIX}{space.prefix}{token}*",
         f"{space.dead(space.prefix + token)}*",
     ):
         async for key in redis.scan_iter(match=pattern, count=1000):

@@ -18,11 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from arq.jobs import deserialize_result
-
 from ..errors import ListenerError, WaitTimeout
 from ..settings import Settings
 from ..state import FINISHED_STATES, JobState
+from ..store.arq_format import decode_result
 from ..store.codec import META_KWARG, get_codec
 from ..store.connection import raise_if_cancelled
 from ..store.keys import KeySpace
@@ -238,7 +237,7 @@ async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobSt
     data = await redis.get(space.result(job_id))
     if data is None:
         return None
-    result = deserialize_result(data, deserializer=get_codec(settings.serializer).loads)
+    result = decode_result(data, get_codec(settings.serializer).loads)
     failure = result.result if not result.success else None
     kind = failure.type_name if isinstance(failure, ListenerError) else type(failure).__qualname__
     if failure is None:
@@ -255,9 +254,9 @@ async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobSt
         event_uuid=meta.get("event"),
         event_id=meta.get("event_id"),
         attempts=result.job_try,
-        enqueued_at=result.enqueue_time.timestamp(),
-        started=result.start_time.timestamp(),
-        finished=result.finish_time.timestamp(),
+        enqueued_at=result.enqueue_time,
+        started=result.start_time,
+        finished=result.finish_time,
         error={"type": kind, "message": str(getattr(failure, "message", failure))} if failure is not None else None,
     )
 
@@ -305,7 +304,7 @@ async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | No
     result = await redis.get(space.result(job_id))  # a finished job: arq's result keeps its arguments
     if result is not None:
         try:
-            meta = (deserialize_result(result, deserializer=codec.loads).kwargs or {}).get(META_KWARG) or {}
+            meta = (decode_result(result, codec.loads).kwargs or {}).get(META_KWARG) or {}
         except Exception:
             meta = {}
         if meta.get("event"):

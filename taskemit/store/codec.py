@@ -1,7 +1,7 @@
 """Job payload encoding: arq's wire format with a JSON (default) or pickle serializer.
 
-A job is what arq's ``serialize_job`` writes: ``{"t": try, "f": function, "a": args,
-"k": kwargs, "et": enqueue ms}``. The serializer is shared by emitters and workers through
+A job is what arq's ``serialize_job`` writes (``arq_format.job_dict``): ``{"t": try,
+"f": function, "a": args, "k": kwargs, "et": enqueue ms}``. The serializer is shared by emitters and workers through
 settings (arq's ``job_serializer`` / ``job_deserializer``), so a stock arq worker started with
 taskemit's WorkerSettings decodes the same bytes.
 
@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - a Python without the _json accelerator
     c_make_encoder = None
 
 from ..errors import InvalidArgument, JobPayloadError, ListenerError, PayloadEncodeError
+from .arq_format import job_dict
 
 __all__ = ("META_KWARG", "Codec", "get_codec", "json_text", "warn_if_pickle")
 
@@ -166,9 +167,8 @@ class Codec:
         job_try: int | None = None,
     ) -> bytes:
         """arq's job payload for one listener call; raises PayloadEncodeError if it cannot be encoded."""
-        data = {"t": job_try, "f": function, "a": args, "k": kwargs, "et": enqueue_ms}
         try:
-            return self.dumps(data)
+            return self.dumps(job_dict(function, args, kwargs, job_try, enqueue_ms))
         except _ENCODE_ERRORS as exc:
             raise self._encode_error((function,), exc) from exc
 
@@ -192,7 +192,7 @@ class Codec:
                 return self.dumps_jobs(functions, args, kwargs, meta, enqueue_ms)
             if meta is not None:
                 kwargs = {**kwargs, META_KWARG: meta}
-            return [self.dumps({"t": None, "f": f, "a": args, "k": kwargs, "et": enqueue_ms}) for f in functions]
+            return [self.dumps(job_dict(f, args, kwargs, None, enqueue_ms)) for f in functions]
         except _ENCODE_ERRORS as exc:
             raise self._encode_error(functions, exc) from exc
 

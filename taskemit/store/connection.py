@@ -17,7 +17,9 @@ built from the settings:
   so the next one connects afresh, to wherever the name points now;
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
   the client asks them for the current primary on every new connection, so a failover is
-  followed without a restart.
+  followed without a restart;
+- every connection to Redis speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), whatever
+  redis-py's own default (RESP2 before 8, RESP3 from 8 on); connections to Sentinels speak RESP2.
 
 :func:`parse_redis_url` is the pure part: what a URL names.
 """
@@ -34,6 +36,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis as sync_redis
 from redis import asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ReadOnlyError
 from redis.retry import Retry
@@ -66,6 +69,8 @@ class ClientSettings(Protocol):
     def connect_timeout(self) -> float: ...
     @property
     def health_check_interval(self) -> float: ...
+    @property
+    def redis_protocol(self) -> int: ...
 
 
 #: URL schemes taskemit understands
@@ -113,19 +118,6 @@ _PRIMARY_ONLY: dict[type[Any], type[Any]] = {
     Connection: _PrimaryOnlyConnection,
     SSLConnection: _PrimaryOnlySSLConnection,
 }
-
-
-class Settings(Protocol):
-    """What a client is made from (taskemit's settings have it)."""
-
-    @property
-    def redis_url(self) -> str: ...
-    @property
-    def redis_timeout(self) -> float: ...
-    @property
-    def connect_timeout(self) -> float: ...
-    @property
-    def health_check_interval(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +228,16 @@ def keepalive_options(timeout: float) -> dict[int, int]:
     return options
 
 
-def _connection_options(settings: ClientSettings, timeout: float | None, health_check: bool) -> dict[str, Any]:
+def _connection_options(
+    settings: ClientSettings, timeout: float | None, health_check: bool, *, asyncio: bool
+) -> dict[str, Any]:
     bound = settings.redis_timeout if timeout is None else timeout
     options: dict[str, Any] = {
         "socket_timeout": bound,
         "socket_connect_timeout": settings.connect_timeout,
-        "retry": Retry(NoBackoff(), 0),
+        # redis-py 8 warns when an asyncio client is given the blocking client's Retry
+        "retry": (AsyncRetry if asyncio else Retry)(NoBackoff(), 0),
+        "protocol": settings.redis_protocol,
     }
     if not settings.redis_url.startswith("unix://"):
         options["socket_keepalive"] = True
@@ -262,7 +258,7 @@ def redis_client(
     """An asyncio client on the settings' Redis; every call bounded by ``timeout`` seconds
     (default: the ``redis_timeout`` setting). ``extra`` goes to redis-py (``decode_responses``...)."""
     target = parse_redis_url(settings.redis_url)
-    options = {**_connection_options(settings, timeout, health_check), **extra}
+    options = {**_connection_options(settings, timeout, health_check, asyncio=True), **extra}
     if not target.sentinel:
         pool = aioredis.ConnectionPool.from_url(settings.redis_url, **options)
         pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
@@ -280,7 +276,7 @@ def redis_client(
 def sync_client(settings: ClientSettings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
     """A blocking client on the settings' Redis (for code that has no event loop: metrics, tests)."""
     target = parse_redis_url(settings.redis_url)
-    options = {**_connection_options(settings, timeout, True), **extra}
+    options = {**_connection_options(settings, timeout, True, asyncio=False), **extra}
     if not target.sentinel:
         return sync_redis.Redis.from_url(settings.redis_url, **options)
     from redis.sentinel import Sentinel
@@ -308,6 +304,9 @@ def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, 
         for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
         if key in options
     }
+    # the Sentinels' own connections speak RESP2 whatever redis_protocol says: redis-py 5 cannot read
+    # a Sentinel's RESP3 replies (SENTINEL MASTERS), and what they answer is redis-py's to parse
+    kwargs["protocol"] = 2
     if "sentinel_username" in target.sentinel_options:
         kwargs["username"] = target.sentinel_options["sentinel_username"]
     if "sentinel_password" in target.sentinel_options:

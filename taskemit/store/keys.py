@@ -13,9 +13,15 @@ import random
 import re
 import uuid
 
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
-
 from ..errors import InvalidArgument
+from .arq_format import (
+    ABORT_JOBS_SS,
+    HEALTH_CHECK_SUFFIX,
+    IN_PROGRESS_KEY_PREFIX,
+    JOB_KEY_PREFIX,
+    RESULT_KEY_PREFIX,
+    RETRY_KEY_PREFIX,
+)
 
 __all__ = ("DEFAULT_KEYS", "DEFAULT_NAMESPACE", "ONCE_NAMESPACE", "KeySpace", "check_namespace", "random_uuid")
 
@@ -197,19 +203,19 @@ class KeySpace:
 
     def job(self, job_id: str) -> str:
         """arq's job payload (deleted when the job finishes for good)."""
-        return job_key_prefix + job_id
+        return JOB_KEY_PREFIX + job_id
 
     def in_progress(self, job_id: str) -> str:
         """arq's marker that a worker is running the job: taskemit's lease on it."""
-        return in_progress_key_prefix + job_id
+        return IN_PROGRESS_KEY_PREFIX + job_id
 
     def result(self, job_id: str) -> str:
         """arq's stored result of a finished job."""
-        return result_key_prefix + job_id
+        return RESULT_KEY_PREFIX + job_id
 
     def retry(self, job_id: str) -> str:
         """arq's try counter of a job."""
-        return retry_key_prefix + job_id
+        return RETRY_KEY_PREFIX + job_id
 
     @property
     def abort_requests(self) -> str:
@@ -220,7 +226,7 @@ class KeySpace:
     def arq_abort_requests(self) -> str:
         """arq's own sorted set of abort requests (``Job.abort()``; one for all namespaces, outside
         their slots): taskemit's workers move their namespace's requests to ``abort_requests``."""
-        return abort_jobs_ss
+        return ABORT_JOBS_SS
 
     def claim_receipt(self, token: str) -> str:
         """What the claim with ``token`` handed out (kept for a lease): sent again after a lost
@@ -321,7 +327,7 @@ class KeySpace:
 
     def health_check(self, queue: str) -> str:
         """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
-        return f"{self.queue(queue)}:health-check"
+        return self.queue(queue) + HEALTH_CHECK_SUFFIX
 
     # -- outbox relays ---------------------------------------------------------------------
 
