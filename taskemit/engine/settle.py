@@ -114,9 +114,10 @@ def finish_call(
 
 
 def arq_result(outcome: Outcome, route: Route, settings: Settings, codec: Codec) -> list[Any]:
-    """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
+    """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL; none
+    (``''``, 0) unless the ``arq_results`` setting asks for them."""
     retention_ms = settings.result_retention * 1000
-    if not retention_ms:
+    if not retention_ms or not settings.arq_results:
         return ["", 0]
     run = outcome.run
     success = outcome.state is JobState.COMPLETE
