@@ -18,11 +18,16 @@ on PYTHONPATH of the emitting and the worker process (checked: the ``taskemit`` 
 that directory's). The rounds alternate base/new, so both see the same machine. Printed: per
 commit the median over the rounds of µs per job (emit, drain, total), commands per job, and
 the commands that took Redis's time in each phase; last the ratio new/base.
+
+The live variant (``--live-events``, 1,000 by default; 0 leaves it out) measures a job at low
+load: the worker runs first, and the events come at ``--pace`` per second (500), so each claim
+and finish carries a few jobs; one phase, from the first emit until the queue is empty.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -32,6 +37,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,13 +95,15 @@ EMIT = textwrap.dedent(
     from taskemit.store.keys import KeySpace
     import redis_cost_app as app
 
-    async def main(events):
+    async def main(events, pace):
         async with Emitter([app.a, app.b, app.c], app.settings()) as emitter:
             for n in range(events - 1):
                 emitter.emit("ev3", n=n)
+                if pace and n % 10 == 9:  # paced: ten events, then a pause
+                    await asyncio.sleep(10 / pace)
             await emitter.publish("ev3", n=events - 1)
 
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))
     print(taskemit.__file__)
     print(KeySpace().queue("{queue}"))
     """
@@ -122,6 +130,8 @@ class Result:
     drain_usec: Counter[str] = field(default_factory=Counter)
     emit_calls: Counter[str] = field(default_factory=Counter)
     drain_calls: Counter[str] = field(default_factory=Counter)
+    live_us: list[float] = field(default_factory=list)
+    live_cmds: list[float] = field(default_factory=list)
 
     def total(self) -> list[float]:
         return [e + d for e, d in zip(self.emit_us, self.drain_us, strict=True)]
@@ -163,58 +173,93 @@ def export(commit: str, into: Path) -> Path:
     return into
 
 
+def _env(code: Path, app_dir: Path, url: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(app_dir)]), "REDIS_COST_URL": url}
+    return {name: value for name, value in env.items() if not name.startswith("TASKEMIT_")}
+
+
+def _emit(code: Path, app_dir: Path, env: dict[str, str], events: int, pace: float) -> str:
+    """Run the emit phase's process; returns the queue's key."""
+    emitted = subprocess.run(
+        [sys.executable, "-c", EMIT, str(events), str(pace)], cwd=app_dir, env=env, capture_output=True, text=True
+    )
+    if emitted.returncode != 0:
+        raise SystemExit(f"the emit phase failed ({code}):\n{emitted.stderr}")
+    where, queue_key = emitted.stdout.split()[-2:]
+    if not Path(where).resolve().is_relative_to(code.resolve()):
+        raise SystemExit(f"the emit phase imported taskemit from {where}, not from {code}")
+    return queue_key
+
+
+@contextlib.contextmanager
+def _worker(app_dir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``taskemit worker`` on the app's listeners, with the default settings; SIGTERM at the end."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskemit", "worker", "redis_cost_app:WorkerSettings"],
+        cwd=app_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _wait_drained(client: redis.Redis, queue_key: str, worker: subprocess.Popen[str], own: Counter[str]) -> None:
+    deadline = time.monotonic() + 600
+    while True:
+        own["zcard"] += 1
+        if client.zcard(queue_key) == 0:
+            return
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker stopped:\n{worker.stderr.read() if worker.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not drain the queue in 10 minutes")
+        time.sleep(0.01)
+
+
 def run_once(code: Path, app_dir: Path, events: int, binary: str | None) -> tuple[Phase, Phase]:
     """The scenario with ``code``'s taskemit on a fresh redis-server: (emit phase, drain phase)."""
     with RedisServer(binary=binary) as server:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(code), str(app_dir)]),
-            "REDIS_COST_URL": server.url,
-        }
-        for name in [name for name in env if name.startswith("TASKEMIT_")]:
-            del env[name]
+        env = _env(code, app_dir, server.url)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         own: Counter[str] = Counter(info=3)  # INFO cpu + commandstats of the snapshot after
         before = _snapshot(client)
-        emitted = subprocess.run(
-            [sys.executable, "-c", EMIT, str(events)], cwd=app_dir, env=env, capture_output=True, text=True
-        )
-        if emitted.returncode != 0:
-            raise SystemExit(f"the emit phase failed ({code}):\n{emitted.stderr}")
-        where, queue_key = emitted.stdout.split()[-2:]
-        if not Path(where).resolve().is_relative_to(code.resolve()):
-            raise SystemExit(f"the emit phase imported taskemit from {where}, not from {code}")
+        queue_key = _emit(code, app_dir, env, events, 0)
         middle = _snapshot(client)
         emit = _phase(before, middle, own)
         own = Counter(info=3)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "taskemit", "worker", "redis_cost_app:WorkerSettings"],
-            cwd=app_dir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while client.zcard(queue_key) > 0:
-                own["zcard"] += 1
-                if worker.poll() is not None:
-                    raise SystemExit(f"the worker ({code}) stopped:\n{worker.stderr.read() if worker.stderr else ''}")
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the worker ({code}) did not drain the queue in 10 minutes")
-                time.sleep(0.01)
-            own["zcard"] += 1
+        with _worker(app_dir, env) as worker:
+            _wait_drained(client, queue_key, worker, own)
             after = _snapshot(client)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
         client.close()
         return emit, _phase(middle, after, own)
+
+
+def run_live(code: Path, app_dir: Path, events: int, pace: float, binary: str | None) -> Phase:
+    """The live variant: the worker runs first, the events come at ``pace`` per second, so claims
+    and finishes are small (a job's cost at low load); one phase, from the first emit until the
+    queue is empty."""
+    with RedisServer(binary=binary) as server:
+        env = _env(code, app_dir, server.url)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        with _worker(app_dir, env) as worker:
+            time.sleep(2.0)  # started: registered, scripts loaded, waiting for work
+            own: Counter[str] = Counter(info=3)
+            before = _snapshot(client)
+            queue_key = _emit(code, app_dir, env, events, pace)
+            _wait_drained(client, queue_key, worker, own)
+            after = _snapshot(client)
+        client.close()
+        return _phase(before, after, own)
 
 
 def _top(usec: Counter[str], calls: Counter[str], jobs: int, rounds: int, n: int = 8) -> str:
@@ -252,6 +297,18 @@ def report(results: list[Result], events: int) -> None:
         print(f"{result.label}")
         print(f"  emit:  {_top(result.emit_usec, result.emit_calls, jobs, rounds)}")
         print(f"  drain: {_top(result.drain_usec, result.drain_calls, jobs, rounds)}")
+    if results[0].live_us:
+        base, new = results
+        print(f"\nlive: the worker running, {events} events emitted at a pace (low load: small claims)")
+        for result in results:
+            print(
+                f"{result.label:<22} {statistics.median(result.live_us):8.1f} µs/job "
+                f"{statistics.median(result.live_cmds):6.2f} commands/job"
+            )
+        print(
+            f"{'ratio new/base':<22} {statistics.median(new.live_us) / statistics.median(base.live_us):8.2f}        "
+            f"{statistics.median(new.live_cmds) / statistics.median(base.live_cmds):6.2f}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,11 +339,17 @@ def run(args: argparse.Namespace) -> int:
                 result.drain_usec.update(drain.usec)
                 result.emit_calls.update(emit.commands)
                 result.drain_calls.update(drain.commands)
-                print(
+                line = (
                     f"round {round_ + 1} {result.label:<22} emit {emit.cpu_us / jobs:6.1f} µs/job  "
-                    f"drain {drain.cpu_us / jobs:6.1f} µs/job",
-                    flush=True,
+                    f"drain {drain.cpu_us / jobs:6.1f} µs/job"
                 )
+                if args.live_events:
+                    live = run_live(code, app_dir, args.live_events, args.pace, binary)
+                    live_jobs = args.live_events * LISTENERS
+                    result.live_us.append(live.cpu_us / live_jobs)
+                    result.live_cmds.append(sum(live.commands.values()) / live_jobs)
+                    line += f"  live {live.cpu_us / live_jobs:6.1f} µs/job"
+                print(line, flush=True)
         report(results, args.events)
     return 0
 
@@ -302,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--live-events", type=int, default=1000, help="events of the live variant (0: leave it out; default 1000)"
+    )
+    parser.add_argument("--pace", type=float, default=500.0, help="events per second in the live variant")
     parser.add_argument("--redis-server", help="redis-server binary (default: the newest on PATH)")
     return run(parser.parse_args(argv))
 
