@@ -299,7 +299,7 @@ def report(results: list[Result], events: int) -> None:
         print(f"  drain: {_top(result.drain_usec, result.drain_calls, jobs, rounds)}")
     if results[0].live_us:
         base, new = results
-        print(f"\nlive: the worker running, {events} events emitted at a pace (low load: small claims)")
+        print("\nlive: the worker running, events emitted at a pace (low load: small claims)")
         for result in results:
             print(
                 f"{result.label:<22} {statistics.median(result.live_us):8.1f} µs/job "
