@@ -173,7 +173,7 @@ _CAPTURE = re.compile(
 #: a sparkline: block characters, blanks (no sample) inside
 _SPARK = "[\u2581-\u2588](?:[\u2581-\u2588 ]*[\u2581-\u2588])?"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_JOB = r"\{[\w-]+\}:[0-9a-f]{32}"
+_JOB = r"\{[\w-]+\}:[0-9a-f]{32}\.\w+"
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 _MS = _TIME + r"\.\d{3}"
 _RATE = r"\d+\.\d\d"
@@ -435,7 +435,7 @@ async def test_quickstart_runs_on_the_stock_arq_worker_settings(
     await quickstart_emit.main()
     printed = capsys.readouterr().out
     assert re.search(
-        r"stored event [0-9a-f-]{36}: \{'quickstart:send_account_email': '\{[\w-]+\}:[0-9a-f]{32}'\}", printed
+        r"stored event [0-9a-f-]{36}: \{'quickstart:send_account_email': '\{[\w-]+\}:[0-9a-f]{32}\.0'\}", printed
     )
     assert "mail to" not in printed, "listeners must not run in the emitting process"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ from taskemit.engine import InProcessWorker
 from taskemit.monitor import event_status, list_dead_letters, live_workers, read_listener_stats, recent_events
 from taskemit.schedule.scheduler import pause_schedule
 from taskemit.settings import Settings
-from taskemit.store.keys import KeySpace
+from taskemit.store.keys import ONCE_NAMESPACE, KeySpace
 
 runs: list[tuple[str, Any]] = []
 
@@ -33,7 +34,7 @@ async def audit(order: int, namespace: str) -> None:
 
 def test_every_key_carries_the_namespace_hash_tag() -> None:
     space = KeySpace("shop")
-    job_id = space.new_job_id()
+    job_id = space.new_event_ids(1)[1][0]
     built = [
         space.queue("default"),
         space.job(job_id),
@@ -75,12 +76,56 @@ def test_an_emits_ids_are_a_version_4_uuid_and_distinct_job_ids_of_the_namespace
         parsed = uuid.UUID(event_uuid)
         assert str(parsed) == event_uuid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
         assert len(job_ids) == jobs
-        assert all(space.owns(job_id) and re.fullmatch(r"\{shop\}:[0-9a-f]{32}", job_id) for job_id in job_ids)
+        # each job id names its event: the uuid's 32 hex digits, then the job's index in the fan-out
+        event_hex = parsed.hex
+        assert job_ids == [f"{{shop}}:{event_hex}.{k}" for k in range(jobs)]
+        assert all(space.owns(job_id) and space.event_of_job(job_id) == event_uuid for job_id in job_ids)
     every_id = [job_id for _, job_ids in drawn for job_id in job_ids]
     assert len(set(every_id)) == len(every_id)
     assert len({event_uuid for event_uuid, _ in drawn}) == len(drawn)
     # the uuid's random digits are all used: its variant digit takes each of its four values
     assert {event_uuid[19] for event_uuid, _ in drawn} == set("89ab")
+
+
+def test_a_job_id_names_its_event_or_none_when_of_another_form() -> None:
+    space = KeySpace("shop")
+    event_uuid = "0f0fa426-1b2c-4d3e-8f40-5a6b7c8d9e0f"
+    assert space.event_of_job("{shop}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f.3") == event_uuid
+    once = space.once_job_ids(event_uuid, ["b", "a"])
+    assert once == space.once_job_ids(event_uuid, ["a", "b"])  # whatever order they were registered in
+    assert re.fullmatch(r"\{shop\}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f\.[0-9a-f]{8}", once["a"])
+    replay = space.new_job_id(event_uuid)
+    assert re.fullmatch(r"\{shop\}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f\.r[0-9a-f]{16}", replay)
+    assert {space.event_of_job(job_id) for job_id in [*once.values(), replay]} == {event_uuid}
+    # a job of no known event gets an id of the old form, which names none
+    for unknown in (None, "", "not-a-uuid"):
+        assert re.fullmatch(r"\{shop\}:[0-9a-f]{32}", space.new_job_id(unknown))
+    for other in (
+        "{shop}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f",  # made before ids named their event
+        "{shop}:my-own-id",  # chosen through arq
+        "{shop2}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f.3",  # another namespace's
+        "{shop}:0F0FA4261B2C4D3E8F405A6B7C8D9E0F.3",
+        "{shop}:0f0fa4261b2c4d3e8f405a6b7c8d9e0f.",
+        "{shop}:0f0fa4261b2c4d3e8f405a6b7c8d9e0.3",
+    ):
+        assert space.event_of_job(other) is None, other
+
+
+def test_once_ids_take_every_digit_when_two_listeners_short_suffixes_meet() -> None:
+    space = KeySpace("shop")
+    event_uuid = "0f0fa426-1b2c-4d3e-8f40-5a6b7c8d9e0f"
+    seen: dict[str, str] = {}
+    for n in itertools.count():  # two names whose first 8 digits meet (a birthday search: ~1e5 names)
+        name = f"l{n}"
+        short = uuid.uuid5(ONCE_NAMESPACE, f"{event_uuid}:{name}").hex[:8]
+        if short in seen:
+            pair = [seen[short], name]
+            break
+        seen[short] = name
+    ids = space.once_job_ids(event_uuid, [*pair, "other"])
+    assert len(set(ids.values())) == 3
+    assert all(len(job_id.rsplit(".", 1)[1]) == 32 for job_id in ids.values())
+    assert {space.event_of_job(job_id) for job_id in ids.values()} == {event_uuid}
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "{brace}", "x" * 65, "-leading"])

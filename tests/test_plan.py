@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from hiredis import pack_command
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,7 +50,7 @@ def test_plan_resp_is_the_event_arguments_packed(
     ]
     flows = data.draw(st.lists(_text, min_size=len(names), max_size=len(names))) if own_flows else None
     plan = Plan(event_id, names, routes)
-    job_ids = [f"{{ns}}:{index:032x}" for index in range(len(names))]
+    job_ids = [f"{{ns}}:{uuid.UUID(event_uuid).hex}.{index}" for index in range(len(names))]
     payloads = data.draw(st.lists(st.binary(max_size=60), min_size=len(names), max_size=len(names)))
     jobs = dict(zip(names, job_ids, strict=True))
     expected: list[bytes | str | int] = [

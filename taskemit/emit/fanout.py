@@ -223,7 +223,7 @@ class Fanout:
             jobs = {names[0]: job_ids[0]} if len(names) == 1 else dict(zip(names, job_ids, strict=True))
         else:
             event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
-            jobs = {name: space.new_job_id(seed=f"{event_uuid}:{name}") for name in names}
+            jobs = space.once_job_ids(event_uuid, names)
         emitted_ms = int(time.time() * 1000)
         meta = {"event": event_uuid, "event_id": event_id}
         if cause:

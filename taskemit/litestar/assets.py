@@ -90,7 +90,11 @@ SCRIPT = r"""
     (v < 10 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(1) + " s");
   const status = v => el("span", "status status-" + v, v);
   const errorText = e => e ? (e.type + ": " + e.message) : "";
-  const shortId = id => id.split("}:").pop().slice(0, 12) + "\u2026";
+  const shortId = id => {
+    const token = id.split("}:").pop();
+    const named = token.charAt(32) === ".";  // names its event: the event's first digits and the suffix
+    return named ? token.slice(0, 8) + "\u2026" + token.slice(32, 41) : token.slice(0, 12) + "\u2026";
+  };
   const idText = (col, v, e) => {
     const text = String(v ?? "");
     if (col.short && text) { e.title = text; e.textContent = shortId(text); } else e.textContent = text;

@@ -56,8 +56,12 @@ def _fill(pattern: str, row: Any) -> str:
 
 
 def short_id(job_id: str) -> str:
-    """The first 12 characters of a job id's token: enough for ``taskemit status`` and the eye."""
-    return job_id.rsplit("}:", 1)[-1][:12] + "…"
+    """A job id's token for the eye: its first 12 characters, or for an id that names its event
+    (``<event hex>.<suffix>``, whose jobs share those) the event's first 8 and the suffix."""
+    token = job_id.rsplit("}:", 1)[-1]
+    if token[32:33] == ".":
+        return token[:8] + "…" + token[32:41]
+    return token[:12] + "…"
 
 
 def _text(column: Column, value: Any) -> tuple[str, str]:

@@ -294,7 +294,7 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     meta = dict(kwargs.get(META_KWARG) or {})
     meta["replay_of"] = job_id
     queue = letter.queue or settings.queue_key
-    new_job_id = settings.keys.new_job_id()
+    new_job_id = space.new_job_id(letter.event_uuid)  # names the event, so it is found by its id once done
     now_ms = int(time.time() * 1000)
     payload = codec.encode_job(function, args, {**kwargs, META_KWARG: meta}, enqueue_ms=now_ms)
     entry = json.dumps({"status": "replayed", "at": now_ms / 1000, "replay_of": job_id, "new_job_id": new_job_id})

@@ -44,6 +44,9 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
         async for key in redis.scan_iter(match=pattern, count=1000):
             text = key.decode()
             found.add(space.prefix + text.rsplit(space.prefix, 1)[-1])
+    events = {found_id for found_id in found if not space.owns(found_id)}
+    if len(events) == 1 and all(space.event_of_job(found_id) in events for found_id in found - events):
+        return events.pop()  # an event and its own jobs (their ids begin with its digits): the event shows them
     if len(found) > 1:
         shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
         raise AmbiguousId(f"{ident!r} matches {len(found)} events or jobs ({shown}); give more characters")

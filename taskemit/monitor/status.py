@@ -267,11 +267,15 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
     """The status of one job by its id (``unknown`` if Redis has no trace of it)."""
     space = settings.keys
     event_uuid = await _event_of_job(redis, settings, job_id)
-    if event_uuid is not None:
-        event = await event_status(redis, settings, event_uuid)
-        for job in event.jobs if event else []:
-            if job.job_id == job_id:
-                return job
+    found = await _job_of_event(redis, settings, event_uuid, job_id)
+    if found is None and event_uuid is not None and event_uuid == space.event_of_job(job_id):
+        # an id of that form whose event does not list it (an id chosen through arq, or an event
+        # past its retention): what its own keys say
+        stored = await _stored_event_of_job(redis, settings, job_id)
+        if stored != event_uuid:
+            found = await _job_of_event(redis, settings, stored, job_id)
+    if found is not None:
+        return found
     found = await _from_arq_result(redis, settings, job_id)
     if found is not None:
         return found
@@ -288,8 +292,25 @@ async def job_status(redis: Any, settings: Settings, job_id: str) -> JobStatus:
     return JobStatus(job_id=job_id, listener="", status=JobState.UNKNOWN)
 
 
+async def _job_of_event(redis: Any, settings: Settings, event_uuid: str | None, job_id: str) -> JobStatus | None:
+    """The job ``job_id`` as the record of the event ``event_uuid`` lists it, if it does."""
+    event = await event_status(redis, settings, event_uuid) if event_uuid is not None else None
+    for job in event.jobs if event else []:
+        if job.job_id == job_id:
+            return job
+    return None
+
+
 async def _event_of_job(redis: Any, settings: Settings, job_id: str) -> str | None:
-    """The event a job belongs to: from its payload, its attempts, or its dead letter."""
+    """The event a job belongs to: named by its id (taskemit's ids carry it; no read), else from
+    its payload, its attempts, or its dead letter."""
+    named = settings.keys.event_of_job(job_id)
+    return named if named is not None else await _stored_event_of_job(redis, settings, job_id)
+
+
+async def _stored_event_of_job(redis: Any, settings: Settings, job_id: str) -> str | None:
+    """The event a job belongs to, from its payload, its attempts, arq's result or its dead letter
+    (ids made before they named their event, or chosen by a user through arq)."""
     space = settings.keys
     codec = get_codec(settings.serializer)
     payload = await redis.get(space.job(job_id))
