@@ -202,10 +202,12 @@ class KeySpace:
     def new_event_ids(self, jobs: int) -> tuple[str, list[str]]:
         """A random event uuid and the ids of its ``jobs`` jobs (``<event hex>.<k>``, k the job's
         index in the fan-out), from one draw of the generator."""
-        event_uuid = _uuid4_text(f"{random.getrandbits(128):032x}")
-        stem = self.prefix + event_uuid.replace("-", "") + "."
+        h = "%032x" % random.getrandbits(128)  # noqa: UP031 (cheaper than an f-string's format spec)
+        variant = _VARIANT[h[16]]
+        event_uuid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"  # as _uuid4_text makes it
         if jobs == 1:
-            return event_uuid, [stem + "0"]
+            return event_uuid, [f"{self.prefix}{h[:12]}4{h[13:16]}{variant}{h[17:]}.0"]
+        stem = f"{self.prefix}{h[:12]}4{h[13:16]}{variant}{h[17:]}."
         return event_uuid, [f"{stem}{k}" for k in range(jobs)]
 
     def new_job_id(self, event_uuid: str | None) -> str:
