@@ -121,6 +121,9 @@ async def test_a_job_that_succeeded_at_its_first_try_is_found_by_its_id(
         assert settings.keys.event_of_job(job_id) == receipt.event_uuid
         assert await _leaves_no_trace_of_its_own(redis, settings, job_id)
         await _found_everywhere(redis, settings, job_id, name, receipt.event_uuid)
+        # shortened as the dashboard shows it: the event's first digits and the suffix
+        token = job_id.removeprefix(settings.keys.prefix)
+        assert await resolve_id(redis, settings, f"{token[:8]}…{token[32:]}") == job_id
 
 
 async def test_publish_once_jobs_are_found_by_their_ids_and_the_same_in_any_registration_order(

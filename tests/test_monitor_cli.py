@@ -296,10 +296,14 @@ async def test_ids_can_be_abbreviated_to_8_characters(env: Settings) -> None:
     short_event = receipt.event_uuid[:8]
     shown = json.loads((await arun("status", short_event, "--json")).output)
     assert shown["event_uuid"] == receipt.event_uuid
-    job_id = receipt.jobs[welcome.name]
-    short_job = job_id.removeprefix(env.keys.prefix)[:10]
-    job = json.loads((await arun("status", short_job, "--json")).output)
-    assert job["job_id"] == job_id
+    # a job: its event's first digits and its suffix, as the dashboard shows it too
+    for name, job_id in receipt.jobs.items():
+        token = job_id.removeprefix(env.keys.prefix)
+        for short_job in (f"{token[:8]}{token[32:]}", f"{token[:10]}…{token[32:]}"):
+            job = json.loads((await arun("status", short_job, "--json")).output)
+            assert (job["job_id"], job["listener"]) == (job_id, name)
+    # a prefix of the event's digits alone matches the event's two jobs: a usage error
+    assert (await arun("status", receipt.jobs[welcome.name].removeprefix(env.keys.prefix)[:10])).exit_code == 2
     # two jobs that share a prefix: a clear usage error, not a guess
     redis = aioredis.Redis.from_url(env.redis_url)
     try:

@@ -20,6 +20,9 @@ __all__ = ("MIN_PREFIX", "AmbiguousId", "resolve_id")
 MIN_PREFIX = 8
 _FULL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PREFIX = re.compile(r"[0-9a-f-]+")
+#: a job id that names its event, shortened: 8+ of the event's hex digits, then the job's suffix
+#: (``0f0fa426.1``, or as the dashboard shows it, ``0f0fa426….1``)
+_SHORT_JOB = re.compile(r"([0-9a-f]{8,31})(\.[0-9a-z]+)")
 
 
 class AmbiguousId(InvalidArgument):
@@ -31,6 +34,9 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
     shorter than 8 characters, or matches nothing. AmbiguousId when it matches several."""
     space = settings.keys
     token = ident.removeprefix(space.prefix)
+    short_job = _SHORT_JOB.fullmatch(token.replace("…", ""))
+    if short_job is not None:
+        return await _resolve_short_job(redis, settings, ident, short_job[1], short_job[2])
     if _FULL_UUID.fullmatch(token) or len(token) >= 32 or len(token) < MIN_PREFIX or not _PREFIX.fullmatch(token):
         return ident
     found: set[str] = set()
@@ -50,4 +56,34 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
     if len(found) > 1:
         shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
         raise AmbiguousId(f"{ident!r} matches {len(found)} events or jobs ({shown}); give more characters")
+    return found.pop() if found else ident
+
+
+async def _resolve_short_job(redis: Any, settings: Settings, ident: str, event_hex: str, suffix: str) -> str:
+    """The job id ``<event hex>.<suffix>`` whose event's digits begin with ``event_hex``: among the
+    events of the index (their records list their jobs) and the jobs' own keys."""
+    space = settings.keys
+    found: set[str] = set()
+    dashed = "-".join(event_hex[start:end] for start, end in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)))
+    async for member, _ in redis.zscan_iter(space.events, match=dashed.rstrip("-") + "*"):
+        event_uuid = member.decode()
+        found.add(space.prefix + event_uuid.replace("-", "") + suffix)
+    for pattern in (
+        f"{JOB_KEY_PREFIX}{space.prefix}{event_hex}*{suffix}",
+        f"{RESULT_KEY_PREFIX}{space.prefix}{event_hex}*{suffix}",
+        f"{space.dead(space.prefix + event_hex)}*{suffix}",
+    ):
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            found.add(space.prefix + key.decode().rsplit(space.prefix, 1)[-1])
+    found = {job_id for job_id in found if job_id.endswith(suffix) and space.event_of_job(job_id) is not None}
+    if len(found) > 1:  # an event listed without that job is no match
+        async with redis.pipeline(transaction=False) as pipe:
+            ordered = sorted(found)
+            for job_id in ordered:
+                pipe.hget(space.event(str(space.event_of_job(job_id))), "jobs")
+            listed = await pipe.execute()
+        found = {job_id for job_id, jobs in zip(ordered, listed, strict=True) if jobs and job_id in jobs.decode()}
+    if len(found) > 1:
+        shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
+        raise AmbiguousId(f"{ident!r} matches {len(found)} jobs ({shown}); give more characters")
     return found.pop() if found else ident
