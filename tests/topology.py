@@ -178,8 +178,11 @@ class Cluster:
 
     SLOTS = 16384
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout: int = 2000) -> None:
+    def __init__(
+        self, primaries: int = 3, replicas: int = 1, node_timeout: int = 2000, binary: str | None = None
+    ) -> None:
         self.nodes: list[RedisServer] = []
+        self.binary = binary
         self.primaries = primaries
         self.replicas = replicas
         self.node_timeout = node_timeout
@@ -188,6 +191,7 @@ class Cluster:
         for _ in range(self.primaries * (1 + self.replicas)):
             node = RedisServer(
                 port=_cluster_port(),
+                binary=self.binary,
                 extra_args=[
                     "--cluster-enabled",
                     "yes",
