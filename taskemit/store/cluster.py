@@ -115,8 +115,8 @@ class _NodePool(ConnectionPool):
 class _ClusterPubSub(PubSub):
     """Sharded and classic subscriptions to the same channels, on their slot's primary."""
 
-    PUBLISH_MESSAGE_TYPES = ("message", "pmessage", "smessage")
-    UNSUBSCRIBE_MESSAGE_TYPES = ("unsubscribe", "punsubscribe", "sunsubscribe")
+    PUBLISH_MESSAGE_TYPES = ("message", "pmessage", "smessage")  # type: ignore[assignment]
+    UNSUBSCRIBE_MESSAGE_TYPES = ("unsubscribe", "punsubscribe", "sunsubscribe")  # type: ignore[assignment]
 
     async def subscribe(self, *args: Any, **kwargs: Any) -> None:
         channels = [_text(channel) for channel in args]
