@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+import test_dashboard as dashboard
+import test_deadletter as deadletter
+import test_monitor_cli as monitor_cli
 from redis.exceptions import ResponseError
 from topology import Cluster, server_binary, wait_until
 
@@ -245,6 +248,49 @@ async def test_an_emit_wakes_an_idle_worker_by_sharded_pub_sub(cluster: Cluster,
                 await until(lambda: runs == [("confirm", 5)], timeout=5)
         # the wake went to the slot's node alone (SPUBLISH), not to every node (PUBLISH)
         assert owner.info("commandstats").get("cmdstat_spublish", {}).get("calls", 0) >= 1
+
+
+# -- monitoring: the one-node tests of the commands, run against the cluster ----------------------
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TASKEMIT_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("TASKEMIT_NAMESPACE", settings.namespace)
+    return settings
+
+
+async def test_status_events_and_stats_commands(cli_env: Settings) -> None:
+    await monitor_cli.test_status_events_and_stats(cli_env)
+
+
+async def test_workers_and_check_commands(cli_env: Settings, redis: Any) -> None:
+    await monitor_cli.test_workers_heartbeat_and_check(cli_env, redis)
+
+
+async def test_prometheus_metrics(cli_env: Settings) -> None:
+    await monitor_cli.test_prometheus_metrics(cli_env)
+
+
+async def test_dead_letter_commands(cli_env: Settings, redis: Any) -> None:
+    # (that test's emitter runs its jobs as it closes, as the one-node fixture's settings say)
+    await deadletter.test_cli_list_show_replay_purge(cli_env.model_copy(update={"drain_on_exit": True}), redis)
+
+
+async def test_the_dashboard_api(settings: Settings) -> None:
+    from litestar.testing import AsyncTestClient
+
+    for test in (
+        dashboard.test_events_page_and_api,
+        dashboard.test_replay_all_and_purge_through_the_api,
+        dashboard.test_abort_a_waiting_job,
+        dashboard.test_listeners_workers_and_queues,
+    ):
+        dashboard.failing["ship"] = True
+        namespace = f"test-{uuid.uuid4().hex[:12]}"  # each on its own, as on one node
+        app_settings = settings.model_copy(update={"max_tries": 1, "idle_poll": 0.2, "namespace": namespace})
+        async with AsyncTestClient(dashboard.make_app(app_settings)) as client:
+            await test(client)
 
 
 # -- helpers --------------------------------------------------------------------------------------
