@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,73 @@ async def test_the_dashboard_api(settings: Settings) -> None:
         app_settings = settings.model_copy(update={"max_tries": 1, "idle_poll": 0.2, "namespace": namespace})
         async with AsyncTestClient(dashboard.make_app(app_settings)) as client:
             await test(client)
+
+
+# -- failover --------------------------------------------------------------------------------------
+
+load_runs: Counter[int] = Counter()
+
+
+@listener("cluster_load", max_tries=20)
+async def under_load(n: int) -> None:
+    load_runs[n] += 1
+
+
+@pytest.mark.chaos
+async def test_a_primary_killed_under_load_loses_nothing_accepted(tmp_path: Path) -> None:
+    """SIGKILL the primary that holds the namespace's slot while an emitter and a worker run;
+    one of its replicas is promoted (cluster-node-timeout 2 s) and both follow the new topology. With
+    durability = "replicated", every event publish() accepted runs; a job may run twice (its
+    finish was lost with the primary), which is reported."""
+    load_runs.clear()
+    binary = server_binary(at_least=(7,), why="for a Redis Cluster with sharded pub/sub")
+    # two replicas each: the promoted one still has a replica for durability = "replicated"
+    with Cluster(replicas=2, binary=binary) as cluster:
+        settings = load_settings(
+            redis_url=cluster.url(),
+            namespace="failover",
+            durability="replicated",
+            min_replicas=1,
+            lease_ttl=3.0,
+            spool_dir=str(tmp_path / "spool"),
+            drain_on_exit=False,
+        )
+        victim_port = owner_port(cluster, settings.keys.routes)
+        victim = next(node for node in cluster.nodes if node.port == victim_port)
+        accepted: list[int] = []
+        refused: Counter[str] = Counter()
+        killed_at = promoted_at = 0.0
+        async with InProcessWorker([under_load], settings), Emitter([under_load], settings) as emitter:
+            for n in range(300):
+                if n == 100:
+                    assert victim._process is not None
+                    victim._process.kill()  # SIGKILL: no goodbye to the cluster
+                    killed_at = time.monotonic()
+                try:
+                    if await emitter.publish("cluster_load", n) is not None:
+                        accepted.append(n)
+                except Exception as exc:  # not accepted: the caller knows, and may send it again
+                    refused[type(exc).__name__] += 1
+                if (
+                    killed_at
+                    and not promoted_at
+                    and victim_port not in cluster.primary_ports()
+                    and (owner_port(cluster, settings.keys.routes) != victim_port)
+                ):
+                    promoted_at = time.monotonic()
+                await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 60
+            while not set(accepted) <= set(load_runs):
+                assert time.monotonic() < deadline, f"{len(set(accepted) - set(load_runs))} accepted events never ran"
+                await asyncio.sleep(0.1)
+        ran_twice = sum(1 for count in load_runs.values() if count > 1)
+        print(
+            f"\ncluster failover: {len(accepted)} accepted, {dict(refused)} refused, "
+            f"{len(set(accepted) - set(load_runs))} lost, {ran_twice} ran twice; "
+            f"replica promoted {promoted_at - killed_at:.1f}s after the kill"
+        )
+        assert promoted_at > 0
+        assert len(accepted) > 250
 
 
 # -- helpers --------------------------------------------------------------------------------------

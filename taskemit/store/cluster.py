@@ -13,7 +13,9 @@ A ``redis+cluster://host:port,host:port/`` URL (``rediss+cluster://`` for TLS) g
 the node that holds their first key's slot, each node's group is sent on one of its connections,
 all groups at once, and the replies are put back in order. A ``MOVED`` reply (the slot has
 another owner: the command did not run) refreshes the client's view of the cluster and the
-command is sent again to the new owner; an ``ASK`` reply (the slot is being migrated) sends it
+command is sent again to the new owner; a node that cannot be reached has the slots read again
+before the next batch (a failover promotes its replica), and the batch fails as a lost connection
+(its caller knows whether to send it again); an ``ASK`` reply (the slot is being migrated) sends it
 to the node named, after ``ASKING``. ``WAIT`` and ``WAITAOF`` (durability) go to every node the
 batch wrote to; their reply is the smallest.
 """
@@ -30,6 +32,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, ConnectionPool
 from redis.exceptions import AskError, MovedError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ("ClusterClient", "is_cluster", "send_cluster_batch")
 
@@ -246,7 +250,12 @@ async def send_cluster_batch(client: RedisCluster, commands: Sequence[Any]) -> l
                 batch.append(commands[index])
             batch.extend(commands[index] for index in everywhere)
             batches.append(_exchange(node, batch))
-        results = await asyncio.gather(*batches)
+        try:
+            results = await asyncio.gather(*batches)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            # a node went away (a failover, say): read the slots again before the next batch
+            client._initialize = True
+            raise
         asking = {}
         again: list[int] = []
         moved = False
