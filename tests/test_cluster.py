@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 import uuid
 from collections import Counter
@@ -265,12 +266,23 @@ async def test_status_events_and_stats_commands(cli_env: Settings) -> None:
     await monitor_cli.test_status_events_and_stats(cli_env)
 
 
-async def test_workers_and_check_commands(cli_env: Settings, redis: Any) -> None:
+async def test_workers_and_check_commands(cli_env: Settings, redis: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor_cli, "release", asyncio.Event())  # one of this test's own event loop
     await monitor_cli.test_workers_heartbeat_and_check(cli_env, redis)
 
 
 async def test_prometheus_metrics(cli_env: Settings) -> None:
     await monitor_cli.test_prometheus_metrics(cli_env)
+
+
+async def test_check_reports_the_primary_that_holds_the_namespace(cluster: Cluster, cli_env: Settings) -> None:
+    with sync_redis.Redis(port=owner_port(cluster, cli_env.keys.routes)) as owner:
+        owner.config_set("maxmemory", 1 << 30)  # only that primary has a limit
+        try:
+            report = json.loads((await monitor_cli.arun("check", "--json")).output)["redis"]
+        finally:
+            owner.config_set("maxmemory", 0)
+    assert (report["role"], report["connected_replicas"], report["maxmemory"]) == ("primary", 1, 1 << 30)
 
 
 async def test_dead_letter_commands(cli_env: Settings, redis: Any) -> None:

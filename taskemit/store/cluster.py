@@ -35,7 +35,7 @@ from redis.exceptions import AskError, MovedError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ("ClusterClient", "is_cluster", "send_cluster_batch")
+__all__ = ("ClusterClient", "info_of", "is_cluster", "send_cluster_batch")
 
 #: commands whose first argument is not a key and that go to every node written to
 _EVERY_NODE = frozenset({"WAIT", "WAITAOF"})
@@ -48,6 +48,17 @@ _REDIRECTS = 5
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` talks to a Redis Cluster (redis-py's cluster client, asyncio or not)."""
     return hasattr(client, "nodes_manager")
+
+
+async def info_of(client: Any, section: str, key: str) -> Any:
+    """``INFO section`` of the server that holds ``key``: on a cluster, the primary of its slot
+    (a namespace's keys all share one); else the one server."""
+    if not is_cluster(client):
+        return await client.info(section)
+    if client._initialize:
+        await client.initialize()
+    node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
+    return await client.info(section, target_nodes=node)
 
 
 class ClusterClient(RedisCluster):
