@@ -170,7 +170,8 @@ async def test_a_batch_follows_moved_after_a_slot_migrates(cluster: Cluster, red
     # the client still believes the old owner has the slot: MOVED, then the new owner
     (reply,) = await send_cluster_batch(redis, [("INCR", key)])
     assert reply == 2
-    assert redis.get_node_from_key(key).port == owner_port(cluster, key)
+    # and the client's slot map now names the new owner
+    assert redis.nodes_manager.get_node_from_slot(redis.keyslot(key)).port == owner_port(cluster, key)
 
 
 # -- the one-node scenarios on the cluster ---------------------------------------------------------

@@ -12,8 +12,8 @@ A ``redis+cluster://host:port,host:port/`` URL (``rediss+cluster://`` for TLS) g
 :func:`send_cluster_batch` is ``store.wire``'s batch on a cluster: the commands are grouped by
 the node that holds their first key's slot, each node's group is sent on one of its connections,
 all groups at once, and the replies are put back in order. A ``MOVED`` reply (the slot has
-another owner: the command did not run) refreshes the client's view of the cluster and the
-command is sent again to the new owner; a node that cannot be reached has the slots read again
+another owner: the command did not run) sends the command again to the new owner and updates
+the client's view of the cluster; a node that cannot be reached has the slots read again
 before the next batch (a failover promotes its replica), and the batch fails as a lost connection
 (its caller knows whether to send it again); an ``ASK`` reply (the slot is being migrated) sends it
 to the node named, after ``ASKING``. ``WAIT`` and ``WAITAOF`` (durability) go to every node the
@@ -65,9 +65,10 @@ class ClusterClient(RedisCluster):
     """redis-py's asyncio cluster client with taskemit's pipelines and subscriptions (see above)."""
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
-        if shard_hint is not None:
-            return super().pipeline(None, shard_hint)
-        return _Pipeline(self)  # type: ignore[abstract]
+        if _SENT_BY_STACK:  # redis-py 5: no transactions, and none of the retries
+            return _Pipeline(self)  # type: ignore[abstract]
+        # redis-py 6+: a transaction of one slot is a MULTI on its node (taskemit's are: one namespace)
+        return super().pipeline(transaction, shard_hint)
 
     def pubsub(self, **kwargs: Any) -> PubSub:
         """A subscription on a connection of its own to the primary that holds its channels' slot
@@ -75,6 +76,10 @@ class ClusterClient(RedisCluster):
         messages (``SPUBLISH``, which reach only that node) and the classic ones (``PUBLISH``,
         which reach every node)."""
         return _ClusterPubSub(_NodePool(self), **kwargs)
+
+
+#: redis-py 5's cluster pipeline (a stack of commands it sends itself); 6+ has execution strategies
+_SENT_BY_STACK = not hasattr(ClusterPipeline, "_execution_strategy") and hasattr(ClusterPipeline, "_execute")
 
 
 class _Pipeline(ClusterPipeline):
@@ -232,13 +237,14 @@ async def send_cluster_batch(client: RedisCluster, commands: Sequence[Any]) -> l
     replies: list[Any] = [None] * len(commands)
     todo = list(range(len(commands)))
     waits = [index for index in todo if key_of(commands[index]) is None]
-    asking: dict[int, ClusterNode] = {}
+    redirected: dict[int, ClusterNode] = {}  # command -> the node a MOVED or ASK reply named
+    asking: set[int] = set()
     for attempt in range(_REDIRECTS + 1):
         groups: dict[str, tuple[ClusterNode, list[int]]] = {}
         everywhere: list[int] = []
         for index in todo:
-            if index in asking:
-                node = asking[index]
+            if index in redirected:
+                node = redirected[index]
             else:
                 key = key_of(commands[index])
                 if key is None:
@@ -267,9 +273,8 @@ async def send_cluster_batch(client: RedisCluster, commands: Sequence[Any]) -> l
             # a node went away (a failover, say): read the slots again before the next batch
             client._initialize = True
             raise
-        asking = {}
+        redirected, asking = {}, set()
         again: list[int] = []
-        moved = False
         for (name, (_, indexes)), result in zip(groups.items(), results, strict=True):
             position = 0
             for index, ask in zip(indexes, sent[name], strict=True):
@@ -281,10 +286,11 @@ async def send_cluster_batch(client: RedisCluster, commands: Sequence[Any]) -> l
                 if redirect is not None and attempt < _REDIRECTS:
                     kind, address = redirect
                     again.append(index)
+                    redirected[index] = _node_at(client, address)
                     if kind == "ASK":
-                        asking[index] = _node_at(client, address)
+                        asking.add(index)
                     else:
-                        moved = True
+                        await _moved(client, reply)
                 else:
                     replies[index] = reply
             for index, reply in zip(everywhere, result[position:], strict=True):
@@ -293,8 +299,6 @@ async def send_cluster_batch(client: RedisCluster, commands: Sequence[Any]) -> l
                     replies[index] = reply
                 elif not isinstance(previous, Exception) and isinstance(reply, int | list):
                     replies[index] = _least(previous, reply)
-        if moved:
-            await _refresh(client)
         if not again:
             break
         todo = sorted({*again, *waits})  # a WAIT covers the writes sent again too
@@ -308,7 +312,16 @@ def _least(first: Any, second: Any) -> Any:
     return min(first, second)
 
 
-async def _refresh(client: RedisCluster) -> None:
-    """Read the cluster's slots again (after a MOVED reply)."""
+async def _moved(client: RedisCluster, reply: Any) -> None:
+    """Tell the client's slot map that a slot moved (redis-py's own way where it has one), and
+    have the whole map read again before the next batch."""
+    manager = client.nodes_manager
+    if isinstance(reply, MovedError):
+        move = getattr(manager, "move_slot", None)  # redis-py 6+
+        if move is not None:
+            done = move(reply)
+            if inspect.isawaitable(done):
+                await done
+        else:
+            manager._moved_exception = reply
     client._initialize = True
-    await client.initialize()

@@ -117,7 +117,17 @@ class _PrimaryOnly:
     refuses a cluster node (its URL must say ``redis+cluster://``)."""
 
     async def on_connect(self) -> None:
+        if hasattr(super(), "on_connect_check_health"):  # redis-py 6+: it runs the one below
+            await super().on_connect()  # type: ignore[misc]
+            return
         await super().on_connect()  # type: ignore[misc]
+        await self._refuse_cluster_node()
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        await super().on_connect_check_health(check_health=check_health)  # type: ignore[misc]
+        await self._refuse_cluster_node()
+
+    async def _refuse_cluster_node(self) -> None:
         await self.send_command("INFO", "cluster", check_health=False)  # type: ignore[attr-defined]
         refuse_cluster_node(await self.read_response(), getattr(self, "host", ""), getattr(self, "port", ""))
 
@@ -357,7 +367,17 @@ def _sync_primary_only(connection_class: type[Any]) -> type[Any]:
 
     class _Refusing(connection_class):  # type: ignore[misc]
         def on_connect(self) -> None:
+            if hasattr(super(), "on_connect_check_health"):  # redis-py 6+: it runs the one below
+                super().on_connect()
+                return
             super().on_connect()
+            self._refuse_cluster_node()
+
+        def on_connect_check_health(self, check_health: bool = True) -> None:
+            super().on_connect_check_health(check_health=check_health)
+            self._refuse_cluster_node()
+
+        def _refuse_cluster_node(self) -> None:
             self.send_command("INFO", "cluster", check_health=False)
             refuse_cluster_node(self.read_response(), getattr(self, "host", ""), getattr(self, "port", ""))
 
@@ -367,7 +387,9 @@ def _sync_primary_only(connection_class: type[Any]) -> type[Any]:
 def _cluster_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
     # a call whose connection was lost is not sent again (its caller knows whether that is safe);
     # MOVED and ASK replies (the command did not run) are followed
-    kwargs = {**options, **target.options, "cluster_error_retry_attempts": 0}
+    kwargs = {**options, **target.options}
+    if int(sync_redis.__version__.split(".")[0]) < 6:  # 6+: the Retry of no retries in options says it
+        kwargs["cluster_error_retry_attempts"] = 0
     if target.username:
         kwargs["username"] = target.username
     if target.password is not None:
