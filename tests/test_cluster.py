@@ -21,7 +21,7 @@ import test_dashboard as dashboard
 import test_deadletter as deadletter
 import test_monitor_cli as monitor_cli
 from redis.exceptions import ResponseError
-from topology import Cluster, server_binary, wait_until
+from topology import Cluster, find_redis_server, server_binary, server_version, wait_until
 
 from taskemit import Attempt, Emitter, Retry, cron, listener
 from taskemit.engine import InProcessWorker
@@ -147,6 +147,17 @@ async def test_a_plain_url_at_a_cluster_node_is_refused_naming_the_cluster_schem
     with pytest.raises(InvalidArgument, match=r"redis\+cluster://"):
         async with Emitter(ORDERS, plain) as emitter:
             await emitter.publish("order_placed", 1)
+
+
+async def test_a_cluster_older_than_redis_7_is_refused_naming_the_version(tmp_path: Path) -> None:
+    old = find_redis_server()
+    if server_version(old) >= (7,):
+        pytest.skip(f"needs a redis-server older than 7 for this; {old} is {server_version(old)}")
+    with Cluster(primaries=1, replicas=0, binary=old) as small:
+        settings = load_settings(redis_url=small.url(), spool_dir=str(tmp_path))
+        with pytest.raises(InvalidArgument, match=r"needs Redis 7 or newer \(sharded pub/sub\).* runs 6\."):
+            async with redis_client(settings) as client:
+                await client.ping()
 
 
 async def test_a_batch_goes_to_the_node_of_each_key_and_its_replies_come_back_in_order(redis: Any) -> None:

@@ -35,6 +35,8 @@ from redis.exceptions import AskError, MovedError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..errors import InvalidArgument
+
 __all__ = ("ClusterClient", "info_of", "is_cluster", "send_cluster_batch")
 
 #: commands whose first argument is not a key and that go to every node written to
@@ -63,6 +65,23 @@ async def info_of(client: Any, section: str, key: str) -> Any:
 
 class ClusterClient(RedisCluster):
     """redis-py's asyncio cluster client with taskemit's pipelines and subscriptions (see above)."""
+
+    _version_checked = False
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
+        """Learn the slots; the first time, refuse a cluster older than Redis 7 (no sharded pub/sub)."""
+        await super().initialize(*args, **kwargs)
+        if not self._version_checked:
+            node = self.get_default_node()
+            info = await self.info("server", target_nodes=node)
+            version = str(info.get("redis_version", "0"))
+            if tuple(int(part) for part in version.split(".")[:1] if part.isdigit()) < (7,):
+                raise InvalidArgument(
+                    f"taskemit on a Redis Cluster needs Redis 7 or newer (sharded pub/sub); the node at "
+                    f"{node.host}:{node.port} runs {version}"
+                )
+            self._version_checked = True
+        return self
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if _SENT_BY_STACK:  # redis-py 5: no transactions, and none of the retries
