@@ -165,7 +165,7 @@ async def test_a_batch_goes_to_the_node_of_each_key_and_its_replies_come_back_in
     nodes = {redis.get_node_from_key(key).name for key in keys}
     assert len(nodes) == 3  # the tags spread over the three primaries
     replies = await send_cluster_batch(
-        redis, [*(("SET", key, str(n)) for n, key in enumerate(keys)), ("WAIT", 1, 5000)]
+        redis, [*(("SET", key, str(n)) for n, key in enumerate(keys)), ("WAIT", 1, 2000)]
     )
     assert replies == [b"OK"] * 12 + [1]  # every node written to has its replica: the least of their answers
     replies = await send_cluster_batch(redis, [("GET", key) for key in keys])

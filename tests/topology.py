@@ -222,6 +222,11 @@ class Cluster:
             timeout=30,
             what="cluster_state ok",
         )
+        wait_until(  # the replicas in sync: a WAIT in the first test hears from them
+            lambda: all(c.info("replication").get("master_link_status") == "up" for c in clients[self.primaries :]),
+            timeout=30,
+            what="the replicas in sync",
+        )
         for client in clients:
             client.close()
         return self
