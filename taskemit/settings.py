@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         "redis://localhost:6379/0",
         description="Redis to store jobs and event records in: redis://, rediss:// (TLS) or unix://; or "
         "redis+sentinel://[user:password@]host:26379[,host:26379...]/SERVICE[/DB] (rediss+sentinel:// for "
-        "TLS; ?sentinel_password=... when the Sentinels have their own), which follows failovers.",
+        "TLS; ?sentinel_password=... when the Sentinels have their own), which follows failovers; or "
+        "redis+cluster://[user:password@]host:port[,host:port...]/ (rediss+cluster:// for TLS) for a Redis Cluster.",
     )
     namespace: str = Field(
         DEFAULT_NAMESPACE,

@@ -178,8 +178,11 @@ class Cluster:
 
     SLOTS = 16384
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout: int = 2000) -> None:
+    def __init__(
+        self, primaries: int = 3, replicas: int = 1, node_timeout: int = 2000, binary: str | None = None
+    ) -> None:
         self.nodes: list[RedisServer] = []
+        self.binary = binary
         self.primaries = primaries
         self.replicas = replicas
         self.node_timeout = node_timeout
@@ -188,6 +191,7 @@ class Cluster:
         for _ in range(self.primaries * (1 + self.replicas)):
             node = RedisServer(
                 port=_cluster_port(),
+                binary=self.binary,
                 extra_args=[
                     "--cluster-enabled",
                     "yes",
@@ -217,6 +221,11 @@ class Cluster:
             lambda: all(c.cluster("info")["cluster_state"] == "ok" for c in clients),
             timeout=30,
             what="cluster_state ok",
+        )
+        wait_until(  # the replicas in sync: a WAIT in the first test hears from them
+            lambda: all(c.info("replication").get("master_link_status") == "up" for c in clients[self.primaries :]),
+            timeout=30,
+            what="the replicas in sync",
         )
         for client in clients:
             client.close()

@@ -68,7 +68,7 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
             waiting = await waiting_listeners(redis, space=settings.keys)
             relays = await relay_reports(redis, space=settings.keys)
-            return len(alive), bool(arq_health), waiting, await server_health(redis), relays
+            return len(alive), bool(arq_health), waiting, await server_health(redis, settings.keys.routes), relays
 
     try:
         count, arq_alive, waiting, server, relays = asyncio.run(main())

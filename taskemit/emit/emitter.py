@@ -139,7 +139,12 @@ class Emitter:
         try:
             async with asyncio.timeout(self.settings.connect_timeout + self.settings.publish_timeout):
                 await EMIT.load(self._redis)
-                await check_durability(self._redis, self.settings.durability, redact_url(self.settings.redis_url))
+                await check_durability(
+                    self._redis,
+                    self.settings.durability,
+                    redact_url(self.settings.redis_url),
+                    self.settings.keys.routes,
+                )
         except (RedisError, OSError) as exc:  # emits are buffered until Redis answers (TimeoutError included)
             logger.warning("Redis at %s is not reachable yet: %s", redact_url(self.settings.redis_url), exc)
         except BaseException:

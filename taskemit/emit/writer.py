@@ -23,6 +23,7 @@ from typing import Any
 from ..settings import Settings
 from ..store import scripts as lua
 from ..store.arq_format import JOB_KEY_PREFIX
+from ..store.cluster import is_cluster
 from ..store.connection import drop_connections
 from ..store.durability import Level
 from ..store.wire import BatchConnection, Command, Packed, bulk
@@ -110,6 +111,8 @@ class EventWriter:
         self.settings = settings
         self._redis = redis
         self._batches = BatchConnection(redis)
+        #: wakes go only to the node of the queue's slot on a cluster (sharded pub/sub)
+        self._publish = "SPUBLISH" if is_cluster(redis) else "PUBLISH"
         #: listener -> queue key, not yet written to ``KeySpace.routes``
         self._unregistered: dict[str, str] = {}
         #: index key -> when it was last trimmed; wake channel -> when a publish reached no worker
@@ -196,7 +199,7 @@ class EventWriter:
         for channel, names in wakes.items():
             if self._unheard.get(channel, -_UNHEARD_FOR) + _UNHEARD_FOR <= now:
                 published.append(channel)
-                commands.append(("PUBLISH", channel, "\n".join(sorted(names))))
+                commands.append((self._publish, channel, "\n".join(sorted(names))))
         unregistered = dict(self._unregistered)
         if unregistered:
             commands.append(("HSET", space.routes, *(item for pair in unregistered.items() for item in pair)))

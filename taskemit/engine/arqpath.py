@@ -43,6 +43,7 @@ __all__ = (
     "ARQ_MAX_TRIES",
     "ARQ_TIMEOUT_MARGIN",
     "NeedsArq",
+    "NotOnCluster",
     "arq_functions",
     "arq_installed",
     "arq_redis_settings",
@@ -92,6 +93,22 @@ class NeedsArq:
 
     def __get__(self, instance: object, owner: type | None = None) -> NoReturn:
         _missing(f"WorkerSettings.{self.name}")
+
+
+class NotOnCluster:
+    """A ``WorkerSettings`` attribute that only arq's own worker reads, on a Redis Cluster URL:
+    arq's worker has no cluster client, so reading it says that taskemit's worker is the one to run."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> NoReturn:
+        raise MissingExtra(
+            f"WorkerSettings.{self.name} is for the stock arq worker, which cannot run on a Redis Cluster "
+            "(redis+cluster://): run taskemit's own worker, `taskemit worker module:WorkerSettings`"
+        )
 
 
 def hook_client_class() -> type[aioredis.Redis]:

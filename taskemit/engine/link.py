@@ -96,7 +96,7 @@ async def listen_for_work(
                     heard = now
                     data = message["data"]
                     if (
-                        message["type"] == "message"
+                        message["type"] in ("message", "smessage")  # smessage: sharded, on a cluster
                         and isinstance(data, bytes)
                         and not wanted.isdisjoint(data.split(b"\n"))
                     ):

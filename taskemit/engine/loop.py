@@ -257,7 +257,7 @@ class Engine:
         while not self._stopping:
             try:
                 await self._store.load_scripts()
-                await check_durability(self.redis, self.settings.durability, self.link.url)
+                await check_durability(self.redis, self.settings.durability, self.link.url, self.settings.keys.routes)
                 # the limits hold from the first claim; the heartbeat registers the listeners
                 await self.declarations.declare(self.redis, self.settings.keys, 0, self.settings.catalog_retention)
             except REDIS_DOWN as exc:

@@ -22,7 +22,16 @@ from ..schedule.cron import CronSchedule
 from ..schedule.scheduler import check_schedules, collect_schedules, scheduler_hooks
 from ..settings import Settings, load_settings
 from ..store.codec import get_codec
-from .arqpath import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN, NeedsArq, arq_functions, arq_installed, arq_redis_settings
+from ..store.connection import parse_redis_url
+from .arqpath import (
+    ARQ_MAX_TRIES,
+    ARQ_TIMEOUT_MARGIN,
+    NeedsArq,
+    NotOnCluster,
+    arq_functions,
+    arq_installed,
+    arq_redis_settings,
+)
 from .heartbeat import HEARTBEAT_INTERVAL
 from .history import history_hooks
 from .loop import Engine
@@ -93,7 +102,13 @@ def worker_settings(
         # read by arq's worker alone: without arq, reading them says to install it
         "functions": arq_functions(registry, settings, codec) if arq_installed() else NeedsArq("functions"),
         "queue_name": settings.queue_key,
-        "redis_settings": arq_redis_settings(settings) if arq_installed() else NeedsArq("redis_settings"),
+        "redis_settings": (
+            NotOnCluster("redis_settings")
+            if parse_redis_url(settings.redis_url).cluster
+            else arq_redis_settings(settings)
+            if arq_installed()
+            else NeedsArq("redis_settings")
+        ),
         "job_serializer": codec.dumps,
         "job_deserializer": codec.loads,
         "job_timeout": settings.job_timeout + ARQ_TIMEOUT_MARGIN,

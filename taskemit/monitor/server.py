@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
+from ..store.cluster import info_of
 
 __all__ = ("ServerHealth", "server_health")
 
@@ -72,9 +73,10 @@ class ServerHealth:
         return []
 
 
-async def server_health(redis: Any) -> ServerHealth:
-    """INFO of the server ``redis`` talks to (one round trip)."""
-    info = await redis.info("all")
+async def server_health(redis: Any, key: str = "") -> ServerHealth:
+    """INFO of the server ``redis`` talks to (one round trip); on a cluster, of the primary that
+    holds ``key`` (a key of the namespace: they all share its slot)."""
+    info = await info_of(redis, "all", key)
     return ServerHealth(
         version=str(info.get("redis_version", "")),
         role=str(info.get("role", "")),

@@ -18,6 +18,10 @@ built from the settings:
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
   the client asks them for the current primary on every new connection, so a failover is
   followed without a restart;
+- ``redis+cluster://`` (``rediss+cluster://`` for TLS) URLs name some nodes of a Redis Cluster:
+  the client (``store.cluster.ClusterClient``) learns the cluster's slots from them and follows
+  MOVED replies and failovers; a ``redis://`` URL that names a cluster node is refused at its
+  first connection (``INFO cluster`` says ``cluster_enabled:1``), with the scheme to use;
 - every connection to Redis speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), whatever
   redis-py's own default (RESP2 before 8, RESP3 from 8 on); connections to Sentinels speak RESP2.
 
@@ -74,8 +78,9 @@ class ClientSettings(Protocol):
 
 
 #: URL schemes taskemit understands
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 _SENTINEL_PORT = 26379
+_REDIS_PORT = 6379
 #: keepalive: first probe after this many idle seconds, then every few seconds, three in all
 _KEEPIDLE = 5
 _KEEPINTVL = 2
@@ -95,8 +100,36 @@ _PASSED_OPTIONS = (
 ClientT = TypeVar("ClientT", bound=aioredis.Redis)
 
 
+def refuse_cluster_node(info: Any, host: Any, port: Any) -> None:
+    """InvalidArgument when ``info`` (the reply to ``INFO cluster``) is a cluster node's."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    if isinstance(info, dict):
+        text = f"cluster_enabled:{info.get('cluster_enabled', 0)}"
+    if "cluster_enabled:1" in text:
+        raise InvalidArgument(
+            f"the Redis at {host}:{port} is a node of a Redis Cluster: use a redis+cluster://{host}:{port}/ "
+            "URL (rediss+cluster:// for TLS), which follows the cluster's slots"
+        )
+
+
 class _PrimaryOnly:
-    """A connection that gives up on a server answering READONLY (no longer the primary)."""
+    """A connection that gives up on a server answering READONLY (no longer the primary), and
+    refuses a cluster node (its URL must say ``redis+cluster://``)."""
+
+    async def on_connect(self) -> None:
+        if hasattr(super(), "on_connect_check_health"):  # redis-py 6+: it runs the one below
+            await super().on_connect()  # type: ignore[misc]
+            return
+        await super().on_connect()  # type: ignore[misc]
+        await self._refuse_cluster_node()
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        await super().on_connect_check_health(check_health=check_health)  # type: ignore[misc]
+        await self._refuse_cluster_node()
+
+    async def _refuse_cluster_node(self) -> None:
+        await self.send_command("INFO", "cluster", check_health=False)  # type: ignore[attr-defined]
+        refuse_cluster_node(await self.read_response(), getattr(self, "host", ""), getattr(self, "port", ""))
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -127,7 +160,9 @@ class RedisTarget:
 
     url: str
     sentinel: bool = False
-    #: the Sentinels (host, port), for a Sentinel URL
+    #: a Redis Cluster (``redis+cluster://``)
+    cluster: bool = False
+    #: the Sentinels (host, port), for a Sentinel URL; the cluster nodes to start from, for a cluster URL
     hosts: tuple[tuple[str, int], ...] = ()
     #: the service (the ``master name`` the Sentinels monitor)
     service: str = ""
@@ -157,15 +192,12 @@ def parse_redis_url(url: str) -> RedisTarget:
         raise InvalidArgument(
             f"a Redis URL must start with {', '.join(s + '://' for s in SCHEMES)}; got {redact_url(url)!r}"
         )
+    if scheme.endswith("+cluster"):
+        return _parse_cluster_url(url, tls=scheme == "rediss+cluster")
     if not scheme.endswith("+sentinel"):
         return RedisTarget(url, tls=scheme == "rediss")
     parts = urlsplit(url)
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username = password = None
-    if userinfo:
-        user, has_password, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if has_password else None
+    username, password, hostlist = _credentials(parts.netloc)
     hosts = tuple(_host_port(item, url) for item in hostlist.split(",") if item)
     if not hosts:
         raise InvalidArgument(f"a Sentinel URL names at least one Sentinel host: {redact_url(url)!r}")
@@ -199,16 +231,45 @@ def parse_redis_url(url: str) -> RedisTarget:
     )
 
 
-def _host_port(item: str, url: str) -> tuple[str, int]:
+def _credentials(netloc: str) -> tuple[str | None, str | None, str]:
+    userinfo, _, hostlist = netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, has_password, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    return username, password, hostlist
+
+
+def _parse_cluster_url(url: str, tls: bool) -> RedisTarget:
+    """``redis+cluster://[user:password@]host[:port][,host[:port]...]/[?options]``."""
+    parts = urlsplit(url)
+    username, password, hostlist = _credentials(parts.netloc)
+    hosts = tuple(_host_port(item, url, _REDIS_PORT) for item in hostlist.split(",") if item)
+    if not hosts:
+        raise InvalidArgument(f"a cluster URL names at least one node (host:port): {redact_url(url)!r}")
+    if parts.path.strip("/") not in ("", "0"):
+        raise InvalidArgument(f"a Redis Cluster has only database 0; the URL's path is /: {redact_url(url)!r}")
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - set(_PASSED_OPTIONS))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown option(s) {', '.join(unknown)} in a cluster URL (known: {', '.join(_PASSED_OPTIONS)}): "
+            f"{redact_url(url)!r}"
+        )
+    return RedisTarget(url, cluster=True, hosts=hosts, username=username, password=password, tls=tls, options=query)
+
+
+def _host_port(item: str, url: str, default_port: int = _SENTINEL_PORT) -> tuple[str, int]:
     if item.startswith("["):  # [IPv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = item.partition(":")
     try:
-        return host, int(port) if port else _SENTINEL_PORT
+        return host, int(port) if port else default_port
     except ValueError:
-        raise InvalidArgument(f"bad Sentinel address {item!r} in {redact_url(url)!r}") from None
+        raise InvalidArgument(f"bad address {item!r} in {redact_url(url)!r}") from None
 
 
 def keepalive_options(timeout: float) -> dict[int, int]:
@@ -259,6 +320,13 @@ def redis_client(
     (default: the ``redis_timeout`` setting). ``extra`` goes to redis-py (``decode_responses``...)."""
     target = parse_redis_url(settings.redis_url)
     options = {**_connection_options(settings, timeout, health_check, asyncio=True), **extra}
+    if target.cluster:
+        from redis.asyncio.cluster import ClusterNode
+
+        from .cluster import ClusterClient
+
+        nodes = [ClusterNode(host, port) for host, port in target.hosts]
+        return cast(ClientT, ClusterClient(startup_nodes=nodes, **_cluster_kwargs(target, options)))
     if not target.sentinel:
         pool = aioredis.ConnectionPool.from_url(settings.redis_url, **options)
         pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
@@ -277,14 +345,58 @@ def sync_client(settings: ClientSettings, *, timeout: float | None = None, **ext
     """A blocking client on the settings' Redis (for code that has no event loop: metrics, tests)."""
     target = parse_redis_url(settings.redis_url)
     options = {**_connection_options(settings, timeout, True, asyncio=False), **extra}
+    if target.cluster:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
+        return cast(sync_redis.Redis, RedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, options)))
     if not target.sentinel:
-        return sync_redis.Redis.from_url(settings.redis_url, **options)
+        client = sync_redis.Redis.from_url(settings.redis_url, **options)
+        client.connection_pool.connection_class = _sync_primary_only(client.connection_pool.connection_class)
+        return client
     from redis.sentinel import Sentinel
 
     sentinels = Sentinel(  # type: ignore[no-untyped-call]
         list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target, options), **_primary_kwargs(target, options)
     )
     return cast(sync_redis.Redis, sentinels.master_for(target.service, check_connection=True))  # type: ignore[no-untyped-call]
+
+
+def _sync_primary_only(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` (blocking) that refuses a cluster node, as ``_PrimaryOnly`` does."""
+
+    class _Refusing(connection_class):  # type: ignore[misc]
+        def on_connect(self) -> None:
+            if hasattr(super(), "on_connect_check_health"):  # redis-py 6+: it runs the one below
+                super().on_connect()
+                return
+            super().on_connect()
+            self._refuse_cluster_node()
+
+        def on_connect_check_health(self, check_health: bool = True) -> None:
+            super().on_connect_check_health(check_health=check_health)
+            self._refuse_cluster_node()
+
+        def _refuse_cluster_node(self) -> None:
+            self.send_command("INFO", "cluster", check_health=False)
+            refuse_cluster_node(self.read_response(), getattr(self, "host", ""), getattr(self, "port", ""))
+
+    return _Refusing
+
+
+def _cluster_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    # a call whose connection was lost is not sent again (its caller knows whether that is safe);
+    # MOVED and ASK replies (the command did not run) are followed
+    kwargs = {**options, **target.options}
+    if int(sync_redis.__version__.split(".")[0]) < 6:  # 6+: the Retry of no retries in options says it
+        kwargs["cluster_error_retry_attempts"] = 0
+    if target.username:
+        kwargs["username"] = target.username
+    if target.password is not None:
+        kwargs["password"] = target.password
+    if target.tls:
+        kwargs["ssl"] = True
+    return kwargs
 
 
 def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
@@ -321,6 +433,11 @@ async def drop_connections(client: Any) -> None:
     """Close every connection of ``client``'s pool (idle and in use): the node they reach is no
     longer the primary (a READONLY reply), so the next call connects again, to wherever the
     name points now (a Sentinel-managed pool asks the Sentinels on every new connection)."""
+    if hasattr(client, "nodes_manager"):  # a cluster: every node's connections, and its slots read again
+        close = getattr(client, "aclose", None) or client.close
+        await close()
+        client._initialize = True
+        return
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
         await pool.disconnect()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..errors import DurabilityUnavailable
+from .cluster import info_of
 
 __all__ = ("Level", "check_durability", "durability_holds", "wait_command")
 
@@ -48,12 +49,13 @@ def durability_holds(level: Level, min_replicas: int, reply: Any) -> bool:
     return True
 
 
-async def check_durability(redis: Any, level: Level, url: str) -> None:
+async def check_durability(redis: Any, level: Level, url: str, key: str = "") -> None:
     """Raise DurabilityUnavailable when the server at ``url`` cannot give ``level`` at all (an
-    old server for "fsync", or one that writes no append-only file)."""
+    old server for "fsync", or one that writes no append-only file); on a cluster, the primary
+    that holds ``key`` (a key of the namespace)."""
     if level != "fsync":
         return
-    info = await redis.info("server")
+    info = await info_of(redis, "server", key)
     version = str(info.get("redis_version", "0"))
     numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
     if numbers < (7, 2):
@@ -61,7 +63,7 @@ async def check_durability(redis: Any, level: Level, url: str) -> None:
             f'durability = "fsync" waits with WAITAOF, which needs Redis 7.2 or newer; the server at {url} '
             f'runs {version} (use "replicated", or upgrade)'
         )
-    persistence = await redis.info("persistence")
+    persistence = await info_of(redis, "persistence", key)
     if not int(persistence.get("aof_enabled", 0)):
         raise DurabilityUnavailable(
             f'durability = "fsync" needs the append-only file on the primary; the server at {url} has '

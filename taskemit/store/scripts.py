@@ -40,8 +40,9 @@ class LuaScript:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
-        """Add a call to a pipeline; the caller loads the script first (``load``)."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        """Add a call to a pipeline; the caller loads the script first (``load``). (As a plain
+        command: redis-py's cluster pipeline refuses its ``evalsha`` method, not the command.)"""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
     async def load(self, client: Any) -> None:
         await client.script_load(self.source)

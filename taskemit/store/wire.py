@@ -17,6 +17,8 @@ from typing import Any
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
+from .cluster import is_cluster, send_cluster_batch
+
 __all__ = ("BatchConnection", "Command", "Packed", "as_text", "bulk", "send_batch")
 
 
@@ -74,6 +76,8 @@ async def send_batch(client: Any, commands: Sequence[Command]) -> list[Any]:
     """
     if not commands:
         return []
+    if is_cluster(client):
+        return await send_cluster_batch(client, commands)
     pool = client.connection_pool
     connection = await _take(pool)
     try:
@@ -86,16 +90,22 @@ async def send_batch(client: Any, commands: Sequence[Command]) -> list[Any]:
 
 
 class BatchConnection:
-    """A connection of ``client``'s pool kept by one task for its batches (not shared between tasks)."""
+    """A connection of ``client``'s pool kept by one task for its batches (not shared between tasks).
+
+    On a cluster, each batch is sent as ``send_batch`` sends it (a connection per node it reaches).
+    """
 
     def __init__(self, client: Any) -> None:
-        self._pool = client.connection_pool
+        self._cluster = client if is_cluster(client) else None
+        self._pool = None if self._cluster is not None else client.connection_pool
         self._connection: Any = None
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         """As ``send_batch``, on the kept connection (taken again after it failed)."""
         if not commands:
             return []
+        if self._cluster is not None:
+            return await send_cluster_batch(self._cluster, commands)
         if self._connection is None:
             self._connection = await _take(self._pool)
         try:
@@ -107,7 +117,7 @@ class BatchConnection:
     async def close(self, broken: bool = False) -> None:
         """Give the connection back to the pool (disconnected when ``broken``)."""
         connection, self._connection = self._connection, None
-        if connection is not None:
+        if connection is not None and self._pool is not None:
             if broken:
                 await connection.disconnect()
             await self._pool.release(connection)
