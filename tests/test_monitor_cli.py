@@ -219,6 +219,7 @@ async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
             "TASKEMIT_REDIS_URL": env.redis_url,
             "TASKEMIT_NAMESPACE": env.namespace,
             "TERM": "xterm",
+            "PYTHONFAULTHANDLER": "1",
             "COLUMNS": "200",
             "LINES": "200",
         },
@@ -234,7 +235,12 @@ async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
         await terminal.wait_for(lambda: terminal.queued_counts(env.queue_name)[-1:] == [2])
         assert proc.poll() is None  # still watching
         proc.send_signal(signal.SIGINT)
-        err = await asyncio.to_thread(proc.communicate, timeout=15)
+        try:
+            err = await asyncio.to_thread(proc.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: the stacks of its threads on stderr
+            _, stacks = await asyncio.to_thread(proc.communicate, timeout=30)
+            pytest.fail(f"stats --watch did not stop on SIGINT:\n{stacks.decode(errors='replace')}")
     finally:
         if proc.poll() is None:
             proc.kill()

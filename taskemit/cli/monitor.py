@@ -21,7 +21,7 @@ from ..monitor.status import EventStatus, JobStatus, event_status, job_status
 from ..monitor.workers import ListenerView, WorkerInfo, listener_views, live_workers
 from ..settings import Settings, load_settings
 from ..state import JobState
-from ..store.connection import redis_client
+from ..store.connection import raise_if_cancelled, redis_client
 from ._output import NotFound, full_id, make_console, when
 
 T = TypeVar("T")
@@ -80,6 +80,7 @@ def _show(
             with Live(render(data), console=make_console(), auto_refresh=False) as live:
                 try:
                     while True:
+                        raise_if_cancelled()  # a Ctrl-C that redis-py swallowed still stops it
                         await asyncio.sleep(interval)
                         data = await fetch(redis, settings)
                         live.update(render(data), refresh=True)
