@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     result_retention: int = Field(
         86_400, ge=0, description="Seconds arq keeps a finished job's result (0: do not keep results)."
     )
+    arq_results: bool = Field(
+        False,
+        description="Whether taskemit's worker writes arq's result of each finished job (`arq:result:<id>`, a "
+        "copy of its arguments, kept result_retention seconds), for arq's Job API. A stock arq worker writes "
+        "its own results either way, and so does `taskemit abort` for the job it settles.",
+    )
     event_retention: int = Field(
         7 * 86_400, gt=0, description="Seconds an event record (its jobs and their outcomes) is kept."
     )

@@ -358,6 +358,11 @@ def _once(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_tries": 1})
 
 
+def _arq_results(settings: Settings) -> Settings:
+    """taskemit's worker writes arq's results too (``arq_results``), which the tests below read."""
+    return settings.model_copy(update={"arq_results": True})
+
+
 async def _job_result(redis: aioredis.Redis, settings: Settings, job_id: str) -> ArqResult:
     """The job's result as arq stores it (arq's own reader of it: tests/test_arq_format.py)."""
     data = await redis.get(settings.keys.result(job_id))
@@ -573,7 +578,7 @@ async def test_deploy_skew_leaves_the_job_for_a_worker_that_has_it(
     quickstart = examples("quickstart")
     sent: list[str] = []
     monkeypatch.setattr(quickstart, "send_mail", lambda to, text: sent.append(text))
-    settings = _once(_no_drain(taskemit_settings))
+    settings = _arq_results(_once(_no_drain(taskemit_settings)))
     async with Emitter(quickstart.LISTENERS, settings) as emitter:  # the new code: two listeners
         receipts = [await emitter.publish("user_created", email=f"{n}@example.com") for n in range(3)]
 
@@ -612,7 +617,7 @@ async def test_listener_timeout_fails_the_attempt(taskemit_settings: Settings, r
     async def slow() -> None:
         await asyncio.sleep(30)
 
-    settings = _once(taskemit_settings)
+    settings = _arq_results(_once(taskemit_settings))
     started = time.monotonic()
     async with Emitter([slow], settings) as emitter:
         receipt = await emitter.publish("slow")
@@ -714,6 +719,7 @@ async def test_retries_until_an_attempt_succeeds(
             raise retries.GatewayBusy("try later")
 
     monkeypatch.setattr(retries, "send_sms", send_sms)
+    taskemit_settings = _arq_results(taskemit_settings)
     started = time.monotonic()
     async with Emitter([retries.send_confirmation_sms], taskemit_settings) as emitter:
         receipt = await emitter.publish("phone_verified", phone="+15550100")  # no `attempt`: the worker adds it
@@ -744,6 +750,7 @@ async def test_retries_give_up_at_once(
         raise exception(f"bad number {phone}")
 
     monkeypatch.setattr(retries, "send_sms", send_sms)
+    taskemit_settings = _arq_results(taskemit_settings)
     async with Emitter([retries.send_confirmation_sms], taskemit_settings) as emitter:
         receipt = await emitter.publish("phone_verified", phone="+1")
     assert calls == ["+1"], f"an exception that is {reason} is not retried"
@@ -763,6 +770,7 @@ async def test_retries_requested_by_the_listener(taskemit_settings: Settings, re
         if not attempt.is_last:
             raise Retry(after=0.1, reason="not yet")
 
+    taskemit_settings = _arq_results(taskemit_settings)
     async with Emitter([flaky], taskemit_settings) as emitter:
         receipt = await emitter.publish("e")
     assert attempts == [1, 2, 3]
@@ -1030,7 +1038,7 @@ async def test_litestar_listener_exceptions_fail_the_job(
         charged.append(order_id)
 
     monkeypatch.setattr(module, "charge", charge)
-    settings = _once(taskemit_settings)
+    settings = _arq_results(_once(taskemit_settings))
     async with Emitter(module.LISTENERS, settings) as emitter:
         paid = await emitter.publish("order_placed", order_id=1, amount="9.90")
         declined = await emitter.publish("order_placed", order_id=2, amount="5.00")

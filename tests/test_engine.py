@@ -288,11 +288,36 @@ async def test_an_expired_job_is_dead_lettered(settings: Settings, redis: aiored
     assert runs["tick"] == []
 
 
+async def test_arq_results_are_written_only_when_the_setting_asks_for_them(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    from taskemit.monitor import abort_job
+
+    for arq_results in (False, True):
+        asked = settings.model_copy(update={"arq_results": arq_results})
+        async with Emitter([count_tick], asked) as emitter:
+            ran = await emitter.publish("tick", 1)
+            aborted = await emitter.publish("tick", 2)
+        assert ran is not None and aborted is not None
+        aborted_id = aborted.jobs[count_tick.name]
+        assert await abort_job(redis, asked, aborted_id) == "aborted"
+        async with InProcessWorker([count_tick], asked):
+            status = await ran.wait(timeout=10)
+        ran_id = ran.jobs[count_tick.name]
+        # the outcome is on the event record either way; arq's copy only when asked for
+        assert status.jobs[0].status == "complete"
+        assert (await aborted.status()).jobs[0].status == "aborted"  # type: ignore[union-attr]
+        assert bool(await redis.exists(asked.keys.result(ran_id))) is arq_results
+        assert await redis.exists(asked.keys.result(aborted_id))  # an abort (rare) writes it either way
+    assert runs["tick"] == [(1, 1), (1, 1)]
+
+
 async def test_a_first_try_success_is_recorded_on_its_event_and_found_by_its_job_id(
     settings: Settings, redis: aioredis.Redis
 ) -> None:
     from taskemit.monitor import job_status
 
+    settings = settings.model_copy(update={"arq_results": True})  # a finished job is found by its id through it
     async with Emitter([count_tick, retry_soon], settings) as emitter:
         ok = await emitter.publish("tick", 1)
         flaky = await emitter.publish("flaky")
@@ -337,7 +362,8 @@ async def test_abort_settles_a_waiting_job_at_once_and_cancels_a_running_one(
     from taskemit.monitor import abort_job
     from taskemit.store.codec import get_codec
 
-    short = settings.model_copy(update={"lease_ttl": 2.0})  # renewals, and so abort checks, every 2/3 s
+    # renewals, and so abort checks, every 2/3 s; arq's results, read below
+    short = settings.model_copy(update={"lease_ttl": 2.0, "arq_results": True})
     async with Emitter([long_running, count_tick], short) as emitter:
         waiting = await emitter.publish("tick", 1)
         running = await emitter.publish("long")
@@ -398,6 +424,7 @@ async def test_arqs_job_api_sees_an_aborted_job(settings: Settings, redis: aiore
     from taskemit.monitor import abort_job
     from taskemit.store.codec import get_codec
 
+    settings = settings.model_copy(update={"arq_results": True})  # what arq's Job API reads
     async with Emitter([count_tick], settings) as emitter:
         waiting = await emitter.publish("tick", 1)
     assert waiting is not None

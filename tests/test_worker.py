@@ -120,6 +120,7 @@ async def test_outcomes_are_recorded_on_the_event(taskemit_settings: Settings, r
 
 @needs_arq
 async def test_arqs_job_api_reads_a_failure(taskemit_settings: Settings, redis: aioredis.Redis) -> None:
+    taskemit_settings = taskemit_settings.model_copy(update={"arq_results": True})  # what arq's Job API reads
     async with Emitter([always_fails], taskemit_settings) as emitter:
         receipt = await emitter.publish("payment_failed", order_id=5)
     assert receipt is not None

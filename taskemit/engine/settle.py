@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..monitor.deadletter import dead_letter_fields
-from ..monitor.stats import RATE_TTL, bucket_for
+from ..monitor.stats import bucket_for
 from ..settings import Settings
 from ..state import JobState
 from ..store.arq_format import result_dict
@@ -29,7 +29,6 @@ def finish_call(
     """The KEYS and ARGV of one finish.lua call for ``finished`` (see the script's layout)."""
     space = settings.keys
     now = time.time()
-    minute = int(now // 60)
     listeners: dict[str, int] = {}
     flow_routes: dict[str, Route] = {}  # the route of each listener's flow keys
     job_keys: list[str] = []
@@ -95,15 +94,13 @@ def finish_call(
     stats_keys: list[str] = []
     for listener in listeners:
         r = flow_routes[listener]
-        stats_keys += (space.listener_stats(listener), space.listener_rate(listener, minute))
-        stats_keys += (r.flow, r.flow_jobs, r.flow_keys, r.delayed)
+        stats_keys += (space.listener_stats(listener), r.flow, r.flow_jobs, r.flow_keys, r.delayed)
     keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
     args = [
         settings.event_retention,
         len(finished),
         int(now * 1000),
         settings.dead_letter_retention,
-        RATE_TTL,
         len(listeners),
         *listeners,
         *(flow_routes[listener].group_prefix for listener in listeners),
@@ -114,9 +111,10 @@ def finish_call(
 
 
 def arq_result(outcome: Outcome, route: Route, settings: Settings, codec: Codec) -> list[Any]:
-    """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL."""
+    """arq's result of a finished job (what arq's ``Job.result()`` reads), and its TTL; none
+    (``''``, 0) unless the ``arq_results`` setting asks for them."""
     retention_ms = settings.result_retention * 1000
-    if not retention_ms:
+    if not retention_ms or not settings.arq_results:
         return ["", 0]
     run = outcome.run
     success = outcome.state is JobState.COMPLETE

@@ -40,7 +40,7 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
         routes = await redis.hget(space.routes, listener)
         queue = routes.decode() if routes else settings.queue_key
         now_ms = int(time.time() * 1000)
-        if settings.result_retention:
+        if settings.result_retention:  # (whatever arq_results says: how the job is found by its id later)
             result = codec.dumps(
                 result_dict(
                     listener,

@@ -36,8 +36,6 @@ __all__ = (
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 RATE_WINDOW_MINUTES = 5
 _LABELS = (*(f"{b:g}" for b in BUCKETS), "+Inf")
-#: the TTL that scripts still take for a per-minute rate hash they no longer write (see lib_stats.lua)
-RATE_TTL = 2 * 3600
 
 
 def bucket_for(duration: float) -> str:
@@ -70,20 +68,14 @@ def quantile(q: float, counts: Mapping[str, int]) -> float | None:
 def outcome_args(
     space: KeySpace, listener: str, outcomes: Sequence[str], duration: float | None
 ) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call.
-
-    Its second key and last argument are unused: they were a per-minute rate hash and its TTL,
-    which the history's buckets replaced; they stay so the scripts' KEYS and ARGV keep their places.
-    """
-    stats = space.listener_stats(listener)
+    """The KEYS and ARGV that ``count_outcome`` (lib_stats.lua) takes, for a script call."""
     return (
-        [stats, stats, space.listener_names],
+        [space.listener_stats(listener), space.listener_names],
         [
             listener,
             ",".join(outcomes),
             "" if duration is None else f"{duration:.6f}",
             "" if duration is None else bucket_for(duration),
-            RATE_TTL,
         ],
     )
 

@@ -206,17 +206,19 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
             outcome = json.loads(fields.get("job:" + job_id, "null")) or {}
             status = _live_status(outcome.get("status"), bool(in_progress), score, now_ms)
             if status is None:
-                status = outcome.get("status") or (JobState.UNKNOWN if not has_result else "")
+                status = outcome.get("status") or ""
             extra = {"event_uuid": event_uuid, "event_id": fields["event"], "enqueued_at": emitted_at}
             job = _from_outcome(job_id, listener, {**outcome, "status": status}, **extra)
             if status == "":
-                # finished, and no outcome when the record was read: it finished since (the worker
-                # writes its outcome with arq's result), or a stock arq worker ran it (arq's result alone)
+                # not waiting or running, and no outcome when the record was read: it finished since
+                # (its outcome is on the record now), or a stock arq worker ran it (arq's result)
                 late = await redis.hget(space.event(event_uuid), "job:" + job_id)
                 if late:
                     job = _from_outcome(job_id, listener, json.loads(late), **extra)
-                else:
+                elif has_result:
                     job = await _from_arq_result(redis, settings, job_id) or job
+                if job.status == "":
+                    job = dataclasses.replace(job, status=JobState.UNKNOWN)
             jobs.append(job)
         events.append(EventStatus(event_uuid, fields["event"], emitted_at, jobs, fields.get("cause") or None))
     waiting = any(job.status in _WAITING_STATES for event in events if event is not None for job in event.jobs)

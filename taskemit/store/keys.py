@@ -299,11 +299,6 @@ class KeySpace:
         """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
         return f"{self.prefix}stats:listener:{listener}"
 
-    def listener_rate(self, listener: str, minute: int) -> str:
-        """A per-minute hash of a listener's counts, no longer written (the history's minute buckets
-        give the rates); scripts still take it in KEYS, in its old place."""
-        return f"{self.prefix}rate:{listener}:{minute}"
-
     def history(self, resolution: str, bucket: int) -> str:
         """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
         (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""

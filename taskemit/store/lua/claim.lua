@@ -126,6 +126,23 @@ local function has_due(ready)
   return #redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1) > 0
 end
 
+-- the earliest score of a sorted set, or false when it is empty
+local function head_of(key)
+  return tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) or false
+end
+
+-- heads[i]: the earliest scores of listener i's leased and delayed sets ({leased, delayed}; false:
+-- empty) as this call leaves them, when known without reading them again: read once at the
+-- start (a set whose head is not due is not scanned), then lowered by what this call adds
+local heads = {}
+
+local function lower_head(i, which, score)
+  local head = heads[i]
+  if head and (not head[which] or score < head[which]) then
+    head[which] = score
+  end
+end
+
 local function next_due()
   local due = -1
   local function consider(score)
@@ -135,10 +152,9 @@ local function next_due()
   end
   for i = 1, listeners do
     local ready, leased, _, delayed = keys_of(i)
-    for _, key in ipairs({leased, delayed}) do
-      local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      consider(tonumber(head[2]))
-    end
+    local head = heads[i] or {head_of(leased), head_of(delayed)}
+    consider(head[1])
+    consider(head[2])
     if token_at[i] then
       if has_due(ready) then
         consider(token_at[i])
@@ -181,7 +197,10 @@ local has_flow = {} -- listener -> whether any of its jobs has a flow record
 for i = 1, listeners do
   local ready, leased, queue, delayed, _, jobs = keys_of(i)
   has_flow[i] = redis.call('EXISTS', jobs) == 1
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
+  local leased_head, delayed_head = head_of(leased), head_of(delayed)
+  -- (a set whose earliest score is not due has nothing to scan)
+  for _, id in ipairs(leased_head and leased_head <= now and
+      redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000) or {}) do
     local ttl = redis.call('PTTL', lease_prefix .. id)
     if ttl >= 0 then -- renewed, or in its last millisecond (PTTL reads 0 while the key is still there)
       redis.call('ZADD', leased, now + math.max(ttl, 1), id)
@@ -196,13 +215,18 @@ for i = 1, listeners do
       end
     end
   end
-  local later = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
-  if #later > 0 then
+  if leased_head and leased_head <= now then
+    leased_head = head_of(leased)
+  end
+  if delayed_head and delayed_head <= now then
+    local later = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
     redis.call('ZREMRANGEBYRANK', delayed, 0, #later - 1)
     for _, id in ipairs(later) do
       redis.call('ZADD', ready, ready_score(queue, id, has_flow[i] and boost_of(jobs, id) or 0, now), id)
     end
+    delayed_head = head_of(delayed)
   end
+  heads[i] = {leased_head, delayed_head}
   limits[i] = limits_of(i)
 end
 
@@ -225,7 +249,9 @@ local function take_token(i, rate_key, id)
     buckets[key] = bucket
   end
   if bucket[1] < 1 then
-    redis.call('ZADD', delayed, next_token(bucket[1], now, lim.count, lim.period), id)
+    local at = next_token(bucket[1], now, lim.count, lim.period)
+    redis.call('ZADD', delayed, at, id)
+    lower_head(i, 2, at)
     return false
   end
   bucket[1] = bucket[1] - 1
@@ -310,9 +336,13 @@ local function take(i, ids, records)
         wait = math.max(held, 50)
       end
       redis.call('ZADD', leased, now + wait, id)
+      lower_head(i, 1, now + wait)
     end
   end
   each_slice('ZADD', leased, leases)
+  if #leases > 0 then
+    lower_head(i, 1, tonumber(lease_until))
+  end
   if lim.tokens then
     lim.tokens = lim.tokens - started
     lim.taken = (lim.taken or 0) + started

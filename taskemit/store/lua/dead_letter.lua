@@ -14,11 +14,11 @@
 -- ARGV[5]   attempts list TTL, seconds
 -- ARGV[6]   outcome field on the event record
 -- ARGV[7]   the outcome, JSON
--- ARGV[8..12] counters (with KEYS[7..9]), see count_outcome in lib_stats.lua
--- ARGV[13..] field, value pairs of the dead letter
-count_outcome(KEYS[7], KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+-- ARGV[8..11] counters (with KEYS[7..8]), see count_outcome in lib_stats.lua
+-- ARGV[12..] field, value pairs of the dead letter
+count_outcome(KEYS[7], KEYS[8], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
 park_dead(KEYS[1], {KEYS[2], KEYS[3], KEYS[4]}, KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-  {unpack(ARGV, 13)})
+  {unpack(ARGV, 12)})
 if redis.call('EXISTS', KEYS[6]) == 1 then
   redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
 end

@@ -33,14 +33,13 @@
 --             key, try counter and result key;
 --             then three per dead job (in order): the dead letter, the index by listener,
 --             the index by event id;
---             then six per listener counted: its counters, its counters for the minute, its flow
---             hash, its hash of job flow records, its sorted set of keys, its delayed set
+--             then five per listener counted: its counters, its flow hash, its hash of job flow
+--             records, its sorted set of keys, its delayed set
 -- ARGV[1]     TTL of the attempts lists, seconds
 -- ARGV[2]     the number of jobs
 -- ARGV[3]     now, ms
 -- ARGV[4]     dead letter retention, seconds
--- ARGV[5]     TTL of the per-minute counters, seconds
--- ARGV[6]     the number of listeners counted; their names follow, then the prefix of each
+-- ARGV[5]     the number of listeners counted; their names follow, then the prefix of each
 --             one's groups' lists
 -- then twelve per job: job id, the claim's token, mode, the attempt for the job's history
 --             (JSON; '' for none), the outcome for the event record (JSON), then
@@ -55,9 +54,9 @@
 -- Returns {applied, refused}: how many attempts were applied, and {job id, 'taken' | 'gone'}
 -- per refused one.
 local jobs = tonumber(ARGV[2])
-local now, retention, rate_ttl = ARGV[3], ARGV[4], ARGV[5]
-local listeners = tonumber(ARGV[6])
-local first_job_arg = 7 + 2 * listeners
+local now, retention = ARGV[3], ARGV[4]
+local listeners = tonumber(ARGV[5])
+local first_job_arg = 6 + 2 * listeners
 local first_stats_key = 3 + 9 * jobs -- moved past the dead jobs' keys below
 local first_dead_arg = first_job_arg + 12 * jobs
 
@@ -76,19 +75,18 @@ do
   end
 end
 
-local function stats_keys_of(index)
-  local k = first_stats_key + 6 * (index - 1)
-  return KEYS[k], KEYS[k + 1]
+local function stats_key_of(index)
+  return KEYS[first_stats_key + 5 * (index - 1)]
 end
 
 -- a listener's flow hash, its job flow records, its keys, its delayed set, its groups' prefix
 local function flow_keys_of(index)
-  local k = first_stats_key + 6 * (index - 1)
-  return KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], ARGV[6 + listeners + index]
+  local k = first_stats_key + 5 * (index - 1)
+  return KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[5 + listeners + index]
 end
 
 local function name_of(index)
-  return ARGV[6 + index]
+  return ARGV[5 + index]
 end
 
 -- 1. which attempts still hold their job
@@ -200,8 +198,8 @@ for key, ids in pairs(removed) do
   each_slice('ZREM', key, ids)
 end
 each_slice('DEL', nil, gone)
-count_tallies(tallies, stats_keys_of, name_of, KEYS[2], rate_ttl)
+count_tallies(tallies, stats_key_of, name_of, KEYS[2])
 for index, n in pairs(fenced) do
-  redis.call('HINCRBY', (stats_keys_of(index)), 'fenced', n)
+  redis.call('HINCRBY', stats_key_of(index), 'fenced', n)
 end
 return {applied, refused}

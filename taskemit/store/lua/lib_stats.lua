@@ -3,10 +3,8 @@
 -- history's time buckets, which workers write once per interval: history.lua.)
 --
 -- stats_key   hash: succeeded, failed, retried, dead, duration_sum, duration_count, le:<bucket>
--- unused_key, unused_ttl: no longer used (a per-minute hash for rates and its TTL); callers
---             keep passing them so their KEYS and ARGV keep their places
 -- names_key   set of listener names that have counters
-local function count_outcome(stats_key, unused_key, names_key, listener, outcomes, duration, bucket, unused_ttl)
+local function count_outcome(stats_key, names_key, listener, outcomes, duration, bucket)
   for outcome in string.gmatch(outcomes, '[^,]+') do
     redis.call('HINCRBY', stats_key, outcome, 1)
   end
@@ -20,8 +18,8 @@ end
 
 -- The same counts for a batch of attempts, summed per listener first (one command per counter,
 -- not per attempt): tally() each attempt into ``tallies`` (listener index -> sums), then
--- count_tallies() once. ``keys_of(index)`` gives a listener's stats and rate keys, ``name_of(index)``
--- its name.
+-- count_tallies() once. ``stats_key_of(index)`` gives a listener's stats key, ``name_of(index)`` its
+-- name.
 local function tally(tallies, index, outcomes, duration, bucket)
   local t = tallies[index]
   if t == nil then
@@ -39,9 +37,9 @@ local function tally(tallies, index, outcomes, duration, bucket)
   end
 end
 
-local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
+local function count_tallies(tallies, stats_key_of, name_of, names_key)
   for index, t in pairs(tallies) do
-    local stats_key, rate_key = keys_of(index)
+    local stats_key = stats_key_of(index)
     local rated = false
     for outcome, n in pairs(t.outcomes) do
       redis.call('HINCRBY', stats_key, outcome, n)
@@ -54,7 +52,7 @@ local function count_tallies(tallies, keys_of, name_of, names_key, rate_ttl)
         redis.call('HINCRBY', stats_key, field, n)
       end
     end
-    if rated then  -- rate_key and rate_ttl are no longer used: the history's buckets give rates
+    if rated then
       redis.call('SADD', names_key, name_of(index))
     end
   end
