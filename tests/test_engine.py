@@ -392,7 +392,8 @@ async def test_arqs_job_abort_is_honoured_by_taskemits_worker(settings: Settings
 
     from taskemit.store.codec import get_codec
 
-    short = settings.model_copy(update={"lease_ttl": 2.0})  # renewals, and so abort checks, every 2/3 s
+    # renewals, and so abort checks, every 2/3 s; arq's results, which Job.abort() waits for
+    short = settings.model_copy(update={"lease_ttl": 2.0, "arq_results": True})
     async with Emitter([long_running, count_tick], short) as emitter:
         waiting = await emitter.publish("tick", 2)
     assert waiting is not None
