@@ -11,12 +11,18 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from pgcluster import PostgresCluster, PostgresUnavailable
 from redis import asyncio as aioredis
 
 from taskemit.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+# Every property test runs without Hypothesis's 200 ms deadline per example: on a busy machine a slow
+# example is a scheduling delay, not a failure. A test's own @settings keeps this unless it says otherwise.
+hypothesis_settings.register_profile("taskemit", deadline=None)
+hypothesis_settings.load_profile("taskemit")
 
 
 @pytest.fixture(autouse=True)

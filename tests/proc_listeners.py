@@ -7,7 +7,7 @@ import os
 from children import push as _push
 from redis import asyncio as aioredis
 
-from taskemit import listener, worker_settings
+from taskemit import Attempt, Backoff, listener, worker_settings
 
 
 @listener("proc_event")
@@ -28,3 +28,35 @@ async def crash_first_time() -> None:
 
 
 WorkerSettings = worker_settings(listeners=[record_call, crash_first_time])
+
+
+# -- retries and dead letters under the stock arq worker (tests/test_processes.py) ---------------
+
+
+@listener("proc_flaky", backoff=Backoff.fixed(0.2))
+async def fails_once(attempt: Attempt) -> str:
+    await _push("proc:flaky", str(attempt.number))
+    if attempt.number == 1:
+        raise ConnectionError("first try refused")
+    return f"done on try {attempt.number}"
+
+
+@listener("proc_doomed", max_tries=2, backoff=Backoff.fixed(0.2))
+async def always_fails(attempt: Attempt) -> None:
+    await _push("proc:doomed", str(attempt.number))
+    raise LookupError(f"no row on try {attempt.number}")
+
+
+Retrying = worker_settings(listeners=[fails_once, always_fails])
+
+
+# -- a job that kills its worker on every try ------------------------------------------------------
+
+
+@listener("proc_poison", max_tries=2)
+async def kills_its_worker(attempt: Attempt) -> None:
+    await _push("proc:poison", f"{attempt.number}:{os.getpid()}")
+    os._exit(3)  # every try: the worker dies mid-listener; its lease runs out, the try still counts
+
+
+Poison = worker_settings(listeners=[kills_its_worker])

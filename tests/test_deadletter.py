@@ -190,4 +190,4 @@ async def test_replay_goes_back_to_the_queue_the_job_died_on(cli_env: Settings, 
     new_job_id = await replay_dead_letter(redis, other_queue, job_id)
     assert new_job_id is not None
     assert await redis.zscore(cli_env.queue_key, new_job_id) is not None
-    assert await redis.zscore("somewhere-else", new_job_id) is None
+    assert await redis.zscore(other_queue.queue_key, new_job_id) is None

@@ -380,19 +380,44 @@ async def test_abort_settles_a_waiting_job_at_once_and_cancels_a_running_one(
     assert runs["tick"] == [] and runs["long"] == [1]  # not run, not retried
     assert await get_dead_letter(redis, running_id, space=short.keys) is None
     assert await abort_job(redis, short, running_id) == "missing"
-    # arq's result says so (what arq's Job API reads: test_arqs_job_api_sees_an_aborted_job), and
-    # arq's Job.abort() is honoured by taskemit's worker
+    # arq's result says so (what arq's Job API reads: test_arqs_job_api_sees_an_aborted_job)
     result = decode_result(await redis.get(short.keys.result(running_id)), get_codec("json").loads)
     assert result.success is False and isinstance(result.result, ListenerError)
     assert result.result.type_name.endswith("CancelledError")
-    async with Emitter([count_tick], short) as emitter:
-        later = await emitter.publish("tick", 2)
-    assert later is not None
-    later_id = later.jobs[count_tick.name]
-    await redis.zadd(short.keys.abort_requests, {later_id: time.time() * 1000})  # what Job.abort() does
-    async with InProcessWorker([count_tick], short):
-        status = await later.wait(timeout=10)
-    assert status.jobs[0].status == "aborted" and runs["tick"] == []
+
+
+@needs_arq
+async def test_arqs_job_abort_is_honoured_by_taskemits_worker(settings: Settings, redis: aioredis.Redis) -> None:
+    from arq.connections import ArqRedis
+
+    from taskemit.store.codec import get_codec
+
+    # renewals, and so abort checks, every 2/3 s; arq's results, which Job.abort() waits for
+    short = settings.model_copy(update={"lease_ttl": 2.0, "arq_results": True})
+    async with Emitter([long_running, count_tick], short) as emitter:
+        waiting = await emitter.publish("tick", 2)
+    assert waiting is not None
+    arq_redis = ArqRedis.from_url(short.redis_url)
+    try:
+        loads = get_codec("json").loads
+        queued = Job(waiting.jobs[count_tick.name], arq_redis, _queue_name=short.queue_key, _deserializer=loads)
+        # arq's own call writes arq's abort set, then polls for the result: no worker runs yet
+        with pytest.raises(asyncio.TimeoutError):
+            await queued.abort(timeout=0.3, poll_delay=0.1)
+        async with InProcessWorker([long_running, count_tick], short):
+            assert (await waiting.wait(timeout=10)).jobs[0].status == "aborted"  # settled, not run
+            async with Emitter([long_running], short) as emitter:
+                running = await emitter.publish("long")
+            assert running is not None
+            await until(lambda: runs["long"] == [1])
+            held = Job(running.jobs[long_running.name], arq_redis, _queue_name=short.queue_key, _deserializer=loads)
+            # a running job is cancelled; arq's Job raises the stored error of a failed job
+            with pytest.raises(ListenerError, match="CancelledError: aborted on request"):
+                await held.abort(timeout=20, poll_delay=0.1)
+            assert (await running.wait(timeout=10)).jobs[0].status == "aborted"
+    finally:
+        await arq_redis.aclose()
+    assert runs["tick"] == [] and runs["long"] == [1]  # the waiting one not run, the running one not retried
 
 
 @needs_arq

@@ -8,7 +8,6 @@ The same guarantees with worker processes, crashes and timings: tests/test_flow_
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections import defaultdict
@@ -205,9 +204,11 @@ async def test_a_rate_spaces_starts_and_wakes_the_worker_at_the_next_token(setti
     async with InProcessWorker([ping], settings, concurrency=10):
         await until(lambda: len(starts()) == 10)
     times = sorted(at for _, _, at in log)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) > 0.04  # 20/s, burst 1: one start each 50 ms
-    assert times[-1] - started < 5  # woken at each token, not at the 30 s poll
+    # 20/s, burst 1: the i-th start comes 50 ms x i after the first at the earliest; counted from
+    # the first, with two tokens' slack (a start the loaded machine ran late, the first above all,
+    # does not make a later one early), where no rate would start all ten at once
+    assert all(at - times[0] >= 0.05 * i - 0.1 for i, at in enumerate(times)), times
+    assert times[-1] - started < 15  # woken at each token, not at the 30 s poll
 
 
 async def test_a_rate_key_gives_each_value_its_own_bucket(settings: Settings) -> None:
@@ -361,6 +362,7 @@ async def export(n: int) -> None:
 async def archive(n: int) -> None:
     log.append(("archive", n, time.monotonic()))
     await asyncio.sleep(1.0)
+    log.append(("archived", n, time.monotonic()))
 
 
 async def test_a_freed_slot_wakes_a_worker_that_was_turned_away(settings: Settings) -> None:
@@ -376,11 +378,12 @@ async def test_a_freed_slot_wakes_a_worker_that_was_turned_away(settings: Settin
                 await emitter.publish("export", n=n)
             async with InProcessWorker([export], settings, concurrency=5):
                 await asyncio.sleep(0.05)  # B's first claim: the slot is A's
-                await until(lambda: len(starts("exported")) == 3, timeout=5)
+                await until(lambda: len(starts("exported")) == 3 and starts("archived"), timeout=30)
     at = {(event, n): when for event, n, when in log}
-    assert at[("archive", 0)] - at[("exported", 1)] < 0.3  # A took an archive job in the slot's place
-    assert at[("export", 2)] < at[("archive", 0)] + 1.0  # so B ran export 2, while A archived
-    assert at[("export", 2)] - at[("exported", 1)] < 0.5  # woken, not polled
+    first = starts("archive")[0]  # the archive jobs' places tie: A takes any of them first
+    assert at[("exported", 1)] <= at[("archive", first)]  # A took an archive job in the slot's place
+    assert at[("export", 2)] < at[("archived", first)]  # so B ran export 2, while A archived
+    assert at[("export", 2)] - at[("exported", 1)] < 10  # woken, not polled (30 s)
 
 
 @listener("bulk")

@@ -134,12 +134,15 @@ async def test_recent_events_pages_and_filters(settings: Settings, redis: aiored
 
 
 async def test_event_records_expire(settings: Settings, redis: aioredis.Redis) -> None:
-    short = settings.model_copy(update={"event_retention": 1})
+    short = settings.model_copy(update={"event_retention": 2})
     async with Emitter(ALL, short) as emitter:
         receipt = await emitter.publish("order_placed", 2)
     assert receipt is not None and await event_status(redis, short, receipt.event_uuid) is not None
-    await asyncio.sleep(1.3)
-    assert await event_status(redis, short, receipt.event_uuid) is None
+    assert 0 < await redis.ttl(short.keys.event(receipt.event_uuid)) <= 2
+    deadline = time.monotonic() + 20
+    while await event_status(redis, short, receipt.event_uuid) is not None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
 
 
 async def test_counters_are_recorded_with_each_attempt(settings: Settings, redis: aioredis.Redis) -> None:
@@ -155,7 +158,9 @@ async def test_counters_are_recorded_with_each_attempt(settings: Settings, redis
     assert stats[quick.name].duration_count == 3 and sum(stats[quick.name].buckets.values()) == 3
     assert stats[fails.name].failed == 1 and stats[fails.name].dead == 1 and stats[fails.name].succeeded == 0
     assert stats[quick.name].succeeded_rate == pytest.approx(3 / 300)
-    assert stats[quick.name].p50 is not None and stats[quick.name].p50 <= 0.25
+    # the median is read from the recorded durations' buckets (how fast a run was is no test's business)
+    assert stats[quick.name].p50 is not None and stats[quick.name].p50 > 0
+    assert stats[quick.name].p50 == pytest.approx(quantile(0.5, stats[quick.name].buckets))
 
 
 def test_quantile_estimates_within_buckets() -> None:

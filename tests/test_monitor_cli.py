@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -167,25 +173,81 @@ def test_check_without_redis_is_a_message_not_a_traceback(monkeypatch: pytest.Mo
     assert result.exit_code == 1 and "cannot reach Redis" in result.output and "Traceback" not in result.output
 
 
-async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
-    import os
-    import signal
+class Terminal:
+    """A pseudo-terminal for a child's output (so rich redraws its live table there, as on a screen),
+    read by a thread as it comes."""
 
+    def __init__(self) -> None:
+        self.primary, self.secondary = pty.openpty()
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.primary, 65536)
+            except OSError:  # EIO: the child closed its end
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def queued_counts(self, queue: str) -> list[int]:
+        """The queued figure of each Queue table drawn so far, in order."""
+        text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(self.output)).decode(errors="replace")
+        return [int(n) for n in re.findall(rf"│ {re.escape(queue)}\s*│\s*(\d+)\s*│", text)]
+
+    async def wait_for(self, check: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, self.output.decode(errors="replace")[-2000:]
+            await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        os.close(self.secondary)
+        self._reader.join(10)
+        os.close(self.primary)
+
+
+async def test_watch_refreshes_until_interrupted(env: Settings) -> None:
+    terminal = Terminal()
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskemit", "stats", "--watch", "--interval", "0.2"],
-        env={**os.environ, "TASKEMIT_REDIS_URL": env.redis_url, "TASKEMIT_NAMESPACE": env.namespace},
-        stdout=subprocess.PIPE,
+        env={
+            **os.environ,
+            "TASKEMIT_REDIS_URL": env.redis_url,
+            "TASKEMIT_NAMESPACE": env.namespace,
+            "TERM": "xterm",
+            "PYTHONFAULTHANDLER": "1",
+            "COLUMNS": "200",
+            "LINES": "200",
+        },
+        stdin=subprocess.DEVNULL,
+        stdout=terminal.secondary,
         stderr=subprocess.PIPE,
     )
-    await asyncio.sleep(1.5)
-    async with Emitter(ALL, env) as emitter:  # the next refresh shows the new queue depth
-        await emitter.publish("signup", email="watched@example.com")
-    await asyncio.sleep(1.0)
-    assert proc.poll() is None  # still watching
-    proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.to_thread(proc.communicate, timeout=15)
-    assert proc.returncode == 0, err.decode()  # Ctrl-C ends watching cleanly, as `watch` does
-    assert b"Listeners" in out and b"Traceback" not in err
+    try:
+        await terminal.wait_for(lambda: terminal.queued_counts(env.queue_name)[-1:] == [0])  # drawn, empty
+        async with Emitter(ALL, env) as emitter:
+            await emitter.publish("signup", email="watched@example.com")
+        # a later refresh redraws the queue with the new event's two jobs (welcome and crm_sync)
+        await terminal.wait_for(lambda: terminal.queued_counts(env.queue_name)[-1:] == [2])
+        assert proc.poll() is None  # still watching
+        proc.send_signal(signal.SIGINT)
+        try:
+            err = await asyncio.to_thread(proc.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: the stacks of its threads on stderr
+            _, stacks = await asyncio.to_thread(proc.communicate, timeout=30)
+            pytest.fail(f"stats --watch did not stop on SIGINT:\n{stacks.decode(errors='replace')}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        terminal.close()
+    assert proc.returncode == 0, err  # Ctrl-C ends watching cleanly, as `watch` does
+    assert b"Listeners" in terminal.output and b"Traceback" not in err[1]
 
 
 async def test_check_and_status_say_when_no_live_worker_serves_a_listener(env: Settings) -> None:

@@ -17,6 +17,7 @@ from children import child_env
 from redis import asyncio as aioredis
 
 from taskemit import Emitter
+from taskemit.monitor.deadletter import get_dead_letter
 from taskemit.settings import Settings
 
 
@@ -175,3 +176,66 @@ async def test_pool_restarts_a_crashed_worker_and_stops_on_sigterm(
     assert code == 0, log_path.read_text()
     assert b"received SIGTERM" in log_path.read_bytes()
     assert not any(_alive(pid) for pid in child_pids)
+
+
+@needs_arq
+async def test_the_stock_arq_worker_retries_and_dead_letters(
+    settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    async with Emitter(proc_listeners.Retrying.taskemit_listeners, settings) as emitter:
+        flaky = await emitter.publish("proc_flaky")
+        doomed = await emitter.publish("proc_doomed")
+    assert flaky is not None and doomed is not None
+    # burst: arq stops once its queue is empty, retries waiting in it included
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "arq", "proc_listeners.Retrying", "--burst"],
+        env=child_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert await redis.lrange("proc:flaky", 0, -1) == [b"1", b"2"]
+    (job,) = (await flaky.wait(timeout=10)).jobs
+    assert (job.status, job.result, job.attempts) == ("complete", "done on try 2", 2)
+    assert await redis.lrange("proc:doomed", 0, -1) == [b"1", b"2"]  # max_tries=2, then no more
+    (job,) = (await doomed.wait(timeout=10)).jobs
+    assert job.status == "failed"
+    dead = await get_dead_letter(redis, doomed.jobs[proc_listeners.always_fails.name], space=settings.keys)
+    assert dead is not None and dead.listener == proc_listeners.always_fails.name
+    assert dead.error["type"] == "builtins.LookupError" and dead.error["message"] == "no row on try 2"
+    assert [attempt["attempt"] for attempt in dead.attempts] == [1, 2]
+
+
+async def test_a_job_that_kills_its_worker_on_every_try_is_dead_lettered(
+    settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "pool.log"
+    with log_path.open("wb") as log:
+        # two workers, restarted by their supervisor after each crash; a killed try is back within the lease
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "taskemit", "worker", "proc_listeners:Poison", "-p", "2"],
+            env=child_env(settings, TASKEMIT_LEASE_TTL="2"),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with Emitter([proc_listeners.kills_its_worker], settings) as emitter:
+            receipt = await emitter.publish("proc_poison")
+        assert receipt is not None
+        (job,) = (await receipt.wait(timeout=90)).jobs
+    except BaseException:
+        print(log_path.read_text(), await redis.lrange("proc:poison", 0, -1))
+        raise
+    finally:
+        pool.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(pool.wait, 60)
+    tries = [int(entry.split(b":")[0]) for entry in await redis.lrange("proc:poison", 0, -1)]
+    assert tries == [1, 2]  # max_tries=2: the third claim does not run it
+    assert job.status == "failed"
+    dead = await get_dead_letter(redis, receipt.jobs[proc_listeners.kills_its_worker.name], space=settings.keys)
+    assert dead is not None and dead.reason == "attempts exhausted"
+    assert "attempt 3 of 2" in dead.error["message"]
+    assert log_path.read_text().count("exited with code 3; restarting") == 2

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from children import TESTS, child_env, stop
 from click.testing import CliRunner, Result
 from redis import asyncio as aioredis
 
@@ -193,32 +194,59 @@ async def test_two_schedulers_register_each_schedule_once_with_its_next_and_last
     assert 86_000 < await redis.ttl(space.cron_schedule("reg.every")) <= 86_400
 
 
+#: a scheduler in a process of its own, refreshing its entry every second (so it expires 3 s after
+#: the process is killed); its clock never moves, so it fires nothing
+SCHEDULER_PROCESS = """
+import asyncio, datetime as dt
+from taskemit import cron, listener
+from taskemit.schedule import registry
+from taskemit.schedule.clock import ManualClock
+from taskemit.schedule.scheduler import Scheduler
+from taskemit.settings import load_settings
+
+registry.REFRESH_INTERVAL = 1.0
+
+@listener("registry_tick", name="tests.registry.on_tick")
+async def on_tick(which: str, tick: dt.datetime) -> None: ...
+
+async def main() -> None:
+    schedule = cron("* * * * * *", "registry_tick", which="every", tick_kwarg="tick", name="reg.every")
+    async with Scheduler([schedule], [on_tick], load_settings(), clock=ManualClock()):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
 async def test_a_scheduler_that_dies_leaves_the_registry_when_its_entry_expires(
-    settings: Settings, redis: aioredis.Redis, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, redis: aioredis.Redis, clock: ManualClock
 ) -> None:
-    monkeypatch.setattr(registry, "REFRESH_INTERVAL", 0.3)  # dead after 0.9 s without a refresh
-
-    async def crash(self: registry.Registration, redis: Any) -> None:
-        """A process that dies does not remove its entry."""
-
-    monkeypatch.setattr(registry.Registration, "remove", crash)
     space = settings.keys
     await redis.zadd(space.cron_schedules, {"reg.long_gone": time.time() - registry.FORGET_AFTER - 60})
 
-    async def served() -> int:
+    async def served(count: int) -> bool:
         view = await get_schedule(redis, "reg.every", space=space)
-        assert view is not None
-        return view.schedulers
+        return view is not None and view.schedulers == count
 
-    schedule = every_second("every")
-    async with Scheduler([schedule], LISTENERS, settings, clock=clock):
-        async with Scheduler([schedule], LISTENERS, settings, clock=clock):
-            await clock.wait_for_sleepers(2)
-            assert await served() == 2
-        await asyncio.sleep(1.5)  # the survivor refreshed its entry all along; the dead one's expired
-        assert await served() == 1
-    await asyncio.sleep(1.2)
-    assert await served() == 0
+    # the survivor refreshes every REFRESH_INTERVAL (5 s), its entry lasting 15 s: a stalled loop
+    # on a busy machine does not end it
+    async with Scheduler([every_second("every")], LISTENERS, settings, clock=clock):
+        dying = subprocess.Popen(
+            [sys.executable, "-c", SCHEDULER_PROCESS], env=child_env(settings), cwd=TESTS, start_new_session=True
+        )
+        try:
+            await eventually(lambda: served(2), timeout=30)
+        finally:
+            stop(dying)  # SIGKILL: it does not remove its entry
+        (entry,) = [
+            key
+            for key in await redis.zrange(space.cron_schedulers, 0, -1)
+            if await redis.hget(space.cron_scheduler(key.decode()), "pid") == str(dying.pid).encode()
+        ]
+        assert await redis.exists(space.cron_scheduler(entry.decode()))  # still there after the kill
+        await eventually(lambda: served(1), timeout=30)  # until its entry expires; the survivor's stays
+        assert not await redis.exists(space.cron_scheduler(entry.decode()))
+    assert await served(0)  # the survivor left cleanly
     (view,) = await list_schedules(redis, space=space)  # listed, with no live scheduler
     assert (view.name, view.schedulers) == ("reg.every", 0)
     # registering dropped the index entry of a schedule nobody registered for a day
@@ -382,7 +410,8 @@ async def test_a_request_left_by_stopped_schedulers_is_taken_by_the_next_and_a_s
         "stale": {"name": "reg.late", "requested_at": now - 120},  # older than max_lateness
     }
     await redis.hset(space.cron_triggers, mapping={rid: json.dumps(body) for rid, body in requests.items()})
-    await redis.set(space.cron_trigger_lease("leased"), "a-dead-scheduler", px=1000)
+    # a lease far longer than the scheduler takes to start; the test runs it out below
+    await redis.set(space.cron_trigger_lease("leased"), "a-dead-scheduler", px=120_000)
     # taken by a scheduler that published its event and died before removing the request
     requests["published"] = {"name": "reg.late", "requested_at": now}
     await redis.hset(space.cron_triggers, "published", json.dumps(requests["published"]))
@@ -391,12 +420,19 @@ async def test_a_request_left_by_stopped_schedulers_is_taken_by_the_next_and_a_s
         await emitter.publish_once(trigger_once_key("published"), "registry_tick", which="late", tick=tick)
     async with Scheduler([every_second("late", max_lateness=60)], LISTENERS, settings, clock=clock):
         await eventually(lambda: event_status(redis, settings, trigger_event_uuid("fresh")))
+        await eventually(lambda: _empty_except(redis, space.cron_triggers, "leased"))  # the rest taken
         assert await event_status(redis, settings, trigger_event_uuid("leased")) is None  # its lease holds
-        await eventually(lambda: event_status(redis, settings, trigger_event_uuid("leased")))  # until it expires
+        assert await redis.pttl(space.cron_trigger_lease("leased")) > 0
+        await redis.pexpire(space.cron_trigger_lease("leased"), 1)  # the dead taker's lease runs out
+        await eventually(lambda: event_status(redis, settings, trigger_event_uuid("leased")))
         await eventually(lambda: _empty(redis, space.cron_triggers))
     assert await event_status(redis, settings, trigger_event_uuid("stale")) is None
     assert await redis.zcard(space.events) == 3  # fresh, leased and published: each once
     assert any("dropping trigger stale" in record.getMessage() for record in caplog.records)
+
+
+async def _empty_except(redis: aioredis.Redis, key: str, field: str) -> bool:
+    return {name.decode() for name in await redis.hkeys(key)} == {field}
 
 
 async def _empty(redis: aioredis.Redis, key: str) -> bool:

@@ -308,7 +308,6 @@ async def test_publish_and_wait_raises_the_listeners_errors(settings: Settings) 
 
 async def test_publish_and_wait_times_out_as_a_whole(settings: Settings) -> None:
     async with InProcessWorker([slow], settings, grace=0), Emitter([slow], settings) as emitter:
-        started = time.monotonic()
+        # the listener takes 5 s: without the bound the wait would end with it, raising nothing
         with pytest.raises(WaitTimeout, match="slow"):
             await emitter.publish("slow", wait=True, timeout=0.5)
-        assert time.monotonic() - started < 3

@@ -4,10 +4,13 @@ in ``stats.py``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -56,6 +59,30 @@ def _status(status: str) -> str:
     return f"[{_STYLE.get(status, 'white')}]{status}[/]"
 
 
+@contextlib.contextmanager
+def _until_ctrl_c() -> Iterator[asyncio.Event]:
+    """An event set by Ctrl-C (SIGINT), for a loop that stops between two refreshes: a Ctrl-C
+    never lands inside a call to Redis (which redis-py can swallow, or turn into a timeout). A
+    second Ctrl-C cancels the task at once. Off the main thread (no signals), an event never set."""
+    stop = asyncio.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def _show(
     fetch: Callable[[aioredis.Redis, Settings], Awaitable[T]],
     render: Callable[[T], RenderableType],
@@ -77,10 +104,13 @@ def _show(
             if not watch:
                 make_console().print(render(data))
                 return data
-            with Live(render(data), console=make_console(), auto_refresh=False) as live:
+            with Live(render(data), console=make_console(), auto_refresh=False) as live, _until_ctrl_c() as stop:
                 try:
-                    while True:
-                        await asyncio.sleep(interval)
+                    while not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), interval)
+                        if stop.is_set():
+                            break
                         data = await fetch(redis, settings)
                         live.update(render(data), refresh=True)
                 except (KeyboardInterrupt, asyncio.CancelledError):

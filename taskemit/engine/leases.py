@@ -12,7 +12,8 @@ worker can claim it: an async listener is cancelled; a sync listener, whose thre
 stopped, runs to its end and its outcome is thrown away. Either way the job runs again
 elsewhere, and the loss is logged and counted. A renewal that finds the lease gone or taken over
 (fencing) gives the job up at once. Renewals also report jobs whose abort was asked for (their
-tasks are cancelled), and take the namespace's requests from arq's own abort set.
+tasks are cancelled); every third one, idle or not, takes the namespace's requests from arq's own
+abort set (a worker also takes them before its first claim).
 """
 
 from __future__ import annotations
@@ -117,14 +118,15 @@ class LeaseKeeper:
 
     async def _renew(self) -> None:
         held = self._held()
-        if not held:
-            return
         self._renewals += 1
         sent = time.monotonic()
         try:
             async with asyncio.timeout(self.period):
+                # idle too: a job waiting (deferred, or for its retry) is settled when it comes due
                 if self._renewals % _ARQ_ABORTS_EVERY == 1:
                     await self.store.take_arq_aborts()
+                if not held:
+                    return
                 lost, aborted, durable = await self.store.renew(
                     [(job.claim.job_id, job.claim.route, job.claim.token) for job in held]
                 )

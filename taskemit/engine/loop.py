@@ -260,6 +260,8 @@ class Engine:
                 await check_durability(self.redis, self.settings.durability, self.link.url, self.settings.keys.routes)
                 # the limits hold from the first claim; the heartbeat registers the listeners
                 await self.declarations.declare(self.redis, self.settings.keys, 0, self.settings.catalog_retention)
+                # arq's Job.abort() calls made before the first claim: their jobs are settled, not run
+                await self._store.take_arq_aborts()
             except REDIS_DOWN as exc:
                 await self._sleep(self.link.down(exc))
                 continue
