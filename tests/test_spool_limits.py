@@ -16,6 +16,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from taskemit import Emitter, listener
+from taskemit.emit.backlog import Backlog
 from taskemit.emit.spool import Spool
 from taskemit.errors import EmitBufferFull
 from taskemit.settings import Settings
@@ -134,3 +135,28 @@ async def test_block_gives_up_after_spool_block_timeout(taskemit_settings: Setti
         thread.join(30)
     assert len(errors) == 1 and "is full or unwritable" in str(errors[0])
     assert took[0] >= 0.5  # it waited for room that never came
+
+
+async def test_a_batch_given_back_moves_the_newest_events_to_the_spool_so_the_buffer_keeps_its_size(
+    taskemit_settings: Settings,
+) -> None:
+    # While a batch is out to Redis its room is free, and new emits take it; when Redis does not
+    # take the batch it goes first again, and the events past emit_buffer_size go to the spool
+    # (they would otherwise stay in memory, one batch more at each failed round trip).
+    settings = limited(taskemit_settings, redis_url=NOWHERE, spool_size=100)
+    async with Emitter([file_note], settings) as emitter:
+        first, second, third, fourth = (emitter._prepare("note_taken", (n,), {}) for n in range(4))
+    backlog = Backlog(settings)
+    assert backlog.spool is not None
+    for pending in (first, second):
+        assert pending is not None
+        backlog.add(pending, on_loop=True)
+    taken = backlog.next_batch(2)
+    assert taken is not None and not taken[1]
+    for pending in (third, fourth):
+        assert pending is not None
+        backlog.add(pending, on_loop=True)  # the batch's room, taken while it is out
+    backlog.give_back(*taken)
+    assert [p.event_uuid for p in backlog.buffer] == [first.event_uuid, second.event_uuid]  # type: ignore[union-attr]
+    assert backlog.spool.count() == 2
+    assert {p.event_uuid for p in backlog.spool.read(10)} == {third.event_uuid, fourth.event_uuid}  # type: ignore[union-attr]

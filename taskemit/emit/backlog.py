@@ -139,6 +139,7 @@ class Backlog:
         """Redis did not take ``batch``: it goes first again (spooled events never left the spool)."""
         if not from_spool:
             self.buffer.extendleft(reversed(batch))
+            self._trim()
 
     def future_of(self, pending: PendingEvent) -> Future | None:
         """What waits for ``pending``: its publish, or the publish of the event it was spooled as."""
@@ -163,8 +164,22 @@ class Backlog:
         else:
             kept = self._keep(unconfirmed)
             self.buffer.extendleft(reversed([*again, *unconfirmed[kept:]]))
+            self._trim()
         if parked:
             self._park(parked, from_spool)
+
+    def _trim(self) -> None:
+        """Keep the buffer within ``emit_buffer_size`` after a batch came back: while it was out,
+        new events took its room. The newest of them move to the spool (without a spool, the buffer
+        stays over its size by at most that one batch, and takes nothing new until it is under)."""
+        with self._intake:
+            excess = len(self.buffer) - self.settings.emit_buffer_size
+            if excess <= 0 or self.spool is None:
+                return
+            newest = [self.buffer.pop() for _ in range(excess)]
+            newest.reverse()
+            kept = self._keep(newest)
+            self.buffer.extend(newest[kept:])
 
     def _keep(self, events: list[PendingEvent]) -> int:
         """Write stored but not yet durable events to the spool (they are stored again from
