@@ -172,10 +172,10 @@ class Backlog:
         """Keep the buffer within ``emit_buffer_size`` after a batch came back: while it was out,
         new events took its room. The newest of them move to the spool (without a spool, the buffer
         stays over its size by at most that one batch, and takes nothing new until it is under)."""
+        if self.spool is None or len(self.buffer) <= self.settings.emit_buffer_size:
+            return  # the common case, without the lock: only the flusher takes from the buffer
         with self._intake:
             excess = len(self.buffer) - self.settings.emit_buffer_size
-            if excess <= 0 or self.spool is None:
-                return
             newest = [self.buffer.pop() for _ in range(excess)]
             newest.reverse()
             kept = self._keep(newest)
