@@ -348,8 +348,8 @@ class Settings(BaseSettings):
 
     @cached_property
     def keys(self) -> KeySpace:
-        """Every Redis key of this namespace."""
-        return KeySpace(self.namespace)
+        """Every Redis key of this namespace (each queue on a hash tag of its own on a Redis Cluster)."""
+        return KeySpace(self.namespace, sharded=self.redis_url.split("://", 1)[0].endswith("+cluster"))
 
     @property
     def queue_key(self) -> str:

@@ -52,15 +52,22 @@ class JobIds:
     """Making job ids and reading them back, for the namespace whose key prefix is ``prefix``."""
 
     __slots__ = ()
-    #: the namespace's key prefix, ``{namespace}:`` (set by KeySpace)
+    #: the key prefix of this space, ``{tag}:`` (set by KeySpace)
     prefix: str
 
-    def new_event_ids(self, jobs: int) -> tuple[str, list[str]]:
+    def prefix_of(self, job_id: str) -> str:  # (KeySpace's)
+        raise NotImplementedError
+
+    def new_event_ids(self, jobs: int, prefixes: Sequence[str] | None = None) -> tuple[str, list[str]]:
         """A random event uuid and the ids of its ``jobs`` jobs (``<event hex>.<k>``, k the job's
-        index in the fan-out), from one draw of the generator."""
+        index in the fan-out), from one draw of the generator; ``prefixes``: each job's (its
+        queue's tag, on a Redis Cluster), else this space's."""
         h = "%032x" % random.getrandbits(128)  # noqa: UP031 (cheaper than an f-string's format spec)
         variant = _VARIANT[h[16]]
         event_uuid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"  # as _uuid4_text makes it
+        if prefixes is not None:
+            tail = f"{h[:12]}4{h[13:16]}{variant}{h[17:]}."
+            return event_uuid, [f"{prefix}{tail}{k}" for k, prefix in enumerate(prefixes)]
         if jobs == 1:
             return event_uuid, [f"{self.prefix}{h[:12]}4{h[13:16]}{variant}{h[17:]}.0"]
         stem = f"{self.prefix}{h[:12]}4{h[13:16]}{variant}{h[17:]}."
@@ -76,23 +83,29 @@ class JobIds:
             return f"{self.prefix}{random.getrandbits(128):032x}"
         return f"{self.prefix}{event_hex}.r{random.getrandbits(64):016x}"
 
-    def once_job_ids(self, event_uuid: str, listeners: Sequence[str]) -> dict[str, str]:
+    def once_job_ids(
+        self, event_uuid: str, listeners: Sequence[str], prefixes: Sequence[str] | None = None
+    ) -> dict[str, str]:
         """The ids of the jobs of ``listeners`` for the event ``event_uuid`` of exactly-once
         publishing: the same in every process, whatever order the listeners were registered in
         (``<event hex>.<8 hex digits of uuid5(event:listener)>``). Should two names' 8 digits
         meet, every job of the event takes all 32 instead, so its ids stay distinct."""
-        stem = self.prefix + uuid.UUID(event_uuid).hex + "."
+        stem = uuid.UUID(event_uuid).hex + "."
         suffixes = [_listener_suffix(event_uuid, name) for name in listeners]
         short = [suffix[:_ONCE_SUFFIX] for suffix in suffixes]
         chosen = short if len(set(short)) == len(short) else suffixes
-        return {name: stem + suffix for name, suffix in zip(listeners, chosen, strict=True)}
+        heads = prefixes if prefixes is not None else [self.prefix] * len(listeners)
+        return {
+            name: head + stem + suffix for name, head, suffix in zip(listeners, heads, chosen, strict=True)
+        }
 
     def event_of_job(self, job_id: str) -> str | None:
         """The uuid of the event whose job ``job_id`` is, read off the id (no Redis); None for an id
         of another form: made before ids named their event, or chosen by a user through arq."""
-        if not job_id.startswith(self.prefix):
+        prefix = self.prefix_of(job_id)
+        if not job_id.startswith(prefix):
             return None
-        found = _EVENT_JOB.fullmatch(job_id, len(self.prefix))
+        found = _EVENT_JOB.fullmatch(job_id, len(prefix))
         if found is None:
             return None
         h = found.group(1)

@@ -1,15 +1,27 @@
 """``KeySpace``: every Redis key taskemit reads or writes, built in one place.
 
-All keys of one namespace carry the Redis Cluster hash tag ``{namespace}``, so every Lua
-script's keys hash to one slot, and several apps can share one Redis by choosing different
-namespaces. arq's own keys (job payloads, in-progress markers, results, try counters) keep
-arq's fixed prefixes so a stock arq worker and arq's ``Job`` API see taskemit's jobs as
-ordinary arq jobs: the namespace goes into the queue names and the job ids instead. How ids
-are made and read back is ``ids.py`` (``JobIds``, which ``KeySpace`` extends).
+Every key carries a Redis Cluster hash tag, so that each Lua script's keys hash to one slot,
+and several apps can share one Redis by choosing different namespaces:
+
+- the control tag ``{namespace}``: what the whole namespace shares (the catalog, routes,
+  workers, cron, history, the events' records and indexes);
+- on a Redis Cluster, a queue tag per queue, ``{namespace/queue}`` (``{namespace/queue/k}``
+  for shard k > 0 of a listener with ``shards``): the queue, its listeners' ready, leased and
+  delayed sets and flow control, its jobs (their ids carry the tag, so arq's keys of a job are
+  on it too), their attempts, outcomes and dead letters, its listeners' counters. A queue's
+  keys then sit on one node, and the queues spread over the cluster's nodes. On one Redis
+  every queue's tag is the control tag: one slot, as it always was.
+
+A ``KeySpace`` for a queue tag (``for_queue``, ``space_of``) builds that tag's keys, and the
+control keys as the namespace's does. arq's own keys (job payloads, in-progress markers,
+results, try counters) keep arq's fixed prefixes so a stock arq worker and arq's ``Job`` API
+see taskemit's jobs as ordinary arq jobs: the tag goes into the queue names and the job ids
+instead. How ids are made and read back is ``ids.py`` (``JobIds``, which ``KeySpace`` extends).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..errors import InvalidArgument
@@ -23,7 +35,15 @@ from .arq_format import (
 )
 from .ids import ONCE_NAMESPACE, JobIds, random_uuid
 
-__all__ = ("DEFAULT_KEYS", "DEFAULT_NAMESPACE", "ONCE_NAMESPACE", "KeySpace", "check_namespace", "random_uuid")
+__all__ = (
+    "DEFAULT_KEYS",
+    "DEFAULT_NAMESPACE",
+    "ONCE_NAMESPACE",
+    "KeySpace",
+    "check_namespace",
+    "random_uuid",
+    "tag_of",
+)
 
 DEFAULT_NAMESPACE = "taskemit"
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -40,37 +60,100 @@ def check_namespace(namespace: str) -> str:
 
 
 class KeySpace(JobIds):
-    """The keys of one namespace: ``{namespace}:...`` for taskemit's, ``arq:<kind>:{namespace}:<id>`` for arq's."""
+    """The keys of one namespace: ``{namespace}:...`` for taskemit's, ``arq:<kind>:{tag}:<id>`` for
+    arq's; with ``sharded`` (a Redis Cluster), each queue on a tag of its own (see above)."""
 
-    __slots__ = ("namespace", "prefix", "tag")
+    __slots__ = ("control", "namespace", "prefix", "sharded", "tag")
 
-    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, *, sharded: bool = False, tag: str | None = None) -> None:
         self.namespace = check_namespace(namespace)
-        #: the Redis Cluster hash tag every key of the namespace carries
-        self.tag = "{" + namespace + "}"
+        #: each queue has a tag of its own (a Redis Cluster); else all keys share the control tag
+        self.sharded = sharded
+        #: what the namespace-wide keys start with: the control tag and ':'
+        self.control = "{" + namespace + "}:"
+        #: the hash tag of this space's keys: the control tag, or a queue's
+        self.tag = tag or "{" + namespace + "}"
+        #: what this space's keys and job ids start with
         self.prefix = self.tag + ":"
 
     def __repr__(self) -> str:
-        return f"KeySpace({self.namespace!r})"
+        if self.tag != self.control[:-1]:
+            return f"KeySpace({self.namespace!r}, tag={self.tag!r})"
+        return f"KeySpace({self.namespace!r}, sharded=True)" if self.sharded else f"KeySpace({self.namespace!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, KeySpace) and other.namespace == self.namespace
+        return (
+            isinstance(other, KeySpace)
+            and other.namespace == self.namespace
+            and other.tag == self.tag
+            and other.sharded == self.sharded
+        )
 
     def __hash__(self) -> int:
-        return hash(self.namespace)
+        return hash((self.namespace, self.tag))
+
+    # -- tags ------------------------------------------------------------------------------
+
+    @property
+    def is_control(self) -> bool:
+        """Whether this space's tag is the control tag (always so on one Redis)."""
+        return self.tag == self.control[:-1]
+
+    @property
+    def root(self) -> KeySpace:
+        """The namespace's space (the control tag's)."""
+        return self if self.is_control else _space(self.namespace, self.sharded, None)
+
+    def queue_tag(self, name: str, shard: int = 0) -> str:
+        """The hash tag of the queue ``name`` (of its ``shard``): the control tag on one Redis."""
+        if not self.sharded:
+            return self.control[:-1]
+        return f"{{{self.namespace}/{name}}}" if not shard else f"{{{self.namespace}/{name}/{shard}}}"
+
+    def for_queue(self, name: str, shard: int = 0) -> KeySpace:
+        """The space of the queue ``name``'s tag (of its ``shard``)."""
+        return self.space_of(self.queue_tag(name, shard))
+
+    def space_of(self, key: str) -> KeySpace:
+        """The space of the tag ``key`` carries (a key, a job id or a tag of this namespace); this
+        namespace's own for a key of no tag of it."""
+        if not self.sharded:
+            return self if self.is_control else self.root
+        tag = tag_of(key)
+        if tag is None or not self.owns(tag) or tag == self.control[:-1]:
+            return self.root
+        return _space(self.namespace, True, tag)
+
+    def prefix_of(self, job_id: str) -> str:
+        """What the keys of the job ``job_id`` start with: its tag's prefix."""
+        if not self.sharded:
+            return self.control
+        tag = tag_of(job_id)
+        return tag + ":" if tag is not None and self.owns(tag) else self.control
 
     def owns(self, key: str | bytes) -> bool:
-        """True when ``key`` belongs to this namespace: its first hash tag is the namespace's."""
+        """True when ``key`` belongs to this namespace: its first hash tag is the namespace's, or
+        one of its queues'."""
         text = key.decode() if isinstance(key, bytes) else key
-        start = text.find("{")
-        end = text.find("}", start + 1)
-        return start >= 0 and end > start + 1 and text[start : end + 1] == self.tag
+        tag = tag_of(text)
+        if tag is None:
+            return False
+        root = self.control[:-1]
+        return tag == root or tag.startswith(root[:-1] + "/")
+
+    def outcomes(self, event_uuid: str) -> str:
+        """Hash of the outcomes of the jobs of the event ``event_uuid`` on this tag (``job:<id>`` ->
+        JSON): the event's record itself on the control tag, else one of this tag's, which
+        ``emit.lua`` makes when it stores the event's jobs here (its field ``stored``)."""
+        if self.is_control:
+            return self.event(event_uuid)
+        return f"{self.prefix}outcome:{event_uuid}"
 
     # -- queues and jobs (arq's keys) ------------------------------------------------------
 
     def queue(self, name: str) -> str:
         """The arq queue (sorted set of job ids scored by run time, ms) called ``name``."""
-        return f"{self.prefix}queue:{name}"
+        return f"{self.for_queue(name).prefix}queue:{name}" if self.sharded else f"{self.control}queue:{name}"
 
     def ready(self, queue_key: str, listener: str) -> str:
         """Sorted set of one listener's jobs on the queue ``queue_key`` that no worker holds, by run time (ms).
@@ -98,7 +181,7 @@ class KeySpace(JobIds):
     @property
     def routes(self) -> str:
         """Hash: listener name -> the queue key its jobs go to, as emitters registered them."""
-        return self.prefix + "routes"
+        return self.control + "routes"
 
     def broadcast_queue(self, queue_key: str, worker_id: str) -> str:
         """One worker's own queue of broadcast jobs beside ``queue_key`` (expires when unused)."""
@@ -143,28 +226,28 @@ class KeySpace(JobIds):
     @property
     def catalog_flow(self) -> str:
         """Hash: listener name -> its newest flow declaration (``<declared at ms>\\n<worker>\\n<JSON>``)."""
-        return self.prefix + "catalog:flow"
+        return self.control + "catalog:flow"
 
     # -- the listener catalog --------------------------------------------------------------
 
     @property
     def catalog(self) -> str:
         """Hash: listener name -> its description (JSON: events, queue, mode, parameters), as workers register it."""
-        return self.prefix + "catalog"
+        return self.control + "catalog"
 
     @property
     def catalog_seen(self) -> str:
         """Sorted set: listener name -> when a live worker last registered it (ms); old ones are forgotten."""
-        return self.prefix + "catalog:seen"
+        return self.control + "catalog:seen"
 
     @property
     def catalog_live(self) -> str:
         """Sorted set: ``listener\\nworker id`` -> when that registration expires (ms), renewed by heartbeats."""
-        return self.prefix + "catalog:live"
+        return self.control + "catalog:live"
 
     def job_id(self, token: str) -> str:
         """The full job id for ``token``, which may already be one (ids as users type them)."""
-        return token if self.owns(token) else self.prefix + token
+        return token if self.owns(token) else self.control + token
 
     def job(self, job_id: str) -> str:
         """arq's job payload (deleted when the job finishes for good)."""
@@ -206,7 +289,7 @@ class KeySpace(JobIds):
 
     def event(self, event_uuid: str) -> str:
         """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
-        return f"{self.prefix}event:{event_uuid}"
+        return f"{self.control}event:{event_uuid}"
 
     @property
     def event_prefix(self) -> str:
@@ -216,11 +299,11 @@ class KeySpace(JobIds):
     @property
     def events(self) -> str:
         """Sorted set of event uuids scored by emit time (ms), trimmed to the event retention."""
-        return self.prefix + "events"
+        return self.control + "events"
 
     def events_by_id(self, event_id: str) -> str:
         """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
-        return f"{self.prefix}events-by-id:{event_id}"
+        return f"{self.control}events-by-id:{event_id}"
 
     @property
     def events_by_id_prefix(self) -> str:
@@ -230,17 +313,17 @@ class KeySpace(JobIds):
     @property
     def event_counts(self) -> str:
         """Hash of events emitted per event id."""
-        return self.prefix + "stats:events"
+        return self.control + "stats:events"
 
     def attempts(self, job_id: str) -> str:
         """List of a job's attempts (JSON each): outcome, error, timings; kept across replays."""
-        return f"{self.prefix}attempts:{job_id}"
+        return f"{self.prefix_of(job_id)}attempts:{job_id}"
 
     # -- dead letters ----------------------------------------------------------------------
 
     def dead(self, job_id: str) -> str:
         """Hash with a dead letter: the job's payload, listener, event and attempt history."""
-        return f"{self.prefix}dead:{job_id}"
+        return f"{self.prefix_of(job_id)}dead:{job_id}"
 
     @property
     def dead_index(self) -> str:
@@ -267,23 +350,23 @@ class KeySpace(JobIds):
     def history(self, resolution: str, bucket: int) -> str:
         """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
         (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""
-        return f"{self.prefix}history:{resolution}:{bucket}"
+        return f"{self.control}history:{resolution}:{bucket}"
 
     @property
     def history_sampler(self) -> str:
         """String: who samples queue depth and busy workers this interval (expires after it)."""
-        return self.prefix + "history:sampler"
+        return self.control + "history:sampler"
 
     # -- workers ---------------------------------------------------------------------------
 
     @property
     def workers(self) -> str:
         """Sorted set of worker ids by the time of their last heartbeat."""
-        return self.prefix + "workers"
+        return self.control + "workers"
 
     def worker(self, worker_id: str) -> str:
         """Hash with a worker's last heartbeat (expires when the worker stops renewing it)."""
-        return f"{self.prefix}worker:{worker_id}"
+        return f"{self.control}worker:{worker_id}"
 
     def health_check(self, queue: str) -> str:
         """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
@@ -294,61 +377,75 @@ class KeySpace(JobIds):
     @property
     def outbox_relays(self) -> str:
         """Sorted set of outbox relay ids by the time of their last report."""
-        return self.prefix + "outbox:relays"
+        return self.control + "outbox:relays"
 
     def outbox_relay(self, relay_id: str) -> str:
         """Hash with a relay's last report: its database and table, backlog, lag, counts, last error
         (expires when the relay stops reporting)."""
-        return f"{self.prefix}outbox:relay:{relay_id}"
+        return f"{self.control}outbox:relay:{relay_id}"
 
     # -- cron ------------------------------------------------------------------------------
 
     @property
     def cron_fired(self) -> str:
         """Sorted set: cron schedule name -> its last emitted tick (epoch seconds; only ever raised)."""
-        return self.prefix + "cron:fired"
+        return self.control + "cron:fired"
 
     @property
     def cron_paused(self) -> str:
         """Hash: paused cron schedule name -> when it was paused (epoch seconds)."""
-        return self.prefix + "cron:paused"
+        return self.control + "cron:paused"
 
     @property
     def cron_resumed(self) -> str:
         """Sorted set: cron schedule name -> when it was last resumed; earlier ticks are never caught up."""
-        return self.prefix + "cron:resumed"
+        return self.control + "cron:resumed"
 
     @property
     def cron_schedules(self) -> str:
         """Sorted set: cron schedule name -> when a scheduler last registered it (epoch seconds)."""
-        return self.prefix + "cron:schedules"
+        return self.control + "cron:schedules"
 
     def cron_schedule(self, name: str) -> str:
         """Hash: a registered schedule's definition and next tick (forgotten when no scheduler renews it)."""
-        return f"{self.prefix}cron:schedule:{name}"
+        return f"{self.control}cron:schedule:{name}"
 
     @property
     def cron_schedulers(self) -> str:
         """Sorted set: scheduler id -> when it last registered (epoch seconds)."""
-        return self.prefix + "cron:schedulers"
+        return self.control + "cron:schedulers"
 
     def cron_scheduler(self, scheduler_id: str) -> str:
         """Hash: a live scheduler's host, pid and schedules (expires unless it renews it)."""
-        return f"{self.prefix}cron:scheduler:{scheduler_id}"
+        return f"{self.control}cron:scheduler:{scheduler_id}"
 
     @property
     def cron_triggers(self) -> str:
         """Hash: request id -> a pending "fire schedule NAME now" request (JSON: name, requested_at)."""
-        return self.prefix + "cron:triggers"
+        return self.control + "cron:triggers"
 
     def cron_trigger_lease(self, request_id: str) -> str:
         """String: the scheduler that took a trigger request; expires, so a crashed taker's request is retaken."""
-        return f"{self.prefix}cron:trigger:{request_id}"
+        return f"{self.control}cron:trigger:{request_id}"
 
     @property
     def cron_wake(self) -> str:
         """Pub/sub channel on which a trigger wakes the schedulers."""
-        return self.prefix + "cron:wake"
+        return self.control + "cron:wake"
+
+
+def tag_of(key: str) -> str | None:
+    """The hash tag ``key`` carries (``{...}``, braces included), or None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start : end + 1] if end > start + 1 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _space(namespace: str, sharded: bool, tag: str | None) -> KeySpace:
+    return KeySpace(namespace, sharded=sharded, tag=tag)
 
 
 #: the keys of the default namespace, for functions that read Redis without settings
