@@ -181,7 +181,9 @@ class Fanout:
             ""
             if worker is not None
             else flow_argument(
-                space, item.name, job_flow(item, event_id, args, kwargs, priority, ordering_key, step_ms)
+                space.for_queue(item.queue or self.settings.queue_name),
+                item.name,
+                job_flow(item, event_id, args, kwargs, priority, ordering_key, step_ms),
             )
             for item, worker in jobs_of
         ]
@@ -200,6 +202,7 @@ class Fanout:
             [self.route(item, worker) for item, worker in jobs_of],
             [item.name for item, _ in jobs_of],
             keyed=any(item.flow.keyed for item, worker in jobs_of if worker is None),
+            space=self.settings.keys,
         )
         if len(self._plans) < 1024 and all(item.mode == "pool" and item.reliable for item in listeners):
             self._plans[key] = (listeners, plan, jobs_of)  # holds the tuple: its id is not reused
@@ -219,11 +222,11 @@ class Fanout:
         space = self.settings.keys
         names, functions = plan.names, plan.functions
         if once_key is None:
-            event_uuid, job_ids = space.new_event_ids(len(names))
+            event_uuid, job_ids = space.new_event_ids(len(names), plan.prefixes)
             jobs = {names[0]: job_ids[0]} if len(names) == 1 else dict(zip(names, job_ids, strict=True))
         else:
             event_uuid = str(uuid.uuid5(ONCE_NAMESPACE, once_key))
-            jobs = space.once_job_ids(event_uuid, names)
+            jobs = space.once_job_ids(event_uuid, names, plan.prefixes)
         emitted_ms = int(time.time() * 1000)
         meta = {"event": event_uuid, "event_id": event_id}
         if cause:
@@ -281,13 +284,14 @@ class Fanout:
         if route is not None:
             return route
         space = self.settings.keys
-        queue = space.queue(item.queue or self.settings.queue_name)
+        queue_name = item.queue or self.settings.queue_name
+        queue = space.queue(queue_name)
         wake = space.wake_channel(queue)
         if worker is None:
             flow = ""
             if item.flow.priority and not item.flow.keyed:  # the same for each of its jobs
                 boost = item.flow.priority * int(self.settings.priority_step * 1000)
-                flow = flow_argument(space, item.name, JobFlow(boost))
+                flow = flow_argument(space.for_queue(queue_name), item.name, JobFlow(boost))
             route = Route(queue, space.ready(queue, item.name), wake, item.queue is not None, flow=flow)
         else:
             own = space.broadcast_queue(queue, worker)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store.codec import json_text
+from ..store.keys import KeySpace
 from ..store.wire import bulk
 
 __all__ = ("Plan", "Route", "queues_json")
@@ -66,6 +67,7 @@ class Plan:
         "functions",
         "keyed",
         "names",
+        "prefixes",
         "queues",
         "routes",
         "wakes",
@@ -78,6 +80,7 @@ class Plan:
         routes: Sequence[Route],
         functions: Sequence[str] | None = None,
         keyed: bool = False,
+        space: KeySpace | None = None,
     ) -> None:
         self.event_id = event_id
         #: its jobs' flow control depends on each event's arguments (an ordering or a rate key)
@@ -87,6 +90,10 @@ class Plan:
         self.functions = list(functions) if functions is not None else [name.partition("@")[0] for name in names]
         #: the event record's ``queues`` field
         self.queues = queues_json(self.names, self.routes)
+        #: on a Redis Cluster (``space`` sharded): what each job's id starts with, its queue's tag
+        #: (its keys are there); else None (every id starts with the namespace's)
+        sharded = space is not None and space.sharded
+        self.prefixes = [space.space_of(r.queue).prefix for r in self.routes] if space and sharded else None
         #: (wake channel, listener) per job: the workers to wake once these jobs are stored
         self.wakes = tuple(dict.fromkeys(zip((r.wake for r in self.routes), self.functions, strict=True)))
         #: broadcast queues and ready sets, whose expiry each emit renews

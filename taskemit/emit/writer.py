@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..settings import Settings
 from ..store import scripts as lua
 from ..store.arq_format import JOB_KEY_PREFIX
 from ..store.cluster import is_cluster
+from ..store.codec import json_text
 from ..store.connection import drop_connections
 from ..store.durability import Level
 from ..store.wire import BatchConnection, Command, Packed, bulk
@@ -153,28 +155,14 @@ class EventWriter:
         and the reply to ``wait`` (a ``WAIT`` or ``WAITAOF`` sent last, covering the whole batch)."""
         settings = self.settings
         space = settings.keys
-        head = self._head
         plans: dict[int, Plan] = {}
-        commands: list[Command] = []
-        for first in range(0, len(batch), _EVENTS_PER_CALL):
-            part = batch[first : first + _EVENTS_PER_CALL]
-            argc = _HEAD_ARGC
-            events = []
-            for pending in part:
-                plan = pending.plan
-                plans[id(plan)] = plan
-                argc += plan.argc
-                events.append(
-                    plan.resp(
-                        pending.event_uuid,
-                        pending.emitted_ms,
-                        list(pending.jobs.values()),
-                        pending.payloads,
-                        pending.cause,
-                        pending.flows,
-                    )
-                )
-            commands.append(Packed.of(argc, _EVALSHA, head, *events))
+        for pending in batch:
+            plans[id(pending.plan)] = pending.plan
+        # the emit.lua calls, and the events each is for (first event, how many, step)
+        if space.sharded:
+            commands, spans = self._sharded_calls(batch)
+        else:
+            commands, spans = self._calls(batch)
         wakes: dict[str, set[str]] = {}
         event_ids: set[str] = set()
         expiring: set[str] = set()
@@ -215,8 +203,78 @@ class EventWriter:
                 self._unheard[channel] = now
             else:
                 self._unheard.pop(channel, None)
-        replies: list[Any] = []
-        for first, reply in zip(range(0, len(batch), _EVENTS_PER_CALL), results[:calls], strict=True):
+        replies: list[Any] = [None] * len(batch)
+        for events, reply in zip(spans, results[:calls], strict=True):
             # the script's error (NOSCRIPT after a restart, say) is every event's of that call
-            replies += [reply] * len(batch[first : first + _EVENTS_PER_CALL]) if isinstance(reply, Exception) else reply
+            for n, event in enumerate(events):
+                own = reply if isinstance(reply, Exception) else reply[n]
+                if isinstance(own, Exception):
+                    if not isinstance(replies[event], Exception):
+                        replies[event] = own  # (an event stored in part is sent again whole)
+                elif replies[event] is None:
+                    replies[event] = own  # its record's call (the first) says whether it was recorded now
         return replies, results[-1] if wait is not None else None
+
+    def _calls(self, batch: list[PendingEvent]) -> tuple[list[Command], list[Sequence[int]]]:
+        """The emit.lua calls of ``batch`` on one slot: each event's jobs and record in one call,
+        encoded from the events' plans."""
+        head = self._head
+        commands: list[Command] = []
+        spans: list[Sequence[int]] = []
+        for first in range(0, len(batch), _EVENTS_PER_CALL):
+            part = batch[first : first + _EVENTS_PER_CALL]
+            argc = _HEAD_ARGC
+            events = []
+            for pending in part:
+                plan = pending.plan
+                argc += plan.argc
+                events.append(
+                    plan.resp(
+                        pending.event_uuid,
+                        pending.emitted_ms,
+                        list(pending.jobs.values()),
+                        pending.payloads,
+                        pending.cause,
+                        pending.flows,
+                    )
+                )
+            commands.append(Packed.of(argc, _EVALSHA, head, *events))
+            spans.append(range(first, first + len(part)))
+        return commands, spans
+
+    def _sharded_calls(self, batch: list[PendingEvent]) -> tuple[list[Command], list[Sequence[int]]]:
+        """The emit.lua calls of ``batch`` on a Redis Cluster, each on one slot: the records and
+        indexes on the control tag, and per queue tag the jobs there (see emit.lua)."""
+        settings = self.settings
+        space = settings.keys
+        ttls = (settings.job_expiry * 1000, settings.event_retention)
+        records: list[Any] = []
+        jobs_by_tag: dict[str, list[tuple[int, list[Any]]]] = {}
+        for event, pending in enumerate(batch):
+            plan = pending.plan
+            uuid, emitted, cause = pending.event_uuid, pending.emitted_ms, pending.cause or ""
+            records.append((event, [pending.event_id, 0, plan.queues, uuid, emitted, json_text(pending.jobs), cause]))
+            own: dict[str, list[Any]] = {}
+            for k, job_id in enumerate(pending.jobs.values()):
+                route = plan.routes[k]
+                flow = pending.flows[k] if pending.flows is not None else route.flow
+                tag = space.space_of(route.queue).tag
+                own.setdefault(tag, []).extend((route.queue, route.ready, job_id, pending.payloads[k], flow))
+            for tag, args in own.items():
+                entry = [pending.event_id, len(args) // 5, "", uuid, emitted, "", "", *args]
+                jobs_by_tag.setdefault(tag, []).append((event, entry))
+        commands: list[Command] = []
+        spans: list[Sequence[int]] = []
+        groups: list[tuple[tuple[Any, ...], list[tuple[int, list[Any]]]]] = [
+            ((2, space.events, space.event_counts, JOB_KEY_PREFIX, space.event_prefix, space.events_by_id_prefix),
+             records)
+        ]  # fmt: skip
+        for tag, entries in jobs_by_tag.items():
+            outcomes = space.space_of(tag).outcomes("")
+            groups.append(((1, outcomes, JOB_KEY_PREFIX, outcomes, ""), entries))
+        for head, entries in groups:
+            for first in range(0, len(entries), _EVENTS_PER_CALL):
+                part = entries[first : first + _EVENTS_PER_CALL]
+                commands.append(("EVALSHA", EMIT.sha, *head, *ttls, *(arg for _, args in part for arg in args)))
+                spans.append([event for event, _ in part])
+        return commands, spans

@@ -198,7 +198,7 @@ async def _write(redis: Any, settings: Settings, outcome: Outcome, history: Hist
     """Record one outcome on the arq path (arq itself settles the job's own keys), and count it
     in the worker's history."""
     attempt = outcome.run.attempt
-    space = settings.keys
+    space = settings.keys.space_of(attempt.job_id)  # (its queue's tag on a Redis Cluster)
     try:
         if outcome.state is JobState.FAILED:
             await record_dead_letter(redis, settings, **dead_letter_details(outcome, settings))
@@ -214,7 +214,7 @@ async def _write(redis: Any, settings: Settings, outcome: Outcome, history: Hist
         event = outcome.run.meta.get("event")
         await _RECORD_ATTEMPT(
             redis,
-            [space.attempts(attempt.job_id), space.event(event or "-"), *stats_keys, *job_keys],
+            [space.attempts(attempt.job_id), space.outcomes(event or "-"), *stats_keys, *job_keys],
             [
                 outcome.attempt_json,
                 settings.event_retention,

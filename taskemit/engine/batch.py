@@ -3,7 +3,9 @@
 One :meth:`JobStore.exchange` is one round trip: it settles every attempt finished since the
 last one (attempt records, event records, arq's results, retries, dead letters, counters: one
 ``finish.lua`` call, atomic) and claims up to N more due jobs of this worker's listeners, with a
-lease each (``claim.lua``). The scripts are in ``store/lua`` (``claim``, ``finish``, ``renew``,
+lease each (``claim.lua``). On a Redis Cluster, where each queue has a hash tag of its own, that
+is one finish and one claim per queue tag, sent to the tags' nodes at once in the round trip
+(the claim's N shared between them, in turns). The scripts are in ``store/lua`` (``claim``, ``finish``, ``renew``,
 ``release``).
 
 Every claim has a token, the value of its jobs' leases; finishes, renewals and releases carry
@@ -19,8 +21,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
@@ -31,6 +33,7 @@ from ..store.codec import Codec
 from ..store.connection import drop_connections
 from ..store.durability import durability_holds, wait_command
 from ..store.faults import Fault, RedisNotReady, fault_of
+from ..store.keys import KeySpace
 from ..store.wire import BatchConnection, send_batch
 from .claims import Claim, ClaimBatch, Finished, Route
 from .settle import finish_call
@@ -46,6 +49,16 @@ _RELEASE = lua.script("release", "lib_flow")
 _SCRIPTS = (_CLAIM, _FINISH, _RENEW, _RELEASE)
 
 
+_T = TypeVar("_T")
+
+
+def _shares(limit: int, parts: int, first: int) -> list[int]:
+    """``limit`` split between ``parts`` claims as evenly as it goes, the remainder to the parts
+    from ``first`` on (turns, so no part is always the one left short)."""
+    base, extra = divmod(limit, parts)
+    return [base + (1 if (k - first) % parts < extra else 0) for k in range(parts)]
+
+
 class JobStore:
     """Claims and settles the jobs of ``routes`` for the worker ``holder``."""
 
@@ -56,8 +69,24 @@ class JobStore:
         self.routes = list(routes)
         self.holder = holder
         self.lease_ms = int(settings.lease_ttl * 1000)
-        self._claim_keys = [key for r in self.routes for key in r.claim_keys]
-        self._claim_args = [arg for r in self.routes for arg in r.claim_args]
+        space = settings.keys
+        #: each route's key space: its queue's tag (one tag on one Redis)
+        self._spaces = [space.space_of(r.queue) for r in self.routes]
+        #: per tag: its space and the routes there (indexes into routes), with their claim keys and args
+        self._groups: list[tuple[KeySpace, list[int], list[str], list[str]]] = []
+        by_tag: dict[str, list[int]] = {}
+        for index, own in enumerate(self._spaces):
+            by_tag.setdefault(own.tag, []).append(index)
+        for indexes in by_tag.values():
+            self._groups.append(
+                (
+                    self._spaces[indexes[0]],
+                    indexes,
+                    [key for i in indexes for key in self.routes[i].claim_keys],
+                    [arg for i in indexes for arg in self.routes[i].claim_args],
+                )
+            )
+        self._turn = 0
         #: the claim loop's own connection (renewals and releases come from other tasks)
         self._batches = BatchConnection(redis)
         self._first = 0
@@ -92,53 +121,77 @@ class JobStore:
         """
         token = self._token()
         calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
-        if finished:
-            calls.append((_FINISH, *finish_call(finished, self.routes, self.settings, self.codec)))
+        for space, items in self._by_space(finished, lambda item: item.route):
+            calls.append((_FINISH, *finish_call(items, self.routes, self.settings, self.codec, space)))
+        finishes = len(calls)
+        claims: list[list[int]] = []  # the routes of each claim call
         if self.routes:
             self._first = (self._first + 1) % len(self.routes)
+            self._turn = (self._turn + 1) % len(self._groups)
             now_ms = int(time.time() * 1000)
-            args = [
-                now_ms,
-                self.lease_ms,
-                limit,
-                token,
-                self._first,
-                JOB_KEY_PREFIX,
-                IN_PROGRESS_KEY_PREFIX,
-                RETRY_KEY_PREFIX,
-                self.settings.keys.abort_requests,
-                now_ms + self.lease_ms,
-                *self._claim_args,
-            ]
-            calls.append((_CLAIM, [self.settings.keys.claim_receipt(token), *self._claim_keys], args))
+            shares = _shares(limit, len(self._groups), self._turn)
+            for (space, indexes, claim_keys, claim_args), share in zip(self._groups, shares, strict=True):
+                args = [
+                    now_ms,
+                    self.lease_ms,
+                    share,
+                    token,
+                    self._first % len(indexes),
+                    JOB_KEY_PREFIX,
+                    IN_PROGRESS_KEY_PREFIX,
+                    RETRY_KEY_PREFIX,
+                    space.abort_requests,
+                    now_ms + self.lease_ms,
+                    *claim_args,
+                ]
+                calls.append((_CLAIM, [space.claim_receipt(token), *claim_keys], args))
+                claims.append(indexes)
         extra = self._durability_commands()
         replies, waited = await self._run(calls, self._batches, extra)
         self._unanswered = None
         batch = ClaimBatch(durable=self._holds(waited))
-        if finished:
-            applied_reply = replies[0]
+        for applied_reply in replies[:finishes]:
             if applied_reply is not None:
                 _, refused = applied_reply
-                batch.refused = {job_id.decode(): reason.decode() for job_id, reason in refused}
-        if self.routes and replies[-1] is not None:
-            claimed, expired, next_due, aborted = replies[-1]
+                batch.refused.update({job_id.decode(): reason.decode() for job_id, reason in refused})
+        due_at: list[float] = []
+        for indexes, reply in zip(claims, replies[finishes:], strict=True):
+            if reply is None:
+                continue
+            claimed, expired, next_due, aborted = reply
             due = float(next_due)
-            batch.claimed = [
-                Claim(job_id.decode(), route - 1, payload, job_try, token)
+            batch.claimed += [
+                Claim(job_id.decode(), indexes[route - 1], payload, job_try, token)
                 for job_id, route, payload, job_try in claimed
             ]
-            batch.expired = [Claim(job_id.decode(), route - 1, b"", 1, token) for job_id, route in expired]
-            batch.next_due = due / 1000 if due >= 0 else None
-            batch.aborted = [Claim(job_id.decode(), route - 1, payload, 0, token) for job_id, route, payload in aborted]
+            batch.expired += [Claim(job_id.decode(), indexes[route - 1], b"", 1, token) for job_id, route in expired]
+            batch.aborted += [
+                Claim(job_id.decode(), indexes[route - 1], payload, 0, token) for job_id, route, payload in aborted
+            ]
+            if due >= 0:
+                due_at.append(due / 1000)
+        batch.next_due = min(due_at) if due_at else None
         return batch
+
+    def _by_space(self, items: Sequence[_T], route_of: Callable[[_T], int]) -> list[tuple[KeySpace, list[_T]]]:
+        """``items`` grouped by the tag of their route's queue (one group on one Redis)."""
+        if len(self._groups) == 1:
+            return [(self._groups[0][0], list(items))] if items else []
+        groups: dict[str, tuple[KeySpace, list[_T]]] = {}
+        for item in items:
+            space = self._spaces[route_of(item)]
+            groups.setdefault(space.tag, (space, []))[1].append(item)
+        return list(groups.values())
 
     def _durability_commands(self) -> list[tuple[Any, ...]]:
         """With a durability level: a write of this worker's own (so the wait covers everything
         before it, whichever connection wrote it) and the wait."""
         if self._wait is None:
             return []
-        marker = ("SET", self.settings.keys.write_marker(self.holder), time.time(), "PX", self.lease_ms)
-        return [marker, self._wait]
+        now = time.time()
+        spaces = [space for space, *_ in self._groups] or [self.settings.keys]
+        markers = [("SET", space.write_marker(self.holder), now, "PX", self.lease_ms) for space in spaces]
+        return [*markers, self._wait]
 
     def _holds(self, waited: Any) -> bool:
         if self._wait is None:
@@ -153,32 +206,44 @@ class JobStore:
         is lost, those whose abort was asked for, and whether the durability level held."""
         if not jobs:
             return [], [], True
-        space = self.settings.keys
-        keys: list[str] = [space.abort_requests]
-        args: list[Any] = [int(time.time() * 1000), self.lease_ms]
-        for job_id, route, token in jobs:
-            keys += (space.in_progress(job_id), self.routes[route].leased)
-            args += (job_id, token)
-        (reply,), waited = await self._run([(_RENEW, keys, args)], None, self._durability_commands())
-        if reply is None:
-            return [], [], False
-        lost, aborted = reply
-        return [job_id.decode() for job_id in lost], [job_id.decode() for job_id in aborted], self._holds(waited)
+        now_ms = int(time.time() * 1000)
+        calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
+        for space, items in self._by_space(jobs, lambda job: job[1]):
+            keys: list[str] = [space.abort_requests]
+            args: list[Any] = [now_ms, self.lease_ms]
+            for job_id, route, token in items:
+                keys += (space.in_progress(job_id), self.routes[route].leased)
+                args += (job_id, token)
+            calls.append((_RENEW, keys, args))
+        replies, waited = await self._run(calls, None, self._durability_commands())
+        lost: list[str] = []
+        aborted: list[str] = []
+        answered = True
+        for reply in replies:
+            if reply is None:
+                answered = False
+                continue
+            lost += [job_id.decode() for job_id in reply[0]]
+            aborted += [job_id.decode() for job_id in reply[1]]
+        return lost, aborted, answered and self._holds(waited)
 
     async def release(self, jobs: Sequence[tuple[str, int, str]]) -> int:
         """Give back the leases of ``jobs`` (job id, route index, token) without counting their
         attempts; returns how many."""
         if not jobs:
             return 0
-        space = self.settings.keys
-        keys: list[str] = []
-        args: list[Any] = [int(time.time() * 1000)]
-        for job_id, route, token in jobs:
-            r = self.routes[route]
-            keys += (space.in_progress(job_id), r.leased, r.ready, r.queue, r.flow_jobs)
-            args += (job_id, token, r.wake, r.listener)
-        (released,), _ = await self._run([(_RELEASE, keys, args)])
-        return int(released or 0)
+        now_ms = int(time.time() * 1000)
+        calls: list[tuple[lua.LuaScript, list[str], list[Any]]] = []
+        for space, items in self._by_space(jobs, lambda job: job[1]):
+            keys: list[str] = []
+            args: list[Any] = [now_ms]
+            for job_id, route, token in items:
+                r = self.routes[route]
+                keys += (space.in_progress(job_id), r.leased, r.ready, r.queue, r.flow_jobs)
+                args += (job_id, token, r.wake, r.listener)
+            calls.append((_RELEASE, keys, args))
+        replies, _ = await self._run(calls)
+        return sum(int(released or 0) for released in replies)
 
     async def take_arq_aborts(self) -> int:
         """Copy the new abort requests of this namespace's jobs from arq's own set (``Job.abort()``,
@@ -194,10 +259,14 @@ class JobStore:
         if not ours:
             return 0
         now_ms = time.time() * 1000
+        by_tag: dict[str, dict[str, float]] = {}
+        for job_id, score in ours.items():
+            by_tag.setdefault(space.space_of(job_id).abort_requests, {})[job_id] = score
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(space.abort_requests, ours)
-            # a request for a job that never ran again is forgotten after a day
-            pipe.zremrangebyscore(space.abort_requests, "-inf", now_ms - 86_400_000)
+            for key, requests in by_tag.items():  # (each job's on its queue's tag)
+                pipe.zadd(key, requests)
+                # a request for a job that never ran again is forgotten after a day
+                pipe.zremrangebyscore(key, "-inf", now_ms - 86_400_000)
             await pipe.execute()
         return len(ours)
 

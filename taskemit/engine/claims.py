@@ -34,8 +34,10 @@ class Route:
     def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
         """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
         space = settings.keys
-        queue = space.queue(item.queue or settings.queue_name)
+        queue_name = item.queue or settings.queue_name
+        queue = space.queue(queue_name)
         wake = space.wake_channel(queue)
+        flows = space.for_queue(queue_name)  # a listener's flow control is on its queue's tag
         if broadcast_to is not None:
             queue = space.broadcast_queue(queue, broadcast_to)
         name = item.name
@@ -45,11 +47,11 @@ class Route:
             space.ready(queue, name),
             space.leased(queue, name),
             delayed=space.delayed(queue, name),
-            flow=space.flow(name),
-            flow_jobs=space.flow_jobs(name),
-            flow_keys=space.flow_keys(name),
-            group_prefix=space.flow_group_prefix(name),
-            bucket_prefix=space.flow_bucket_prefix(name),
+            flow=flows.flow(name),
+            flow_jobs=flows.flow_jobs(name),
+            flow_keys=flows.flow_keys(name),
+            group_prefix=flows.flow_group_prefix(name),
+            bucket_prefix=flows.flow_bucket_prefix(name),
             wake=wake,
         )
 

@@ -142,6 +142,8 @@ def dead_letter_details(outcome: Outcome, settings: Settings, queue: str | None 
         "final_attempt": outcome.attempt_json,
         "outcome": outcome.outcome_json,
         "enqueued_ms": run.enqueue_ms,
-        "stats": outcome_args(settings.keys, attempt.listener, outcome.counted, outcome.duration),
+        "stats": outcome_args(
+            settings.keys.space_of(attempt.job_id), attempt.listener, outcome.counted, outcome.duration
+        ),
         "queue": queue,
     }

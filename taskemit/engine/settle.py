@@ -17,6 +17,7 @@ from ..settings import Settings
 from ..state import JobState
 from ..store.arq_format import result_dict
 from ..store.codec import META_KWARG, Codec
+from ..store.keys import KeySpace
 from .claims import Finished, Route
 from .outcome import Outcome
 
@@ -24,10 +25,10 @@ __all__ = ("arq_result", "finish_call")
 
 
 def finish_call(
-    finished: Sequence[Finished], routes: Sequence[Route], settings: Settings, codec: Codec
+    finished: Sequence[Finished], routes: Sequence[Route], settings: Settings, codec: Codec, space: KeySpace
 ) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of one finish.lua call for ``finished`` (see the script's layout)."""
-    space = settings.keys
+    """The KEYS and ARGV of one finish.lua call for ``finished``, whose jobs are all on the tag of
+    ``space`` (see the script's layout)."""
     now = time.time()
     listeners: dict[str, int] = {}
     flow_routes: dict[str, Route] = {}  # the route of each listener's flow keys
@@ -44,7 +45,7 @@ def finish_call(
         flow_routes.setdefault(listener, route)
         job_keys += (
             space.attempts(job_id),
-            space.event(run.meta.get("event") or "-"),
+            space.outcomes(run.meta.get("event") or "-"),
             route.queue,
             route.leased,
             route.ready,

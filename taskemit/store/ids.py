@@ -95,9 +95,7 @@ class JobIds:
         short = [suffix[:_ONCE_SUFFIX] for suffix in suffixes]
         chosen = short if len(set(short)) == len(short) else suffixes
         heads = prefixes if prefixes is not None else [self.prefix] * len(listeners)
-        return {
-            name: head + stem + suffix for name, head, suffix in zip(listeners, heads, chosen, strict=True)
-        }
+        return {name: head + stem + suffix for name, head, suffix in zip(listeners, heads, chosen, strict=True)}
 
     def event_of_job(self, job_id: str) -> str | None:
         """The uuid of the event whose job ``job_id`` is, read off the id (no Redis); None for an id

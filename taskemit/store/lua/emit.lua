@@ -17,9 +17,18 @@
 -- replica (READONLY); once a script has written, it runs to its end. A new event's first write is
 -- its first SET: such an error is then every event's reply, and nothing is written.
 --
--- KEYS[1]      the index of events (sorted set of event uuids, scored by emit time in ms)
+-- On a Redis Cluster each queue has a hash tag of its own (KeySpace), and an event whose jobs
+-- go to several queues is stored by several calls, each on one slot: one on the control tag
+-- with the record and the indexes (no jobs: each event's number of jobs is 0 there), and one
+-- per queue tag with that tag's jobs (one key: then the record's place is taken by the tag's
+-- hash of the event's outcomes, KeySpace.outcomes, with a field 'stored'; no indexes). Each
+-- call is idempotent by its own record, so a resend completes an event stored in part.
+--
+-- KEYS[1]      the index of events (sorted set of event uuids, scored by emit time in ms); or,
+--              alone, a key of the queue tag whose jobs this call stores (jobs only, see above)
 -- KEYS[2]      emitted-events counters (hash: event id -> count)
--- ARGV[1..3]   key prefixes: arq's job key, the event record, the index of one event id's events
+-- ARGV[1..3]   key prefixes: arq's job key, the event record (jobs only: the outcomes hash),
+--              the index of one event id's events
 -- ARGV[4]      job key TTL in ms (arq's expiry: score - now + expires_extra_ms)
 -- ARGV[5]      event record TTL in seconds
 -- ARGV[6..]    the events, each as (first what all events of one fan-out share, then its own):
@@ -36,16 +45,17 @@
 --                flow record, one per line (lib_flow.lua: the job waits in its group, and its
 --                ready score is its run time less its boost)
 --
--- Returns one reply per event: the number of jobs stored (0 when it was stored already), or an
--- error.
+-- Returns one reply per event: the number of jobs stored, at least 1 (0 when it was stored
+-- already), or an error.
 local job_prefix, event_prefix, by_id_prefix = ARGV[1], ARGV[2], ARGV[3]
+local jobs_only = #KEYS == 1
 local job_ttl, event_ttl = ARGV[4], ARGV[5]
 
 local replies = {}
 local starts = {} -- event -> its first ARGV
 local members, members_of = {}, {} -- sorted set key -> {score, member, ...}, and for which events
 local counts, counted = {}, {} -- event id -> events stored, and which
-local written = {} -- event -> the number of jobs written, for the events stored by this call
+local written = {} -- event -> the number of jobs written, for the events stored by this call (0 or more)
 
 local function add(key, score, member, event)
   local list = members[key]
@@ -92,13 +102,15 @@ end
 local function write(i, record)
   if redis.call('EXISTS', record) == 1 then
     redis.call('EXPIRE', record, event_ttl) -- (a read first: EXPIRE is a write Redis allows under OOM)
-    return 0 -- stored already (see above)
+    return -1 -- stored already (see above)
   end
   local jobs = tonumber(ARGV[i + 1])
   for j = i + 7, i + 2 + 5 * jobs, 5 do
     redis.call('SET', job_prefix .. ARGV[j + 2], ARGV[j + 3], 'PX', job_ttl)
   end
-  if ARGV[i + 2] ~= '' then
+  if jobs_only then
+    redis.call('HSET', record, 'stored', '1')
+  elseif ARGV[i + 2] ~= '' then
     redis.call('HSET', record, 'event', ARGV[i], 'emitted_at', ARGV[i + 4], 'jobs', ARGV[i + 5],
       'queues', ARGV[i + 2])
   else
@@ -117,9 +129,15 @@ while i <= #ARGV do
   local event = #replies + 1
   starts[event] = i
   local ok, stored = pcall(write, i, event_prefix .. ARGV[i + 3])
-  replies[event] = ok and stored or error_of(stored)
-  if ok and stored > 0 then
+  if not ok then
+    replies[event] = error_of(stored)
+  elseif stored < 0 then
+    replies[event] = 0
+  else
+    replies[event] = math.max(stored, 1)
     written[event] = stored
+  end
+  if ok and stored >= 0 and not jobs_only then
     local event_id, uuid, emitted = ARGV[i], ARGV[i + 3], ARGV[i + 4]
     add(KEYS[1], emitted, uuid, event)
     add(by_id_prefix .. event_id, emitted, uuid, event)
@@ -150,9 +168,9 @@ end
 -- control: its record, its place in its group, and in the ready set when it is its group's first)
 local flowing = {} -- events with a job under flow control
 for event, reply in ipairs(replies) do
-  if type(reply) == 'number' and reply > 0 then
+  if type(reply) == 'number' and written[event] then
     local start, emitted = starts[event], ARGV[starts[event] + 4]
-    for j = start + 7, start + 2 + 5 * reply, 5 do
+    for j = start + 7, start + 2 + 5 * written[event], 5 do
       add(ARGV[j], emitted, ARGV[j + 2], event)
       if ARGV[j + 4] == '' then
         add(ARGV[j + 1], emitted, ARGV[j + 2], event)
