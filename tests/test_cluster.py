@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from topology import Cluster, find_redis_server, server_binary, server_version, wait_until
 
 from taskemit import Attempt, Emitter, Retry, cron, listener
+from taskemit.emit.listener import Listener
 from taskemit.engine import InProcessWorker
 from taskemit.errors import InvalidArgument
 from taskemit.monitor import event_status
@@ -432,3 +433,91 @@ async def migrate_slot(cluster: Cluster, key: str) -> None:
     wait_until(lambda: owner_port(cluster, key) == target_port, what="the slot's new owner to be known")
     for client in clients.values():
         client.close()
+
+
+# -- a tag per queue, and a listener's shards ---------------------------------------------------
+
+spread_runs: list[tuple[str, int]] = []
+
+
+async def _spread(n: int, attempt: Attempt) -> None:
+    spread_runs.append((attempt.listener, n))
+
+
+def queues_on_each_primary(cluster: Cluster, namespace: str) -> list[str]:
+    """Three queue names whose tags ({namespace/name}) sit on three different primaries."""
+    chosen: dict[int, str] = {}
+    for i in range(500):
+        name = f"q{i}"
+        chosen.setdefault(owner_port(cluster, f"{{{namespace}/{name}}}"), name)
+        if len(chosen) == 3:
+            return list(chosen.values())
+    raise AssertionError(f"no three queues of {namespace} on three primaries")
+
+
+def keys_by_node(cluster: Cluster, namespace: str) -> dict[int, list[str]]:
+    """Each primary's keys of ``namespace`` (its tags: {ns} and {ns/...})."""
+    found = {}
+    for client in _node_clients(cluster):
+        with client:
+            port = client.connection_pool.connection_kwargs["port"]
+            found[port] = [key for key in client.keys("*") if f"{{{namespace}" in key]
+    return found
+
+
+async def test_each_queue_has_its_keys_on_its_own_primary(cluster: Cluster, settings: Settings, redis: Any) -> None:
+    spread_runs.clear()
+    names = queues_on_each_primary(cluster, settings.namespace)
+    listeners = [Listener(_spread, ["spread"], name=f"spread-{name}", queue=name) for name in names]
+    async with Emitter(listeners, settings) as emitter:
+        receipts = [await emitter.publish("spread", n=n) for n in range(10)]
+    stored = keys_by_node(cluster, settings.namespace)
+    ports = {name: owner_port(cluster, settings.keys.queue(name)) for name in names}
+    assert len(set(ports.values())) == 3
+    for name, port in ports.items():
+        tag = f"{{{settings.namespace}/{name}}}"
+        on_it = [key for key in stored[port] if tag in key]
+        elsewhere = [key for other, keys in stored.items() if other != port for key in keys if tag in key]
+        assert elsewhere == []
+        # the queue, the listener's ready set, each job's payload and the events' outcome hashes
+        assert settings.keys.queue(name) in on_it
+        assert settings.keys.ready(settings.keys.queue(name), f"spread-{name}") in on_it
+        assert len([key for key in on_it if key.startswith("arq:job:")]) == 10
+        assert len([key for key in on_it if ":outcome:" in key]) == 10
+    control = owner_port(cluster, settings.keys.events)
+    assert settings.keys.events in stored[control]
+    assert len([key for key in stored[control] if key.startswith(settings.keys.event(""))]) == 10
+    async with InProcessWorker(listeners, settings):
+        for receipt in receipts:
+            assert receipt is not None
+            await receipt.wait(timeout=20)
+    assert sorted(spread_runs) == sorted((f"spread-{name}", n) for name in names for n in range(10))
+    status = await event_status(redis, settings, receipts[0].event_uuid)  # type: ignore[union-attr]
+    assert status is not None
+    assert {job.listener: job.status for job in status.jobs} == {f"spread-{name}": "complete" for name in names}
+    after = keys_by_node(cluster, settings.namespace)
+    for name, port in ports.items():  # finished: the jobs' keys are gone from their primary
+        assert not [key for key in after[port] if key.startswith(f"arq:job:{{{settings.namespace}/{name}}}")]
+
+
+async def test_a_listener_with_three_shards_has_keys_on_all_three_primaries(
+    cluster: Cluster, settings: Settings, redis: Any
+) -> None:
+    spread_runs.clear()
+    hot = Listener(_spread, ["hot"], name="hot", queue="hot", shards=3)
+    async with Emitter([hot], settings) as emitter:
+        receipts = [await emitter.publish("hot", n=n) for n in range(30)]
+    queues = [settings.keys.queue("hot", shard, 3) for shard in range(3)]
+    ports = {owner_port(cluster, queue) for queue in queues}
+    assert len(ports) == 3  # its shards' tags spread over the slot ranges of the three primaries
+    stored = keys_by_node(cluster, settings.namespace)
+    for queue in queues:
+        port = owner_port(cluster, queue)
+        ready = settings.keys.ready(queue, "hot")
+        assert ready in stored[port]
+        assert await redis.zcard(ready) == 10  # the emits take the shards in turns
+    async with InProcessWorker([hot], settings):
+        for receipt in receipts:
+            assert receipt is not None
+            await receipt.wait(timeout=20)
+    assert sorted(n for _, n in spread_runs) == list(range(30))  # each once

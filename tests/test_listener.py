@@ -138,3 +138,60 @@ def test_listeners_of_a_script_are_named_after_its_module(monkeypatch: pytest.Mo
     )
     script.__spec__ = types.SimpleNamespace(name="app.quickstart")  # type: ignore[assignment]
     assert listener("e")(handler).name.startswith("app.quickstart:")
+
+
+# -- shards (a Redis Cluster) ------------------------------------------------------------------
+
+
+async def _hot(n: int) -> None:
+    return None
+
+
+@pytest.mark.parametrize("shards", [0, 65, 1.5, True, "3"])
+def test_shards_out_of_range_is_refused_at_decoration(shards: object) -> None:
+    with pytest.raises(ListenerConfigError, match="shards must be a whole number from 1 to 64"):
+        listener("hot", shards=shards)(_hot)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("option", [{"concurrency": 2}, {"rate": "10/s"}, {"ordered_by": "n"}])
+def test_shards_with_a_limit_is_refused_at_decoration_naming_the_limit(option: dict[str, object]) -> None:
+    with pytest.raises(ListenerConfigError, match=f"so {next(iter(option))} could not hold across them"):
+        listener("hot", shards=3, **option)(_hot)  # type: ignore[arg-type]
+
+
+def test_shards_on_a_broadcast_listener_is_refused() -> None:
+    with pytest.raises(ListenerConfigError, match="shards applies to pool and singleton listeners"):
+        listener("hot", shards=2, mode="broadcast")(_hot)
+
+
+def test_a_sharded_listener_keeps_its_priority() -> None:
+    item = listener("hot", shards=4, priority=5)(_hot)
+    assert (item.shards, item.flow.priority) == (4, 5)
+
+
+def test_shards_change_no_key_on_one_redis_and_spread_tags_on_a_cluster() -> None:
+    from redis.crc import key_slot
+
+    from taskemit.store.keys import KeySpace
+
+    one = KeySpace("app")
+    assert {one.queue("hot", shard, 3) for shard in range(3)} == {"{app}:queue:hot"}
+    cluster = KeySpace("app", sharded=True)
+    tags = [cluster.queue_tag("hot", shard, 3) for shard in range(3)]
+    assert tags[0] == "{app/hot}"
+    # each shard's slot in another third of the slots: on other primaries of an even three-node cluster
+    assert sorted(key_slot(tag.encode()) * 3 // 16384 for tag in tags) == [0, 1, 2]
+    job = cluster.new_event_ids(1, [cluster.for_queue("hot", 2, 3).prefix])[1][0]
+    assert job.startswith(tags[2] + ":")
+    assert cluster.attempts(job).startswith(tags[2] + ":")
+
+
+def test_an_ordering_key_is_refused_for_an_event_of_a_sharded_listener() -> None:
+    from taskemit.emit.fanout import Fanout
+    from taskemit.errors import InvalidArgument
+    from taskemit.settings import load_settings
+
+    fanout = Fanout(Registry([listener("hot", shards=2)(_hot)]), load_settings(), use_catalog=False)
+    with pytest.raises(InvalidArgument, match="ordering_key cannot hold for listener"):
+        fanout.prepare("hot", (), {"n": 1}, ordering_key="k")
+    assert fanout.prepare("hot", (), {"n": 1}) is not None

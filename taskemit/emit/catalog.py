@@ -70,13 +70,15 @@ def _declared_policy(item: Listener) -> dict[str, Any]:
 class RemoteListener:
     """A listener known from the catalog only: enough to route its jobs and check arguments."""
 
-    __slots__ = ("_signature", "entry", "event_ids", "flow", "mode", "name", "queue", "reliable", "typed")
+    __slots__ = ("_signature", "entry", "event_ids", "flow", "mode", "name", "queue", "reliable", "shards", "typed")
 
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
         self.name = entry.name
         self.queue = entry.queue
         self.mode = entry.mode
+        #: the hash tags its jobs spread over (a Redis Cluster)
+        self.shards: int = getattr(entry, "shards", 1)
         self.reliable = entry.reliable
         self.typed = entry.typed
         self.event_ids = frozenset(entry.events)

@@ -155,8 +155,8 @@ class Emitter:
         self._loop_thread = threading.get_ident()
         self._wake = asyncio.Event()
         self._writer = EventWriter(self._redis, self.settings)
-        for (name, worker), route in self._fanout.routes():  # routes seen before entering
-            if worker is None:
+        for (name, worker, shard), route in self._fanout.routes():  # routes seen before entering
+            if worker is None and shard == 0:
                 self._writer.register(name, route.queue)
         self._fanout.on_new_route = self._writer.register
         if self._fanout.needs_catalog:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -52,6 +53,7 @@ class Target(Protocol):
     mode: str
     reliable: bool
     flow: FlowControl
+    shards: int
 
     @property
     def typed(self) -> bool: ...
@@ -68,6 +70,7 @@ class Fanout:
         "_codec",
         "_plans",
         "_routes",
+        "_spread",
         "_turn",
         "catalog",
         "needs_catalog",
@@ -94,10 +97,12 @@ class Fanout:
         self.catalog = CatalogView()
         #: the catalog must be read: for its listeners, or for live workers of special modes
         self.needs_catalog = use_catalog or any(item.mode != "pool" or not item.reliable for item in registry)
-        self._routes: dict[tuple[str, str | None], Route] = {}
-        #: (id(listeners tuple), event id) -> (the tuple, the plan, its jobs), for pool listeners
-        self._plans: dict[tuple[int, str], tuple[tuple[Target, ...], Plan, list[tuple[Target, str | None]]]] = {}
+        self._routes: dict[tuple[str, str | None, int], Route] = {}
+        #: (id(listeners tuple), event id, turn) -> (the tuple, the plan, its jobs), for pool listeners
+        self._plans: dict[tuple[int, str, int], tuple[tuple[Target, ...], Plan, list[tuple[Target, str | None]]]] = {}
         self._turn = itertools.count()
+        #: which shard the next event's jobs of sharded listeners go to (in turns)
+        self._spread = itertools.count()
 
     def listeners(self, event: str | type) -> tuple[Target, ...]:
         """The listeners of ``event`` (a string id or an event class)."""
@@ -156,10 +161,16 @@ class Fanout:
             item.check_arguments(event_id, args, kwargs)
         if priority is not None or ordering_key is not None:
             priority, ordering_key = check_emit_options(event_id, priority, ordering_key)
+            sharded = [item.name for item in listeners if item.shards > 1]
+            if ordering_key is not None and sharded:
+                raise InvalidArgument(
+                    f"emit of {event_id!r}: ordering_key cannot hold for listener {sharded[0]!r}, whose jobs "
+                    "spread over shards"
+                )
         plan, jobs_of = self._plan(event_id, listeners)
         flows = None
         if plan.keyed or priority is not None or ordering_key is not None:
-            flows = self._flows(event_id, args, kwargs, jobs_of, priority, ordering_key)
+            flows = self._flows(event_id, args, kwargs, plan, jobs_of, priority, ordering_key)
         if self.tracing and tracing_active():
             with emit_span(event_id) as carrier:
                 return self._pending(event_id, args, kwargs, plan, once_key, cause, carrier, flows)
@@ -170,28 +181,33 @@ class Fanout:
         event_id: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        plan: Plan,
         jobs_of: list[tuple[Target, str | None]],
         priority: int | None,
         ordering_key: str | None,
     ) -> list[str]:
-        """Each job's flow control argument for this event (a broadcast job has none)."""
+        """Each job's flow control argument for this event (a broadcast job has none), on the tag
+        of the job's queue."""
         space = self.settings.keys
         step_ms = int(self.settings.priority_step * 1000)
         return [
             ""
             if worker is not None
             else flow_argument(
-                space.for_queue(item.queue or self.settings.queue_name),
+                space.space_of(route.queue),
                 item.name,
                 job_flow(item, event_id, args, kwargs, priority, ordering_key, step_ms),
             )
-            for item, worker in jobs_of
+            for (item, worker), route in zip(jobs_of, plan.routes, strict=True)
         ]
 
     def _plan(self, event_id: str, listeners: tuple[Target, ...]) -> tuple[Plan, list[tuple[Target, str | None]]]:
         """The jobs an event of ``listeners`` makes, their names and their routes; remembered
         for a registry's tuple of pool listeners, which always make the same jobs."""
-        key = (id(listeners), event_id)
+        # sharded listeners: their jobs go to the shards in turns (a plan per turn)
+        sharded = [item.shards for item in listeners if item.shards > 1]
+        spread = next(self._spread) % math.lcm(*sharded) if sharded else 0
+        key = (id(listeners), event_id, spread)
         known = self._plans.get(key)
         if known is not None and known[0] is listeners:
             return known[1], known[2]
@@ -199,7 +215,7 @@ class Fanout:
         plan = Plan(
             event_id,
             [item.name if worker is None else f"{item.name}@{worker}" for item, worker in jobs_of],
-            [self.route(item, worker) for item, worker in jobs_of],
+            [self.route(item, worker, spread % item.shards) for item, worker in jobs_of],
             [item.name for item, _ in jobs_of],
             keyed=any(item.flow.keyed for item, worker in jobs_of if worker is None),
             space=self.settings.keys,
@@ -272,32 +288,32 @@ class Fanout:
             )
         return event_path(cls), (dump_event(event),)
 
-    def routes(self) -> list[tuple[tuple[str, str | None], Route]]:
-        """The routes used so far: ((listener, broadcast worker or None), route)."""
+    def routes(self) -> list[tuple[tuple[str, str | None, int], Route]]:
+        """The routes used so far: ((listener, broadcast worker or None, shard), route)."""
         return list(self._routes.items())
 
-    def route(self, item: Target, worker: str | None) -> Route:
-        """Where a job of ``item`` goes: its queue (``worker``'s own for broadcast), its ready set
-        there, the queue's wake channel."""
-        key = (item.name, worker)
+    def route(self, item: Target, worker: str | None, shard: int = 0) -> Route:
+        """Where a job of ``item`` goes: its queue (``worker``'s own for broadcast; ``shard``'s
+        for a sharded listener), its ready set there, the queue's wake channel."""
+        key = (item.name, worker, shard)
         route = self._routes.get(key)
         if route is not None:
             return route
         space = self.settings.keys
         queue_name = item.queue or self.settings.queue_name
-        queue = space.queue(queue_name)
+        queue = space.queue(queue_name, shard, item.shards)
         wake = space.wake_channel(queue)
         if worker is None:
             flow = ""
             if item.flow.priority and not item.flow.keyed:  # the same for each of its jobs
                 boost = item.flow.priority * int(self.settings.priority_step * 1000)
-                flow = flow_argument(space.for_queue(queue_name), item.name, JobFlow(boost))
+                flow = flow_argument(space.for_queue(queue_name, shard, item.shards), item.name, JobFlow(boost))
             route = Route(queue, space.ready(queue, item.name), wake, item.queue is not None, flow=flow)
         else:
             own = space.broadcast_queue(queue, worker)
             route = Route(own, space.ready(own, item.name), wake, True, expires=True)
         if len(self._routes) < 10_000:  # broadcast routes come and go with workers
             self._routes[key] = route
-        if worker is None and self.on_new_route is not None:
+        if worker is None and shard == 0 and self.on_new_route is not None:
             self.on_new_route(item.name, route.queue)
         return route

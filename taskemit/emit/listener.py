@@ -109,6 +109,7 @@ class Listener:
         "policy_options",
         "queue",
         "reliable",
+        "shards",
     )
 
     def __init__(
@@ -120,6 +121,7 @@ class Listener:
         queue: str | None = None,
         mode: str = "pool",
         reliable_delivery: bool = True,
+        shards: int = 1,
         **options: Any,
     ) -> None:
         if not callable(fn):
@@ -187,6 +189,8 @@ class Listener:
         self.flow: FlowControl = declare_flow(
             self.name, mode, signature, self.typed, {k: v for k, v in options.items() if k in FLOW_OPTIONS}
         )
+        #: how many hash tags its jobs spread over on a Redis Cluster (one on one Redis)
+        self.shards: int = check_shards(self.name, shards, mode, self.flow)
 
     @property
     def signature(self) -> inspect.Signature | None:
@@ -287,6 +291,7 @@ def listener(
     ordered_by: str | None = None,
     pass_dead: bool = False,
     priority: int = 0,
+    shards: int = 1,
 ) -> Callable[[Callable[..., Any]], Listener]:
     """Register the decorated function as a listener of ``event_ids``.
 
@@ -319,6 +324,10 @@ def listener(
             on (default False: they wait until it is replayed or purged).
         priority: 0 (the lowest, default) to 100: its due jobs are claimed as if they had been
             due ``priority x priority_step`` seconds earlier.
+        shards: on a Redis Cluster, spread its jobs over this many hash tags of its queue (1 to
+            64, default 1), so that one hot listener uses several nodes; its workers claim from
+            all of them. Its jobs then have no order and no limits across shards: ``shards`` does
+            not go with ``concurrency``, ``rate`` or ``ordered_by``. On one Redis it changes nothing.
     """
     ids = _check_event_ids(event_ids, allow_none=True)
     given = {
@@ -341,9 +350,36 @@ def listener(
     options.update({key: value for key, value in flow.items() if value is not None})
 
     def decorate(fn: Callable[..., Any]) -> Listener:
-        return Listener(fn, ids, name=name, queue=queue, mode=mode, reliable_delivery=reliable_delivery, **options)
+        return Listener(
+            fn, ids, name=name, queue=queue, mode=mode, reliable_delivery=reliable_delivery, shards=shards, **options
+        )
 
     return decorate
+
+
+#: the most hash tags one listener's jobs spread over
+MAX_SHARDS = 64
+
+
+def check_shards(name: str, shards: Any, mode: str, flow: FlowControl) -> int:
+    """``shards`` if listener ``name`` can have it; else ListenerConfigError saying why."""
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise ListenerConfigError(
+            f"listener {name!r}: shards must be a whole number from 1 to {MAX_SHARDS}, got {shards!r}"
+        )
+    if shards > 1 and mode == "broadcast":
+        raise ListenerConfigError(
+            f"listener {name!r}: a broadcast listener's jobs go to each worker's own queue; shards applies to "
+            "pool and singleton listeners"
+        )
+    limits = [option for option, value in (("concurrency", flow.concurrency), ("rate", flow.rate),
+              ("ordered_by", flow.ordered_by)) if value is not None]  # fmt: skip
+    if shards > 1 and limits:
+        raise ListenerConfigError(
+            f"listener {name!r}: shards={shards} spreads its jobs over {shards} shards, each claimed on its own, "
+            f"so {' and '.join(limits)} could not hold across them; use shards=1 for a listener with limits"
+        )
+    return shards
 
 
 def _unwrap_litestar(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -31,13 +31,14 @@ class Route:
     wake: str = ""
 
     @classmethod
-    def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None) -> Route:
-        """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue."""
+    def of(cls, item: Listener, settings: Settings, broadcast_to: str | None = None, shard: int = 0) -> Route:
+        """``item``'s route; with ``broadcast_to``, the one on that worker's own broadcast queue;
+        with ``shard``, the one on that shard of its queue (a sharded listener on a Redis Cluster)."""
         space = settings.keys
         queue_name = item.queue or settings.queue_name
-        queue = space.queue(queue_name)
+        queue = space.queue(queue_name, shard, item.shards)
         wake = space.wake_channel(queue)
-        flows = space.for_queue(queue_name)  # a listener's flow control is on its queue's tag
+        flows = space.for_queue(queue_name, shard, item.shards)  # a listener's flow control is on its queue's tag
         if broadcast_to is not None:
             queue = space.broadcast_queue(queue, broadcast_to)
         name = item.name

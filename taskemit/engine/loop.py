@@ -531,8 +531,18 @@ class Engine:
 
     async def _listen_for_work(self) -> None:
         assert self.redis is not None
-        channels = [self.settings.keys.wake_channel(queue) for queue in self.queues]
-        await listen_for_work(self.redis, channels, self._names, self._wake)
+        space = self.settings.keys
+        channels = [space.wake_channel(queue) for queue in self.queues]
+        if not space.sharded:
+            await listen_for_work(self.redis, channels, self._names, self._wake)
+            return
+        # on a Redis Cluster a queue's channel is on the node of its tag: a subscription per tag
+        by_tag: dict[str, list[str]] = {}
+        for channel in channels:
+            by_tag.setdefault(space.space_of(channel).tag, []).append(channel)
+        await asyncio.gather(
+            *(listen_for_work(self.redis, group, self._names, self._wake) for group in by_tag.values())
+        )
 
     def _heartbeat(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it now."""

@@ -27,7 +27,8 @@ class Served:
     #: the routes the worker claims from, and the runner of each (index for index)
     routes: list[Route]
     runners: list[ListenerRunner]
-    #: the queues it serves: their names and their keys (whose wake channels it listens to)
+    #: the queues it serves: their names and their keys (whose wake channels it listens to; a
+    #: sharded listener's shards on a Redis Cluster too)
     queue_names: list[str]
     queues: list[str]
     #: its own broadcast queue and sets, which expire some time after the worker is gone
@@ -54,7 +55,16 @@ def serve(
     routes = [Route.of(item, settings) for item in listeners]
     runners = [ListenerRunner(item, settings, codec, threads) for item in listeners]
     broadcast_keys: set[str] = set()
+    queue_keys: dict[str, None] = {}
+    for item in listeners:
+        queue_keys[settings.keys.queue(item.queue or settings.queue_name)] = None
     for item, runner in zip(listeners, list(runners), strict=True):
+        if item.shards > 1 and settings.keys.sharded:  # its jobs spread over its queue's shards
+            for shard in range(1, item.shards):
+                route = Route.of(item, settings, shard=shard)
+                routes.append(route)
+                runners.append(runner)
+                queue_keys[route.queue] = None
         if item.mode == "broadcast":  # its broadcast jobs wait on this worker's own queue
             route = Route.of(item, settings, broadcast_to=worker_id)
             routes.append(route)
@@ -71,7 +81,7 @@ def serve(
         routes=routes,
         runners=runners,
         queue_names=queue_names,
-        queues=[settings.keys.queue(name) for name in queue_names],
+        queues=sorted(queue_keys),
         broadcast_keys=sorted(broadcast_keys),
         emitter=emitter,
     )

@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 import re
 
+from redis.crc import key_slot
+
 from ..errors import InvalidArgument
 from .arq_format import (
     ABORT_JOBS_SS,
@@ -104,15 +106,18 @@ class KeySpace(JobIds):
         """The namespace's space (the control tag's)."""
         return self if self.is_control else _space(self.namespace, self.sharded, None)
 
-    def queue_tag(self, name: str, shard: int = 0) -> str:
-        """The hash tag of the queue ``name`` (of its ``shard``): the control tag on one Redis."""
+    def queue_tag(self, name: str, shard: int = 0, shards: int = 1) -> str:
+        """The hash tag of the queue ``name`` (of its ``shard`` among ``shards``): the control tag
+        on one Redis."""
         if not self.sharded:
             return self.control[:-1]
-        return f"{{{self.namespace}/{name}}}" if not shard else f"{{{self.namespace}/{name}/{shard}}}"
+        if not shard:
+            return f"{{{self.namespace}/{name}}}"
+        return _shard_tag(self.namespace, name, shard, shards)
 
-    def for_queue(self, name: str, shard: int = 0) -> KeySpace:
-        """The space of the queue ``name``'s tag (of its ``shard``)."""
-        return self.space_of(self.queue_tag(name, shard))
+    def for_queue(self, name: str, shard: int = 0, shards: int = 1) -> KeySpace:
+        """The space of the queue ``name``'s tag (of its ``shard`` among ``shards``)."""
+        return self.space_of(self.queue_tag(name, shard, shards))
 
     def space_of(self, key: str) -> KeySpace:
         """The space of the tag ``key`` carries (a key, a job id or a tag of this namespace); this
@@ -151,9 +156,13 @@ class KeySpace(JobIds):
 
     # -- queues and jobs (arq's keys) ------------------------------------------------------
 
-    def queue(self, name: str) -> str:
-        """The arq queue (sorted set of job ids scored by run time, ms) called ``name``."""
-        return f"{self.for_queue(name).prefix}queue:{name}" if self.sharded else f"{self.control}queue:{name}"
+    def queue(self, name: str, shard: int = 0, shards: int = 1) -> str:
+        """The arq queue (sorted set of job ids scored by run time, ms) called ``name`` (its
+        ``shard`` among ``shards``: on a Redis Cluster, a sharded listener's jobs on ``name``
+        spread over several)."""
+        if not self.sharded:
+            return f"{self.control}queue:{name}"
+        return f"{self.for_queue(name, shard, shards).prefix}queue:{name}"
 
     def ready(self, queue_key: str, listener: str) -> str:
         """Sorted set of one listener's jobs on the queue ``queue_key`` that no worker holds, by run time (ms).
@@ -441,6 +450,27 @@ def tag_of(key: str) -> str | None:
         return None
     end = key.find("}", start + 1)
     return key[start : end + 1] if end > start + 1 else None
+
+
+#: hash slots of a Redis Cluster
+_SLOTS = 16384
+
+
+@functools.lru_cache(maxsize=4096)
+def _shard_tag(namespace: str, name: str, shard: int, shards: int) -> str:
+    """The tag of ``shard`` (1 or more) of the queue ``name`` among ``shards``: ``{ns/name/x}``,
+    with x the first number from ``shard`` on whose slot is in the ``shard``-th of ``shards``
+    equal ranges of slots after the range of shard 0's. A cluster made with ``redis-cli --cluster
+    create`` gives each primary an equal range of slots, so the shards of a listener with as many
+    shards as primaries sit on different primaries; every process finds the same tags."""
+    first = key_slot(f"{{{namespace}/{name}}}".encode()) * shards // _SLOTS
+    target = (first + shard) % shards
+    x = shard
+    while True:
+        tag = f"{{{namespace}/{name}/{x}}}"
+        if key_slot(tag.encode()) * shards // _SLOTS == target:
+            return tag
+        x += 1
 
 
 @functools.lru_cache(maxsize=4096)
