@@ -331,17 +331,23 @@ async def under_load(n: int) -> None:
 
 @pytest.mark.chaos
 async def test_a_primary_killed_under_load_loses_nothing_accepted(tmp_path: Path) -> None:
-    """SIGKILL the primary that holds the namespace's slot while an emitter and a worker run;
-    one of its replicas is promoted (cluster-node-timeout 2 s) and both follow the new topology. With
-    durability = "replicated", every event publish() accepted runs; a job may run twice (its
-    finish was lost with the primary), which is reported."""
+    """SIGKILL the primary that holds the namespace's control tag and its queue's tag while an
+    emitter and a worker run; one of its replicas is promoted (cluster-node-timeout 2 s) and both
+    follow the new topology. With durability = "replicated", every event publish() accepted runs;
+    a job may run twice (its finish was lost with the primary), which is reported."""
     load_runs.clear()
     binary = server_binary(at_least=(7,), why="for a Redis Cluster with sharded pub/sub")
     # two replicas each: the promoted one still has a replica for durability = "replicated"
     with Cluster(replicas=2, binary=binary) as cluster:
+        # a namespace whose control tag and default queue's tag sit on one primary: the victim
+        namespace = next(
+            f"failover-{n}"
+            for n in range(1000)
+            if owner_port(cluster, f"{{failover-{n}}}") == owner_port(cluster, f"{{failover-{n}/default}}")
+        )
         settings = load_settings(
             redis_url=cluster.url(),
-            namespace="failover",
+            namespace=namespace,
             durability="replicated",
             min_replicas=1,
             lease_ttl=3.0,
@@ -349,6 +355,7 @@ async def test_a_primary_killed_under_load_loses_nothing_accepted(tmp_path: Path
             drain_on_exit=False,
         )
         victim_port = owner_port(cluster, settings.keys.routes)
+        assert owner_port(cluster, settings.queue_key) == victim_port
         victim = next(node for node in cluster.nodes if node.port == victim_port)
         accepted: list[int] = []
         refused: Counter[str] = Counter()
