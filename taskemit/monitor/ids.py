@@ -25,6 +25,8 @@ _PREFIX = re.compile(r"[0-9a-f-]+")
 #: a job id that names its event, shortened: 8+ of the event's hex digits, then the job's suffix
 #: (``0f0fa426.1``, or as the dashboard shows it, ``0f0fa426….1``)
 _SHORT_JOB = re.compile(r"([0-9a-f]{8,31})(\.[0-9a-z]+)")
+#: a whole job id that names its event, without its tag
+_FULL_JOB = re.compile(r"[0-9a-f]{32}\.[0-9a-z]{1,32}")
 
 
 class AmbiguousId(InvalidArgument):
@@ -76,6 +78,8 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
     short_job = _SHORT_JOB.fullmatch(token.replace("…", ""))
     if short_job is not None:
         return await _resolve_short_job(redis, settings, ident, short_job[1], short_job[2])
+    if space.sharded and not space.owns(ident) and _FULL_JOB.fullmatch(token):
+        return await full_job_id(redis, settings, token)  # its tag: the one its event's record lists
     if _FULL_UUID.fullmatch(token) or len(token) >= 32 or len(token) < MIN_PREFIX or not _PREFIX.fullmatch(token):
         return ident
     found: set[str] = set()
