@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,40 +178,46 @@ def merged_counters(hashes: Sequence[Mapping[bytes, bytes]]) -> dict[str, str]:
     return {key: repr(float(total)) if key in floats else str(int(total)) for key, total in totals.items()}
 
 
-async def listener_counters(redis: Any, spaces: Sequence[KeySpace]) -> dict[str, dict[str, str]]:
+async def listener_counters(
+    redis: Any, spaces: Sequence[KeySpace], also: Callable[[Any, list[str]], None] | None = None
+) -> tuple[dict[str, dict[str, str]], list[Any]]:
     """Every listener with counters, by name, with its counters summed over ``spaces`` (the queue
-    spaces: ``tags.queue_spaces``); two round trips."""
+    spaces: ``tags.queue_spaces``); two round trips. ``also(pipe, names)`` queues more reads on the
+    second one (of the sorted names), whose replies come back second."""
     async with redis.pipeline(transaction=False) as pipe:
         for space in spaces:
             pipe.smembers(space.listener_names)
         members = await pipe.execute()
     reads = [(as_text(name), space) for space, names in zip(spaces, members, strict=True) for name in names]
     if not reads:
-        return {}
+        return {}, []
+    names = sorted({name for name, _ in reads})
     async with redis.pipeline(transaction=False) as pipe:
         for name, space in reads:
             pipe.hgetall(space.listener_stats(name))
+        if also is not None:
+            also(pipe, names)
         replies = await pipe.execute()
     found: dict[str, list[Mapping[bytes, bytes]]] = {}
-    for (name, _), raw in zip(reads, replies, strict=True):
+    for (name, _), raw in zip(reads, replies[: len(reads)], strict=True):
         found.setdefault(name, []).append(raw)
-    return {name: merged_counters(found[name]) for name in sorted(found)}
+    return {name: merged_counters(found[name]) for name in names}, replies[len(reads) :]
 
 
 async def read_listener_stats(redis: Any, now: float | None = None, *, space: KeySpace) -> list[ListenerStats]:
     """Counters of every listener that has any, sorted by name (summed over the queue tags it has
     counters on, on a Redis Cluster), with their rates over the last ``RATE_WINDOW_MINUTES``
-    minutes from the history's minute buckets; three round trips (four on a cluster)."""
-    counters = await listener_counters(redis, await queue_spaces(redis, space))
-    names = list(counters)
+    minutes from the history's minute buckets; two round trips (three on a cluster)."""
     minute = int((now if now is not None else time.time()) // 60) * 60
+
+    def rates_of(pipe: Any, names: list[str]) -> None:
+        fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
+        for back in range(RATE_WINDOW_MINUTES):
+            pipe.hmget(space.history("1m", minute - 60 * back), fields)
+
+    counters, replies = await listener_counters(redis, await queue_spaces(redis, space), rates_of)
+    names = list(counters)
     rate_fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
-    replies: list[Any] = []
-    if names:
-        async with redis.pipeline(transaction=False) as pipe:
-            for back in range(RATE_WINDOW_MINUTES):
-                pipe.hmget(space.history("1m", minute - 60 * back), rate_fields)
-            replies = await pipe.execute()
     window = RATE_WINDOW_MINUTES * 60
     rates = [0] * len(rate_fields)
     for minute_counts in replies:
