@@ -5,6 +5,7 @@ name keys of one tag only (a cluster refuses others): checked on every call thes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -319,3 +320,17 @@ async def test_abort_and_queue_depths_on_a_queue_tag(sharded: Settings, redis: a
     assert await redis.zcard(keys.queue("q1")) == 0
     (job,) = (await event_status(redis, sharded, event_uuid)).jobs  # type: ignore[union-attr]
     assert job.status == JobState.ABORTED
+
+
+async def test_prometheus_sums_over_queue_tags(sharded: Settings, redis: aioredis.Redis) -> None:
+    from prometheus_client import generate_latest
+
+    from taskemit.monitor.metrics import metrics_registry
+
+    keys = sharded.keys
+    await redis.hset(keys.routes, mapping={"app:l": keys.queue("q1"), "app:m": keys.queue("q2")})
+    for n in range(3):
+        await _bury(redis, sharded, "q1" if n else "q2", n)
+    text = (await asyncio.to_thread(generate_latest, metrics_registry(sharded))).decode()
+    assert "taskemit_dead_letters 3.0" in text
+    assert 'taskemit_listener_attempts_total{listener="app:l",outcome="dead"} 3.0' in text
