@@ -152,7 +152,15 @@ async def _bury(redis: aioredis.Redis, settings: Settings, queue: str, n: int, l
     keys = settings.keys
     event_uuid = str(uuid.uuid4())
     job_id = keys.for_queue(queue).new_job_id(event_uuid)
-    await redis.hset(keys.event(event_uuid), mapping={"event": "e", "emitted_at": 1, "jobs": "{}"})
+    await redis.hset(
+        keys.event(event_uuid),
+        mapping={
+            "event": "e",
+            "emitted_at": 1,
+            "jobs": json.dumps({listener: job_id}),
+            "queues": json.dumps({listener: keys.queue(queue)}),
+        },
+    )
     await redis.hset(keys.for_queue(queue).outcomes(event_uuid), "stored", 1)
     payload = get_codec("json").encode_job(
         listener, (n,), {"__taskemit__": {"event": event_uuid, "event_id": "e"}}, enqueue_ms=1000
@@ -334,3 +342,42 @@ async def test_prometheus_sums_over_queue_tags(sharded: Settings, redis: aioredi
     text = (await asyncio.to_thread(generate_latest, metrics_registry(sharded))).decode()
     assert "taskemit_dead_letters 3.0" in text
     assert 'taskemit_listener_attempts_total{listener="app:l",outcome="dead"} 3.0' in text
+
+
+async def test_the_dashboard_takes_job_ids_with_a_queue_tag(sharded: Settings, redis: aioredis.Redis) -> None:
+    """A queue's tag has a '/' (``{ns/queue}``), which a URL's path splits even when quoted."""
+    from urllib.parse import quote
+
+    from litestar.testing import AsyncTestClient
+    from test_dashboard import ADMIN, VIEWER, csrf_token, make_app
+
+    keys = sharded.keys
+    await redis.hset(keys.routes, mapping={"app:l": keys.queue("q1")})
+    dead = await _bury(redis, sharded, "q1", 1)
+    assert "/" in dead
+    async with AsyncTestClient(make_app(sharded, run_workers_in_app=False)) as client:
+        letter = (await client.get(f"/taskemit/api/dead/{dead}", headers=VIEWER)).json()
+        assert letter["job_id"] == dead
+        page = await client.get(f"/taskemit/dead/{quote(dead, safe='')}", headers=VIEWER)
+        assert page.status_code == 200 and dead in page.text
+        token = await csrf_token(client)
+        replayed = await client.post(f"/taskemit/api/dead/{dead}/replay", headers={**ADMIN, "x-csrftoken": token})
+        new_job_id = replayed.json()["new_job_id"]
+        assert tag_of(new_job_id) == tag_of(dead)
+        assert (await client.get(f"/taskemit/api/jobs/{new_job_id}", headers=VIEWER)).json()["status"] == "queued"
+        event_uuid = keys.event_of_job(new_job_id)
+        response = await client.post(
+            f"/taskemit/events/{event_uuid}/jobs/{quote(new_job_id, safe='')}/abort",
+            data={"_csrf_token": token},
+            headers=ADMIN,
+            follow_redirects=False,
+        )
+        assert response.status_code == 303 and "notice=Aborted" in response.headers["location"]
+        again = await client.post(f"/taskemit/api/jobs/{new_job_id}/abort", headers={**ADMIN, "x-csrftoken": token})
+        assert again.json() == {"job_id": new_job_id, "outcome": "missing"}
+        shard = keys.for_queue("q1", 2).new_job_id(None)  # a listener's shard k > 0: two '/'
+        assert (
+            (await client.get(f"/taskemit/api/jobs/{shard}", headers=VIEWER))
+            .json()["detail"]
+            .startswith(f"no job {shard!r}")
+        )
