@@ -381,3 +381,17 @@ async def test_the_dashboard_takes_job_ids_with_a_queue_tag(sharded: Settings, r
             .json()["detail"]
             .startswith(f"no job {shard!r}")
         )
+
+
+async def test_ids_typed_without_their_tag_are_found_by_their_keys(sharded: Settings, redis: aioredis.Redis) -> None:
+    """A dead job whose event's record expired: its dead letter's key, on its queue's tag, names it."""
+    keys = sharded.keys
+    dead = await _bury(redis, sharded, "q1", 1)
+    event_uuid = keys.event_of_job(dead)
+    assert event_uuid is not None
+    await redis.delete(keys.event(event_uuid))
+    await redis.zrem(keys.events, event_uuid)
+    token = dead.split(":", 1)[1]
+    assert await resolve_id(redis, sharded, token[:12]) == dead  # a prefix
+    assert await resolve_id(redis, sharded, token[:8] + "…" + token[32:]) == dead  # as the dashboard shows it
+    assert await resolve_id(redis, sharded, dead) == dead
