@@ -395,3 +395,21 @@ async def test_ids_typed_without_their_tag_are_found_by_their_keys(sharded: Sett
     assert await resolve_id(redis, sharded, token[:12]) == dead  # a prefix
     assert await resolve_id(redis, sharded, token[:8] + "…" + token[32:]) == dead  # as the dashboard shows it
     assert await resolve_id(redis, sharded, dead) == dead
+
+
+def test_the_queue_of_a_tag() -> None:
+    from taskemit.monitor.tags import queue_of_space
+
+    keys = KeySpace("ns", sharded=True)
+    assert queue_of_space(keys.for_queue("q1")) == keys.queue("q1")
+    assert tag_of(queue_of_space(keys.for_queue("q1", 2))) == "{ns/q1/2}"
+    assert tag_of(queue_of_space(keys)) == "{ns}"
+    assert queue_of_space(KeySpace("ns")) == KeySpace("ns").queue("default")
+
+
+async def test_purge_keeps_to_the_tag_of_a_letter_that_names_no_queue(sharded: Settings, redis: aioredis.Redis) -> None:
+    keys = sharded.keys
+    dead = await _bury(redis, sharded, "q1", 1)
+    await redis.hdel(keys.dead(dead), "queue")  # (a letter of an older version)
+    await redis.hset(keys.routes, "app:l", keys.queue("q1"))
+    assert await purge_dead_letters(redis, space=keys, queue=sharded.queue_key) == 1

@@ -19,7 +19,7 @@ from ..settings import Settings
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import KeySpace
-from .tags import queue_spaces
+from .tags import queue_of_space, queue_spaces
 
 __all__ = (
     "DEAD_LETTER",
@@ -406,6 +406,8 @@ async def purge_dead_letters(
             for letter in page:
                 on = letter.queue or queue or space.queue("default")
                 mine = space.space_of(letter.job_id)  # each call's keys: on the dead job's tag
+                if space.space_of(on) != mine:  # a letter that names no queue: its tag's
+                    on = queue_of_space(mine)
                 _PURGE.queue(
                     pipe,
                     [

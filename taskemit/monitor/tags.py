@@ -17,7 +17,7 @@ from typing import Any
 from ..store.keys import KeySpace
 from ..store.wire import as_text
 
-__all__ = ("queue_name_of", "queue_spaces", "spaces_from")
+__all__ = ("queue_name_of", "queue_of_space", "queue_spaces", "spaces_from")
 
 
 def spaces_from(keys: KeySpace, queue_keys: Iterable[Any], descriptions: Iterable[Any] = ()) -> list[KeySpace]:
@@ -59,3 +59,10 @@ def queue_name_of(keys: KeySpace, queue_key: str) -> str:
         return queue_key.removeprefix(root.queue(""))
     tag = keys.space_of(queue_key).tag
     return queue_key.removeprefix(tag + ":queue:") if queue_key.startswith(tag + ":queue:") else queue_key
+
+
+def queue_of_space(space: KeySpace) -> str:
+    """The key of the queue whose tag ``space`` has (``{ns/queue}``, ``{ns/queue/k}``); for the
+    namespace's own space, the default queue's name on its tag (so on its node)."""
+    name = "default" if space.is_control else space.tag[len(space.namespace) + 2 : -1].split("/", 1)[0]
+    return f"{space.prefix}queue:{name}"
