@@ -413,3 +413,11 @@ async def test_purge_keeps_to_the_tag_of_a_letter_that_names_no_queue(sharded: S
     await redis.hdel(keys.dead(dead), "queue")  # (a letter of an older version)
     await redis.hset(keys.routes, "app:l", keys.queue("q1"))
     assert await purge_dead_letters(redis, space=keys, queue=sharded.queue_key) == 1
+
+
+async def test_replay_of_a_letter_that_names_no_queue_goes_to_its_tag(sharded: Settings, redis: aioredis.Redis) -> None:
+    keys = sharded.keys
+    dead = await _bury(redis, sharded, "q1", 1)
+    await redis.hdel(keys.dead(dead), "queue")
+    new_job_id = await replay_dead_letter(redis, sharded, dead)
+    assert new_job_id is not None and await redis.zscore(keys.queue("q1"), new_job_id) is not None

@@ -347,10 +347,8 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     meta = dict(kwargs.get(META_KWARG) or {})
     meta["replay_of"] = job_id
     queue = letter.queue or settings.queue_key
-    if keys.space_of(queue) != space:
-        raise NotReplayable(
-            f"dead letter {job_id} cannot be replayed: its queue {queue!r} is not on the hash tag of its job id"
-        )
+    if keys.space_of(queue) != space:  # a letter that names no queue: the one of its job's tag
+        queue = queue_of_space(space)
     # names the event, so it is found by its id once done; on the dead job's tag (its queue's)
     new_job_id = space.new_job_id(letter.event_uuid)
     now_ms = int(time.time() * 1000)
