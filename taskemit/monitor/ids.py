@@ -49,8 +49,9 @@ def _glob_prefix(space: KeySpace) -> str:
 
 def _job_id_of_key(kind: str, text: str) -> str:
     """The job id in a key of a job's: arq's (``arq:job:<id>``, ``arq:result:<id>``) or its dead letter's."""
-    if kind == "dead":
-        return text.split(":dead:", 1)[-1]
+    if kind == "dead":  # ``{tag}:dead:<job id>``
+        tag = tag_of(text) or ""
+        return text[len(tag) :].removeprefix(":dead:")
     return text.removeprefix(kind)
 
 
