@@ -85,6 +85,8 @@ def test_spaces_and_queue_names() -> None:
     spaces = spaces_from(keys, [keys.queue("a").encode(), keys.queue("b")], ['{"queue": "c"}', "not json", "{}"])
     assert [space.tag for space in spaces] == ["{ns}", "{ns/a}", "{ns/b}", "{ns/c}"]
     assert queue_name_of(keys, keys.queue("a")) == "a" and queue_name_of(keys, "{ns}:queue:x") == "x"
+    sharded = spaces_from(keys, [], ['{"queue": "d", "shards": 3}'])
+    assert sharded[0] == keys and {space.tag for space in sharded[1:]} == {"{ns/d}", "{ns/d/1}", "{ns/d/2}"}
 
 
 async def test_queue_spaces_come_from_routes_and_catalog(

@@ -22,8 +22,9 @@ __all__ = ("queue_name_of", "queue_of_space", "queue_spaces", "spaces_from")
 
 def spaces_from(keys: KeySpace, queue_keys: Iterable[Any], descriptions: Iterable[Any] = ()) -> list[KeySpace]:
     """The spaces of the queue keys ``queue_keys`` (HVALS of the routes) and of the queues that
-    ``descriptions`` (HVALS of the catalog) name, the namespace's own first (a job id of no queue
-    tag keeps its keys there); ``[keys]`` on one Redis."""
+    ``descriptions`` (HVALS of the catalog) name (each shard's, for a description with
+    ``shards``), the namespace's own first (a job id of no queue tag keeps its keys there);
+    ``[keys]`` on one Redis."""
     root = keys.root
     if not keys.sharded:
         return [root]
@@ -32,11 +33,14 @@ def spaces_from(keys: KeySpace, queue_keys: Iterable[Any], descriptions: Iterabl
         spaces.add(keys.space_of(as_text(queue_key)))
     for text in descriptions:
         try:
-            queue = json.loads(text).get("queue")
+            described = json.loads(text)
+            queue, shards = described.get("queue"), described.get("shards")
         except (ValueError, AttributeError):
             continue
         if isinstance(queue, str) and queue:
-            spaces.add(keys.for_queue(queue))
+            # a listener with shards (``shards``: how many) has keys on each shard's tag
+            count = shards if isinstance(shards, int) and 0 < shards <= 1024 else 1
+            spaces.update(keys.for_queue(queue, shard) for shard in range(count))
     return [root, *sorted((space for space in spaces if space != root), key=lambda space: space.tag)]
 
 
