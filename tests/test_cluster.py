@@ -20,6 +20,7 @@ import redis as sync_redis
 import test_dashboard as dashboard
 import test_deadletter as deadletter
 import test_monitor_cli as monitor_cli
+import test_monitor_shards as shards
 from redis.exceptions import ResponseError
 from topology import Cluster, find_redis_server, server_binary, server_version, wait_until
 
@@ -317,6 +318,29 @@ async def test_the_dashboard_api(settings: Settings) -> None:
         app_settings = settings.model_copy(update={"max_tries": 1, "idle_poll": 0.2, "namespace": namespace})
         async with AsyncTestClient(dashboard.make_app(app_settings)) as client:
             await test(client)
+
+
+async def test_the_monitor_across_queue_tags(settings: Settings, redis: Any, tmp_path: Path) -> None:
+    """The readers and operators on data laid out by hand across the queues' tags (as the emit path
+    and the workers lay it out), each queue's keys on the node of its slot."""
+    for test in (
+        shards.test_event_status_merges_the_outcomes_of_each_queue_tag,
+        shards.test_dead_letters_across_queue_tags,
+        shards.test_counters_of_one_listener_on_several_tags_are_summed,
+        shards.test_flow_limits_go_to_the_queue_tag,
+        shards.test_abort_and_queue_depths_on_a_queue_tag,
+        shards.test_prometheus_sums_over_queue_tags,
+        shards.test_the_dashboard_takes_job_ids_with_a_queue_tag,
+        shards.test_ids_typed_without_their_tag_are_found_by_their_keys,
+    ):
+        own = load_settings(
+            redis_url=settings.redis_url,
+            namespace=f"test-{uuid.uuid4().hex[:12]}",  # each on its own, as on one node
+            drain_on_exit=False,
+            spool_dir=str(tmp_path / "spool"),
+        )
+        assert own.keys.sharded
+        await test(own, redis)
 
 
 # -- failover --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from litestar import get, post
 from litestar.params import Parameter
 
 from ..state import JobState
-from .pages import DashboardController, PathId, Query
+from .pages import DashboardController, IdPart, PathId, Query, slashed, whole_id
 from .schemas import (
     AbortOut,
     DeadLetterOut,
@@ -63,6 +63,11 @@ class ApiReads(DashboardController):
     async def get_job(self, job_id: PathId) -> JobOut:
         return await self.dashboard.data.job(job_id)
 
+    @get(slashed("/jobs/{job_id:str}")[1:], include_in_schema=False)
+    async def get_job_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> JobOut:
+        """``get_job`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        return await self.dashboard.data.job(whole_id(job_id, job_id_2, job_id_3))
+
     @get("/dead", summary="Dead letters, newest first")
     async def list_dead_letters(
         self,
@@ -76,6 +81,11 @@ class ApiReads(DashboardController):
     @get("/dead/{job_id:str}", summary="One dead letter, its arguments (redacted) and attempts")
     async def get_dead_letter(self, job_id: PathId) -> DeadLetterOut:
         return await self.dashboard.data.dead_letter(job_id)
+
+    @get(slashed("/dead/{job_id:str}")[1:], include_in_schema=False)
+    async def get_dead_letter_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> DeadLetterOut:
+        """``get_dead_letter`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        return await self.dashboard.data.dead_letter(whole_id(job_id, job_id_2, job_id_3))
 
     @get("/listeners", summary="Per listener: queue, jobs waiting and running, workers, counters")
     async def list_listeners(self) -> list[ListenerOut]:
@@ -104,6 +114,11 @@ class ApiActions(DashboardController):
     async def replay_dead_letter(self, job_id: PathId) -> ReplayOut:
         return await self.dashboard.data.replay(job_id)
 
+    @post(slashed("/dead/{job_id:str}", "/replay")[1:], status_code=200, include_in_schema=False)
+    async def replay_dead_letter_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> ReplayOut:
+        """``replay_dead_letter`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        return await self.dashboard.data.replay(whole_id(job_id, job_id_2, job_id_3))
+
     @post("/dead/replay", status_code=200, summary="Replay every dead letter matching the filters")
     async def replay_dead_letters(self, listener: Query = None, event: Query = None) -> ReplayAllOut:
         return await self.dashboard.data.replay_all(listener=listener, event=event)
@@ -115,3 +130,8 @@ class ApiActions(DashboardController):
     @post("/jobs/{job_id:str}/abort", status_code=200, summary="Abort a waiting or running job")
     async def abort_job(self, job_id: PathId) -> AbortOut:
         return await self.dashboard.data.abort(job_id)
+
+    @post(slashed("/jobs/{job_id:str}", "/abort")[1:], status_code=200, include_in_schema=False)
+    async def abort_job_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> AbortOut:
+        """``abort_job`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        return await self.dashboard.data.abort(whole_id(job_id, job_id_2, job_id_3))

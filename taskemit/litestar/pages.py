@@ -21,10 +21,42 @@ from ..state import JobState
 from .html import Column, Page, attr, field, fields, query, when
 from .service import DashboardData
 
-__all__ = ("Dashboard", "DashboardController", "PageActions", "Pages", "PathId", "Query", "html_error")
+__all__ = (
+    "Dashboard",
+    "DashboardController",
+    "IdPart",
+    "PageActions",
+    "Pages",
+    "PathId",
+    "Query",
+    "html_error",
+    "slashed",
+    "whole_id",
+)
 
 #: parameters declared the way every Litestar 2 release reads without a deprecation warning
 PathId = Annotated[str, Parameter()]
+#: the second and third parts of a job id with '/' in its hash tag (see ``slashed``)
+IdPart = Annotated[str | None, Parameter()]
+
+
+def slashed(path: str, suffix: str = "") -> list[str]:
+    """``path`` (ending in ``{job_id:str}``) and ``suffix``, and the same for a job id whose hash tag
+    has one or two '/' (a queue's on a Redis Cluster: ``{ns/queue}:...``, ``{ns/queue/k}:...``): a
+    URL's path carries them as two or three segments, even when quoted (``%2F``), so those routes
+    take them (``job_id_2``, ``job_id_3``) and ``whole_id`` puts the id together again."""
+    return [
+        path + suffix,
+        path + "/{job_id_2:str}" + suffix,
+        path + "/{job_id_2:str}/{job_id_3:str}" + suffix,
+    ]
+
+
+def whole_id(job_id: str, job_id_2: str | None = None, job_id_3: str | None = None) -> str:
+    """The job id ``slashed``'s routes took in parts."""
+    return "/".join(part for part in (job_id, job_id_2, job_id_3) if part is not None)
+
+
 Query = Annotated[str | None, Parameter()]
 
 #: job states in which an abort still means something
@@ -305,9 +337,17 @@ class Pages(DashboardController):
         body += f"<h2>Every dead letter{escape(matching)}</h2><p>{replay} {purge}</p>"
         return d.render(request, "Dead letters", body, here="dead", notice=notice)
 
-    @get("/dead/{job_id:str}", media_type=MediaType.HTML)
-    async def dead_letter_page(self, request: Request[Any, Any, Any], job_id: PathId, notice: Query = None) -> str:
+    @get(slashed("/dead/{job_id:str}"), media_type=MediaType.HTML)
+    async def dead_letter_page(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: PathId,
+        notice: Query = None,
+        job_id_2: IdPart = None,
+        job_id_3: IdPart = None,
+    ) -> str:
         d = self.dashboard
+        job_id = whole_id(job_id, job_id_2, job_id_3)
         page = d.page(request)
         data = plain(await d.data.dead_letter(job_id))
         event = escape(data["event_id"] or "")
@@ -366,10 +406,10 @@ class PageActions(DashboardController):
     include_in_schema = False
     exception_handlers = {HTTPException: html_error}  # noqa: RUF012 - Litestar reads it off the class
 
-    @post("/dead/{job_id:str}/replay", status_code=303)
-    async def replay(self, job_id: PathId) -> Redirect:
+    @post(slashed("/dead/{job_id:str}", "/replay"), status_code=303)
+    async def replay(self, job_id: PathId, job_id_2: IdPart = None, job_id_3: IdPart = None) -> Redirect:
         d = self.dashboard
-        done = await d.data.replay(job_id)
+        done = await d.data.replay(whole_id(job_id, job_id_2, job_id_3))
         notice = f"Replayed {done.job_id} as {done.new_job_id}"
         if done.event_uuid:
             return _see_other(query(f"{d.base}/events/{quote(done.event_uuid, safe='')}", notice=notice))
@@ -392,9 +432,12 @@ class PageActions(DashboardController):
             query(f"{d.base}/dead", listener=listener, event=event, notice=f"Purged {done.purged} dead letters")
         )
 
-    @post("/events/{event_uuid:str}/jobs/{job_id:str}/abort", status_code=303)
-    async def abort(self, event_uuid: PathId, job_id: PathId) -> Redirect:
+    @post(slashed("/events/{event_uuid:str}/jobs/{job_id:str}", "/abort"), status_code=303)
+    async def abort(
+        self, event_uuid: PathId, job_id: PathId, job_id_2: IdPart = None, job_id_3: IdPart = None
+    ) -> Redirect:
         d = self.dashboard
+        job_id = whole_id(job_id, job_id_2, job_id_3)
         done = await d.data.abort(job_id)
         notice = {
             "aborted": f"Aborted {job_id}",

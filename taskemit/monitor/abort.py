@@ -12,6 +12,7 @@ from ..state import JobState
 from ..store import scripts as lua
 from ..store.arq_format import result_dict
 from ..store.codec import META_KWARG, get_codec
+from .ids import full_job_id
 
 __all__ = ("abort_job",)
 
@@ -24,8 +25,9 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
 
     An aborted job is not retried and not dead-lettered; its status is ``aborted``.
     """
-    space = settings.keys
-    job_id = space.job_id(job_id)
+    keys = settings.keys
+    job_id = await full_job_id(redis, settings, job_id)
+    space = keys.space_of(job_id)  # the job's tag (its queue's): every key of the script call is on it
     codec = get_codec(settings.serializer)
     payload = await redis.get(space.job(job_id))
     listener, result, queue = "", b"", settings.queue_key
@@ -37,7 +39,7 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
             job = {"f": "", "a": [], "k": {}, "et": None, "t": None}
         listener = job["f"]
         meta = job["k"].get(META_KWARG) or {}
-        routes = await redis.hget(space.routes, listener)
+        routes = await redis.hget(keys.routes, listener)
         queue = routes.decode() if routes else settings.queue_key
         now_ms = int(time.time() * 1000)
         if settings.result_retention:  # (whatever arq_results says: how the job is found by its id later)
@@ -56,6 +58,8 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
                     job_id=job_id,
                 )
             )
+    if keys.space_of(queue) != space:  # no payload to name its queue: one on its tag (only read when it exists)
+        queue = space.prefix + "queue:"
     outcome = json.dumps(
         {"status": JobState.ABORTED, "listener": listener, "finished": time.time(), "reason": "aborted on request"}
     )
@@ -66,7 +70,7 @@ async def abort_job(redis: Any, settings: Settings, job_id: str) -> str:
             space.job(job_id),
             queue,
             space.ready(queue, listener),
-            space.event(meta.get("event") or "-"),
+            space.outcomes(meta.get("event") or "-"),  # the event record itself on one Redis
             space.result(job_id),
             space.retry(job_id),
             space.abort_requests,

@@ -24,14 +24,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from ..flow import FlowControl
 from ..store import scripts as lua
 from ..store.keys import KeySpace
-from ..store.wire import as_text
+from ..store.wire import as_text, send_batch
 
 __all__ = ("CatalogEntry", "FlowConflict", "read_catalog", "register_listeners", "unregister_worker")
 
 _REGISTER = lua.script("catalog")
+_LIMITS = lua.script("flow_limits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +162,22 @@ async def register_listeners(
 ) -> tuple[int, list[FlowConflict]]:
     """Register ``entries`` as served by ``worker_id`` for ``live_for`` seconds (0: declare their
     flow control alone), with their flow control declared as of ``started`` (the worker's start:
-    the newest declaration applies); one script call. Returns how many were registered and the
-    listeners declared differently."""
+    the newest declaration applies): one script call on the control tag, then one batch that writes
+    each listener's winning limits to its flow hash (on its queue's tag). Returns how many were
+    registered and the listeners declared differently."""
     now_ms = int((time.time() if now is None else now) * 1000)
     args: list[Any] = [now_ms, int(live_for * 1000), int(retention * 1000), worker_id, int(started * 1000)]
     for entry in entries:
         args += (entry.name, entry.to_json(), entry.flow.to_json(), *entry.flow.claim_fields())
     keys = [space.catalog, space.catalog_seen, space.catalog_live, space.catalog_flow]
-    keys += [space.flow(entry.name) for entry in entries]
-    count, conflicts = await _REGISTER(redis, keys, args)
+    count, conflicts, limits = await _REGISTER(redis, keys, args)
+    await _write_limits(
+        redis,
+        [
+            (space.for_queue(entry.queue).flow(entry.name) if entry.queue else space.root.flow(entry.name), written)
+            for entry, written in zip(entries, limits, strict=True)
+        ],
+    )
     return int(count), [
         FlowConflict(
             as_text(name),
@@ -177,6 +187,21 @@ async def register_listeners(
         )
         for name, other_worker, declaration, kept in conflicts
     ]
+
+
+async def _write_limits(redis: Any, writes: list[tuple[str, list[Any]]]) -> None:
+    """Each listener's limits (``catalog.lua``'s choice) into its flow hash: one ``flow_limits.lua``
+    call each, in one batch (on a cluster, one per node); the script is loaded when Redis lacks it."""
+    if not writes:
+        return
+    commands = [_LIMITS.command([key], list(written)) for key, written in writes]
+    replies = await send_batch(redis, commands)
+    if any(isinstance(reply, NoScriptError) for reply in replies):
+        await _LIMITS.load(redis)
+        replies = await send_batch(redis, commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 async def unregister_worker(redis: Any, names: list[str], *, space: KeySpace, worker_id: str) -> None:

@@ -19,12 +19,14 @@ from ..settings import Settings
 from ..store import scripts as lua
 from ..store.codec import META_KWARG, get_codec
 from ..store.keys import KeySpace
+from .tags import queue_of_space, queue_spaces
 
 __all__ = (
     "DEAD_LETTER",
     "DeadLetter",
     "DeadLetterPage",
     "NotReplayable",
+    "count_dead_letters",
     "dead_letter_call",
     "dead_letter_fields",
     "get_dead_letter",
@@ -38,6 +40,7 @@ __all__ = (
 DEAD_LETTER = lua.script("dead_letter", "lib_stats", "lib_dead")
 _REPLAY = lua.script("replay", "lib_flow")
 _PURGE = lua.script("purge", "lib_flow")
+_RECORD_JOB = lua.script("record_job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ def dead_letter_call(
     queue: str | None = None,
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of the ``dead_letter`` script for one job (see ``record_dead_letter``)."""
-    space = settings.keys
+    space = settings.keys.space_of(job_id)  # its dead letter, indexes and counters: on its queue's tag
     now_ms = int(time.time() * 1000)
     fields = dead_letter_fields(
         settings,
@@ -156,8 +159,9 @@ def dead_letter_call(
         space.dead_by_listener(listener),
         space.dead_by_event(event_id or ""),
         space.attempts(job_id),
-        space.event(event_uuid or "-"),
-        *stats[0],
+        space.outcomes(event_uuid or "-"),
+        # the counters of the job's tag (``stats`` names the listener first)
+        *([space.listener_stats(str(stats[1][0])), space.listener_names] if stats[1] else stats[0]),
     ]
     args = [
         job_id,
@@ -213,6 +217,46 @@ async def get_dead_letter(redis: Any, job_id: str, *, space: KeySpace) -> DeadLe
     return _parse(raw) if raw else None
 
 
+async def _newest(
+    redis: Any, indexes: list[tuple[KeySpace, str]], start: int, count: int
+) -> list[tuple[KeySpace, str]]:
+    """Entries ``start`` to ``start + count - 1`` of ``indexes`` merged, newest first: of one
+    index as it is; of several (one per queue tag), the newest ``start + count`` of each merged by
+    score, as one index would order them."""
+    if len(indexes) == 1:
+        space, index = indexes[0]
+        return [(space, str(_text(i))) for i in await redis.zrevrange(index, start, start + count - 1)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, index in indexes:
+            pipe.zrevrange(index, 0, start + count - 1, withscores=True)
+        replies = await pipe.execute()
+    merged = [
+        (float(score), str(_text(member)), space)
+        for (space, _), entries in zip(indexes, replies, strict=True)
+        for member, score in entries
+    ]
+    merged.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+    return [(space, job_id) for _, job_id, space in merged[start : start + count]]
+
+
+async def _dead_indexes(
+    redis: Any, space: KeySpace, listener: str | None, event: str | None
+) -> list[tuple[KeySpace, str]]:
+    """The index to list (all, by listener, by event id) on each queue space."""
+    return [(queue_space, _index_for(queue_space, listener, event)) for queue_space in await queue_spaces(redis, space)]
+
+
+async def count_dead_letters(
+    redis: Any, *, listener: str | None = None, event: str | None = None, space: KeySpace
+) -> int:
+    """How many dead letters the index (all, by listener, by event id) holds, over every queue tag."""
+    indexes = await _dead_indexes(redis, space, listener, event)
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, index in indexes:
+            pipe.zcard(index)
+        return sum(int(n) for n in await pipe.execute())
+
+
 async def list_dead_letters(
     redis: Any,
     *,
@@ -222,31 +266,39 @@ async def list_dead_letters(
     cursor: int = 0,
     space: KeySpace,
 ) -> DeadLetterPage:
-    """One page of dead letters, newest first; pass ``next_cursor`` back for the next page."""
+    """One page of dead letters, newest first; pass ``next_cursor`` back for the next page. On a
+    Redis Cluster the indexes of every queue tag are read, merged by when the jobs died."""
     if limit < 1:
         raise InvalidArgument(f"limit must be >= 1, got {limit}")
-    index = _index_for(space, listener, event)
+    indexes = await _dead_indexes(redis, space, listener, event)
+    index_of = dict(indexes)
     items: list[DeadLetter] = []
     position = cursor
     while len(items) < limit:
-        ids = [_text(i) for i in await redis.zrevrange(index, position, position + limit - 1)]
-        if not ids:
+        entries = await _newest(redis, indexes, position, limit)
+        if not entries:
             return DeadLetterPage(items, None)
-        position += len(ids)
+        position += len(entries)
         async with redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(space.dead(str(job_id)))
+            for _, job_id in entries:
+                pipe.hgetall(space.dead(job_id))
             records = await pipe.execute()
-        expired = [job_id for job_id, raw in zip(ids, records, strict=True) if not raw]
+        expired = [entry for entry, raw in zip(entries, records, strict=True) if not raw]
         if expired:  # the record outlived by its index entry: tidy the index as we go
-            await redis.zrem(index, *expired)
+            async with redis.pipeline(transaction=False) as pipe:
+                for queue_space, job_id in expired:
+                    pipe.zrem(index_of[queue_space], job_id)
+                await pipe.execute()
             position -= len(expired)
         for raw in records:
             if raw:
                 letter = _parse(raw)
                 if event is None or letter.event_id == event:
                     items.append(letter)
-    more = await redis.zcard(index) > position
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, index in indexes:
+            pipe.zcard(index)
+        more = sum(int(n) for n in await pipe.execute()) > position
     return DeadLetterPage(items, position if more else None)
 
 
@@ -276,8 +328,9 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     a "replayed" entry) and replaces it on the event record. Returns None if there is no such
     dead letter; raises NotReplayable if it has no payload that decodes.
     """
-    space = settings.keys
-    letter = await get_dead_letter(redis, job_id, space=settings.keys)
+    keys = settings.keys
+    space = keys.space_of(job_id)  # the dead job's tag: every key of the script call is on it
+    letter = await get_dead_letter(redis, job_id, space=keys)
     if letter is None:
         return None
     if not letter.payload:
@@ -294,7 +347,10 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
     meta = dict(kwargs.get(META_KWARG) or {})
     meta["replay_of"] = job_id
     queue = letter.queue or settings.queue_key
-    new_job_id = space.new_job_id(letter.event_uuid)  # names the event, so it is found by its id once done
+    if keys.space_of(queue) != space:  # a letter that names no queue: the one of its job's tag
+        queue = queue_of_space(space)
+    # names the event, so it is found by its id once done; on the dead job's tag (its queue's)
+    new_job_id = space.new_job_id(letter.event_uuid)
     now_ms = int(time.time() * 1000)
     payload = codec.encode_job(function, args, {**kwargs, META_KWARG: meta}, enqueue_ms=now_ms)
     entry = json.dumps({"status": "replayed", "at": now_ms / 1000, "replay_of": job_id, "new_job_id": new_job_id})
@@ -308,7 +364,7 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             queue,  # back to the queue it died on
             space.job(new_job_id),
             space.attempts(new_job_id),
-            space.event(letter.event_uuid or "-"),
+            space.outcomes(letter.event_uuid or "-"),  # the event record itself on one Redis
             space.ready(queue, letter.listener),
             space.flow_jobs(letter.listener),
             space.delayed(queue, letter.listener),
@@ -326,6 +382,9 @@ async def replay_dead_letter(redis: Any, settings: Settings, job_id: str) -> str
             space.flow_group_prefix(letter.listener),
         ],
     )
+    if stored and not space.is_control and letter.event_uuid:
+        # the record (on the control tag) lists the new job in the dead one's place
+        await _RECORD_JOB(redis, [keys.event(letter.event_uuid)], [letter.listener, new_job_id])
     return new_job_id if stored else None
 
 
@@ -344,24 +403,27 @@ async def purge_dead_letters(
         async with redis.pipeline(transaction=False) as pipe:
             for letter in page:
                 on = letter.queue or queue or space.queue("default")
+                mine = space.space_of(letter.job_id)  # each call's keys: on the dead job's tag
+                if space.space_of(on) != mine:  # a letter that names no queue: its tag's
+                    on = queue_of_space(mine)
                 _PURGE.queue(
                     pipe,
                     [
-                        space.dead(letter.job_id),
-                        space.dead_index,
-                        space.dead_by_listener(letter.listener),
-                        space.dead_by_event(letter.event_id or ""),
-                        space.flow_jobs(letter.listener),
-                        space.flow_keys(letter.listener),
-                        space.ready(on, letter.listener),
+                        mine.dead(letter.job_id),
+                        mine.dead_index,
+                        mine.dead_by_listener(letter.listener),
+                        mine.dead_by_event(letter.event_id or ""),
+                        mine.flow_jobs(letter.listener),
+                        mine.flow_keys(letter.listener),
+                        mine.ready(on, letter.listener),
                         on,
-                        space.delayed(on, letter.listener),
+                        mine.delayed(on, letter.listener),
                     ],
                     [
                         letter.job_id,
-                        space.flow_group_prefix(letter.listener),
+                        mine.flow_group_prefix(letter.listener),
                         now_ms,
-                        space.wake_channel(on),
+                        mine.wake_channel(on),
                         letter.listener,
                     ],
                 )

@@ -111,14 +111,15 @@ def queue_reads(pipe: Any, space: KeySpace, names: list[str], queues: Mapping[st
     now_ms = int(now * 1000)
     for name in names:
         queue = queues[name]
-        pipe.hmget(space.flow(name), "tokens", "tokens_at")
-        pipe.zcard(space.leased(queue, name))
-        pipe.zcount(space.ready(queue, name), "-inf", now_ms)
-        pipe.zcard(space.delayed(queue, name))
-        pipe.zcard(space.flow_keys(name))
-        pipe.zrevrange(space.flow_keys(name), 0, _KEYS_SHOWN - 1, withscores=True)
-        pipe.zrange(space.flow_keys(name), 0, _KEYS_COUNTED - 1, withscores=True)
-        pipe.zrange(space.delayed(queue, name), 0, 0, withscores=True)
+        on = space.space_of(queue)  # the flow hash and keys are on the queue's tag
+        pipe.hmget(on.flow(name), "tokens", "tokens_at")
+        pipe.zcard(on.leased(queue, name))
+        pipe.zcount(on.ready(queue, name), "-inf", now_ms)
+        pipe.zcard(on.delayed(queue, name))
+        pipe.zcard(on.flow_keys(name))
+        pipe.zrevrange(on.flow_keys(name), 0, _KEYS_SHOWN - 1, withscores=True)
+        pipe.zrange(on.flow_keys(name), 0, _KEYS_COUNTED - 1, withscores=True)
+        pipe.zrange(on.delayed(queue, name), 0, 0, withscores=True)
 
 
 def parse_states(

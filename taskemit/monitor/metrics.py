@@ -20,9 +20,12 @@ from redis import Redis
 
 from ..settings import Settings
 from ..store.connection import sync_client
+from ..store.keys import KeySpace
+from ..store.wire import as_text
 from .flow import declared_flows, parse_states, queue_reads
 from .outbox import report_from_hash
-from .stats import BUCKETS
+from .stats import BUCKETS, merged_counters
+from .tags import spaces_from
 
 __all__ = ("TaskEmitCollector", "metrics_registry")
 
@@ -44,18 +47,29 @@ class TaskEmitCollector(Collector):
         space = self.settings.keys
         queue = self.settings.queue_key
         now = time.time()
-        names = sorted(n.decode() for n in redis.smembers(space.listener_names))  # type: ignore[union-attr]
+        spaces = self._queue_spaces(redis)
+        pipe = redis.pipeline(transaction=False)
+        for queue_space in spaces:
+            pipe.smembers(queue_space.listener_names)
+        # a listener's counters: on the tag of each queue it ran on (one on one Redis)
+        reads = [(as_text(n), s) for s, members in zip(spaces, pipe.execute(), strict=True) for n in members]
         pipe = redis.pipeline(transaction=False)
         pipe.hgetall(space.event_counts)
         pipe.zcount(queue, "-inf", now * 1000)
         pipe.zcount(queue, f"({now * 1000}", "+inf")
-        pipe.zcard(space.dead_index)
         pipe.zrevrange(space.workers, 0, -1)
-        for name in names:
-            pipe.hgetall(space.listener_stats(name))
+        for queue_space in spaces:
+            pipe.zcard(queue_space.dead_index)
+        for name, queue_space in reads:
+            pipe.hgetall(queue_space.listener_stats(name))
         replies: list[Any] = pipe.execute()
-        event_counts, ready, deferred, dead, worker_ids = replies[:5]
-        listener_stats = replies[5:]
+        event_counts, ready, deferred, worker_ids = replies[:4]
+        dead = sum(int(n) for n in replies[4 : 4 + len(spaces)])
+        found: dict[str, list[Any]] = {}
+        for (name, _), raw in zip(reads, replies[4 + len(spaces) :], strict=True):
+            found.setdefault(name, []).append(raw)
+        names = sorted(found)
+        listener_stats = [merged_counters(found[name]) for name in names]
 
         emitted = CounterMetricFamily("taskemit_events_emitted", "Events emitted, per event id.", labels=["event"])
         for event, count in sorted(event_counts.items()):
@@ -75,8 +89,7 @@ class TaskEmitCollector(Collector):
             "Outcomes refused because another worker had taken the job over after the first one's lease ran out.",
             labels=["listener"],
         )
-        for name, raw in zip(names, listener_stats, strict=True):
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
+        for name, fields in zip(names, listener_stats, strict=True):
             for outcome in ("succeeded", "failed", "retried", "dead"):
                 jobs.add_metric([name, outcome], int(fields.get(outcome, 0)))
             cumulative, buckets = 0, []
@@ -129,6 +142,17 @@ class TaskEmitCollector(Collector):
         yield lost
         yield from self._outbox(redis)
         yield from self._flow(redis, now)
+
+    def _queue_spaces(self, redis: Redis) -> list[KeySpace]:
+        """The spaces with per-queue keys (``tags.queue_spaces``, for a sync client)."""
+        space = self.settings.keys
+        if not space.sharded:
+            return [space.root]
+        pipe = redis.pipeline(transaction=False)
+        pipe.hvals(space.routes)
+        pipe.hvals(space.catalog)
+        routed, described = pipe.execute()
+        return spaces_from(space, routed, described)
 
     def _outbox(self, redis: Redis) -> Iterator[Metric]:
         """The outbox relays' last reports (they expire when a relay stops reporting)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
+from .tags import queue_name_of
 from .workers import live_workers
 
 __all__ = ("QueueView", "queue_depths")
@@ -39,7 +40,6 @@ async def queue_depths(redis: Any, settings: Settings, now: float | None = None)
     """Every queue that emitters routed a listener to, live workers serve, or the settings name,
     sorted by name; four round trips whatever the number of queues and listeners."""
     space = settings.keys
-    prefix = space.queue("")
     routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
     workers = await live_workers(redis, space=space)
     by_queue: dict[str, list[str]] = {settings.queue_key: []}
@@ -63,7 +63,7 @@ async def queue_depths(redis: Any, settings: Settings, now: float | None = None)
         listeners = by_queue[queue_key]
         mine = counts[n : n + 3 * len(listeners)]
         n += 3 * len(listeners)
-        name = queue_key.removeprefix(prefix)
+        name = queue_name_of(space, queue_key)
         views.append(
             QueueView(
                 queue=name,

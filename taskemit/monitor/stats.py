@@ -15,18 +15,22 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument
 from ..store.keys import KeySpace
+from ..store.wire import as_text
+from .tags import queue_spaces
 
 __all__ = (
     "BUCKETS",
     "ListenerStats",
     "OutcomeTally",
     "bucket_for",
+    "listener_counters",
+    "merged_counters",
     "outcome_args",
     "quantile",
     "read_listener_stats",
@@ -153,27 +157,75 @@ def _ints(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def read_listener_stats(redis: Any, now: float | None = None, *, space: KeySpace) -> list[ListenerStats]:
-    """Counters of every listener that has any, sorted by name, with their rates over the last
-    ``RATE_WINDOW_MINUTES`` minutes from the history's minute buckets; two round trips."""
-    names = sorted(n.decode() for n in await redis.smembers(space.listener_names))
-    minute = int((now if now is not None else time.time()) // 60) * 60
-    rate_fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
+def merged_counters(hashes: Sequence[Mapping[bytes, bytes]]) -> dict[str, str]:
+    """One listener's counter hashes (one per queue tag it has counters on) as one: each field
+    summed (``duration_sum`` as a float, the rest as integers)."""
+    if len(hashes) == 1:
+        return _ints(hashes[0])
+    totals: dict[str, float] = {}
+    floats: set[str] = set()
+    for raw in hashes:
+        for key, value in _ints(raw).items():
+            try:
+                number: float = int(value)
+            except ValueError:
+                try:
+                    number = float(value)
+                except ValueError:  # not a counter: not summed
+                    continue
+                floats.add(key)
+            totals[key] = totals.get(key, 0) + number
+    return {key: repr(float(total)) if key in floats else str(int(total)) for key, total in totals.items()}
+
+
+async def listener_counters(
+    redis: Any, spaces: Sequence[KeySpace], also: Callable[[Any, list[str]], None] | None = None
+) -> tuple[dict[str, dict[str, str]], list[Any]]:
+    """Every listener with counters, by name, with its counters summed over ``spaces`` (the queue
+    spaces: ``tags.queue_spaces``); two round trips. ``also(pipe, names)`` queues more reads on the
+    second one (of the sorted names), whose replies come back second."""
     async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
+        for space in spaces:
+            pipe.smembers(space.listener_names)
+        members = await pipe.execute()
+    reads = [(as_text(name), space) for space, names in zip(spaces, members, strict=True) for name in names]
+    if not reads:
+        return {}, []
+    names = sorted({name for name, _ in reads})
+    async with redis.pipeline(transaction=False) as pipe:
+        for name, space in reads:
             pipe.hgetall(space.listener_stats(name))
-        if names:
-            for back in range(RATE_WINDOW_MINUTES):
-                pipe.hmget(space.history("1m", minute - 60 * back), rate_fields)
+        if also is not None:
+            also(pipe, names)
         replies = await pipe.execute()
+    found: dict[str, list[Mapping[bytes, bytes]]] = {}
+    for (name, _), raw in zip(reads, replies[: len(reads)], strict=True):
+        found.setdefault(name, []).append(raw)
+    return {name: merged_counters(found[name]) for name in names}, replies[len(reads) :]
+
+
+async def read_listener_stats(redis: Any, now: float | None = None, *, space: KeySpace) -> list[ListenerStats]:
+    """Counters of every listener that has any, sorted by name (summed over the queue tags it has
+    counters on, on a Redis Cluster), with their rates over the last ``RATE_WINDOW_MINUTES``
+    minutes from the history's minute buckets; two round trips (three on a cluster)."""
+    minute = int((now if now is not None else time.time()) // 60) * 60
+
+    def rates_of(pipe: Any, names: list[str]) -> None:
+        fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
+        for back in range(RATE_WINDOW_MINUTES):
+            pipe.hmget(space.history("1m", minute - 60 * back), fields)
+
+    counters, replies = await listener_counters(redis, await queue_spaces(redis, space), rates_of)
+    names = list(counters)
+    rate_fields = [f"{metric}:{name}" for name in names for metric in ("ok", "fail")]
     window = RATE_WINDOW_MINUTES * 60
     rates = [0] * len(rate_fields)
-    for minute_counts in replies[len(names) :]:
+    for minute_counts in replies:
         for i, count in enumerate(minute_counts):
             rates[i] += int(count or 0)
     result = []
     for i, name in enumerate(names):
-        fields = _ints(replies[i])
+        fields = counters[name]
         result.append(
             ListenerStats(
                 listener=name,

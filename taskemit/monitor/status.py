@@ -176,6 +176,7 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
             pipe.hgetall(space.event(event_uuid))
         raws = await pipe.execute()
     records: list[tuple[str, dict[str, str], dict[str, str], dict[str, str]] | None] = []
+    outcome_reads: list[tuple[int, str]] = []  # (record, outcomes hash on a queue tag) read below
     async with redis.pipeline(transaction=False) as pipe:
         for event_uuid, raw in zip(event_uuids, raws, strict=True):
             if not raw:
@@ -189,7 +190,16 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
                 pipe.exists(space.in_progress(job_id))
                 pipe.zscore(queues.get(listener, settings.queue_key), job_id)
                 pipe.exists(space.result(job_id))
-        live = await pipe.execute()
+            for key in _outcome_hashes(space, event_uuid, jobs_by_listener.values()):
+                outcome_reads.append((len(records) - 1, key))
+        for _, key in outcome_reads:
+            pipe.hgetall(key)
+        replies = await pipe.execute()
+    live = replies[: len(replies) - len(outcome_reads)]
+    for (n, _), raw in zip(outcome_reads, replies[len(live) :], strict=True):
+        record = records[n]
+        if record is not None and raw:
+            record[1].update(_job_fields(raw))
     now_ms = time.time() * 1000
     events: list[EventStatus | None] = []
     n = 0
@@ -212,7 +222,7 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
             if status == "":
                 # not waiting or running, and no outcome when the record was read: it finished since
                 # (its outcome is on the record now), or a stock arq worker ran it (arq's result)
-                late = await redis.hget(space.event(event_uuid), "job:" + job_id)
+                late = await redis.hget(space.space_of(job_id).outcomes(event_uuid), "job:" + job_id)
                 if late:
                     job = _from_outcome(job_id, listener, json.loads(late), **extra)
                 elif has_result:
@@ -232,6 +242,23 @@ async def event_statuses(redis: Any, settings: Settings, event_uuids: list[str])
                     note = f"waiting: no live worker serves listener {job.listener}"
                     event.jobs[i] = dataclasses.replace(job, note=note)
     return events
+
+
+def _outcome_hashes(space: KeySpace, event_uuid: str, job_ids: Any) -> list[str]:
+    """The hashes beside the event record with outcomes of the jobs ``job_ids`` of the event
+    ``event_uuid``: one per queue tag they are on (none on one Redis: the record has them)."""
+    hashes: dict[str, None] = {}
+    for job_id in job_ids:
+        job_space = space.space_of(job_id)
+        if not job_space.is_control:
+            hashes[job_space.outcomes(event_uuid)] = None
+    return list(hashes)
+
+
+def _job_fields(raw: dict[Any, Any]) -> dict[str, str]:
+    """The ``job:<id>`` fields of an outcomes hash (not its ``stored`` mark)."""
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
+    return {k: v for k, v in fields.items() if k.startswith("job:")}
 
 
 async def _from_arq_result(redis: Any, settings: Settings, job_id: str) -> JobStatus | None:

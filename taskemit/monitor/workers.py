@@ -13,6 +13,7 @@ from typing import Any
 from ..store.keys import KeySpace
 from .catalog import read_catalog
 from .flow import FlowState, flow_states
+from .tags import queue_name_of, spaces_from
 
 __all__ = ("ListenerView", "Waiting", "WorkerInfo", "listener_views", "live_workers", "waiting_listeners")
 
@@ -134,7 +135,6 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
     routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
     workers = await live_workers(redis, space=space)
     catalog = await read_catalog(redis, space=space)
-    prefix = space.queue("")
     for entry in catalog.values():  # described by the catalog (with the queue its workers serve)
         if entry.queue:
             routes.setdefault(entry.name, space.queue(entry.queue))
@@ -143,11 +143,14 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
             if name not in routes and len(worker.queues) == 1:
                 routes[name] = space.queue(worker.queues[0])
     names = sorted(routes)
+    spaces = spaces_from(space, routes.values())  # a listener's dead letters: on its queues' tags
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.zcard(space.ready(routes[name], name))
-            pipe.zcard(space.dead_by_listener(name))
+            for queue_space in spaces:
+                pipe.zcard(queue_space.dead_by_listener(name))
         counts = await pipe.execute()
+    step = 1 + len(spaces)
     flows = await flow_states(
         redis, space=space, queues=routes, declared={name: entry.flow for name, entry in catalog.items()}
     )
@@ -156,11 +159,11 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
         views.append(
             ListenerView(
                 listener=name,
-                queue=routes[name].removeprefix(prefix),
-                queued=int(counts[2 * n]),
+                queue=queue_name_of(space, routes[name]),
+                queued=int(counts[step * n]),
                 running=sum(worker.running.get(name, 0) for worker in workers),
                 workers=sum(name in worker.listeners for worker in workers),
-                dead=int(counts[2 * n + 1]),
+                dead=sum(int(count) for count in counts[step * n + 1 : step * (n + 1)]),
                 mode=catalog[name].mode if name in catalog else "pool",
                 events=catalog[name].events if name in catalog else (),
                 flow=flows.get(name),

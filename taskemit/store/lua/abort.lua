@@ -6,10 +6,11 @@
 -- KEYS[2]   arq's job key
 -- KEYS[3]   arq's queue
 -- KEYS[4]   the listener's ready set
--- KEYS[5]   the event record (hash)
+-- KEYS[5]   the hash of the event's outcomes on the job's tag (KeySpace.outcomes: on one Redis,
+--           the event record)
 -- KEYS[6]   arq's result key
 -- KEYS[7]   arq's try counter
--- KEYS[8]   the namespace's sorted set of abort requests
+-- KEYS[8]   the sorted set of abort requests of the job's tag
 -- KEYS[9]   the listener's delayed set
 -- KEYS[10]  the listener's hash of job flow records
 -- KEYS[11]  the listener's sorted set of ordering keys

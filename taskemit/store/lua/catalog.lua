@@ -3,15 +3,16 @@
 --
 -- A declaration is stamped with the time its worker started and its worker id; a stamp later
 -- than the stored one (or the same worker's) replaces it. Either way the winning declaration's
--- limits are written to the listener's flow hash (KeySpace.flow: what claim.lua reads), so the
--- limits come back if that hash is lost; a changed rate starts from a full bucket.
+-- limits are to be written to the listener's flow hash (KeySpace.flow: what claim.lua reads), so
+-- the limits come back if that hash is lost; a changed rate starts from a full bucket. That hash is
+-- on the listener's queue's tag (on a Redis Cluster, another slot than these keys'): this script
+-- returns what to write there, and the caller writes it (flow_limits.lua).
 --
 -- KEYS[1]   the catalog (hash: listener name -> description JSON)
 -- KEYS[2]   when each listener was last registered (sorted set, ms)
 -- KEYS[3]   live registrations (sorted set: 'listener\nworker id' -> expiry, ms)
 -- KEYS[4]   the newest flow declaration of each listener (hash: name -> '<started ms>\n<worker
 --           id>\n<declaration JSON>\n<concurrency>\n<rate count>\n<rate ms>\n<burst>\n<per key>')
--- KEYS[5..] the flow hash of each listener, in ARGV order
 -- ARGV[1]   now, ms
 -- ARGV[2]   how long this registration lives unless renewed, ms (three heartbeats); 0: declare
 --           the flow control alone (a worker's first, before its first claim: it registers the
@@ -23,9 +24,11 @@
 --           concurrency, rate count, rate period (ms), burst, per key ('1'); '' for unset
 --
 -- Expired registrations and forgotten listeners are removed on the way. Returns {registered,
--- conflicts}: conflicts lists {name, the other worker, its declaration JSON, 'kept' (it is
+-- conflicts, limits}: conflicts lists {name, the other worker, its declaration JSON, 'kept' (it is
 -- newer: its declaration applies) or 'replaced' (this worker's replaced it)} per listener whose
--- stored declaration differs from this worker's.
+-- stored declaration differs from this worker's; limits, per listener in ARGV order, what its flow
+-- hash gets: {'1' if its bucket is to be refilled (a changed rate) else '0', concurrency, rate
+-- count, rate period (ms), burst, per key} ('' for unset: the field is deleted).
 local now = tonumber(ARGV[1])
 local worker, started = ARGV[4], tonumber(ARGV[5])
 local FIELDS = {'concurrency', 'rate_count', 'rate_ms', 'burst', 'rate_key'}
@@ -45,10 +48,10 @@ local function parse(stamp)
   return parts
 end
 
-local n, conflicts = 0, {}
+local n, conflicts, limits = 0, {}, {}
 for i = 6, #ARGV, 8 do
   local name = ARGV[i]
-  local flow_key = KEYS[5 + (i - 6) / 8]
+  local refill = '0'
   if tonumber(ARGV[2]) > 0 then
     redis.call('HSET', KEYS[1], name, ARGV[i + 1])
     redis.call('ZADD', KEYS[2], now, name)
@@ -69,19 +72,16 @@ for i = 6, #ARGV, 8 do
       conflicts[#conflicts + 1] = {name, theirs[2], theirs[3], newer and 'kept' or 'replaced'}
     end
     if not newer and theirs[3] ~= mine[3] then -- a changed rate starts from a full bucket
-      redis.call('HDEL', flow_key, 'tokens', 'tokens_at')
+      refill = '1'
     end
   end
   if winner == mine then
     redis.call('HSET', KEYS[4], name, table.concat(mine, '\n'))
   end
-  for f, field in ipairs(FIELDS) do
-    local value = winner[3 + f] or ''
-    if value == '' then
-      redis.call('HDEL', flow_key, field)
-    else
-      redis.call('HSET', flow_key, field, value)
-    end
+  local written = {refill}
+  for f = 1, #FIELDS do
+    written[f + 1] = winner[3 + f] or ''
   end
+  limits[#limits + 1] = written
 end
-return {n, conflicts}
+return {n, conflicts, limits}

@@ -6,7 +6,8 @@
 -- KEYS[3]   index by listener (sorted set)
 -- KEYS[4]   index by event id (sorted set)
 -- KEYS[5]   the job's attempts (list)
--- KEYS[6]   the event record (hash)
+-- KEYS[6]   the hash of the event's outcomes on the job's tag (KeySpace.outcomes: on one Redis,
+--           the event record)
 -- ARGV[1]   job id
 -- ARGV[2]   died at, ms
 -- ARGV[3]   retention, seconds

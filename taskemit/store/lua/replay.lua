@@ -7,7 +7,9 @@
 -- KEYS[5]   the queue (sorted set)
 -- KEYS[6]   the new job's payload key
 -- KEYS[7]   the new job's attempts (list)
--- KEYS[8]   the event record (hash)
+-- KEYS[8]   the hash of the event's outcomes on the dead job's tag (KeySpace.outcomes): on one
+--           Redis the event record, whose jobs then list the new job in the old one's place (on
+--           a Redis Cluster the caller has record_job.lua do that on the record's tag)
 -- KEYS[9]   the listener's ready set on the queue (see claim.lua)
 -- KEYS[10]  the listener's hash of job flow records
 -- KEYS[11]  the listener's delayed set on the queue
@@ -49,8 +51,9 @@ if record then
 end
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[9], ready_at, ARGV[2])
-if redis.call('EXISTS', KEYS[8]) == 1 then
-  local jobs = cjson.decode(redis.call('HGET', KEYS[8], 'jobs'))
+local listed = redis.call('HGET', KEYS[8], 'jobs')
+if listed then -- the record itself (one Redis); a queue tag's outcomes hash lists no jobs
+  local jobs = cjson.decode(listed)
   jobs[ARGV[8]] = ARGV[2]
   redis.call('HSET', KEYS[8], 'jobs', cjson.encode(jobs))
 end
