@@ -22,9 +22,10 @@ __all__ = (
 
 
 def make_console() -> Console:
-    """A rich console; piped or captured output gets a wide one, so ids and errors are not folded."""
+    """A rich console; piped or captured output gets one as wide as its lines (up to 1,000
+    characters), so ids and errors are not folded."""
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    return console if console.is_terminal else Console(width=1000)
 
 
 def when(epoch: float | None, timespec: str = "seconds") -> str:

@@ -94,7 +94,9 @@ def list_command(listener_name: str | None, event: str | None, limit: int, curso
         return
     console = make_console()
     table = Table(title="Dead letters", title_justify="left")
-    for column in ("job id", "listener", "event", "died", "tries", "reason", "last error"):
+    # a job id is never folded: it is what the other commands take (a narrow terminal folds the rest)
+    table.add_column("job id", no_wrap=True, min_width=max((len(letter.job_id) for letter in page.items), default=6))
+    for column in ("listener", "event", "died", "tries", "reason", "last error"):
         table.add_column(column, overflow="fold")
     for letter in page.items:
         table.add_row(

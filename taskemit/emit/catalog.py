@@ -46,6 +46,7 @@ def describe(item: Listener, default_queue: str) -> CatalogEntry:
         params=tuple(item.parameters),
         policy=_declared_policy(item),
         flow=item.flow,
+        shards=item.shards,
     )
 
 
@@ -78,7 +79,7 @@ class RemoteListener:
         self.queue = entry.queue
         self.mode = entry.mode
         #: the hash tags its jobs spread over (a Redis Cluster)
-        self.shards: int = getattr(entry, "shards", 1)
+        self.shards: int = entry.shards
         self.reliable = entry.reliable
         self.typed = entry.typed
         self.event_ids = frozenset(entry.events)

@@ -18,6 +18,7 @@ from ..attempt import Attempt
 from ..errors import ListenerArgumentError, ListenerConfigError
 from ..flow import FlowControl
 from ..policy import Backoff, RetryPolicy
+from ..store.keys import MAX_SHARDS
 from .events import event_path, is_event_class, main_module_name
 from .jobflow import declare_flow
 from .signature import Parameters
@@ -355,10 +356,6 @@ def listener(
         )
 
     return decorate
-
-
-#: the most hash tags one listener's jobs spread over
-MAX_SHARDS = 64
 
 
 def check_shards(name: str, shards: Any, mode: str, flow: FlowControl) -> int:

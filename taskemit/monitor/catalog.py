@@ -56,6 +56,8 @@ class CatalogEntry:
     policy: dict[str, Any] = field(default_factory=dict, compare=False)
     #: its flow control: the newest declaration of the workers that registered it
     flow: FlowControl = field(default=FlowControl())
+    #: the hash tags of its queue its jobs spread over on a Redis Cluster (``listener(shards=)``)
+    shards: int = 1
 
     @classmethod
     def from_json(cls, name: str, text: str | bytes, workers: tuple[str, ...] = ()) -> CatalogEntry:
@@ -71,6 +73,7 @@ class CatalogEntry:
             workers=workers,
             policy=dict(data.get("policy") or {}),
             flow=FlowControl.from_dict(data.get("flow")),
+            shards=_shards(data.get("shards")),
         )
 
     def to_json(self) -> str:
@@ -84,6 +87,7 @@ class CatalogEntry:
                 "params": [list(p) for p in self.params],
                 "policy": self.policy,
                 "flow": self.flow.to_dict(),
+                **({"shards": self.shards} if self.shards > 1 else {}),
             },
             sort_keys=True,
         )
@@ -99,7 +103,13 @@ class CatalogEntry:
             "params": [p[0] for p in self.params],
             "workers": list(self.workers),
             "flow": self.flow.to_dict(),
+            "shards": self.shards,
         }
+
+
+def _shards(value: Any) -> int:
+    """A description's ``shards`` (1 when it has none, or one this version cannot use)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024 else 1
 
 
 @dataclass(frozen=True, slots=True)

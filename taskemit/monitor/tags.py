@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..store.keys import KeySpace
+from ..store.keys import MAX_SHARDS, KeySpace
 from ..store.wire import as_text
 
 __all__ = ("queue_name_of", "queue_of_space", "queue_spaces", "spaces_from")
@@ -39,8 +39,8 @@ def spaces_from(keys: KeySpace, queue_keys: Iterable[Any], descriptions: Iterabl
             continue
         if isinstance(queue, str) and queue:
             # a listener with shards (``shards``: how many) has keys on each shard's tag
-            count = shards if isinstance(shards, int) and 0 < shards <= 1024 else 1
-            spaces.update(keys.for_queue(queue, shard) for shard in range(count))
+            count = shards if isinstance(shards, int) and 0 < shards <= MAX_SHARDS else 1
+            spaces.update(keys.for_queue(queue, shard, count) for shard in range(count))
     return [root, *sorted((space for space in spaces if space != root), key=lambda space: space.tag)]
 
 

@@ -40,6 +40,7 @@ from .ids import ONCE_NAMESPACE, JobIds, random_uuid
 __all__ = (
     "DEFAULT_KEYS",
     "DEFAULT_NAMESPACE",
+    "MAX_SHARDS",
     "ONCE_NAMESPACE",
     "KeySpace",
     "check_namespace",
@@ -452,6 +453,8 @@ def tag_of(key: str) -> str | None:
     return key[start : end + 1] if end > start + 1 else None
 
 
+#: the most hash tags one listener's jobs spread over (``listener(shards=)``)
+MAX_SHARDS = 64
 #: hash slots of a Redis Cluster
 _SLOTS = 16384
 
