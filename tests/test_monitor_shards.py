@@ -86,7 +86,8 @@ def test_spaces_and_queue_names() -> None:
     assert [space.tag for space in spaces] == ["{ns}", "{ns/a}", "{ns/b}", "{ns/c}"]
     assert queue_name_of(keys, keys.queue("a")) == "a" and queue_name_of(keys, "{ns}:queue:x") == "x"
     sharded = spaces_from(keys, [], ['{"queue": "d", "shards": 3}'])
-    assert sharded[0] == keys and {space.tag for space in sharded[1:]} == {"{ns/d}", "{ns/d/1}", "{ns/d/2}"}
+    assert sharded[0] == keys and {space.tag for space in sharded[1:]} == {keys.queue_tag("d", k, 3) for k in range(3)}
+    assert len(sharded) == 4
 
 
 async def test_queue_spaces_come_from_routes_and_catalog(
