@@ -299,6 +299,34 @@ async def test_check_reports_the_primary_that_holds_the_namespace(cluster: Clust
     assert (report["role"], report["connected_replicas"], report["maxmemory"]) == ("primary", 1, 1 << 30)
 
 
+async def test_check_reports_each_primary_that_holds_a_tag_of_the_namespace(
+    cluster: Cluster, cli_env: Settings, redis: Any
+) -> None:
+    names = queues_on_each_primary(cluster, cli_env.namespace)
+    # the queues of the namespace, as emitters register them
+    await redis.hset(cli_env.keys.routes, mapping={f"on-{name}": cli_env.keys.queue(name) for name in names})
+    control = owner_port(cluster, cli_env.keys.routes)
+    victim = next(port for name in names if (port := owner_port(cluster, cli_env.keys.queue(name))) != control)
+    with sync_redis.Redis(port=victim) as node:
+        node.config_set("maxmemory", 1 << 30)
+        node.execute_command("MEMORY", "PURGE")
+        used = int(node.info("memory")["used_memory"])
+        node.config_set("maxmemory", used + (1 << 16))  # a queue's primary almost full
+        try:
+            result = await monitor_cli.arun("check", "--json")
+        finally:
+            node.config_set("maxmemory", 0)
+    nodes = json.loads(result.output)["redis"]["nodes"]
+    held = {tag for node in nodes for tag in node["tags"]}
+    assert {cli_env.keys.for_queue(name).tag for name in names} | {cli_env.keys.tag} <= held
+    assert len(nodes) == 3 and all(node["role"] == "primary" for node in nodes)
+    assert nodes[0]["tags"][0] == cli_env.keys.tag  # the control tag's primary first
+    (warned,) = [node for node in nodes if node["node"].endswith(f":{victim}")]
+    assert warned["headroom"] is not None and warned["headroom"] < 0.1
+    warnings = json.loads(result.output)["redis"]["warnings"]
+    assert any(f":{victim}: memory:" in warning for warning in warnings)
+
+
 async def test_dead_letter_commands(cli_env: Settings, redis: Any) -> None:
     # (that test's emitter runs its jobs as it closes, as the one-node fixture's settings say)
     await deadletter.test_cli_list_show_replay_purge(cli_env.model_copy(update={"drain_on_exit": True}), redis)

@@ -14,7 +14,7 @@ from ..engine.heartbeat import HEARTBEAT_INTERVAL
 from ..errors import redact_url
 from ..monitor.abort import abort_job
 from ..monitor.outbox import RelayReport, relay_reports
-from ..monitor.server import ServerHealth, server_health
+from ..monitor.server import ServerHealth, server_health, tag_servers
 from ..monitor.workers import Waiting, live_workers, waiting_listeners
 from ..settings import load_settings
 from ..store.connection import redis_client
@@ -61,21 +61,28 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
     """
     settings = load_settings()
 
-    async def main() -> tuple[int, bool, list[Waiting], ServerHealth, list[RelayReport]]:
+    async def main() -> tuple[
+        int, bool, list[Waiting], ServerHealth, list[RelayReport], list[tuple[str, list[str], ServerHealth]]
+    ]:
         async with redis_client(settings) as redis:
             alive = await live_workers(redis, settings.queue_name, space=settings.keys)
             # a stock `arq` worker has no taskemit heartbeat, only arq's health-check key
             arq_health = await redis.exists(settings.keys.health_check(settings.queue_name))
             waiting = await waiting_listeners(redis, space=settings.keys)
             relays = await relay_reports(redis, space=settings.keys)
-            return len(alive), bool(arq_health), waiting, await server_health(redis, settings.keys.routes), relays
+            server = await server_health(redis, settings.keys.routes)
+            nodes = await tag_servers(redis, settings.keys)  # on a cluster: every primary of the namespace's tags
+            return len(alive), bool(arq_health), waiting, server, relays, nodes
 
     try:
-        count, arq_alive, waiting, server, relays = asyncio.run(main())
+        count, arq_alive, waiting, server, relays, nodes = asyncio.run(main())
     except (RedisError, OSError) as exc:
         click.echo(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", err=True)
         sys.exit(1)
     problems, warnings = server.problems(settings), server.warnings()
+    for name, _, health in nodes[1:]:  # (the first is the control tag's: ``server``)
+        problems += [f"{name}: {problem}" for problem in health.problems(settings)]
+        warnings += [f"{name}: {warning}" for warning in health.warnings()]
     lagging = [r for r in relays if max_outbox_lag is not None and r.lag > max_outbox_lag]
     ok = bool(count or arq_alive) and not problems and not lagging
     if as_json:
@@ -98,6 +105,17 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
             },
             "outbox_relays": [relay.to_dict() for relay in relays],
         }
+        if nodes:  # a Redis Cluster: each primary of the namespace's tags
+            report["redis"]["nodes"] = [  # type: ignore[index]
+                {
+                    "node": name,
+                    "tags": tags,
+                    "role": "primary" if health.primary else "replica",
+                    "connected_replicas": health.connected_replicas,
+                    "headroom": health.headroom,
+                }
+                for name, tags, health in nodes
+            ]
         click.echo(json.dumps(report))
         sys.exit(0 if ok else 1)
     headroom = "no maxmemory" if server.headroom is None else f"{server.headroom:.0%} of maxmemory free"
@@ -106,6 +124,12 @@ def check(as_json: bool, max_outbox_lag: float | None) -> None:
         f"{'primary' if server.primary else 'replica'}, {server.connected_replicas} replica(s) connected, "
         f"{headroom}, durability {settings.durability}"
     )
+    for name, tags, health in nodes:
+        click.echo(
+            f"  {name} ({', '.join(tags)}): {'primary' if health.primary else 'replica'}, "
+            f"{health.connected_replicas} replica(s) connected"
+            + ("" if health.headroom is None else f", {health.headroom:.0%} of maxmemory free")
+        )
     for line in (*problems, *warnings):
         click.echo(line, err=True)
     for item in waiting:  # jobs no live worker will run: say so, whatever the exit code

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
-from ..store.cluster import info_of
+from ..store.cluster import info_of, is_cluster, node_name_of
+from ..store.keys import KeySpace
+from .tags import queue_spaces
 
-__all__ = ("ServerHealth", "server_health")
+__all__ = ("ServerHealth", "server_health", "tag_servers")
 
 #: below this share of maxmemory left, ``taskemit check`` warns
 LOW_HEADROOM = 0.1
@@ -76,7 +78,10 @@ class ServerHealth:
 async def server_health(redis: Any, key: str = "") -> ServerHealth:
     """INFO of the server ``redis`` talks to (one round trip); on a cluster, of the primary that
     holds ``key`` (a key of the namespace: they all share its slot)."""
-    info = await info_of(redis, "all", key)
+    return _health(await info_of(redis, "all", key))
+
+
+def _health(info: Any) -> ServerHealth:
     return ServerHealth(
         version=str(info.get("redis_version", "")),
         role=str(info.get("role", "")),
@@ -86,3 +91,19 @@ async def server_health(redis: Any, key: str = "") -> ServerHealth:
         maxmemory_policy=str(info.get("maxmemory_policy", "")),
         aof_enabled=bool(int(info.get("aof_enabled", 0))),
     )
+
+
+async def tag_servers(redis: Any, keys: KeySpace) -> list[tuple[str, list[str], ServerHealth]]:
+    """On a Redis Cluster, each primary that holds a tag of the namespace (its control tag, its
+    queues' tags): its address, the tags it holds and what its INFO says, the control tag's
+    primary first; [] elsewhere (one server: ``server_health``)."""
+    if not is_cluster(redis):
+        return []
+    by_node: dict[str, list[str]] = {}
+    for space in await queue_spaces(redis, keys):
+        by_node.setdefault(await node_name_of(redis, space.prefix), []).append(space.tag)
+    found = []
+    for name, tags in by_node.items():
+        info = await info_of(redis, "all", keys.space_of(tags[0]).prefix)
+        found.append((name, tags, _health(info)))
+    return found

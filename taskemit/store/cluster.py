@@ -37,7 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import InvalidArgument
 
-__all__ = ("ClusterClient", "info_of", "is_cluster", "send_cluster_batch")
+__all__ = ("ClusterClient", "info_of", "is_cluster", "node_name_of", "send_cluster_batch")
 
 #: commands whose first argument is not a key and that go to every node written to
 _EVERY_NODE = frozenset({"WAIT", "WAITAOF"})
@@ -50,6 +50,13 @@ _REDIRECTS = 5
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` talks to a Redis Cluster (redis-py's cluster client, asyncio or not)."""
     return hasattr(client, "nodes_manager")
+
+
+async def node_name_of(client: Any, key: str) -> str:
+    """``host:port`` of the primary that holds ``key``'s slot on a cluster."""
+    if client._initialize:
+        await client.initialize()
+    return str(client.nodes_manager.get_node_from_slot(client.keyslot(key)).name)
 
 
 async def info_of(client: Any, section: str, key: str) -> Any:
