@@ -16,10 +16,14 @@ import pytest
 import redis as sync_redis
 
 from taskemit import Attempt, Emitter
+from taskemit.emit.catalog import describe
 from taskemit.emit.listener import Listener
 from taskemit.emit.spool import Spool
 from taskemit.engine import InProcessWorker
+from taskemit.monitor.catalog import register_listeners
+from taskemit.monitor.queues import queue_depths
 from taskemit.settings import Settings
+from taskemit.store.connection import redis_client
 from taskemit.store.keys import KeySpace, tag_of
 
 runs: Counter[tuple[str, int]] = Counter()
@@ -98,6 +102,13 @@ async def test_a_sharded_listeners_jobs_take_its_shards_in_turns_and_run_once(sh
     queues = [sharded.keys.queue("hot", shard, 3) for shard in range(3)]
     assert len({tag_of(queue) for queue in queues}) == 3
     assert [client.zcard(sharded.keys.ready(queue, "hot")) for queue in queues] == [10, 10, 10]
+    # the queue's depth counts the jobs on every shard, once the catalog says the listener has three
+    async with redis_client(sharded) as redis:
+        await register_listeners(
+            redis, [describe(hot, sharded.queue_name)], space=sharded.keys, worker_id="w", live_for=5, retention=60
+        )
+        (depth,) = [view for view in await queue_depths(redis, sharded) if view.queue == "hot"]
+    assert (depth.queued, depth.listeners) == (30, 1)
     async with InProcessWorker([hot], sharded):
         await _until(lambda: sum(runs.values()) == 30)
     assert sorted(n for _, n in runs) == list(range(30)) and set(runs.values()) == {1}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings import Settings
+from .catalog import read_catalog
 from .tags import queue_name_of
 from .workers import live_workers
 
@@ -38,7 +39,9 @@ class QueueView:
 
 async def queue_depths(redis: Any, settings: Settings, now: float | None = None) -> list[QueueView]:
     """Every queue that emitters routed a listener to, live workers serve, or the settings name,
-    sorted by name; four round trips whatever the number of queues and listeners."""
+    sorted by name (a sharded listener's jobs counted over its shards); four round trips whatever
+    the number of queues and listeners (five on a Redis Cluster: the catalog says which listeners
+    have shards)."""
     space = settings.keys
     routes = {k.decode(): v.decode() for k, v in (await redis.hgetall(space.routes)).items()}
     workers = await live_workers(redis, space=space)
@@ -48,21 +51,33 @@ async def queue_depths(redis: Any, settings: Settings, now: float | None = None)
             by_queue.setdefault(space.queue(name), [])
     for listener, queue_key in sorted(routes.items()):
         by_queue.setdefault(queue_key, []).append(listener)
+    # a sharded listener (a Redis Cluster) has its jobs on each shard's tag of its queue
+    shards = {}
+    if space.sharded:
+        shards = {name: entry.shards for name, entry in (await read_catalog(redis, space=space)).items()}
     now_ms = (now if now is not None else time.time()) * 1000
     queues = sorted(by_queue)
+    reads: dict[str, list[tuple[str, str]]] = {}  # queue key -> (a shard's queue key, listener) per set pair
+    for queue_key in queues:
+        name = queue_name_of(space, queue_key)
+        reads[queue_key] = [
+            (space.queue(name, k, shards[listener]) if shards.get(listener, 1) > 1 else queue_key, listener)
+            for listener in by_queue[queue_key]
+            for k in range(shards.get(listener, 1))
+        ]
     async with redis.pipeline(transaction=False) as pipe:
         for queue_key in queues:
-            for listener in by_queue[queue_key]:
-                pipe.zcount(space.ready(queue_key, listener), "-inf", now_ms)
-                pipe.zcount(space.ready(queue_key, listener), f"({now_ms}", "+inf")
-                pipe.zcard(space.leased(queue_key, listener))
+            for key, listener in reads[queue_key]:
+                pipe.zcount(space.ready(key, listener), "-inf", now_ms)
+                pipe.zcount(space.ready(key, listener), f"({now_ms}", "+inf")
+                pipe.zcard(space.leased(key, listener))
         counts = [int(count) for count in await pipe.execute()]
     views = []
     n = 0
     for queue_key in queues:
         listeners = by_queue[queue_key]
-        mine = counts[n : n + 3 * len(listeners)]
-        n += 3 * len(listeners)
+        mine = counts[n : n + 3 * len(reads[queue_key])]
+        n += 3 * len(reads[queue_key])
         name = queue_name_of(space, queue_key)
         views.append(
             QueueView(
