@@ -22,6 +22,7 @@ from taskemit.emit.spool import Spool
 from taskemit.engine import InProcessWorker
 from taskemit.monitor.catalog import register_listeners
 from taskemit.monitor.queues import queue_depths
+from taskemit.monitor.workers import listener_views
 from taskemit.settings import Settings
 from taskemit.store.connection import redis_client
 from taskemit.store.keys import KeySpace, tag_of
@@ -108,7 +109,9 @@ async def test_a_sharded_listeners_jobs_take_its_shards_in_turns_and_run_once(sh
             redis, [describe(hot, sharded.queue_name)], space=sharded.keys, worker_id="w", live_for=5, retention=60
         )
         (depth,) = [view for view in await queue_depths(redis, sharded) if view.queue == "hot"]
+        (view,) = await listener_views(redis, space=sharded.keys)
     assert (depth.queued, depth.listeners) == (30, 1)
+    assert (view.listener, view.queue, view.queued) == ("hot", "hot", 30)
     async with InProcessWorker([hot], sharded):
         await _until(lambda: sum(runs.values()) == 30)
     assert sorted(n for _, n in runs) == list(range(30)) and set(runs.values()) == {1}

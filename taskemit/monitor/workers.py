@@ -143,27 +143,39 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
             if name not in routes and len(worker.queues) == 1:
                 routes[name] = space.queue(worker.queues[0])
     names = sorted(routes)
-    spaces = spaces_from(space, routes.values())  # a listener's dead letters: on its queues' tags
+    # a sharded listener (a Redis Cluster) has its jobs on each shard's tag of its queue
+    queue_keys: dict[str, list[str]] = {}
+    for name in names:
+        shards = catalog[name].shards if name in catalog and space.sharded else 1
+        queue = queue_name_of(space, routes[name])
+        queue_keys[name] = [space.queue(queue, k, shards) for k in range(shards)] if shards > 1 else [routes[name]]
+    # a listener's dead letters: on its queues' tags
+    spaces = spaces_from(space, [key for keys in queue_keys.values() for key in keys])
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.zcard(space.ready(routes[name], name))
+            for queue_key in queue_keys[name]:
+                pipe.zcard(space.ready(queue_key, name))
             for queue_space in spaces:
                 pipe.zcard(queue_space.dead_by_listener(name))
-        counts = await pipe.execute()
-    step = 1 + len(spaces)
+        counts = [int(count) for count in await pipe.execute()]
     flows = await flow_states(
         redis, space=space, queues=routes, declared={name: entry.flow for name, entry in catalog.items()}
     )
     views = []
-    for n, name in enumerate(names):
+    at = 0
+    for name in names:
+        queued = sum(counts[at : at + len(queue_keys[name])])
+        at += len(queue_keys[name])
+        dead = sum(counts[at : at + len(spaces)])
+        at += len(spaces)
         views.append(
             ListenerView(
                 listener=name,
                 queue=queue_name_of(space, routes[name]),
-                queued=int(counts[step * n]),
+                queued=queued,
                 running=sum(worker.running.get(name, 0) for worker in workers),
                 workers=sum(name in worker.listeners for worker in workers),
-                dead=sum(int(count) for count in counts[step * n + 1 : step * (n + 1)]),
+                dead=dead,
                 mode=catalog[name].mode if name in catalog else "pool",
                 events=catalog[name].events if name in catalog else (),
                 flow=flows.get(name),
