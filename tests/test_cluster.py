@@ -580,3 +580,38 @@ async def test_a_listener_with_three_shards_has_keys_on_all_three_primaries(
             assert receipt is not None
             await receipt.wait(timeout=20)
     assert sorted(n for _, n in spread_runs) == list(range(30))  # each once
+
+
+async def test_fsync_durability_waits_for_the_aof_of_each_primary_a_batch_wrote(
+    cluster: Cluster, settings: Settings
+) -> None:
+    """durability = "fsync" on a cluster: WAITAOF goes to every primary an emit wrote to (the control
+    tag's and each queue tag's); one primary without an AOF makes publish raise NotDurable."""
+    from taskemit.errors import NotDurable
+
+    names = queues_on_each_primary(cluster, settings.namespace)
+    listeners = [Listener(_spread, ["spread"], name=f"spread-{name}", queue=name) for name in names]
+    fsync = settings.model_copy(update={"durability": "fsync", "min_replicas": 0, "durability_timeout": 1.0})
+    primaries = _node_clients(cluster)
+    try:
+        for node in primaries:
+            node.config_set("appendonly", "yes")
+        wait_until(lambda: all(int(node.info("persistence")["aof_enabled"]) for node in primaries), what="AOF on")
+        wait_until(
+            lambda: not any(int(node.info("persistence")["aof_rewrite_in_progress"]) for node in primaries),
+            what="the first AOF rewrites",
+        )
+        async with Emitter(listeners, fsync) as emitter:
+            assert await emitter.publish("spread", n=1) is not None  # every primary's AOF has it
+            control = owner_port(cluster, fsync.keys.routes)
+            without = next(p for name in names if (p := owner_port(cluster, fsync.keys.queue(name))) != control)
+            (node,) = [n for n in primaries if n.connection_pool.connection_kwargs["port"] == without]
+            node.config_set("appendonly", "no")  # one queue's primary: its part cannot be fsynced
+            with pytest.raises(NotDurable):
+                await emitter.publish("spread", n=2, timeout=3)
+            node.config_set("appendonly", "yes")  # back: the emitter confirms the event as it closes
+            wait_until(lambda: int(node.info("persistence")["aof_enabled"]), what="AOF on again")
+    finally:
+        for node in primaries:
+            node.config_set("appendonly", "no")
+            node.close()
