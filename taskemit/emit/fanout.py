@@ -70,6 +70,7 @@ class Fanout:
         "_codec",
         "_plans",
         "_routes",
+        "_sharded_keys",
         "_spread",
         "_turn",
         "catalog",
@@ -101,8 +102,9 @@ class Fanout:
         #: (id(listeners tuple), event id, turn) -> (the tuple, the plan, its jobs), for pool listeners
         self._plans: dict[tuple[int, str, int], tuple[tuple[Target, ...], Plan, list[tuple[Target, str | None]]]] = {}
         self._turn = itertools.count()
-        #: which shard the next event's jobs of sharded listeners go to (in turns)
+        #: which shard the next event's jobs of sharded listeners go to (in turns), on a Redis Cluster
         self._spread = itertools.count()
+        self._sharded_keys = settings.keys.sharded
 
     def listeners(self, event: str | type) -> tuple[Target, ...]:
         """The listeners of ``event`` (a string id or an event class)."""
@@ -204,9 +206,12 @@ class Fanout:
     def _plan(self, event_id: str, listeners: tuple[Target, ...]) -> tuple[Plan, list[tuple[Target, str | None]]]:
         """The jobs an event of ``listeners`` makes, their names and their routes; remembered
         for a registry's tuple of pool listeners, which always make the same jobs."""
-        # sharded listeners: their jobs go to the shards in turns (a plan per turn)
-        sharded = [item.shards for item in listeners if item.shards > 1]
-        spread = next(self._spread) % math.lcm(*sharded) if sharded else 0
+        # sharded listeners on a Redis Cluster: their jobs go to the shards in turns (a plan per
+        # turn); on one Redis a listener's shards are one queue
+        spread = 0
+        if self._sharded_keys:
+            sharded = [item.shards for item in listeners if item.shards > 1]
+            spread = next(self._spread) % math.lcm(*sharded) if sharded else 0
         key = (id(listeners), event_id, spread)
         known = self._plans.get(key)
         if known is not None and known[0] is listeners:

@@ -203,7 +203,13 @@ class EventWriter:
                 self._unheard[channel] = now
             else:
                 self._unheard.pop(channel, None)
-        replies: list[Any] = [None] * len(batch)
+        replies: list[Any] = []
+        if not space.sharded:  # a call per span of events, a reply per event each
+            for events, reply in zip(spans, results[:calls], strict=True):
+                # the script's error (NOSCRIPT after a restart, say) is every event's of that call
+                replies += [reply] * len(events) if isinstance(reply, Exception) else reply
+            return replies, results[-1] if wait is not None else None
+        replies = [None] * len(batch)  # each event's record call first, then its queue tags' calls
         for events, reply in zip(spans, results[:calls], strict=True):
             # the script's error (NOSCRIPT after a restart, say) is every event's of that call
             for n, event in enumerate(events):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import InvalidArgument
@@ -86,16 +87,7 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
     found: set[str] = set()
     async for member, _ in redis.zscan_iter(space.events, match=f"{token}*"):
         found.add(member.decode())
-    glob = _glob_prefix(space)
-    for kind, pattern in (
-        (JOB_KEY_PREFIX, f"{JOB_KEY_PREFIX}{glob}{token}*"),
-        (RESULT_KEY_PREFIX, f"{RESULT_KEY_PREFIX}{glob}{token}*"),
-        ("dead", f"{glob}dead:{glob}{token}*"),
-    ):
-        async for key in redis.scan_iter(match=pattern, count=1000):
-            job_id = _job_id_of_key(kind, key.decode())
-            if space.owns(job_id) and _tokens(space, job_id).startswith(token):
-                found.add(job_id)
+    found.update([job_id async for job_id in _job_keys(redis, space, token, "*")])
     events = {found_id for found_id in found if not space.owns(found_id)}
     if len(events) == 1 and all(space.event_of_job(found_id) in events for found_id in found - events):
         return events.pop()  # an event and its own jobs (their ids begin with its digits): the event shows them
@@ -103,6 +95,21 @@ async def resolve_id(redis: Any, settings: Settings, ident: str) -> str:
         shown = ", ".join(sorted(found)[:5]) + (" ..." if len(found) > 5 else "")
         raise AmbiguousId(f"{ident!r} matches {len(found)} events or jobs ({shown}); give more characters")
     return found.pop() if found else ident
+
+
+async def _job_keys(redis: Any, space: KeySpace, token: str, rest: str) -> AsyncIterator[str]:
+    """The ids of this namespace's jobs whose payload, result or dead letter key matches
+    ``<token><rest>`` after the id's tag (SCAN), and whose id's digits begin with ``token``."""
+    glob = _glob_prefix(space)
+    for kind, pattern in (
+        (JOB_KEY_PREFIX, f"{JOB_KEY_PREFIX}{glob}{token}{rest}"),
+        (RESULT_KEY_PREFIX, f"{RESULT_KEY_PREFIX}{glob}{token}{rest}"),
+        ("dead", f"{glob}dead:{glob}{token}{rest}"),
+    ):
+        async for key in redis.scan_iter(match=pattern, count=1000):
+            job_id = _job_id_of_key(kind, key.decode())
+            if space.owns(job_id) and _tokens(space, job_id).startswith(token):
+                yield job_id
 
 
 async def _resolve_short_job(redis: Any, settings: Settings, ident: str, event_hex: str, suffix: str) -> str:
@@ -121,16 +128,7 @@ async def _resolve_short_job(redis: Any, settings: Settings, ident: str, event_h
             for event_uuid, jobs in zip(events, await pipe.execute(), strict=True):
                 tail = ":" + event_uuid.replace("-", "") + suffix
                 found.update(str(j) for j in (json.loads(jobs).values() if jobs else ()) if str(j).endswith(tail))
-    glob = _glob_prefix(space)
-    for kind, pattern in (
-        (JOB_KEY_PREFIX, f"{JOB_KEY_PREFIX}{glob}{event_hex}*{suffix}"),
-        (RESULT_KEY_PREFIX, f"{RESULT_KEY_PREFIX}{glob}{event_hex}*{suffix}"),
-        ("dead", f"{glob}dead:{glob}{event_hex}*{suffix}"),
-    ):
-        async for key in redis.scan_iter(match=pattern, count=1000):
-            job_id = _job_id_of_key(kind, key.decode())
-            if space.owns(job_id) and _tokens(space, job_id).startswith(event_hex):
-                found.add(job_id)
+    found.update([job_id async for job_id in _job_keys(redis, space, event_hex, "*" + suffix)])
     found = {job_id for job_id in found if job_id.endswith(suffix) and space.event_of_job(job_id) is not None}
     if len(found) > 1:  # an event listed without that job is no match
         async with redis.pipeline(transaction=False) as pipe:
