@@ -16,7 +16,8 @@ A ``KeySpace`` for a queue tag (``for_queue``, ``space_of``) builds that tag's k
 control keys as the namespace's does. arq's own keys (job payloads, in-progress markers,
 results, try counters) keep arq's fixed prefixes so a stock arq worker and arq's ``Job`` API
 see taskemit's jobs as ordinary arq jobs: the tag goes into the queue names and the job ids
-instead. How ids are made and read back is ``ids.py`` (``JobIds``, which ``KeySpace`` extends).
+instead. How ids are made and read back is ``ids.py`` (``JobIds``), and the control tag's keys
+are ``control_keys.py`` (``ControlKeys``): ``KeySpace`` extends both.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .arq_format import (
     RESULT_KEY_PREFIX,
     RETRY_KEY_PREFIX,
 )
+from .control_keys import ControlKeys
 from .ids import ONCE_NAMESPACE, JobIds, random_uuid
 
 __all__ = (
@@ -62,11 +64,11 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
-class KeySpace(JobIds):
+class KeySpace(JobIds, ControlKeys):
     """The keys of one namespace: ``{namespace}:...`` for taskemit's, ``arq:<kind>:{tag}:<id>`` for
     arq's; with ``sharded`` (a Redis Cluster), each queue on a tag of its own (see above)."""
 
-    __slots__ = ("control", "namespace", "prefix", "sharded", "tag")
+    __slots__ = ("control", "is_control", "namespace", "prefix", "sharded", "tag")
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE, *, sharded: bool = False, tag: str | None = None) -> None:
         self.namespace = check_namespace(namespace)
@@ -78,6 +80,8 @@ class KeySpace(JobIds):
         self.tag = tag or "{" + namespace + "}"
         #: what this space's keys and job ids start with
         self.prefix = self.tag + ":"
+        #: whether this space's tag is the control tag (always so on one Redis)
+        self.is_control = self.tag == self.control[:-1]
 
     def __repr__(self) -> str:
         if self.tag != self.control[:-1]:
@@ -96,11 +100,6 @@ class KeySpace(JobIds):
         return hash((self.namespace, self.tag))
 
     # -- tags ------------------------------------------------------------------------------
-
-    @property
-    def is_control(self) -> bool:
-        """Whether this space's tag is the control tag (always so on one Redis)."""
-        return self.tag == self.control[:-1]
 
     @property
     def root(self) -> KeySpace:
@@ -188,11 +187,6 @@ class KeySpace(JobIds):
         """Pub/sub channel on which emits tell the workers of ``queue_key`` which listeners have work."""
         return f"{queue_key}:wake"
 
-    @property
-    def routes(self) -> str:
-        """Hash: listener name -> the queue key its jobs go to, as emitters registered them."""
-        return self.control + "routes"
-
     def broadcast_queue(self, queue_key: str, worker_id: str) -> str:
         """One worker's own queue of broadcast jobs beside ``queue_key`` (expires when unused)."""
         return f"{queue_key}:broadcast:{worker_id}"
@@ -233,27 +227,7 @@ class KeySpace(JobIds):
         """Hash: the token bucket (tokens, at) of one rate key of ``listener`` (expires once full)."""
         return self.flow_bucket_prefix(listener) + key
 
-    @property
-    def catalog_flow(self) -> str:
-        """Hash: listener name -> its newest flow declaration (``<declared at ms>\\n<worker>\\n<JSON>``)."""
-        return self.control + "catalog:flow"
-
-    # -- the listener catalog --------------------------------------------------------------
-
-    @property
-    def catalog(self) -> str:
-        """Hash: listener name -> its description (JSON: events, queue, mode, parameters), as workers register it."""
-        return self.control + "catalog"
-
-    @property
-    def catalog_seen(self) -> str:
-        """Sorted set: listener name -> when a live worker last registered it (ms); old ones are forgotten."""
-        return self.control + "catalog:seen"
-
-    @property
-    def catalog_live(self) -> str:
-        """Sorted set: ``listener\\nworker id`` -> when that registration expires (ms), renewed by heartbeats."""
-        return self.control + "catalog:live"
+    # -- a job's keys (its id carries its queue's tag) ------------------------------------------
 
     def job_id(self, token: str) -> str:
         """The full job id for ``token``, which may already be one (ids as users type them)."""
@@ -295,36 +269,6 @@ class KeySpace(JobIds):
         """A worker's last round trip (a write): a WAIT after it covers everything written before it."""
         return f"{self.prefix}marker:{worker_id}"
 
-    # -- events ----------------------------------------------------------------------------
-
-    def event(self, event_uuid: str) -> str:
-        """Hash with an emitted event's record: event id, time, jobs and their outcomes."""
-        return f"{self.control}event:{event_uuid}"
-
-    @property
-    def event_prefix(self) -> str:
-        """What ``event`` puts before an event uuid (for scripts that name many records)."""
-        return self.event("")
-
-    @property
-    def events(self) -> str:
-        """Sorted set of event uuids scored by emit time (ms), trimmed to the event retention."""
-        return self.control + "events"
-
-    def events_by_id(self, event_id: str) -> str:
-        """Sorted set of the uuids of one event id's events, scored by emit time (ms)."""
-        return f"{self.control}events-by-id:{event_id}"
-
-    @property
-    def events_by_id_prefix(self) -> str:
-        """What ``events_by_id`` puts before an event id."""
-        return self.events_by_id("")
-
-    @property
-    def event_counts(self) -> str:
-        """Hash of events emitted per event id."""
-        return self.control + "stats:events"
-
     def attempts(self, job_id: str) -> str:
         """List of a job's attempts (JSON each): outcome, error, timings; kept across replays."""
         return f"{self.prefix_of(job_id)}attempts:{job_id}"
@@ -357,91 +301,9 @@ class KeySpace(JobIds):
         """Hash of a listener's counters and duration histogram (see lib_stats.lua)."""
         return f"{self.prefix}stats:listener:{listener}"
 
-    def history(self, resolution: str, bucket: int) -> str:
-        """Hash of one time bucket of the history: what the workers counted and sampled from ``bucket``
-        (epoch seconds) for one ``resolution`` (``1m``, ``5m``, ``1h``); it expires after the retention."""
-        return f"{self.control}history:{resolution}:{bucket}"
-
-    @property
-    def history_sampler(self) -> str:
-        """String: who samples queue depth and busy workers this interval (expires after it)."""
-        return self.control + "history:sampler"
-
-    # -- workers ---------------------------------------------------------------------------
-
-    @property
-    def workers(self) -> str:
-        """Sorted set of worker ids by the time of their last heartbeat."""
-        return self.control + "workers"
-
-    def worker(self, worker_id: str) -> str:
-        """Hash with a worker's last heartbeat (expires when the worker stops renewing it)."""
-        return f"{self.control}worker:{worker_id}"
-
     def health_check(self, queue: str) -> str:
         """arq's health-check key of a worker on ``queue`` (what ``arq --check`` reads)."""
         return self.queue(queue) + HEALTH_CHECK_SUFFIX
-
-    # -- outbox relays ---------------------------------------------------------------------
-
-    @property
-    def outbox_relays(self) -> str:
-        """Sorted set of outbox relay ids by the time of their last report."""
-        return self.control + "outbox:relays"
-
-    def outbox_relay(self, relay_id: str) -> str:
-        """Hash with a relay's last report: its database and table, backlog, lag, counts, last error
-        (expires when the relay stops reporting)."""
-        return f"{self.control}outbox:relay:{relay_id}"
-
-    # -- cron ------------------------------------------------------------------------------
-
-    @property
-    def cron_fired(self) -> str:
-        """Sorted set: cron schedule name -> its last emitted tick (epoch seconds; only ever raised)."""
-        return self.control + "cron:fired"
-
-    @property
-    def cron_paused(self) -> str:
-        """Hash: paused cron schedule name -> when it was paused (epoch seconds)."""
-        return self.control + "cron:paused"
-
-    @property
-    def cron_resumed(self) -> str:
-        """Sorted set: cron schedule name -> when it was last resumed; earlier ticks are never caught up."""
-        return self.control + "cron:resumed"
-
-    @property
-    def cron_schedules(self) -> str:
-        """Sorted set: cron schedule name -> when a scheduler last registered it (epoch seconds)."""
-        return self.control + "cron:schedules"
-
-    def cron_schedule(self, name: str) -> str:
-        """Hash: a registered schedule's definition and next tick (forgotten when no scheduler renews it)."""
-        return f"{self.control}cron:schedule:{name}"
-
-    @property
-    def cron_schedulers(self) -> str:
-        """Sorted set: scheduler id -> when it last registered (epoch seconds)."""
-        return self.control + "cron:schedulers"
-
-    def cron_scheduler(self, scheduler_id: str) -> str:
-        """Hash: a live scheduler's host, pid and schedules (expires unless it renews it)."""
-        return f"{self.control}cron:scheduler:{scheduler_id}"
-
-    @property
-    def cron_triggers(self) -> str:
-        """Hash: request id -> a pending "fire schedule NAME now" request (JSON: name, requested_at)."""
-        return self.control + "cron:triggers"
-
-    def cron_trigger_lease(self, request_id: str) -> str:
-        """String: the scheduler that took a trigger request; expires, so a crashed taker's request is retaken."""
-        return f"{self.control}cron:trigger:{request_id}"
-
-    @property
-    def cron_wake(self) -> str:
-        """Pub/sub channel on which a trigger wakes the schedulers."""
-        return self.control + "cron:wake"
 
 
 def tag_of(key: str) -> str | None:
