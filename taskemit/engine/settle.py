@@ -1,7 +1,7 @@
 """What a batch of finished attempts writes: the KEYS and ARGV of one ``finish.lua`` call.
 
 Per job: its keys, its claim's token, its mode (done, retry, dead) and records; per dead job its
-dead letter; per listener its counters and the keys of its flow control. Pure: no Redis, the
+dead letter; per route (a listener on a queue) its counters and the keys it shares. Pure: no Redis, the
 clock read once per batch.
 """
 
@@ -28,10 +28,11 @@ def finish_call(
     finished: Sequence[Finished], routes: Sequence[Route], settings: Settings, codec: Codec, space: KeySpace
 ) -> tuple[list[str], list[Any]]:
     """The KEYS and ARGV of one finish.lua call for ``finished``, whose jobs are all on the tag of
-    ``space`` (see the script's layout)."""
+    ``space`` (see the script's layout: the keys a route or an event record shares are sent once,
+    and a job's own keys only where it needs them)."""
     now = time.time()
-    listeners: dict[str, int] = {}
-    flow_routes: dict[str, Route] = {}  # the route of each listener's flow keys
+    used: dict[int, int] = {}  # route index -> its place in the call (1-based)
+    records: dict[str, int] = {}  # event record key -> its place (1-based)
     job_keys: list[str] = []
     job_args: list[Any] = []
     dead_keys: list[str] = []
@@ -41,21 +42,10 @@ def finish_call(
         run = outcome.run
         job_id = run.attempt.job_id
         listener = run.attempt.listener
-        index = listeners.setdefault(listener, len(listeners) + 1)
-        flow_routes.setdefault(listener, route)
-        job_keys += (
-            space.attempts(job_id),
-            space.outcomes(run.meta.get("event") or "-"),
-            route.queue,
-            route.leased,
-            route.ready,
-            space.in_progress(job_id),
-            space.job(job_id),
-            space.retry(job_id),
-            space.result(job_id),
-        )
+        place = used.setdefault(item.route, len(used) + 1)
+        record = records.setdefault(space.outcomes(run.meta.get("event") or "-"), len(records) + 1)
         if outcome.state is JobState.RETRYING:
-            mode, extra = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms]
+            mode, extra, result = "retry", [outcome.next_payload, outcome.ttl_ms, outcome.run_at_ms], ["", 0]
         elif outcome.state is JobState.FAILED:
             fields = dead_letter_fields(
                 settings,
@@ -70,7 +60,8 @@ def finish_call(
                 queue=route.queue,
             )
             fields += ("payload", outcome.next_payload)
-            mode, extra = "dead", [*arq_result(outcome, route, settings, codec), len(fields) // 2]
+            mode, result = "dead", arq_result(outcome, route, settings, codec)
+            extra = [len(fields) // 2]
             dead_keys += (
                 space.dead(job_id),
                 space.dead_by_listener(listener),
@@ -78,33 +69,59 @@ def finish_call(
             )
             dead_args += fields
         else:
-            mode, extra = "done", [*arq_result(outcome, route, settings, codec), ""]
+            mode, extra, result = "done", [], arq_result(outcome, route, settings, codec)
+        # the job's own keys: its lease and payload, then what it needs of these (flags, in order)
+        flags = ""
+        job_keys += (space.in_progress(job_id), space.job(job_id))
+        if outcome.attempt_json or mode == "dead":
+            flags += "a"
+            job_keys.append(space.attempts(job_id))
+        # arq's try counter exists from a job's second try on (a first try that ran has none)
+        if mode == "retry" or run.attempt.number != 1 or outcome.duration is None:
+            flags += "t"
+            job_keys.append(space.retry(job_id))
+        if result[0]:
+            flags += "r"
+            job_keys.append(space.result(job_id))
+            extra += result
         duration = outcome.duration
         job_args += (
             job_id,
             item.token,
             mode,
+            flags,
+            place,
+            record,
             outcome.attempt_json,
             outcome.outcome_json,
-            *extra,
-            index,
             ",".join(outcome.counted),
             "" if duration is None else f"{duration:.6f}",
             "" if duration is None else bucket_for(duration),
+            *extra,
         )
-    stats_keys: list[str] = []
-    for listener in listeners:
-        r = flow_routes[listener]
-        stats_keys += (space.listener_stats(listener), r.flow, r.flow_jobs, r.flow_keys, r.delayed)
-    keys = [space.dead_index, space.listener_names, *job_keys, *dead_keys, *stats_keys]
+    route_keys: list[str] = []
+    for index in used:
+        r = routes[index]
+        route_keys += (
+            space.listener_stats(r.listener),
+            r.flow,
+            r.flow_jobs,
+            r.flow_keys,
+            r.delayed,
+            r.queue,
+            r.leased,
+            r.ready,
+        )
+    keys = [space.dead_index, space.listener_names, *route_keys, *records, *job_keys, *dead_keys]
     args = [
         settings.event_retention,
         len(finished),
         int(now * 1000),
         settings.dead_letter_retention,
-        len(listeners),
-        *listeners,
-        *(flow_routes[listener].group_prefix for listener in listeners),
+        len(used),
+        *(routes[index].listener for index in used),
+        *(routes[index].group_prefix for index in used),
+        len(records),
         *job_args,
         *dead_args,
     ]

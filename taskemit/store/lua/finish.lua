@@ -28,85 +28,104 @@
 --
 -- KEYS[1]     index of all dead letters
 -- KEYS[2]     the set of listener names that have counters
--- KEYS[3..]   nine per job: its attempts (list), its event record (hash), arq's queue, the
---             listener's leased set, its ready set, arq's in-progress key (the lease), job
---             key, try counter and result key;
---             then three per dead job (in order): the dead letter, the index by listener,
---             the index by event id;
---             then five per listener counted: its counters, its flow hash, its hash of job flow
---             records, its sorted set of keys, its delayed set
+-- KEYS[3..]   eight per route (a listener on a queue) of these jobs: the listener's counters, its
+--             flow hash, its hash of job flow records, its sorted set of keys, its delayed set,
+--             arq's queue, the listener's leased set, its ready set;
+--             then the event records (on a queue's own tag: its outcome hashes) the outcomes go to;
+--             then per job: arq's in-progress key (the lease) and job key, then the keys its flags
+--             name, in this order: 'a' its attempts (list), 't' arq's try counter, 'r' arq's result;
+--             then three per dead job (in order): the dead letter, the index by listener, the
+--             index by event id
 -- ARGV[1]     TTL of the attempts lists, seconds
 -- ARGV[2]     the number of jobs
 -- ARGV[3]     now, ms
 -- ARGV[4]     dead letter retention, seconds
--- ARGV[5]     the number of listeners counted; their names follow, then the prefix of each
+-- ARGV[5]     the number of routes; their listeners' names follow, then the prefix of each
 --             one's groups' lists
--- then twelve per job: job id, the claim's token, mode, the attempt for the job's history
---             (JSON; '' for none), the outcome for the event record (JSON), then
---             done: arq's result ('' for none), its TTL in ms, ''
+-- then        the number of event records
+-- then per job: job id, the claim's token, mode, flags, its route (1-based), its event record
+--             (1-based), the attempt for the job's history (JSON; '' for none), the outcome for the
+--             event record (JSON), its counted outcomes ('a,b'), the attempt's duration (seconds,
+--             '' if it did not run), its histogram bucket, then
 --             retry: the next attempt's payload, its TTL (and the counter's) in ms, the retry time in ms
---             dead: arq's result ('' for none), its TTL in ms, the number of the dead letter's
---                   field/value pairs
---             then the listener (its index among those counted, 1-based), its counted outcomes
---             ('a,b'), the attempt's duration (seconds, '' if it did not run), its histogram bucket
+--             dead: the number of the dead letter's field/value pairs
+--             and with flag 'r' (done, dead): arq's result and its TTL in ms
 -- then per dead job: the dead letter's field/value pairs
+-- (Only what a job needs is sent: a first try's job has no try counter to delete, and no
+-- history or arq result unless asked for; the keys its route shares are sent once.)
 --
 -- Returns {applied, refused}: how many attempts were applied, and {job id, 'taken' | 'gone'}
 -- per refused one.
 local jobs = tonumber(ARGV[2])
 local now, retention = ARGV[3], ARGV[4]
-local listeners = tonumber(ARGV[5])
-local first_job_arg = 6 + 2 * listeners
-local first_stats_key = 3 + 9 * jobs -- moved past the dead jobs' keys below
-local first_dead_arg = first_job_arg + 12 * jobs
+local routes = tonumber(ARGV[5])
+local first_record = 3 + 8 * routes
 
--- where each dead job's keys and fields are
-local dead_keys, dead_fields = {}, {}
+-- a route's counters, flow hash, job flow records, keys, delayed set, arq queue, leased and ready sets
+local function route_keys(r)
+  local k = 3 + 8 * (r - 1)
+  return KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
+end
+
+local function stats_key_of(r)
+  return KEYS[3 + 8 * (r - 1)]
+end
+
+local function name_of(r)
+  return ARGV[5 + r]
+end
+
+-- where each job's keys and arguments start, its route, and each dead job's keys and fields
+local at_key, at_arg, route_of, dead_keys, dead_fields = {}, {}, {}, {}, {}
 do
-  local field_arg = first_dead_arg
-  for j = 0, jobs - 1 do
-    local a = first_job_arg + 12 * j
-    if ARGV[a + 2] == 'dead' then
-      dead_keys[j] = first_stats_key
-      dead_fields[j] = field_arg
-      first_stats_key = first_stats_key + 3
-      field_arg = field_arg + 2 * tonumber(ARGV[a + 7])
+  local k, a = first_record + tonumber(ARGV[6 + 2 * routes]), 7 + 2 * routes
+  local dead = {}
+  for j = 1, jobs do
+    at_key[j], at_arg[j], route_of[j] = k, a, tonumber(ARGV[a + 4])
+    local mode, flags = ARGV[a + 2], ARGV[a + 3]
+    k = k + 2 + #flags
+    a = a + 11
+    if mode == 'retry' then
+      a = a + 3
+    elseif mode == 'dead' then
+      dead[#dead + 1] = j
+      a = a + 1
     end
+    if string.find(flags, 'r', 1, true) then
+      a = a + 2
+    end
+  end
+  for _, j in ipairs(dead) do
+    dead_keys[j], dead_fields[j] = k, a
+    k = k + 3
+    a = a + 2 * tonumber(ARGV[at_arg[j] + 11])
   end
 end
 
-local function stats_key_of(index)
-  return KEYS[first_stats_key + 5 * (index - 1)]
-end
-
--- a listener's flow hash, its job flow records, its keys, its delayed set, its groups' prefix
-local function flow_keys_of(index)
-  local k = first_stats_key + 5 * (index - 1)
-  return KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[5 + listeners + index]
-end
-
-local function name_of(index)
-  return ARGV[5 + index]
+-- job j's key named by ``flag`` (see above), or nil
+local function flagged(j, flag)
+  local at = string.find(ARGV[at_arg[j] + 3], flag, 1, true)
+  return at and KEYS[at_key[j] + 1 + at]
 end
 
 -- 1. which attempts still hold their job
 local lease_keys = {}
-for j = 0, jobs - 1 do
-  lease_keys[j + 1] = KEYS[3 + 9 * j + 5]
+for j = 1, jobs do
+  lease_keys[j] = KEYS[at_key[j]]
 end
 local leases = get_many(lease_keys)
 local applies, refused, fenced = {}, {}, {}
-for j = 0, jobs - 1 do
-  local k, a = 3 + 9 * j, first_job_arg + 12 * j
-  local id, token, held = ARGV[a], ARGV[a + 1], leases[j + 1]
+for j = 1, jobs do
+  local a = at_arg[j]
+  local id, token, held = ARGV[a], ARGV[a + 1], leases[j]
   if held == token then
     applies[j] = true
-  elseif not held and redis.call('ZSCORE', KEYS[k + 3], id) and redis.call('EXISTS', KEYS[k + 6]) == 1 then
+  elseif not held and redis.call('ZSCORE', select(7, route_keys(route_of[j])), id)
+      and redis.call('EXISTS', KEYS[at_key[j] + 1]) == 1 then
     applies[j] = true -- the lease ran out, but no claim took the job since: it is still ours to settle
   elseif held then
     refused[#refused + 1] = {id, 'taken'}
-    local index = tonumber(ARGV[a + 8])
-    fenced[index] = (fenced[index] or 0) + 1
+    fenced[route_of[j]] = (fenced[route_of[j]] or 0) + 1
   else
     refused[#refused + 1] = {id, 'gone'}
   end
@@ -114,9 +133,9 @@ end
 
 -- 2. out of the leased sets first (see above)
 local removed = {} -- sorted set -> ids leaving it
-for j = 0, jobs - 1 do
+for j = 1, jobs do
   if applies[j] then
-    push(removed, KEYS[3 + 9 * j + 3], ARGV[first_job_arg + 12 * j])
+    push(removed, select(7, route_keys(route_of[j])), ARGV[at_arg[j]])
   end
 end
 for key, ids in pairs(removed) do
@@ -129,61 +148,68 @@ local outcomes = {} -- event record -> field, outcome, ... (several jobs of one 
 local gone = {} -- keys of jobs finished for good
 local tallies = {}
 local applied = 0
-local has_flow = {} -- listener index -> whether any of its jobs has a flow record
-for j = 0, jobs - 1 do
+local has_flow = {} -- route -> whether any of its jobs has a flow record
+for j = 1, jobs do
   if applies[j] then
     applied = applied + 1
-    local k, a = 3 + 9 * j, first_job_arg + 12 * j
-    local attempts, record, queue, ready = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 4]
-    local lease, job, try, result = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7], KEYS[k + 8]
-    local id, mode = ARGV[a], ARGV[a + 2]
+    local a = at_arg[j]
+    local id, mode, r = ARGV[a], ARGV[a + 2], route_of[j]
+    local _, flow, jobs_key, keys_key, delayed, queue, _, ready = route_keys(r)
+    local record = KEYS[first_record + tonumber(ARGV[a + 5]) - 1]
+    local lease, job = KEYS[at_key[j]], KEYS[at_key[j] + 1]
+    local attempt = ARGV[a + 6]
     if mode == 'dead' then
       local d, f = dead_keys[j], dead_fields[j]
       local fields = {}
-      for n = f, f + 2 * tonumber(ARGV[a + 7]) - 1 do
+      for n = f, f + 2 * tonumber(ARGV[a + 11]) - 1 do
         fields[#fields + 1] = ARGV[n]
       end
-      park_dead(KEYS[d], {KEYS[1], KEYS[d + 1], KEYS[d + 2]}, attempts, id, now, retention, ARGV[a + 3], ARGV[1],
+      park_dead(KEYS[d], {KEYS[1], KEYS[d + 1], KEYS[d + 2]}, flagged(j, 'a'), id, now, retention, attempt, ARGV[1],
         fields)
-    elseif ARGV[a + 3] ~= '' then
-      redis.call('RPUSH', attempts, ARGV[a + 3])
+    elseif attempt ~= '' then
+      local attempts = flagged(j, 'a')
+      redis.call('RPUSH', attempts, attempt)
       redis.call('EXPIRE', attempts, ARGV[1])
     end
     push(outcomes, record, 'job:' .. id)
-    push(outcomes, record, ARGV[a + 4])
-    local index = tonumber(ARGV[a + 8])
-    tally(tallies, index, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
+    push(outcomes, record, ARGV[a + 7])
+    tally(tallies, r, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10])
     gone[#gone + 1] = lease
     -- flow control: the job's flow record, if it has one
-    local flow, jobs_key, keys_key, delayed, group_prefix = flow_keys_of(index)
-    if has_flow[index] == nil then
-      has_flow[index] = redis.call('EXISTS', jobs_key) == 1
+    if has_flow[r] == nil then
+      has_flow[r] = redis.call('EXISTS', jobs_key) == 1
     end
-    local flow_record = has_flow[index] and redis.call('HGET', jobs_key, id)
+    local flow_record = has_flow[r] and redis.call('HGET', jobs_key, id)
     if mode == 'retry' then
-      redis.call('SET', job, ARGV[a + 5], 'PX', ARGV[a + 6])
+      local try = flagged(j, 't')
+      redis.call('SET', job, ARGV[a + 11], 'PX', ARGV[a + 12])
       redis.call('INCR', try) -- the try that ended (claims read the counter, add nothing)
-      redis.call('PEXPIRE', try, ARGV[a + 6])
-      redis.call('ZADD', queue, ARGV[a + 7], id)
+      redis.call('PEXPIRE', try, ARGV[a + 12])
+      redis.call('ZADD', queue, ARGV[a + 13], id)
       if flow_record and job_flow(flow_record) > 0 then -- ahead of its run time once due: not before
-        redis.call('ZADD', delayed, ARGV[a + 7], id)
+        redis.call('ZADD', delayed, ARGV[a + 13], id)
       else
-        redis.call('ZADD', ready, ARGV[a + 7], id)
+        redis.call('ZADD', ready, ARGV[a + 13], id)
       end
     else
       if flow_record then
         local _, flow_mode = job_flow(flow_record)
         if mode == 'dead' and flow_mode == 'O' then -- it keeps its key while its dead letter lasts
           redis.call('ZADD', delayed, tonumber(now) + 1000 * tonumber(retention), id)
-        elseif release_flow(jobs_key, keys_key, group_prefix, ready, queue, id, tonumber(now)) then
+        elseif release_flow(jobs_key, keys_key, ARGV[5 + routes + r], ready, queue, id, tonumber(now)) then
           redis.call('HSET', flow, 'wanted', '1')
         end
       end
-      if ARGV[a + 5] ~= '' and tonumber(ARGV[a + 6]) > 0 then
-        redis.call('SET', result, ARGV[a + 5], 'PX', ARGV[a + 6])
+      local result = flagged(j, 'r')
+      if result then
+        local at = a + (mode == 'dead' and 12 or 11)
+        redis.call('SET', result, ARGV[at], 'PX', ARGV[at + 1])
       end
       gone[#gone + 1] = job
-      gone[#gone + 1] = try
+      local try = flagged(j, 't')
+      if try then
+        gone[#gone + 1] = try
+      end
       push(removed, queue, id)
     end
   end
@@ -199,7 +225,7 @@ for key, ids in pairs(removed) do
 end
 each_slice('DEL', nil, gone)
 count_tallies(tallies, stats_key_of, name_of, KEYS[2])
-for index, n in pairs(fenced) do
-  redis.call('HINCRBY', stats_key_of(index), 'fenced', n)
+for r, n in pairs(fenced) do
+  redis.call('HINCRBY', stats_key_of(r), 'fenced', n)
 end
 return {applied, refused}
