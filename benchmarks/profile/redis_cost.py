@@ -37,7 +37,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,9 +152,13 @@ def _commandstats(client: redis.Redis) -> tuple[Counter[str], Counter[str]]:
     return calls, usec
 
 
-def _snapshot(client: redis.Redis) -> tuple[float, Counter[str], Counter[str]]:
+#: what a phase is measured in: redis-server's CPU (µs), or another meter (see redis_floor)
+Meter = Callable[[redis.Redis], float]
+
+
+def _snapshot(client: redis.Redis, meter: Meter = _cpu_us) -> tuple[float, Counter[str], Counter[str]]:
     calls, usec = _commandstats(client)
-    return _cpu_us(client), calls, usec
+    return meter(client), calls, usec
 
 
 def _phase(
@@ -226,20 +230,20 @@ def _wait_drained(client: redis.Redis, queue_key: str, worker: subprocess.Popen[
         time.sleep(0.01)
 
 
-def run_once(code: Path, app_dir: Path, events: int, binary: str | None) -> tuple[Phase, Phase]:
+def run_once(code: Path, app_dir: Path, events: int, binary: str | None, meter: Meter = _cpu_us) -> tuple[Phase, Phase]:
     """The scenario with ``code``'s taskemit on a fresh redis-server: (emit phase, drain phase)."""
     with RedisServer(binary=binary) as server:
         env = _env(code, app_dir, server.url)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         own: Counter[str] = Counter(info=3)  # INFO cpu + commandstats of the snapshot after
-        before = _snapshot(client)
+        before = _snapshot(client, meter)
         queue_key = _emit(code, app_dir, env, events, 0)
-        middle = _snapshot(client)
+        middle = _snapshot(client, meter)
         emit = _phase(before, middle, own)
         own = Counter(info=3)
         with _worker(app_dir, env) as worker:
             _wait_drained(client, queue_key, worker, own)
-            after = _snapshot(client)
+            after = _snapshot(client, meter)
         client.close()
         return emit, _phase(middle, after, own)
 

@@ -20,12 +20,17 @@ driven from this process in batches of 100 (events per emit call, jobs per claim
 Rounds alternate between the four, so all see the same machine. Printed: the median CPU per
 job of each (emit, drain, total) and its ratio to the base commit's total. A target below the
 floor's ratio cannot be met by trimming bookkeeping: it needs a smaller data layout.
+
+``--instructions`` runs each redis-server under valgrind's callgrind and counts the instructions
+it ran per job instead of its CPU time: slower, but the same from run to run on a noisy machine
+(one round is enough). Needs valgrind (Debian's ``valgrind`` package).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,15 +55,51 @@ def _scripts(client: redis.Redis) -> tuple[object, object, object]:
     return tuple(client.register_script((HERE / f"{name}.lua").read_text()) for name in ("emit", "claim", "finish"))  # type: ignore[return-value]
 
 
-def run_floor(events: int, arq: bool, binary: str | None) -> tuple[float, float]:
-    """The floor scenario on a fresh redis-server: (emit, drain) CPU µs per job."""
+class Instructions:
+    """A meter: redis-server runs under callgrind, and a reading is the instructions it ran so far."""
+
+    def __init__(self, binary: str, into: Path) -> None:
+        if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+            raise SystemExit("--instructions needs valgrind (Debian's valgrind package)")
+        self.out = into / "callgrind"
+        self.binary = into / "redis-server-under-callgrind"
+        self.binary.write_text(
+            f'#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={self.out}.%p {binary} "$@"\n'
+        )
+        self.binary.chmod(0o755)
+
+    def __call__(self, client: redis.Redis) -> float:
+        pid = client.info("server")["process_id"]
+        dumps = sorted(self.out.parent.glob(f"{self.out.name}.{pid}.*"))
+        subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+        deadline = time.monotonic() + 30
+        while len(new := sorted(self.out.parent.glob(f"{self.out.name}.{pid}.*"))) == len(dumps):
+            if time.monotonic() > deadline:
+                raise SystemExit("callgrind wrote no dump in 30 s")
+            time.sleep(0.05)
+        time.sleep(0.2)  # (the newest dump being written)
+        return float(sum(_total(dump) for dump in new))
+
+
+def _total(dump: Path) -> int:
+    """The instructions a callgrind dump counted (since the dump before it)."""
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    return 0
+
+
+def run_floor(
+    events: int, arq: bool, binary: str | None, meter: redis_cost.Meter = redis_cost._cpu_us
+) -> tuple[float, float]:
+    """The floor scenario on a fresh redis-server: (emit, drain) per job, in ``meter``'s unit."""
     codec = get_codec("json")
     layout = "1" if arq else "0"
     jobs = events * len(LISTENERS)
     with RedisServer(binary=binary) as server:
         client = redis.Redis.from_url(server.url)
         emit, claim, finish = _scripts(client)
-        before = redis_cost._cpu_us(client)
+        before = meter(client)
         now = int(time.time() * 1000)
         for start in range(0, events, BATCH):
             args: list[object] = [layout, 86_400_000, 86_400]
@@ -70,7 +111,7 @@ def run_floor(events: int, arq: bool, binary: str | None) -> tuple[float, float]
                 for listener, job_id in zip(LISTENERS, ids, strict=True):
                     args += [job_id, codec.encode_job(listener, (), {"n": n, META_KWARG: meta}, enqueue_ms=now)]
             emit(args=args)  # type: ignore[operator]
-        middle = redis_cost._cpu_us(client)
+        middle = meter(client)
         token = f"floor#{uuid.uuid4().hex[:12]}"
         while True:
             claimed = claim(args=[layout, now + 10, BATCH, token, now + 30_000])  # type: ignore[operator]
@@ -90,7 +131,7 @@ def run_floor(events: int, arq: bool, binary: str | None) -> tuple[float, float]
                 }
                 args += [job_id, job_id[11:43], json.dumps(outcome)]
             finish(args=args)  # type: ignore[operator]
-        after = redis_cost._cpu_us(client)
+        after = meter(client)
         client.close()
     return (middle - before) / jobs, (after - middle) / jobs
 
@@ -104,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis-server", help="redis-server binary (default: the newest on PATH)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count redis-server's instructions (callgrind), not its CPU time"
+    )
     args = parser.parse_args(argv)
     binary = args.redis_server or newest_redis_server()
+    unit, scale = ("µs", 1.0) if not args.instructions else ("kIr", 1e-3)
     head = subprocess.run(
         ["git", "-C", str(redis_cost.ROOT), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -114,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         app_dir = Path(tmp, "app")
         app_dir.mkdir()
         (app_dir / "redis_cost_app.py").write_text(redis_cost.APP)
+        meter: redis_cost.Meter = redis_cost._cpu_us
+        server = binary
+        if args.instructions:
+            meter = Instructions(binary, Path(tmp))
+            server = str(meter.binary)
         codes = {
             f"base {args.base}": redis_cost.export(args.base, Path(tmp, "base")),
             f"new {head}": redis_cost.export("HEAD", Path(tmp, "new")),
@@ -121,16 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"redis-server: {binary}; {args.events} events x 3 jobs; rounds alternate")
         for round_ in range(args.rounds):
             for label, code in codes.items():
-                emit, drain = redis_cost.run_once(code, app_dir, args.events, binary)
+                emit, drain = redis_cost.run_once(code, app_dir, args.events, server, meter)
                 jobs = args.events * len(LISTENERS)
-                rows.setdefault(label, []).append((emit.cpu_us / jobs, drain.cpu_us / jobs))
+                rows.setdefault(label, []).append((scale * emit.cpu_us / jobs, scale * drain.cpu_us / jobs))
             for label, arq in (("floor, arq layout", True), ("floor, no arq keys", False)):
-                rows.setdefault(label, []).append(run_floor(args.events, arq, binary))
+                emit_cost, drain_cost = run_floor(args.events, arq, server, meter)
+                rows.setdefault(label, []).append((scale * emit_cost, scale * drain_cost))
             line = "  ".join(f"{label} {sum(r[-1]):5.1f}" for label, r in rows.items())
-            print(f"round {round_ + 1}: {line} µs/job", flush=True)
+            print(f"round {round_ + 1}: {line} {unit}/job", flush=True)
     base_total = statistics.median(sum(r) for r in rows[f"base {args.base}"])
-    print(f"\nRedis CPU per job (median of {args.rounds} rounds)")
-    print(f"{'':<22} {'emit µs':>8} {'drain µs':>9} {'total µs':>9} {'/ base':>7}")
+    what = "CPU" if not args.instructions else "instructions (thousands)"
+    print(f"\nredis-server {what} per job (median of {args.rounds} rounds)")
+    print(f"{'':<22} {'emit':>8} {'drain':>9} {'total':>9} {'/ base':>7}")
     for label, runs in rows.items():
         emit = statistics.median(r[0] for r in runs)
         drain = statistics.median(r[1] for r in runs)
