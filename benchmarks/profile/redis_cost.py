@@ -76,7 +76,12 @@ APP = textwrap.dedent(
 
 
     def settings():
-        return load_settings(redis_url=os.environ["REDIS_COST_URL"], queue_name="{queue}", emit_buffer_size=200_000)
+        return load_settings(
+            redis_url=os.environ["REDIS_COST_URL"],
+            queue_name="{queue}",
+            emit_buffer_size=200_000,
+            publish_timeout=float(os.environ.get("REDIS_COST_PUBLISH_TIMEOUT", "5")),
+        )
 
 
     def __getattr__(name):
