@@ -162,7 +162,7 @@ async def test_a_claim_whose_reply_was_lost_hands_out_the_same_jobs(settings: Se
         )
         client = aioredis.Redis(port=endpoint.port)
         store = store_for(client, proxied, "A", quick)
-        await client.ping()
+        await store.load_scripts()  # (else the lost reply may be the one that says they are not loaded)
         endpoint.lose_next_reply()
         with pytest.raises(RedisConnectionError):
             await store.exchange([], 10)
@@ -175,6 +175,40 @@ async def test_a_claim_whose_reply_was_lost_hands_out_the_same_jobs(settings: Se
         assert len({c.token for c in batch.claimed}) == 1
         nothing_more = await store.exchange([], 10)
         assert nothing_more.claimed == []
+        await client.aclose()
+
+
+async def test_a_claim_sent_again_hands_out_the_same_claimed_expired_and_aborted_jobs(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Two listeners' jobs in one claim, one of them expired in the queue and one whose abort was
+    asked for: the claim sent again after a lost reply hands each out again as what it was."""
+    port = redis.connection_pool.connection_kwargs["port"]
+    async with Emitter([quick, fails], settings) as emitter:
+        for n in range(3):
+            await emitter.publish("fw_quick", n)
+            await emitter.publish("fw_fails", n)
+    quick_ids = [m.decode() for m in await redis.zrange(Route.of(quick, settings).ready, 0, -1)]
+    fails_ids = [m.decode() for m in await redis.zrange(Route.of(fails, settings).ready, 0, -1)]
+    gone, stopped = quick_ids[0], fails_ids[1]
+    await redis.delete(settings.keys.job(gone))  # its payload expired while it waited
+    await redis.zadd(settings.keys.abort_requests, {stopped: time.time() * 1000})
+    with TcpProxy(port) as endpoint:
+        proxied = load_settings(
+            redis_url=f"redis://127.0.0.1:{endpoint.port}/0", namespace=settings.namespace, lease_ttl=2.0
+        )
+        client = aioredis.Redis(port=endpoint.port)
+        store = store_for(client, proxied, "A", quick, fails)
+        await store.load_scripts()
+        endpoint.lose_next_reply()
+        with pytest.raises(RedisConnectionError):
+            await store.exchange([], 10)
+        batch = await store.exchange([], 10)  # sent again, with the same token
+        assert [c.job_id for c in batch.expired] == [gone]
+        assert [c.job_id for c in batch.aborted] == [stopped]
+        assert sorted(c.job_id for c in batch.claimed) == sorted({*quick_ids, *fails_ids} - {gone, stopped})
+        assert {c.route for c in batch.claimed} == {0, 1}  # each with its own listener
+        assert (await store.exchange([], 10)).claimed == []
         await client.aclose()
 
 

@@ -19,14 +19,15 @@ def _read(name: str) -> str:
 class LuaScript:
     """One script from ``taskemit/store/lua/<name>.lua``: EVALSHA, loading it when Redis lacks it.
 
-    ``libraries`` are files of shared local functions (``lib_*.lua``) put in front of it.
+    ``libraries`` are files of shared local functions (``lib_*.lua``) put in front of it, and
+    in front of all, ``prelude.lua`` (the globals the scripts read, as locals).
     """
 
     __slots__ = ("name", "sha", "source")
 
     def __init__(self, name: str, libraries: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.source = "\n".join([*(_read(lib) for lib in libraries), _read(name)])
+        self.source = "\n".join([_read("prelude"), *(_read(lib) for lib in libraries), _read(name)])
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     async def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:

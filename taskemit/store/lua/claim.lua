@@ -170,16 +170,26 @@ end
 local handed = redis.call('GET', receipt)
 if handed then
   local claimed, expired, aborted = {}, {}, {}
-  for kind, i, id in string.gmatch(handed, '(%a)(%d+) ([^\n]+)\n') do
-    i = tonumber(i)
-    if redis.call('GET', lease_prefix .. id) == token then
-      local payload = redis.call('GET', job_prefix .. id)
-      if kind == 'e' then
-        expired[#expired + 1] = {id, i}
-      elseif payload and kind == 'a' then
-        aborted[#aborted + 1] = {id, i, payload}
-      elseif payload then
-        claimed[#claimed + 1] = {id, i, payload, (tonumber(redis.call('GET', try_prefix .. id)) or 0) + 1}
+  local at = 1
+  while true do -- blocks of ids, each under a line "<kind><listener index> <count>"
+    local kind, i, n, after = string.match(handed, '^(%a)(%d+) (%d+)\n()', at)
+    if not kind then
+      break
+    end
+    at, i = after, tonumber(i)
+    for _ = 1, tonumber(n) do
+      local stop = string.find(handed, '\n', at, true)
+      local id = string.sub(handed, at, stop - 1)
+      at = stop + 1
+      if redis.call('GET', lease_prefix .. id) == token then
+        local payload = redis.call('GET', job_prefix .. id)
+        if kind == 'e' then
+          expired[#expired + 1] = {id, i}
+        elseif payload and kind == 'a' then
+          aborted[#aborted + 1] = {id, i, payload}
+        elseif payload then
+          claimed[#claimed + 1] = {id, i, payload, (tonumber(redis.call('GET', try_prefix .. id)) or 0) + 1}
+        end
       end
     end
   end
@@ -231,7 +241,7 @@ for i = 1, listeners do
 end
 
 local claimed, expired, aborted = {}, {}, {}
-local handed_out = {} -- the receipt's lines: kind, listener index, id
+local handed_out = {} -- the receipt: kind ('c' claimed, 'e' expired, 'a' aborted) -> listener index -> ids
 local aborts_asked = redis.call('ZCARD', abort_requests) > 0
 local buckets = {} -- rate key bucket -> {tokens, count, period, burst}, written at the end
 local again = {} -- listener -> a job became ready during the claim (the next of a rate key)
@@ -326,7 +336,12 @@ local function take(i, ids, records)
         claimed[#claimed + 1] = {id, i, payload, (tonumber(tries[n]) or 0) + 1}
         started = started + 1
       end
-      handed_out[#handed_out + 1] = kind .. i .. ' ' .. id .. '\n'
+      local lists = handed_out[kind]
+      if lists == nil then
+        lists = {}
+        handed_out[kind] = lists
+      end
+      push(lists, i, id)
     elseif kind or payload then
       -- a stock arq worker (or an older lease) holds it: look again when that runs out (a lease
       -- in its last millisecond reads 0: look again soon, not a whole lease later)
@@ -504,7 +519,13 @@ for i = 1, listeners do
   end
 end
 
-if #handed_out > 0 then
-  redis.call('SET', receipt, table.concat(handed_out), 'PX', ARGV[2])
+local blocks = {}
+for kind, lists in pairs(handed_out) do
+  for i, ids in pairs(lists) do
+    blocks[#blocks + 1] = kind .. i .. ' ' .. #ids .. '\n' .. table.concat(ids, '\n') .. '\n'
+  end
+end
+if #blocks > 0 then
+  redis.call('SET', receipt, table.concat(blocks), 'PX', ARGV[2])
 end
 return {claimed, expired, next_due(), aborted}
