@@ -114,3 +114,27 @@ async def test_a_claim_scans_leased_and_delayed_sets_only_when_something_is_due(
     assert len(_scans(seen, route.delayed)) == 1 and _scans(seen, route.leased) == []
     assert await redis.zscore(route.ready, "not-yet") is not None
     assert await redis.zcard(route.delayed) == 0
+
+
+@listener("batch_ping", name="batch:pong")
+async def pong(n: int) -> None:
+    """Never run here, like ping."""
+
+
+async def test_a_claim_takes_an_even_share_of_each_listener_so_an_events_jobs_go_together(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with Emitter([ping, pong], settings) as emitter:
+        for n in range(10):
+            await emitter.publish("batch_ping", n)
+    store = JobStore(redis, settings, get_codec("json"), [Route.of(ping, settings), Route.of(pong, settings)], "A")
+    await store.load_scripts()
+    first = (await store.exchange([], 6)).claimed
+    by_listener = {route: sorted(c.payload for c in first if c.route == route) for route in (0, 1)}
+    assert len(by_listener[0]) == len(by_listener[1]) == 3
+    events = {route: sorted(c.job_id.rsplit(".", 1)[0] for c in first if c.route == route) for route in (0, 1)}
+    assert events[0] == events[1]  # the same three events' jobs of both listeners
+    # what one listener leaves, the other takes
+    await redis.delete(Route.of(ping, settings).ready)
+    rest = (await store.exchange([], 10)).claimed
+    assert len(rest) == 7 and {c.route for c in rest} == {1}

@@ -408,22 +408,37 @@ local function round(only)
   end
   local taken = 0
   if not boosted then
-    for _, i in ipairs(order) do
-      local left = limit - #claimed
-      if left <= 0 then
-        break
-      end
-      local ready = keys_of(i)
-      local ids
-      if candidates[i] then
-        ids = ids_of(i, math.min(left, #candidates[i] / 2))
-      else
-        ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, math.min(left, wants[i]))
-      end
-      if #ids > 0 then
-        -- the due jobs are the first of the ready set: one command takes them out
-        redis.call('ZREMRANGEBYRANK', ready, 0, #ids - 1)
-        taken = taken + take(i, ids, records[i])
+    -- in turn, each listener first takes an even share of what is left (so that the jobs one
+    -- event gave several listeners go out in one claim, and their outcomes are written together),
+    -- then what the others left; a listener whose jobs were read with their records takes all it
+    -- may at once
+    local took, drained = {}, {}
+    for pass = 1, 2 do
+      for n, i in ipairs(order) do
+        local left = limit - #claimed
+        if left <= 0 then
+          break
+        end
+        local want = math.min(left, wants[i] - (took[i] or 0))
+        if pass == 1 and not candidates[i] then
+          want = math.min(want, math.ceil(left / (#order - n + 1)))
+        end
+        if want > 0 and not drained[i] and (pass == 1 or not candidates[i]) then
+          local ready = keys_of(i)
+          local ids
+          if candidates[i] then
+            ids = ids_of(i, math.min(left, #candidates[i] / 2))
+          else
+            ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, want)
+            drained[i] = #ids < want
+          end
+          if #ids > 0 then
+            -- the due jobs are the first of the ready set: one command takes them out
+            redis.call('ZREMRANGEBYRANK', ready, 0, #ids - 1)
+            took[i] = (took[i] or 0) + #ids
+            taken = taken + take(i, ids, records[i])
+          end
+        end
       end
     end
     return taken

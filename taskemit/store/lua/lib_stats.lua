@@ -26,14 +26,17 @@ local function tally(tallies, index, outcomes, duration, bucket)
     t = {outcomes = {}, sum = 0, n = 0, buckets = {}}
     tallies[index] = t
   end
-  for outcome in string.gmatch(outcomes, '[^,]+') do
-    t.outcomes[outcome] = (t.outcomes[outcome] or 0) + 1
+  if string.find(outcomes, ',', 1, true) then
+    for outcome in string.gmatch(outcomes, '[^,]+') do
+      t.outcomes[outcome] = (t.outcomes[outcome] or 0) + 1
+    end
+  elseif outcomes ~= '' then -- (one outcome, the usual case: no iterator)
+    t.outcomes[outcomes] = (t.outcomes[outcomes] or 0) + 1
   end
   if duration ~= '' then
     t.sum = t.sum + tonumber(duration)
     t.n = t.n + 1
-    local field = 'le:' .. bucket
-    t.buckets[field] = (t.buckets[field] or 0) + 1
+    t.buckets[bucket] = (t.buckets[bucket] or 0) + 1
   end
 end
 
@@ -48,8 +51,8 @@ local function count_tallies(tallies, stats_key_of, name_of, names_key)
     if t.n > 0 then
       redis.call('HINCRBYFLOAT', stats_key, 'duration_sum', string.format('%.6f', t.sum))
       redis.call('HINCRBY', stats_key, 'duration_count', t.n)
-      for field, n in pairs(t.buckets) do
-        redis.call('HINCRBY', stats_key, field, n)
+      for bucket, n in pairs(t.buckets) do
+        redis.call('HINCRBY', stats_key, 'le:' .. bucket, n)
       end
     end
     if rated then
