@@ -1,9 +1,10 @@
 """Recording a dead letter: the fields it is stored with, and the one atomic step that writes it.
 
-When a job will not be tried again, the ``dead_letter`` script stores its dead letter (the
-fields below, the payload, and every attempt's error), indexes it (all, by listener, by event
-id), records the job's final attempt on its event, and counts the outcome, all on the job's
-queue tag. ``monitor.deadletter`` reads, replays and purges what is written here.
+When a job will not be tried again, its dead letter is stored with the fields below and its
+payload, indexed (all, by listener, by event id), the job's final attempt added to its
+attempts, and its outcome written on its event and counted, all on the job's queue tag: by the
+``dead_letter`` script on the stock arq path, by the worker's own finishing script (with the same
+fields) otherwise. ``monitor.deadletter`` reads, replays and purges what is written here.
 """
 
 from __future__ import annotations
