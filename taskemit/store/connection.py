@@ -48,7 +48,7 @@ from redis.retry import Retry
 
 from ..errors import InvalidArgument, redact_url
 from .faults import NotPrimary
-from .sentinel import SENTINEL_PORT, sentinel_client, sentinel_target, sync_sentinel_client
+from .sentinel import SENTINEL_PORT, sentinel_client, sentinel_fields, sync_sentinel_client
 
 __all__ = (
     "SCHEMES",
@@ -200,11 +200,14 @@ def parse_redis_url(url: str) -> RedisTarget:
     hosts = tuple(_host_port(item, url) for item in hostlist.split(",") if item)
     if not hosts:
         raise InvalidArgument(f"a Sentinel URL names at least one Sentinel host: {redact_url(url)!r}")
-    return sentinel_target(
-        RedisTarget(url, hosts=hosts, username=username, password=password, tls=scheme == "rediss+sentinel"),
-        parts.path,
-        parts.query,
-        _PASSED_OPTIONS,
+    return RedisTarget(
+        url,
+        sentinel=True,
+        hosts=hosts,
+        username=username,
+        password=password,
+        tls=scheme == "rediss+sentinel",
+        **sentinel_fields(url, parts.path, parts.query, _PASSED_OPTIONS),
     )
 
 

@@ -12,8 +12,8 @@ the primary's. Connections to the Sentinels speak RESP2, whatever ``redis_protoc
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 from urllib.parse import parse_qsl, unquote
 
 import redis as sync_redis
@@ -21,10 +21,15 @@ from redis import asyncio as aioredis
 
 from ..errors import InvalidArgument, redact_url
 
-if TYPE_CHECKING:
-    from .connection import RedisTarget
-
-__all__ = ("SENTINEL_OPTIONS", "SENTINEL_PORT", "sentinel_client", "sentinel_target", "sync_sentinel_client")
+__all__ = (
+    "SENTINEL_OPTIONS",
+    "SENTINEL_PORT",
+    "SentinelFields",
+    "SentinelTarget",
+    "sentinel_client",
+    "sentinel_fields",
+    "sync_sentinel_client",
+)
 
 #: the port of a Sentinel host named without one
 SENTINEL_PORT = 26379
@@ -34,11 +39,40 @@ SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 ClientT = TypeVar("ClientT", bound=aioredis.Redis)
 
 
-def sentinel_target(target: RedisTarget, path: str, query: str, passed_options: tuple[str, ...]) -> RedisTarget:
-    """``target`` (a Sentinel URL's hosts and credentials) with the service, database and options
-    that the URL's ``path`` and ``query`` name; InvalidArgument saying what is wrong with them.
-    ``passed_options`` are the query options taken as they are by the connections."""
-    url = target.url
+class SentinelFields(TypedDict):
+    """What a Sentinel URL's path and query name."""
+
+    service: str
+    db: int
+    sentinel_options: dict[str, str]
+    options: dict[str, str]
+
+
+class SentinelTarget(Protocol):
+    """What the clients below read of a Sentinel URL (``store.connection.RedisTarget`` has it)."""
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def db(self) -> int: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def sentinel_options(self) -> Mapping[str, str]: ...
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+
+def sentinel_fields(url: str, path: str, query: str, passed_options: tuple[str, ...]) -> SentinelFields:
+    """The service, database and options that the ``path`` and ``query`` of the Sentinel URL
+    ``url`` name; InvalidArgument saying what is wrong with them. ``passed_options`` are the query
+    options taken as they are by the connections."""
     parts = [unquote(part) for part in path.split("/") if part]
     if not parts or len(parts) > 2:
         raise InvalidArgument(
@@ -55,9 +89,7 @@ def sentinel_target(target: RedisTarget, path: str, query: str, passed_options: 
             f"unknown option(s) {', '.join(unknown)} in a Sentinel URL (known: "
             f"{', '.join(SENTINEL_OPTIONS + passed_options)}): {redact_url(url)!r}"
         )
-    return replace(
-        target,
-        sentinel=True,
+    return SentinelFields(
         service=parts[0],
         db=db,
         sentinel_options={k: v for k, v in options.items() if k in SENTINEL_OPTIONS},
@@ -65,7 +97,7 @@ def sentinel_target(target: RedisTarget, path: str, query: str, passed_options: 
     )
 
 
-def sentinel_client(target: RedisTarget, options: dict[str, Any], client_class: type[ClientT]) -> ClientT:
+def sentinel_client(target: SentinelTarget, options: dict[str, Any], client_class: type[ClientT]) -> ClientT:
     """An asyncio client on the primary the Sentinels of ``target`` name (asked again on every new
     connection); ``options`` are the primary's connection options."""
     from redis.asyncio.sentinel import Sentinel
@@ -78,7 +110,7 @@ def sentinel_client(target: RedisTarget, options: dict[str, Any], client_class: 
     return cast(ClientT, sentinels.master_for(target.service, redis_class=client_class, check_connection=True))
 
 
-def sync_sentinel_client(target: RedisTarget, options: dict[str, Any]) -> sync_redis.Redis:
+def sync_sentinel_client(target: SentinelTarget, options: dict[str, Any]) -> sync_redis.Redis:
     """A blocking client on the primary the Sentinels of ``target`` name."""
     from redis.sentinel import Sentinel
 
@@ -88,7 +120,7 @@ def sync_sentinel_client(target: RedisTarget, options: dict[str, Any]) -> sync_r
     return cast(sync_redis.Redis, sentinels.master_for(target.service, check_connection=True))  # type: ignore[no-untyped-call]
 
 
-def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+def _primary_kwargs(target: SentinelTarget, options: dict[str, Any]) -> dict[str, Any]:
     kwargs = {**options, **target.options, "db": target.db}
     if target.username:
         kwargs["username"] = target.username
@@ -99,7 +131,7 @@ def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, A
     return kwargs
 
 
-def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+def _sentinel_kwargs(target: SentinelTarget, options: dict[str, Any]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         key: options[key]
         for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
