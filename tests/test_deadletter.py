@@ -17,8 +17,8 @@ from taskemit.monitor.deadletter import (
     iter_dead_letters,
     list_dead_letters,
     purge_dead_letters,
-    record_dead_letter,
 )
+from taskemit.monitor.deadrecord import record_dead_letter
 from taskemit.monitor.stats import outcome_args
 from taskemit.settings import Settings
 from taskemit.store.codec import get_codec

@@ -23,9 +23,9 @@ from taskemit.monitor.deadletter import (
     get_dead_letter,
     list_dead_letters,
     purge_dead_letters,
-    record_dead_letter,
     replay_dead_letter,
 )
+from taskemit.monitor.deadrecord import record_dead_letter
 from taskemit.monitor.flow import flow_states
 from taskemit.monitor.ids import full_job_id, resolve_id
 from taskemit.monitor.queues import queue_depths

@@ -13,7 +13,7 @@ from redis import asyncio as aioredis
 
 from taskemit import Emitter, listener
 from taskemit.monitor.catalog import read_catalog
-from taskemit.monitor.deadletter import record_dead_letter
+from taskemit.monitor.deadrecord import record_dead_letter
 from taskemit.monitor.stats import outcome_args
 from taskemit.settings import Settings
 from taskemit.testing import InProcessWorker

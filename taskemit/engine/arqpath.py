@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from ..emit.listener import Listener
 from ..errors import MissingExtra
-from ..monitor.deadletter import record_dead_letter
+from ..monitor.deadrecord import record_dead_letter
 from ..monitor.stats import outcome_args
 from ..settings import Settings
 from ..state import JobState

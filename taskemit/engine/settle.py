@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..monitor.deadletter import dead_letter_fields
+from ..monitor.deadrecord import dead_letter_fields
 from ..monitor.stats import bucket_for
 from ..settings import Settings
 from ..state import JobState

@@ -1,9 +1,10 @@
 """Dead letters: jobs that will not be tried again, kept for inspection and replay.
 
 A dead letter holds the job's payload, its listener and event, why it died, and every
-attempt's error. Listing walks sorted-set indexes (all, by listener, by event id) page by
-page, never ``KEYS``; replay enqueues a new job with a fresh attempt count and carries the
-history over.
+attempt's error (``monitor.deadrecord`` writes it). Listing walks sorted-set indexes (all, by
+listener, by event id) page by page, never ``KEYS``; replay enqueues a new job with a fresh
+attempt count and carries the history over; purging deletes letters and lets an ordering key
+the dead job held go on.
 """
 
 from __future__ import annotations
@@ -22,22 +23,17 @@ from ..store.keys import KeySpace
 from .tags import queue_of_space, queue_spaces
 
 __all__ = (
-    "DEAD_LETTER",
     "DeadLetter",
     "DeadLetterPage",
     "NotReplayable",
     "count_dead_letters",
-    "dead_letter_call",
-    "dead_letter_fields",
     "get_dead_letter",
     "iter_dead_letters",
     "list_dead_letters",
     "purge_dead_letters",
-    "record_dead_letter",
     "replay_dead_letter",
 )
 
-DEAD_LETTER = lua.script("dead_letter", "lib_stats", "lib_dead")
 _REPLAY = lua.script("replay", "lib_flow")
 _PURGE = lua.script("purge", "lib_flow")
 _RECORD_JOB = lua.script("record_job")
@@ -84,109 +80,6 @@ def _index_for(space: KeySpace, listener: str | None, event: str | None) -> str:
     if event is not None:
         return space.dead_by_event(event)
     return space.dead_index
-
-
-def dead_letter_fields(
-    settings: Settings,
-    *,
-    job_id: str,
-    listener: str,
-    event_uuid: str | None,
-    event_id: str | None,
-    reason: str,
-    error: dict[str, Any],
-    enqueued_ms: int | None,
-    died_ms: int,
-    queue: str | None = None,
-) -> list[Any]:
-    """A dead letter's field/value pairs (the payload and the attempts apart)."""
-    return [
-        "job_id",
-        job_id,
-        "queue",
-        queue or settings.queue_key,
-        "listener",
-        listener,
-        "event_uuid",
-        event_uuid or "",
-        "event_id",
-        event_id or "",
-        "reason",
-        reason,
-        "died_at",
-        died_ms,
-        "enqueued_at",
-        enqueued_ms or "",
-        "error",
-        json.dumps(error),
-    ]
-
-
-def dead_letter_call(
-    settings: Settings,
-    *,
-    job_id: str,
-    listener: str,
-    event_uuid: str | None,
-    event_id: str | None,
-    reason: str,
-    payload: bytes,
-    error: dict[str, Any],
-    final_attempt: str,
-    outcome: str,
-    enqueued_ms: int | None,
-    stats: tuple[list[str], list[Any]],
-    queue: str | None = None,
-) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of the ``dead_letter`` script for one job (see ``record_dead_letter``)."""
-    space = settings.keys.space_of(job_id)  # its dead letter, indexes and counters: on its queue's tag
-    now_ms = int(time.time() * 1000)
-    fields = dead_letter_fields(
-        settings,
-        job_id=job_id,
-        listener=listener,
-        event_uuid=event_uuid,
-        event_id=event_id,
-        reason=reason,
-        error=error,
-        enqueued_ms=enqueued_ms,
-        died_ms=now_ms,
-        queue=queue,
-    )
-    keys = [
-        space.dead(job_id),
-        space.dead_index,
-        space.dead_by_listener(listener),
-        space.dead_by_event(event_id or ""),
-        space.attempts(job_id),
-        space.outcomes(event_uuid or "-"),
-        # the counters of the job's tag (``stats`` names the listener first)
-        *([space.listener_stats(str(stats[1][0])), space.listener_names] if stats[1] else stats[0]),
-    ]
-    args = [
-        job_id,
-        now_ms,
-        settings.dead_letter_retention,
-        final_attempt,
-        settings.event_retention,
-        "job:" + job_id,
-        outcome,
-        *stats[1],
-        *fields,
-        "payload",
-        payload,
-    ]
-    return keys, args
-
-
-async def record_dead_letter(redis: Any, settings: Settings, **details: Any) -> None:
-    """Store a dead letter (and the job's final attempt and its counters) in one atomic step.
-
-    ``details`` are ``dead_letter_call``'s keywords; ``stats`` is ``stats.outcome_args(...)``
-    for the outcome being recorded.
-    """
-    keys, args = dead_letter_call(settings, **details)
-    await DEAD_LETTER(redis, keys, args)
 
 
 def _parse(raw: dict[bytes, bytes]) -> DeadLetter:

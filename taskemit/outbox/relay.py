@@ -4,8 +4,8 @@ Rows come two ways. The rows a process committed itself are handed to its relay 
 session's ``after_commit`` (``committed``), already decoded: the relay sends them at once, so
 an event reaches its workers about as fast as a direct emit. Sweeps take every other row from
 the table (rows of other processes, rows left by a crash or an outage) with the claim strategy
-of the database (``claims.py``): at start, whenever a sweep came back full, and every
-``poll`` seconds.
+of the database (``sweeps.py``, ``claims.py``): at start, whenever a sweep came back full, and
+every ``poll`` seconds.
 
 Sending is the caller's ``submit``: given events, it returns one future per event that
 completes when Redis has it (an emitter's buffer and flusher: the normal store path, each
@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +37,7 @@ from ..monitor.outbox import REPORT_INTERVAL, RelayReport
 from ..store.connection import raise_if_cancelled
 from . import claims
 from .database import Database
+from .sweeps import Sweeps
 from .table import outbox_table
 
 __all__ = ("Relay",)
@@ -47,22 +48,15 @@ T = TypeVar("T")
 
 #: events a relay has sent and not seen stored, at most (past it, committed rows wait for a sweep)
 MAX_IN_FLIGHT = 5000
-#: seconds a sweep on PostgreSQL waits for its rows to be stored before committing (the rest are
-#: deleted when they are)
-_STORE_WAIT = 5.0
-#: seconds a row that does not decode is left alone before it is tried again
-_PARK_FOR = 3600.0
 #: seconds the deleter waits for more stored rows before deleting fewer than a batch (the rows wait
 #: in the table a little longer; events are not delayed)
 _DELETE_AFTER = 0.5
-#: claims a PostgreSQL sweep makes at once
-_LOCKED_CLAIMS = 3
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 _DATABASE_ERRORS = (SQLAlchemyError, OSError)
 
 
-class Relay(Generic[T]):
+class Relay(Sweeps[T]):
     """Relays the outbox table ``table`` of ``database`` through ``submit`` (see the module)."""
 
     def __init__(
@@ -276,71 +270,7 @@ class Relay(Generic[T]):
         while len(self._in_flight) >= MAX_IN_FLIGHT and not self._stopping:
             self._room.clear()
             await self._room.wait()
-        now = int(time.time() * 1000)
-        created_before = now - int(self.min_age * 1000)
-        table = self.table
-        if self.claims == claims.LEASE:
-            busy = _Busy(self._in_flight, self._to_delete)
-            rows = await self.database.run(
-                claims.claim_leased, table, self.batch, now, created_before, int(self.claim_ttl * 1000), busy
-            )
-            fresh = self._decoded(rows)
-            self._send(fresh)
-            if len(fresh) < len(rows):
-                await self._park(rows, fresh)
-            return len(rows) >= self.batch and bool(fresh)
-        # several claims at once, each in its own transaction: one waits for Redis while another
-        # reads or deletes (SKIP LOCKED gives each different rows)
-        sent = await asyncio.gather(*(self._sweep_locked(now, created_before) for _ in range(_LOCKED_CLAIMS)))
-        return any(sent)
-
-    async def _sweep_locked(self, now: int, created_before: int) -> bool:
-        table = self.table
-        claimed: list[str] = []
-        try:
-            async with self.database.transaction() as tx:
-                rows = await tx.run(claims.claim_locked, table, self.batch, now, created_before)
-                claimed = [event_uuid for event_uuid, _ in rows]
-                self._sweeping.update(claimed)
-                new = [pair for pair in rows if pair[0] not in self._in_flight]
-                fresh = self._decoded(rows)
-                futures = self._send(fresh)
-                if futures and new:
-                    await asyncio.wait(futures, timeout=_STORE_WAIT)
-                stored = [u for u in claimed if u in self._swept or u in self._to_delete]
-                if stored:
-                    await tx.run(claims.delete_rows, table, stored)
-                    self._swept.difference_update(stored)
-                    for event_uuid in stored:
-                        self._to_delete.pop(event_uuid, None)
-                if len(fresh) < len(rows):
-                    await tx.run(claims.park, table, self._undecodable(rows, fresh), now + int(_PARK_FOR * 1000))
-        finally:  # rows stored after the transaction (or while it failed) are the deleter's
-            self._sweeping.difference_update(claimed)
-            late = [event_uuid for event_uuid in claimed if event_uuid in self._swept]
-            if late:
-                self._swept.difference_update(late)
-                self._to_delete.update(dict.fromkeys(late))
-                self._deletes.set()
-        return len(rows) >= self.batch and bool(new)
-
-    def _decoded(self, rows: Sequence[tuple[str, str]]) -> list[tuple[str, T]]:
-        decoded = []
-        for event_uuid, data in rows:
-            try:
-                decoded.append((event_uuid, self._decode(data)))
-            except Exception as exc:  # a row nobody can send: left aside, reported, never fatal
-                self._error(f"the outbox row of event {event_uuid} does not decode ({exc}); it is left for an hour")
-        return decoded
-
-    @staticmethod
-    def _undecodable(rows: Sequence[tuple[str, str]], fresh: Sequence[tuple[str, T]]) -> list[str]:
-        good = {event_uuid for event_uuid, _ in fresh}
-        return [event_uuid for event_uuid, _ in rows if event_uuid not in good]
-
-    async def _park(self, rows: Sequence[tuple[str, str]], fresh: Sequence[tuple[str, T]]) -> None:
-        until = int((time.time() + _PARK_FOR) * 1000)
-        await self.database.run(claims.park, self.table, self._undecodable(rows, fresh), until)
+        return await self._claim()
 
     # -- deleting stored rows ---------------------------------------------------------------------
 
@@ -410,17 +340,3 @@ class Relay(Generic[T]):
             except Exception as exc:  # Redis away: the next report says it all
                 logger.debug("writing the outbox relay report failed: %s", exc)
             await asyncio.sleep(REPORT_INTERVAL)
-
-
-class _Busy:
-    """The rows a relay is storing or deleting (read by its claims on the database's thread: a
-    membership test on two dicts, no copy)."""
-
-    __slots__ = ("_deleting", "_sending")
-
-    def __init__(self, sending: dict[str, Any], deleting: dict[str, None]) -> None:
-        self._sending = sending
-        self._deleting = deleting
-
-    def __contains__(self, event_uuid: object) -> bool:
-        return event_uuid in self._sending or event_uuid in self._deleting

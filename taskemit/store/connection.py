@@ -1,4 +1,4 @@
-"""Redis clients as taskemit makes them: bounded calls, dead connections noticed, Sentinel.
+"""Redis clients as taskemit makes them: bounded calls, dead connections noticed, primaries only.
 
 Every client taskemit opens comes from :func:`redis_client` (asyncio) or :func:`sync_client`,
 built from the settings:
@@ -16,8 +16,8 @@ built from the settings:
   endpoint's name already points elsewhere) is closed and the call fails as a lost connection,
   so the next one connects afresh, to wherever the name points now;
 - ``redis+sentinel://`` (``rediss+sentinel://`` for TLS) URLs name Sentinels and a service:
-  the client asks them for the current primary on every new connection, so a failover is
-  followed without a restart;
+  the client (made in ``store.sentinel``) asks them for the current primary on every new
+  connection, so a failover is followed without a restart;
 - ``redis+cluster://`` (``rediss+cluster://`` for TLS) URLs name some nodes of a Redis Cluster:
   the client (``store.cluster.ClusterClient``) learns the cluster's slots from them and follows
   MOVED replies and failovers; a ``redis://`` URL that names a cluster node is refused at its
@@ -25,7 +25,8 @@ built from the settings:
 - every connection to Redis speaks the protocol of ``redis_protocol`` (RESP2 or RESP3), whatever
   redis-py's own default (RESP2 before 8, RESP3 from 8 on); connections to Sentinels speak RESP2.
 
-:func:`parse_redis_url` is the pure part: what a URL names.
+:func:`parse_redis_url` is the pure part: what a URL names (a Sentinel URL's service, database
+and options are read in ``store.sentinel``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from redis.retry import Retry
 
 from ..errors import InvalidArgument, redact_url
 from .faults import NotPrimary
+from .sentinel import SENTINEL_PORT, sentinel_client, sentinel_fields, sync_sentinel_client
 
 __all__ = (
     "SCHEMES",
@@ -79,14 +81,11 @@ class ClientSettings(Protocol):
 
 #: URL schemes taskemit understands
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
-_SENTINEL_PORT = 26379
 _REDIS_PORT = 6379
 #: keepalive: first probe after this many idle seconds, then every few seconds, three in all
 _KEEPIDLE = 5
 _KEEPINTVL = 2
 _KEEPCNT = 3
-#: query options of a Sentinel URL that are the Sentinels' own, not the primary's
-_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 #: query options taken as they are by redis-py's connections (TLS and the like)
 _PASSED_OPTIONS = (
     "ssl_cert_reqs",
@@ -201,33 +200,14 @@ def parse_redis_url(url: str) -> RedisTarget:
     hosts = tuple(_host_port(item, url) for item in hostlist.split(",") if item)
     if not hosts:
         raise InvalidArgument(f"a Sentinel URL names at least one Sentinel host: {redact_url(url)!r}")
-    path = [unquote(part) for part in parts.path.split("/") if part]
-    if not path or len(path) > 2:
-        raise InvalidArgument(
-            f"a Sentinel URL's path is /SERVICE or /SERVICE/DB (the name the Sentinels monitor): {redact_url(url)!r}"
-        )
-    try:
-        db = int(path[1]) if len(path) == 2 else 0
-    except ValueError:
-        raise InvalidArgument(f"the database in a Sentinel URL is a number: {redact_url(url)!r}") from None
-    query = dict(parse_qsl(parts.query))
-    unknown = sorted(set(query) - set(_SENTINEL_OPTIONS) - set(_PASSED_OPTIONS))
-    if unknown:
-        raise InvalidArgument(
-            f"unknown option(s) {', '.join(unknown)} in a Sentinel URL (known: "
-            f"{', '.join(_SENTINEL_OPTIONS + _PASSED_OPTIONS)}): {redact_url(url)!r}"
-        )
     return RedisTarget(
         url,
         sentinel=True,
         hosts=hosts,
-        service=path[0],
-        db=db,
         username=username,
         password=password,
         tls=scheme == "rediss+sentinel",
-        sentinel_options={k: v for k, v in query.items() if k in _SENTINEL_OPTIONS},
-        options={k: v for k, v in query.items() if k in _PASSED_OPTIONS},
+        **sentinel_fields(url, parts.path, parts.query, _PASSED_OPTIONS),
     )
 
 
@@ -260,7 +240,7 @@ def _parse_cluster_url(url: str, tls: bool) -> RedisTarget:
     return RedisTarget(url, cluster=True, hosts=hosts, username=username, password=password, tls=tls, options=query)
 
 
-def _host_port(item: str, url: str, default_port: int = _SENTINEL_PORT) -> tuple[str, int]:
+def _host_port(item: str, url: str, default_port: int = SENTINEL_PORT) -> tuple[str, int]:
     if item.startswith("["):  # [IPv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
@@ -331,14 +311,7 @@ def redis_client(
         pool = aioredis.ConnectionPool.from_url(settings.redis_url, **options)
         pool.connection_class = _PRIMARY_ONLY.get(pool.connection_class, pool.connection_class)
         return cast(ClientT, client_class.from_pool(pool))
-    from redis.asyncio.sentinel import Sentinel
-
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.hosts),
-        sentinel_kwargs=_sentinel_kwargs(target, options),
-        **_primary_kwargs(target, options),
-    )
-    return cast(ClientT, sentinels.master_for(target.service, redis_class=client_class, check_connection=True))
+    return sentinel_client(target, options, client_class)
 
 
 def sync_client(settings: ClientSettings, *, timeout: float | None = None, **extra: Any) -> sync_redis.Redis:
@@ -354,12 +327,7 @@ def sync_client(settings: ClientSettings, *, timeout: float | None = None, **ext
         client = sync_redis.Redis.from_url(settings.redis_url, **options)
         client.connection_pool.connection_class = _sync_primary_only(client.connection_pool.connection_class)
         return client
-    from redis.sentinel import Sentinel
-
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.hosts), sentinel_kwargs=_sentinel_kwargs(target, options), **_primary_kwargs(target, options)
-    )
-    return cast(sync_redis.Redis, sentinels.master_for(target.service, check_connection=True))  # type: ignore[no-untyped-call]
+    return sync_sentinel_client(target, options)
 
 
 def _sync_primary_only(connection_class: type[Any]) -> type[Any]:
@@ -396,36 +364,6 @@ def _cluster_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, A
         kwargs["password"] = target.password
     if target.tls:
         kwargs["ssl"] = True
-    return kwargs
-
-
-def _primary_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
-    kwargs = {**options, **target.options, "db": target.db}
-    if target.username:
-        kwargs["username"] = target.username
-    if target.password is not None:
-        kwargs["password"] = target.password
-    if target.tls:
-        kwargs["ssl"] = True
-    return kwargs
-
-
-def _sentinel_kwargs(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        key: options[key]
-        for key in ("socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options")
-        if key in options
-    }
-    # the Sentinels' own connections speak RESP2 whatever redis_protocol says: redis-py 5 cannot read
-    # a Sentinel's RESP3 replies (SENTINEL MASTERS), and what they answer is redis-py's to parse
-    kwargs["protocol"] = 2
-    if "sentinel_username" in target.sentinel_options:
-        kwargs["username"] = target.sentinel_options["sentinel_username"]
-    if "sentinel_password" in target.sentinel_options:
-        kwargs["password"] = target.sentinel_options["sentinel_password"]
-    if target.tls:
-        kwargs["ssl"] = True
-        kwargs.update(target.options)
     return kwargs
 
 
