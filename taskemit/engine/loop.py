@@ -56,11 +56,11 @@ from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
 from .limits import FlowDeclarations
-from .link import REDIS_DOWN, RedisLink, listen_for_work
+from .link import REDIS_DOWN, RedisLink, listen_for_queues
 from .outcome import Outcome
 from .running import InFlight
 from .serving import serve
-from .stopping import Stop, close, wind_down
+from .stopping import Stop, close
 from .vitals import Vitals, watch_supervisor
 
 __all__ = ("Engine",)
@@ -159,7 +159,7 @@ class Engine:
         self._waiting_for_durability = False
         self._wake = asyncio.Event()
         #: asked to stop, and by when running jobs must be done
-        self._stop = Stop(self.worker_id, self.grace, self.jobs, self._wake)
+        self._stop = Stop(self.worker_id, self.grace, self.jobs, self._wake, self.history, self.link, self._refused)
         self._helpers: list[asyncio.Task[None]] = []
         self._wake_task: asyncio.Task[None] | None = None
         self._names = {item.name.encode() for item in self.listeners}
@@ -232,16 +232,7 @@ class Engine:
             try:
                 await self._loop()
             finally:
-                await wind_down(
-                    self._helpers,
-                    self.jobs,
-                    self._unconfirmed,
-                    self._store,
-                    self.history,
-                    self.redis,
-                    self.link,
-                    self._refused,
-                )
+                await self._stop.wind_down(self._helpers, self._unconfirmed, self._store, self.redis)
                 self._helpers, self._unconfirmed = [], []
                 if self.on_shutdown is not None:
                     await self.on_shutdown(self.ctx)
@@ -450,18 +441,7 @@ class Engine:
 
     async def _listen_for_work(self) -> None:
         assert self.redis is not None
-        space = self.settings.keys
-        channels = [space.wake_channel(queue) for queue in self.queues]
-        if not space.sharded:
-            await listen_for_work(self.redis, channels, self._names, self._wake)
-            return
-        # on a Redis Cluster a queue's channel is on the node of its tag: a subscription per tag
-        by_tag: dict[str, list[str]] = {}
-        for channel in channels:
-            by_tag.setdefault(space.space_of(channel).tag, []).append(channel)
-        await asyncio.gather(
-            *(listen_for_work(self.redis, group, self._names, self._wake) for group in by_tag.values())
-        )
+        await listen_for_queues(self.redis, self.settings.keys, self.queues, self._names, self._wake)
 
     def _heartbeat(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it now."""

@@ -33,7 +33,7 @@ from .history import HistoryRecorder
 from .link import REDIS_DOWN, RedisLink
 from .running import InFlight
 
-__all__ = ("Stop", "close", "wind_down")
+__all__ = ("Stop", "close")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -41,12 +41,25 @@ logger = logging.getLogger("taskemit.worker")
 class Stop:
     """Whether a worker was asked to stop, by when its running jobs must be done, and stopping them then."""
 
-    def __init__(self, worker_id: str, grace: float, jobs: InFlight, wake: asyncio.Event) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        grace: float,
+        jobs: InFlight,
+        wake: asyncio.Event,
+        history: HistoryRecorder,
+        link: RedisLink,
+        refused: Callable[[dict[str, str]], None],
+    ) -> None:
         self.worker_id = worker_id
         self.grace = grace
         self.jobs = jobs
         #: set on a stop, so that the loop sees it at once
         self.wake = wake
+        self.history = history
+        self.link = link
+        #: told about the finishes Redis refused
+        self.refused = refused
         self.requested = False
         #: a stop at once while sync listeners run: the loop ends without them
         self.forced = False
@@ -99,71 +112,57 @@ class Stop:
         if stoppable:
             await asyncio.wait(stoppable)
 
+    async def wind_down(
+        self, helpers: Sequence[asyncio.Task[None]], unconfirmed: Sequence[Claim], store: JobStore, redis: Any
+    ) -> None:
+        """After the loop: cancel the helpers, give back what still runs, write what finished.
 
-async def wind_down(
-    helpers: Sequence[asyncio.Task[None]],
-    jobs: InFlight,
-    unconfirmed: Sequence[Claim],
-    store: JobStore,
-    history: HistoryRecorder,
-    redis: Any,
-    link: RedisLink,
-    refused: Callable[[dict[str, str]], None],
-) -> None:
-    """After the loop: cancel the helpers, give back what still runs, write what finished.
+        ``unconfirmed`` are claims never started (their durability did not hold): their leases are
+        given back too.
+        """
+        for task in helpers:
+            task.cancel()
+        for task in helpers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        # whatever is still running now (the loop was cancelled, or stopped at once) gives its
+        # lease back; a sync listener's thread runs on, so its lease is left to run out
+        jobs = self.jobs
+        running = jobs.cancel_all()
+        if running:
+            await asyncio.wait(running)
+        jobs.interrupted += [(claim.job_id, claim.route, claim.token) for claim in unconfirmed]
+        await self.settle(store, final=True)
+        await self.history.close(redis)
 
-    ``unconfirmed`` are claims never started (their durability did not hold): their leases are
-    given back too. ``refused`` is told about finishes Redis refused.
-    """
-    for task in helpers:
-        task.cancel()
-    for task in helpers:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    # whatever is still running now (the loop was cancelled, or stopped at once) gives its
-    # lease back; a sync listener's thread runs on, so its lease is left to run out
-    running = jobs.cancel_all()
-    if running:
-        await asyncio.wait(running)
-    jobs.interrupted += [(claim.job_id, claim.route, claim.token) for claim in unconfirmed]
-    await settle(store, jobs, history, link, refused, final=True)
-    await history.close(redis)
-
-
-async def settle(
-    store: JobStore,
-    jobs: InFlight,
-    history: HistoryRecorder,
-    link: RedisLink,
-    refused: Callable[[dict[str, str]], None],
-    final: bool = False,
-) -> None:
-    """Write what finished and give back the leases of interrupted jobs (best effort)."""
-    for _ in range(3 if final else 1):
-        try:
-            if jobs.finished:
-                finished, jobs.finished = jobs.finished, []
-                try:
-                    batch = await store.exchange(finished, 0)
-                except BaseException:
-                    jobs.finished = finished + jobs.finished
-                    raise
-                refused(batch.refused)
-                history.record_all(finished, batch.refused)
-            if jobs.interrupted:
-                released = await store.release(jobs.interrupted)
-                logger.info("gave back the leases of %d interrupted jobs", released)
-                jobs.interrupted = []
-            return
-        except REDIS_DOWN as exc:
-            await asyncio.sleep(link.down(exc))
-    if jobs.finished or jobs.interrupted:
-        logger.error(
-            "could not write %d finished jobs or give back %d leases before stopping: Redis is unreachable; "
-            "their leases run out and they run again",
-            len(jobs.finished),
-            len(jobs.interrupted),
-        )
+    async def settle(self, store: JobStore, final: bool = False) -> None:
+        """Write what finished and give back the leases of interrupted jobs (best effort)."""
+        jobs = self.jobs
+        for _ in range(3 if final else 1):
+            try:
+                if jobs.finished:
+                    finished, jobs.finished = jobs.finished, []
+                    try:
+                        batch = await store.exchange(finished, 0)
+                    except BaseException:
+                        jobs.finished = finished + jobs.finished
+                        raise
+                    self.refused(batch.refused)
+                    self.history.record_all(finished, batch.refused)
+                if jobs.interrupted:
+                    released = await store.release(jobs.interrupted)
+                    logger.info("gave back the leases of %d interrupted jobs", released)
+                    jobs.interrupted = []
+                return
+            except REDIS_DOWN as exc:
+                await asyncio.sleep(self.link.down(exc))
+        if jobs.finished or jobs.interrupted:
+            logger.error(
+                "could not write %d finished jobs or give back %d leases before stopping: Redis is unreachable; "
+                "their leases run out and they run again",
+                len(jobs.finished),
+                len(jobs.interrupted),
+            )
 
 
 async def close(
