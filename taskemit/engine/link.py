@@ -4,7 +4,8 @@ Redis going away never stops a worker: every call that finds it unreachable repo
 :class:`RedisLink`, which logs once when Redis goes and once when it is back (with how long it
 was away, which the heartbeat then shows), and says how long to wait before the next try.
 ``listen_for_work`` keeps a pub/sub subscription to the wake channels, resubscribing after a
-lost connection.
+lost connection; ``listen_for_queues`` does so for a worker's queues (on a Redis Cluster, a
+subscription per queue tag).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import redact_url
 from ..store.connection import raise_if_cancelled
 from ..store.faults import RedisNotReady
+from ..store.keys import KeySpace
 
-__all__ = ("REDIS_DOWN", "RedisLink", "listen_for_work")
+__all__ = ("REDIS_DOWN", "RedisLink", "listen_for_queues", "listen_for_work")
 
 logger = logging.getLogger("taskemit.worker")
 
@@ -114,3 +116,18 @@ async def listen_for_work(
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+async def listen_for_queues(
+    redis: Any, space: KeySpace, queues: Sequence[str], names: Collection[bytes], wake: asyncio.Event
+) -> None:
+    """``listen_for_work`` on the wake channels of ``queues``; runs until cancelled."""
+    channels = [space.wake_channel(queue) for queue in queues]
+    if not space.sharded:
+        await listen_for_work(redis, channels, names, wake)
+        return
+    # on a Redis Cluster a queue's channel is on the node of its tag: a subscription per tag
+    by_tag: dict[str, list[str]] = {}
+    for channel in channels:
+        by_tag.setdefault(space.space_of(channel).tag, []).append(channel)
+    await asyncio.gather(*(listen_for_work(redis, group, names, wake) for group in by_tag.values()))

@@ -20,6 +20,9 @@ not stop the worker: it keeps what finished in memory, sends it again with backo
 fenced by their claim's token, so a second send is refused where the first was applied),
 reconnects to the new primary after a failover, logs once when Redis goes and once when it is
 back, and records the outage in its heartbeat.
+
+How it stops (the grace for running jobs, what it writes and closes on the way out) is in
+``stopping``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
 
 from ..emit.catalog import describe
 from ..emit.listener import Listener
@@ -49,15 +51,16 @@ from ..store.durability import check_durability
 from ..store.faults import Fault, fault_of
 from .arqpath import hook_client_class
 from .batch import Claim, JobStore
-from .heartbeat import beat, new_worker_id, remove_heartbeat
+from .heartbeat import beat, new_worker_id
 from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
 from .limits import FlowDeclarations
-from .link import REDIS_DOWN, RedisLink, listen_for_work
+from .link import REDIS_DOWN, RedisLink, listen_for_queues
 from .outcome import Outcome
 from .running import InFlight
 from .serving import serve
+from .stopping import Stop, close
 from .vitals import Vitals, watch_supervisor
 
 __all__ = ("Engine",)
@@ -153,12 +156,10 @@ class Engine:
         self._unconfirmed: list[Claim] = []
         #: finishes refused because another worker had taken the job over
         self.fenced = 0
-        self._forced = False
-        self._warned_threads = False
         self._waiting_for_durability = False
         self._wake = asyncio.Event()
-        self._stopping = False
-        self._stop_deadline: float | None = None
+        #: asked to stop, and by when running jobs must be done
+        self._stop = Stop(self.worker_id, self.grace, self.jobs, self._wake, self.history, self.link, self._refused)
         self._helpers: list[asyncio.Task[None]] = []
         self._wake_task: asyncio.Task[None] | None = None
         self._names = {item.name.encode() for item in self.listeners}
@@ -173,18 +174,7 @@ class Engine:
         with ``now`` while they run leaves them behind: their leases run out and they run again
         elsewhere (``abandoned`` counts them; the process should exit at once).
         """
-        if not self._stopping:
-            logger.info("worker %s stopping: %d jobs running", self.worker_id, len(self.jobs))
-        elif now:
-            self._forced = True
-        self._stopping = True
-        deadline = time.monotonic() + (0 if now else self.grace)
-        self._stop_deadline = deadline if self._stop_deadline is None else min(self._stop_deadline, deadline)
-        self._wake.set()
-
-    def _on_signal(self, signum: int) -> None:
-        logger.info("received %s", signal.Signals(signum).name)
-        self.stop(now=self._stopping)  # the second signal stops at once
+        self._stop.request(now)
 
     async def run(self) -> None:
         """Run until stopped (or, in burst mode, until its listeners have no work left)."""
@@ -192,7 +182,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                loop.add_signal_handler(sig, self._stop.on_signal, sig)
         # every call bounded well inside a lease (plus the wait for replicas, with a durability level)
         timeout = min(self.settings.redis_timeout, self.settings.lease_ttl / 3)
         if self.settings.durability != "memory":
@@ -242,19 +232,29 @@ class Engine:
             try:
                 await self._loop()
             finally:
-                await self._wind_down()
+                await self._stop.wind_down(self._helpers, self._unconfirmed, self._store, self.redis)
+                self._helpers, self._unconfirmed = [], []
                 if self.on_shutdown is not None:
                     await self.on_shutdown(self.ctx)
         finally:
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            await self._close()
+            await close(
+                self.emitter,
+                self._store,
+                self.redis,
+                self.settings,
+                self.worker_id,
+                [item.name for item in self.listeners],
+                self.threads,
+            )
+            self.redis = None
 
     async def _connect(self) -> bool:
         """Load the scripts, waiting out Redis being unreachable at start; False if stopped first."""
         assert self._store is not None
-        while not self._stopping:
+        while not self._stop.requested:
             try:
                 await self._store.load_scripts()
                 await check_durability(self.redis, self.settings.durability, self.link.url, self.settings.keys.routes)
@@ -269,70 +269,6 @@ class Engine:
             return True
         return False
 
-    async def _wind_down(self) -> None:
-        for task in self._helpers:
-            task.cancel()
-        for task in self._helpers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._helpers = []
-        # whatever is still running now (the loop was cancelled, or stopped at once) gives its
-        # lease back; a sync listener's thread runs on, so its lease is left to run out
-        running = self.jobs.cancel_all()
-        if running:
-            await asyncio.wait(running)
-        self.jobs.interrupted += [(claim.job_id, claim.route, claim.token) for claim in self._unconfirmed]
-        self._unconfirmed = []
-        assert self._store is not None
-        await self._settle(final=True)
-        await self.history.close(self.redis)
-
-    async def _settle(self, final: bool = False) -> None:
-        """Write what finished and give back the leases of interrupted jobs (best effort)."""
-        assert self._store is not None
-        for _ in range(3 if final else 1):
-            try:
-                jobs = self.jobs
-                if jobs.finished:
-                    finished, jobs.finished = jobs.finished, []
-                    try:
-                        batch = await self._store.exchange(finished, 0)
-                    except BaseException:
-                        jobs.finished = finished + jobs.finished
-                        raise
-                    self._refused(batch.refused)
-                    self.history.record_all(finished, batch.refused)
-                if jobs.interrupted:
-                    released = await self._store.release(jobs.interrupted)
-                    logger.info("gave back the leases of %d interrupted jobs", released)
-                    jobs.interrupted = []
-                return
-            except REDIS_DOWN as exc:
-                await asyncio.sleep(self.link.down(exc))
-        if self.jobs.finished or self.jobs.interrupted:
-            logger.error(
-                "could not write %d finished jobs or give back %d leases before stopping: Redis is unreachable; "
-                "their leases run out and they run again",
-                len(self.jobs.finished),
-                len(self.jobs.interrupted),
-            )
-
-    async def _close(self) -> None:
-        if self.emitter is not None and self.emitter._flusher is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.emitter.__aexit__(None, None, None)
-        if self._store is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._store.close()
-        if self.redis is not None:
-            with contextlib.suppress(RedisError, OSError):
-                names = [item.name for item in self.listeners]
-                await remove_heartbeat(self.redis, self.settings.keys, self.worker_id, names)
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.aclose()
-            self.redis = None
-        self.threads.shutdown(wait=False, cancel_futures=True)
-
     # -- the loop ------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
@@ -342,20 +278,20 @@ class Engine:
         while True:
             raise_if_cancelled()
             self._wake.clear()
-            if self._stopping:
-                if not jobs.running or self._forced:
+            if self._stop.requested:
+                if not jobs.running or self._stop.forced:
                     break
-                if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
-                    await self._interrupt_running()
+                if self._stop.overdue():
+                    await self._stop.interrupt_running()
                     if jobs.running:  # sync listeners: their threads cannot be stopped
                         await self._wait(None)
                     continue
             if self._unconfirmed and not await self._confirm_claims():
                 continue
             busy = len(jobs) + len(self._unconfirmed)
-            free = 0 if self._stopping else self.vitals.claim_budget(self.concurrency - busy)
+            free = 0 if self._stop.requested else self.vitals.claim_budget(self.concurrency - busy)
             if free <= 0 and not jobs.finished:
-                await self._wait(self._stop_timeout())
+                await self._wait(self._stop.timeout())
                 continue
             finished, jobs.finished = jobs.finished, []
             limit = min(free, _CLAIM_BATCH)
@@ -384,7 +320,7 @@ class Engine:
                 continue
             for claim in batch.claimed:
                 self._start(claim, sent)
-            if self._stopping:
+            if self._stop.requested:
                 continue
             if len(batch.claimed) >= limit:
                 continue  # there may be more: claim again as soon as a slot frees
@@ -461,11 +397,6 @@ class Engine:
             else:  # written before (a reply was lost), or claimed again after its lease ran out
                 logger.debug("worker %s: the outcome of job %s was written before", self.worker_id, job_id)
 
-    def _stop_timeout(self) -> float | None:
-        if self._stop_deadline is None:
-            return None
-        return max(0.0, self._stop_deadline - time.monotonic())
-
     async def _wait(self, timeout: float | None) -> None:
         if self._wake.is_set():
             return
@@ -478,28 +409,7 @@ class Engine:
 
     async def _sleep(self, seconds: float) -> None:
         """Back off, but wake early for a stop."""
-        await self._wait(min(seconds, self._stop_timeout() or seconds))
-
-    async def _interrupt_running(self) -> None:
-        stoppable = self.jobs.stoppable()
-        threads = len(self.jobs) - len(stoppable)
-        if stoppable or (threads and not self._warned_threads):
-            logger.warning(
-                "worker %s: %d jobs still running after the %gs grace; stopping %d (not counted as attempts)%s",
-                self.worker_id,
-                len(self.jobs),
-                self.grace,
-                len(stoppable),
-                f"; {threads} sync listeners keep their leases until their threads return (a second signal "
-                "leaves them behind)"
-                if threads
-                else "",
-            )
-            self._warned_threads = self._warned_threads or bool(threads)
-        for task in stoppable:
-            task.cancel()
-        if stoppable:
-            await asyncio.wait(stoppable)
+        await self._wait(min(seconds, self._stop.timeout() or seconds))
 
     def _start(self, claim: Claim, sent: float) -> None:
         self.vitals.job_started(self.routes[claim.route].listener)
@@ -507,7 +417,7 @@ class Engine:
 
     def _job_ended(self, outcome: Outcome | None) -> None:
         self._wake.set()
-        if outcome is not None and not self._stopping and self.vitals.job_finished():
+        if outcome is not None and not self._stop.requested and self.vitals.job_finished():
             self.stop()
 
     @property
@@ -531,18 +441,7 @@ class Engine:
 
     async def _listen_for_work(self) -> None:
         assert self.redis is not None
-        space = self.settings.keys
-        channels = [space.wake_channel(queue) for queue in self.queues]
-        if not space.sharded:
-            await listen_for_work(self.redis, channels, self._names, self._wake)
-            return
-        # on a Redis Cluster a queue's channel is on the node of its tag: a subscription per tag
-        by_tag: dict[str, list[str]] = {}
-        for channel in channels:
-            by_tag.setdefault(space.space_of(channel).tag, []).append(channel)
-        await asyncio.gather(
-            *(listen_for_work(self.redis, group, self._names, self._wake) for group in by_tag.values())
-        )
+        await listen_for_queues(self.redis, self.settings.keys, self.queues, self._names, self._wake)
 
     def _heartbeat(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it now."""
