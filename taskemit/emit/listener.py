@@ -3,6 +3,7 @@
 Litestar's ``EventListener`` wraps the function in a handler that logs and swallows every
 exception; a durable listener needs the exception to reach the worker so the job fails
 visibly. :func:`as_listener` also accepts a Litestar ``EventListener`` and unwraps it.
+What a declaration may say is checked in ``declaration.py``; the ``Listener`` keeps what it said.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,14 +18,12 @@ from ..attempt import Attempt
 from ..errors import ListenerArgumentError, ListenerConfigError
 from ..flow import FlowControl
 from ..policy import Backoff, RetryPolicy
-from ..store.keys import MAX_SHARDS
-from .events import event_path, is_event_class, main_module_name
+from .declaration import FLOW_OPTIONS, check_declaration, check_event_ids, check_policy_options, check_shards
+from .events import event_path, main_module_name
 from .jobflow import declare_flow
 from .signature import Parameters
 
 __all__ = ("Listener", "as_listener", "listener")
-
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _default_name(fn: Callable[..., Any]) -> str:
@@ -34,54 +32,6 @@ def _default_name(fn: Callable[..., Any]) -> str:
         module = main_module_name()
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     return f"{module}:{qualname}"
-
-
-def _check_event_ids(event_ids: tuple[Any, ...], *, allow_none: bool = False) -> tuple[str | type, ...]:
-    """Event ids (strings) or event classes, not both; none only where annotations may name them."""
-    if not event_ids and not allow_none:
-        raise ListenerConfigError(
-            'listener() needs at least one event id, e.g. @listener("user_created"), or an event class: '
-            "@listener(TodoCreated), or @listener() on a function whose first parameter is annotated with one"
-        )
-    for event_id in event_ids:
-        if is_event_class(event_id):
-            continue
-        if callable(event_id) and not isinstance(event_id, str):
-            raise ListenerConfigError(
-                f"listener() was applied to {event_id!r} directly; call it with the event ids "
-                'first: @listener("user_created"), or @listener() for an event class in the annotation'
-            )
-        if not isinstance(event_id, str) or not event_id:
-            raise ListenerConfigError(
-                "events must be non-empty string ids or event classes (a dataclass, pydantic model or "
-                f"msgspec Struct), got {event_id!r}"
-            )
-    kinds = {isinstance(event_id, str) for event_id in event_ids}
-    if len(kinds) > 1:
-        raise ListenerConfigError(
-            f"listener() got both string event ids and event classes ({event_ids!r}); a listener takes "
-            "either keyword arguments (string ids) or one event instance (classes): make two listeners"
-        )
-    return tuple(dict.fromkeys(event_ids))
-
-
-#: the options of ``listener()`` that are flow control (``taskemit.flow.FlowControl``)
-FLOW_OPTIONS = frozenset(("concurrency", "rate", "burst", "rate_key", "ordered_by", "pass_dead", "priority"))
-
-
-def _check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - {"max_tries", "backoff", "retry_on", "give_up_on", "timeout"})
-    if unknown:
-        raise ListenerConfigError(f"listener {name!r}: unknown option(s) {unknown}")
-    try:  # validate now, at decoration, against the built-in defaults
-        policy = dataclasses.replace(RetryPolicy(), **options)
-    except (TypeError, ValueError) as exc:
-        raise ListenerConfigError(f"listener {name!r}: {exc}") from None
-    # keep the normalised values (a bare exception class becomes a tuple, ...)
-    return {key: getattr(policy, key) for key in options}
-
-
-MODES = ("pool", "broadcast", "singleton")
 
 
 class Listener:
@@ -125,18 +75,7 @@ class Listener:
         shards: int = 1,
         **options: Any,
     ) -> None:
-        if not callable(fn):
-            raise ListenerConfigError(f"a listener must be a function, got {fn!r}")
-        if name is not None and (not isinstance(name, str) or not name or "\n" in name or "@" in name):
-            raise ListenerConfigError(f"listener name must be a non-empty string on one line without '@', got {name!r}")
-        if queue is not None and (not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue)):
-            raise ListenerConfigError(
-                f"listener queue must be a queue name of letters, digits, '_', '.', ':' or '-', got {queue!r}"
-            )
-        if mode not in MODES:
-            raise ListenerConfigError(f"listener mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not isinstance(reliable_delivery, bool):
-            raise ListenerConfigError(f"reliable_delivery must be True or False, got {reliable_delivery!r}")
+        check_declaration(fn, name, queue, mode, reliable_delivery)
         self.fn = fn
         #: True for ``async def`` functions (awaited); the others run in a worker thread
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -150,12 +89,12 @@ class Listener:
         self.name: str = name or _default_name(fn)
         #: the retry options this listener sets; the rest come from settings (see ``policy``)
         policy_options = {key: value for key, value in options.items() if key not in FLOW_OPTIONS}
-        self.policy_options: dict[str, Any] = _check_policy_options(self.name, policy_options)
+        self.policy_options: dict[str, Any] = check_policy_options(self.name, policy_options)
         params = Parameters(fn)
         #: the parameters the worker fills in: the Attempt, and an Emitter for follow-up events
         self.attempt_param: str | None = params.attempt
         self.emitter_param: str | None = params.emitter
-        events = _check_event_ids(tuple(event_ids), allow_none=bool(params.event_classes))
+        events = check_event_ids(tuple(event_ids), allow_none=bool(params.event_classes))
         if not events:  # @listener() on `def f(event: TodoCreated)`: the annotation names the events
             events = params.event_classes
         self.event_classes: tuple[type, ...] = tuple(e for e in events if isinstance(e, type))
@@ -330,7 +269,7 @@ def listener(
             all of them. Its jobs then have no order and no limits across shards: ``shards`` does
             not go with ``concurrency``, ``rate`` or ``ordered_by``. On one Redis it changes nothing.
     """
-    ids = _check_event_ids(event_ids, allow_none=True)
+    ids = check_event_ids(event_ids, allow_none=True)
     given = {
         "max_tries": max_tries,
         "backoff": backoff,
@@ -356,27 +295,6 @@ def listener(
         )
 
     return decorate
-
-
-def check_shards(name: str, shards: Any, mode: str, flow: FlowControl) -> int:
-    """``shards`` if listener ``name`` can have it; else ListenerConfigError saying why."""
-    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
-        raise ListenerConfigError(
-            f"listener {name!r}: shards must be a whole number from 1 to {MAX_SHARDS}, got {shards!r}"
-        )
-    if shards > 1 and mode == "broadcast":
-        raise ListenerConfigError(
-            f"listener {name!r}: a broadcast listener's jobs go to each worker's own queue; shards applies to "
-            "pool and singleton listeners"
-        )
-    limits = [option for option, value in (("concurrency", flow.concurrency), ("rate", flow.rate),
-              ("ordered_by", flow.ordered_by)) if value is not None]  # fmt: skip
-    if shards > 1 and limits:
-        raise ListenerConfigError(
-            f"listener {name!r}: shards={shards} spreads its jobs over {shards} shards, each claimed on its own, "
-            f"so {' and '.join(limits)} could not hold across them; use shards=1 for a listener with limits"
-        )
-    return shards
 
 
 def _unwrap_litestar(fn: Callable[..., Any]) -> Callable[..., Any]:
