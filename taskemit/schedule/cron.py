@@ -1,24 +1,13 @@
-"""Cron schedules: what a schedule is, when it fires, and which ticks a scheduler emits.
+"""Cron schedules: what a schedule is, how it is declared and checked, and what one tick emits.
 
-Pure: no Redis and no clock. Every time comes in as an argument (aware datetimes; results
-are in UTC), so the property tests can hammer it. The firing loop is ``scheduler.py``; which
-due ticks it emits after downtime is ``misfire.py``; offset changes are ``zoneclock.py``.
-
-Expressions are matched against the local wall clock of the schedule's time zone (croniter
-does the calendar arithmetic on naive wall times; croniter's own time-zone handling is not
-used because it fires twice in a repeated hour). Wall times map to instants like this:
-
-- a wall time that does not exist (clocks jump forward) fires at the instant it would have
-  been with the offset from before the jump: 02:30 on a 02:00 -> 03:00 day fires at 03:30;
-- a wall time that happens twice (clocks go back) fires at its first occurrence, unless the
-  schedule fires in every hour (hour field ``*``), which then keeps its pace through both.
-
-So a daily schedule fires once on every local day, and an hourly one once every real hour.
+Pure: no Redis and no clock. A schedule comes from :func:`cron` or a ``[[cron]]`` table in
+settings; a wrong expression, time zone, option or event is a ``CronConfigError`` that names
+the schedule. When it fires is ``ticks.py``; the firing loop is ``scheduler.py``; which due
+ticks it emits after downtime is ``misfire.py``; offset changes are ``zoneclock.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
@@ -27,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
 
-from ..errors import InvalidArgument, TaskEmitError
+from ..errors import TaskEmitError
 from ..store.codec import META_KWARG
-from .zoneclock import offset_change_after, offset_change_at_or_before, utc_offset
+from .ticks import TickNotFound, Ticks, as_utc
 
 __all__ = ("CronConfigError", "CronSchedule", "MisfirePolicy", "cron", "unique_schedules")
 
@@ -39,13 +28,6 @@ DEFAULT_MISFIRE: MisfirePolicy = "once"
 DEFAULT_MAX_LATENESS = 3600.0
 
 _UTC = dt.UTC
-#: no zone moves its clocks twice within this long, nor by as much: lookups work in stretches
-#: of this length around each change of UTC offset
-_NEAR = dt.timedelta(hours=6)
-_SECOND = dt.timedelta(seconds=1)
-_TINY = dt.timedelta(microseconds=1)
-#: stretches of constant offset a lookup may cross before giving up; reached only by a bug
-_MAX_STEPS = 1000
 #: the keys of a ``[[cron]]`` table besides schedule, event, args and kwargs: the options of cron()
 _OPTIONS = ("tz", "name", "misfire", "max_lateness", "tick_kwarg")
 _TABLE_KEYS = frozenset({"schedule", "event", "args", "kwargs", *_OPTIONS})
@@ -60,26 +42,6 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def as_utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidArgument(f"cron times must be timezone-aware datetimes, got naive {moment!r}")
-    return moment.astimezone(_UTC)
-
-
-def _naive(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=None)
-
-
-_Bound = tuple[dt.datetime, bool]
-
-
-def _tighter(one: _Bound, other: _Bound, *, later: bool) -> _Bound:
-    """Of two (time, inclusive) bounds, the one that admits less: the later lower bound, or the earlier upper one."""
-    if one[0] == other[0]:
-        return one[0], one[1] and other[1]
-    return max(one, other) if later else min(one, other)
-
-
 class CronSchedule:
     """Emit ``event_id`` with ``args`` and ``kwargs`` at each tick of a cron expression.
 
@@ -88,8 +50,7 @@ class CronSchedule:
     """
 
     __slots__ = (
-        "_every_hour",
-        "_template",
+        "_ticks",
         "args",
         "event_id",
         "expression",
@@ -134,8 +95,7 @@ class CronSchedule:
             raise CronConfigError(
                 f"{label}: unknown time zone {tz!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
             ) from None
-        self._template = self._parse(label)
-        self._every_hour = self._template.expanded[1] == ["*"]  # croniter puts hours second
+        self._ticks = Ticks(self._parse(label), self.zone)
         if misfire not in _POLICIES:
             raise CronConfigError(f"{label}: misfire must be one of {', '.join(_POLICIES)}; got {misfire!r}")
         self.misfire: MisfirePolicy = misfire
@@ -213,63 +173,17 @@ class CronSchedule:
 
     def next_fire(self, after: dt.datetime) -> dt.datetime:
         """The first tick strictly after ``after``, in UTC."""
-        bound, inclusive = as_utc(after), False
-        for _ in range(_MAX_STEPS):
-            offset = self._offset(bound)
-            change = self._change_after(bound)
-            began = self._change_at_or_before(bound)
-            limit = change if change is not None else bound + _NEAR
-            candidates = []
-            first, first_inclusive = _naive(bound + offset), inclusive
-            if began is not None and began[1] > offset and not self._every_hour:
-                repeat_end = _naive(began[0] + began[1])  # walls before it fired in the first pass
-                if repeat_end > first:
-                    first, first_inclusive = repeat_end, True
-            wall = self._wall_after(first, first_inclusive)
-            regular = (wall - offset).replace(tzinfo=_UTC)
-            if (regular < limit or (change is None and regular == limit)) and self._fires_at(wall, regular):
-                candidates.append(regular)
-            if began is not None and began[1] < offset:  # walls skipped by a jump forward
-                gap = self._gap_after(bound, inclusive, began, offset)
-                if gap is not None:
-                    candidates.append(gap)
-            if candidates:
-                return min(candidates)
-            if change is not None:
-                bound, inclusive = change, True
-            else:  # nothing near: no tick before the next matching wall time, give or take a day
-                bound, inclusive = max(bound + _NEAR, regular - 2 * _NEAR), False
-        raise CronConfigError(f"cron schedule {self.name!r}: no next tick found after {after}")  # pragma: no cover
+        try:
+            return self._ticks.next_fire(after)
+        except TickNotFound:  # pragma: no cover
+            raise CronConfigError(f"cron schedule {self.name!r}: no next tick found after {after}") from None
 
     def previous_fire(self, at: dt.datetime, *, after: dt.datetime | None = None) -> dt.datetime | None:
         """The last tick at or before ``at`` (and strictly after ``after``, if given), in UTC."""
-        bound, inclusive = as_utc(at), True
-        floor = None if after is None else as_utc(after)
-        for _ in range(_MAX_STEPS):
-            if floor is not None and bound <= floor:
-                return None
-            offset = self._offset(bound)
-            began = self._change_at_or_before(bound)
-            limit = began[0] if began is not None else bound - _NEAR
-            candidates = []
-            wall = self._wall_before(_naive(bound + offset), inclusive)
-            regular = None if wall is None else (wall - offset).replace(tzinfo=_UTC)
-            if wall is not None and regular is not None and regular >= limit and self._fires_at(wall, regular):
-                candidates.append(regular)
-            if began is not None and began[1] < offset:
-                gap = self._gap_before(bound, inclusive, began, offset)
-                if gap is not None:
-                    candidates.append(gap)
-            if candidates:
-                best = max(candidates)
-                return None if floor is not None and best <= floor else best
-            if began is not None:  # go on before the change, with the offset from then
-                bound, inclusive = began[0] - _TINY, True
-            elif regular is None:
-                return None
-            else:
-                bound, inclusive = min(bound - _NEAR, regular + 2 * _NEAR), True
-        raise CronConfigError(f"cron schedule {self.name!r}: no previous tick found before {at}")  # pragma: no cover
+        try:
+            return self._ticks.previous_fire(at, after=after)
+        except TickNotFound:  # pragma: no cover
+            raise CronConfigError(f"cron schedule {self.name!r}: no previous tick found before {at}") from None
 
     def fires_between(self, after: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
         """Every tick in ``(after, until]``, oldest first."""
@@ -287,58 +201,6 @@ class CronSchedule:
             tick = self.next_fire(tick)
             ticks.append(tick)
         return ticks
-
-    # -- wall times and offsets ----------------------------------------------------------------
-
-    def _gap_after(
-        self, bound: dt.datetime, inclusive: bool, began: tuple[dt.datetime, dt.timedelta], offset: dt.timedelta
-    ) -> dt.datetime | None:
-        """The first skipped wall time firing after ``bound`` (it fires with the old offset)."""
-        change, old = began
-        start, inclusive = _tighter((_naive(change + old), True), (_naive(bound + old), inclusive), later=True)
-        wall = self._wall_after(start, inclusive)
-        return (wall - old).replace(tzinfo=_UTC) if wall < _naive(change + offset) else None
-
-    def _gap_before(
-        self, bound: dt.datetime, inclusive: bool, began: tuple[dt.datetime, dt.timedelta], offset: dt.timedelta
-    ) -> dt.datetime | None:
-        """The last skipped wall time firing at or before ``bound``."""
-        change, old = began
-        end, inclusive = _tighter((_naive(change + offset), False), (_naive(bound + old), inclusive), later=False)
-        wall = self._wall_before(end, inclusive)
-        return None if wall is None or wall < _naive(change + old) else (wall - old).replace(tzinfo=_UTC)
-
-    def _wall_after(self, start: dt.datetime, inclusive: bool) -> dt.datetime:
-        """The first matching wall time after (or at) the naive ``start``."""
-        iterator = copy.copy(self._template)  # shares the parsed fields, not the position
-        second = start.replace(microsecond=0)
-        iterator.set_current(second - _SECOND if inclusive and second == start else second, force=True)
-        wall: dt.datetime = iterator.get_next(dt.datetime)
-        return wall
-
-    def _wall_before(self, start: dt.datetime, inclusive: bool) -> dt.datetime | None:
-        """The last matching wall time before (or at) the naive ``start``; None if there is none."""
-        iterator = copy.copy(self._template)
-        second = start.replace(microsecond=0)
-        iterator.set_current(second + _SECOND if inclusive or second != start else second, force=True)
-        try:
-            wall: dt.datetime = iterator.get_prev(dt.datetime)
-        except CroniterBadDateError:
-            return None
-        return wall
-
-    def _offset(self, moment: dt.datetime) -> dt.timedelta:
-        return utc_offset(self.zone, moment)
-
-    def _change_after(self, moment: dt.datetime) -> dt.datetime | None:
-        return offset_change_after(self.zone, moment, _NEAR)
-
-    def _change_at_or_before(self, moment: dt.datetime) -> tuple[dt.datetime, dt.timedelta] | None:
-        return offset_change_at_or_before(self.zone, moment, _NEAR)
-
-    def _fires_at(self, wall: dt.datetime, instant: dt.datetime) -> bool:
-        """Whether an existing ``wall`` time fires at ``instant``: its first pass, or any in every-hour schedules."""
-        return self._every_hour or wall.replace(tzinfo=self.zone, fold=0).astimezone(_UTC) == instant
 
     # -- identity ----------------------------------------------------------------------------
 

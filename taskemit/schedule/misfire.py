@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .cron import CronSchedule, as_utc
+from .cron import CronSchedule
+from .ticks import as_utc
 
 __all__ = ("plan_fires",)
 
