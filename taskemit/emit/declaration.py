@@ -81,6 +81,7 @@ def check_event_ids(event_ids: tuple[Any, ...], *, allow_none: bool = False) -> 
 
 
 def check_policy_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The retry options listener ``name`` sets, normalised; ListenerConfigError if one is unknown or wrong."""
     unknown = sorted(set(options) - {"max_tries", "backoff", "retry_on", "give_up_on", "timeout"})
     if unknown:
         raise ListenerConfigError(f"listener {name!r}: unknown option(s) {unknown}")
