@@ -2,7 +2,8 @@
 
 The file is ``settings.toml`` in the working directory unless ``TASKEMIT_SETTINGS`` names
 another one. Emitters and workers read the same model, so both sides agree on the queue,
-the serializer and the Redis URL.
+the serializer and the Redis URL. The model declares every setting with its type, bounds,
+default and description; what else makes a value valid is checked in ``settings_checks``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pydantic_settings import (
 
 from .errors import SettingsFileNotFound
 from .policy import Backoff, RetryPolicy
-from .schedule.cron import CronSchedule, unique_schedules
-from .store.connection import parse_redis_url
+from .schedule.cron import CronSchedule
+from .settings_checks import check_durability, check_redis_url, comma_list, is_cluster_url, normal_backoff, normal_cron
 from .store.keys import DEFAULT_NAMESPACE, KeySpace, check_namespace
 
 __all__ = ("Settings", "load_settings", "settings_path")
@@ -330,15 +331,11 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        parse_redis_url(value)  # InvalidArgument is a ValueError: a validation error naming "redis_url"
-        return value
+        return check_redis_url(value)
 
     @model_validator(mode="after")
     def _durability_needs_replicas(self) -> Settings:
-        if self.durability == "replicated" and self.min_replicas < 1:
-            raise ValueError(
-                'durability = "replicated" needs min_replicas >= 1 (for the primary alone, use "memory" or "fsync")'
-            )
+        check_durability(self.durability, self.min_replicas)
         return self
 
     @field_validator("namespace")
@@ -349,7 +346,7 @@ class Settings(BaseSettings):
     @cached_property
     def keys(self) -> KeySpace:
         """Every Redis key of this namespace (each queue on a hash tag of its own on a Redis Cluster)."""
-        return KeySpace(self.namespace, sharded=self.redis_url.split("://", 1)[0].endswith("+cluster"))
+        return KeySpace(self.namespace, sharded=is_cluster_url(self.redis_url))
 
     @property
     def queue_key(self) -> str:
@@ -359,13 +356,12 @@ class Settings(BaseSettings):
     @field_validator("backoff")
     @classmethod
     def _valid_backoff(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return Backoff.from_dict(value).to_dict()  # ValueError -> a validation error naming "backoff"
+        return normal_backoff(value)
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        # CronConfigError is a ValueError: a validation error naming "cron" and the schedule
-        return [schedule.to_table() for schedule in unique_schedules(map(CronSchedule.from_table, value))]
+        return normal_cron(value)
 
     @property
     def cron_schedules(self) -> tuple[CronSchedule, ...]:
@@ -380,10 +376,7 @@ class Settings(BaseSettings):
     @field_validator("listeners", "redact_keys", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
-        # TASKEMIT_LISTENERS="app.listeners,app.more" as well as a TOML list.
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return comma_list(value)  # TASKEMIT_LISTENERS="app.listeners,app.more" as well as a TOML list
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,8 @@ from litestar import get, post
 from litestar.params import Parameter
 
 from ..state import JobState
-from .pages import DashboardController, IdPart, PathId, Query, slashed, whole_id
+from .pages import DashboardController
+from .params import IdPart, PathId, Query, slashed, whole_id
 from .schemas import (
     AbortOut,
     DeadLetterOut,
@@ -65,7 +66,7 @@ class ApiReads(DashboardController):
 
     @get(slashed("/jobs/{job_id:str}")[1:], include_in_schema=False)
     async def get_job_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> JobOut:
-        """``get_job`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        """``get_job`` of a job id with '/' in its hash tag (``params.slashed``)."""
         return await self.dashboard.data.job(whole_id(job_id, job_id_2, job_id_3))
 
     @get("/dead", summary="Dead letters, newest first")
@@ -84,7 +85,7 @@ class ApiReads(DashboardController):
 
     @get(slashed("/dead/{job_id:str}")[1:], include_in_schema=False)
     async def get_dead_letter_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> DeadLetterOut:
-        """``get_dead_letter`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        """``get_dead_letter`` of a job id with '/' in its hash tag (``params.slashed``)."""
         return await self.dashboard.data.dead_letter(whole_id(job_id, job_id_2, job_id_3))
 
     @get("/listeners", summary="Per listener: queue, jobs waiting and running, workers, counters")
@@ -116,7 +117,7 @@ class ApiActions(DashboardController):
 
     @post(slashed("/dead/{job_id:str}", "/replay")[1:], status_code=200, include_in_schema=False)
     async def replay_dead_letter_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> ReplayOut:
-        """``replay_dead_letter`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        """``replay_dead_letter`` of a job id with '/' in its hash tag (``params.slashed``)."""
         return await self.dashboard.data.replay(whole_id(job_id, job_id_2, job_id_3))
 
     @post("/dead/replay", status_code=200, summary="Replay every dead letter matching the filters")
@@ -133,5 +134,5 @@ class ApiActions(DashboardController):
 
     @post(slashed("/jobs/{job_id:str}", "/abort")[1:], status_code=200, include_in_schema=False)
     async def abort_job_slashed(self, job_id: PathId, job_id_2: PathId, job_id_3: IdPart = None) -> AbortOut:
-        """``abort_job`` of a job id with '/' in its hash tag (``pages.slashed``)."""
+        """``abort_job`` of a job id with '/' in its hash tag (``params.slashed``)."""
         return await self.dashboard.data.abort(whole_id(job_id, job_id_2, job_id_3))

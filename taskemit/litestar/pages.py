@@ -1,5 +1,7 @@
-"""The dashboard's HTML pages (GET, ``read_guards``) and the form posts of its buttons (POST,
-``guards``, CSRF-checked). Every page renders the JSON its API serves and refreshes it live."""
+"""The dashboard's HTML pages (GET, ``read_guards``): every page renders the JSON its API serves and
+refreshes it live. Also what every controller of the dashboard shares (``Dashboard``,
+``DashboardController``, ``html_error``) and the columns of its tables. The form posts of the pages'
+buttons are in ``actions``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Redirect
@@ -19,45 +21,10 @@ from litestar.utils.scope.state import ScopeState
 
 from ..state import JobState
 from .html import Column, Page, attr, field, fields, query, when
+from .params import IdPart, PathId, Query, slashed, whole_id
 from .service import DashboardData
 
-__all__ = (
-    "Dashboard",
-    "DashboardController",
-    "IdPart",
-    "PageActions",
-    "Pages",
-    "PathId",
-    "Query",
-    "html_error",
-    "slashed",
-    "whole_id",
-)
-
-#: parameters declared the way every Litestar 2 release reads without a deprecation warning
-PathId = Annotated[str, Parameter()]
-#: the second and third parts of a job id with '/' in its hash tag (see ``slashed``)
-IdPart = Annotated[str | None, Parameter()]
-
-
-def slashed(path: str, suffix: str = "") -> list[str]:
-    """``path`` (ending in ``{job_id:str}``) and ``suffix``, and the same for a job id whose hash tag
-    has one or two '/' (a queue's on a Redis Cluster: ``{ns/queue}:...``, ``{ns/queue/k}:...``): a
-    URL's path carries them as two or three segments, even when quoted (``%2F``), so those routes
-    take them (``job_id_2``, ``job_id_3``) and ``whole_id`` puts the id together again."""
-    return [
-        path + suffix,
-        path + "/{job_id_2:str}" + suffix,
-        path + "/{job_id_2:str}/{job_id_3:str}" + suffix,
-    ]
-
-
-def whole_id(job_id: str, job_id_2: str | None = None, job_id_3: str | None = None) -> str:
-    """The job id ``slashed``'s routes took in parts."""
-    return "/".join(part for part in (job_id, job_id_2, job_id_3) if part is not None)
-
-
-Query = Annotated[str | None, Parameter()]
+__all__ = ("Dashboard", "DashboardController", "Pages", "html_error")
 
 #: job states in which an abort still means something
 _ABORTABLE = (JobState.QUEUED, JobState.DEFERRED, JobState.RETRYING, JobState.IN_PROGRESS)
@@ -99,11 +66,6 @@ def _state(status: str | None) -> JobState | None:
 
 def _input(name: str, label: str, value: str | None) -> str:
     return f'<label>{escape(label)}<input name="{name}" value="{attr(value or "")}"></label>'
-
-
-def _see_other(url: str) -> Redirect:
-    """Back to a page after a form post (303: the browser GETs it)."""
-    return Redirect(url, status_code=303)
 
 
 def html_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
@@ -398,49 +360,3 @@ class Pages(DashboardController):
             + page.live(f"{d.api}/outbox", page.table(OUTBOX_COLUMNS, relays, "", empty="no outbox relay reports"))
         )
         return d.render(request, "Workers and queues", body, here="workers", notice=None)
-
-
-class PageActions(DashboardController):
-    """The pages' buttons: form posts that redirect back (303); the plugin adds the ``guards``."""
-
-    include_in_schema = False
-    exception_handlers = {HTTPException: html_error}  # noqa: RUF012 - Litestar reads it off the class
-
-    @post(slashed("/dead/{job_id:str}", "/replay"), status_code=303)
-    async def replay(self, job_id: PathId, job_id_2: IdPart = None, job_id_3: IdPart = None) -> Redirect:
-        d = self.dashboard
-        done = await d.data.replay(whole_id(job_id, job_id_2, job_id_3))
-        notice = f"Replayed {done.job_id} as {done.new_job_id}"
-        if done.event_uuid:
-            return _see_other(query(f"{d.base}/events/{quote(done.event_uuid, safe='')}", notice=notice))
-        return _see_other(query(f"{d.base}/dead", notice=notice))
-
-    @post("/dead/replay", status_code=303)
-    async def replay_all(self, listener: Query = None, event: Query = None) -> Redirect:
-        d = self.dashboard
-        done = await d.data.replay_all(listener=listener, event=event)
-        notice = f"Replayed {len(done.replayed)} dead letters" + (
-            f", skipped {len(done.skipped)}" if done.skipped else ""
-        )
-        return _see_other(query(f"{d.base}/dead", listener=listener, event=event, notice=notice))
-
-    @post("/dead/purge", status_code=303)
-    async def purge(self, listener: Query = None, event: Query = None) -> Redirect:
-        d = self.dashboard
-        done = await d.data.purge(listener=listener, event=event)
-        return _see_other(
-            query(f"{d.base}/dead", listener=listener, event=event, notice=f"Purged {done.purged} dead letters")
-        )
-
-    @post(slashed("/events/{event_uuid:str}/jobs/{job_id:str}", "/abort"), status_code=303)
-    async def abort(
-        self, event_uuid: PathId, job_id: PathId, job_id_2: IdPart = None, job_id_3: IdPart = None
-    ) -> Redirect:
-        d = self.dashboard
-        job_id = whole_id(job_id, job_id_2, job_id_3)
-        done = await d.data.abort(job_id)
-        notice = {
-            "aborted": f"Aborted {job_id}",
-            "requested": f"{job_id} is running: its worker cancels it at its next lease renewal",
-        }.get(done.outcome, f"{job_id} was neither waiting nor running")
-        return _see_other(query(f"{d.base}/events/{quote(event_uuid, safe='')}", notice=notice))

@@ -25,12 +25,13 @@ from ..emit import Emitter
 from ..engine import InProcessWorker
 from ..schedule.scheduler import check_schedules
 from ..settings import Settings, load_settings
+from .actions import PageActions
 from .api import ApiActions, ApiReads
 from .backend import ArqEventEmitter
 from .config import TaskEmitConfig
 from .outbox import check_outbox_sources, outbox_engines
 from .overview import OverviewApiReads, OverviewPages
-from .pages import Dashboard, PageActions, Pages
+from .pages import Dashboard, Pages
 from .schedules import ScheduleActions, ScheduleApiActions, ScheduleApiReads, SchedulePages
 from .service import DashboardData
 
