@@ -7,57 +7,13 @@ listener is handling, their records keep it (``cause``), and ``taskemit status``
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-from ..settings import Settings
 from ..store.durability import Level
+from .publishing import Publishing
 from .receipt import EmitReceipt
-from .writer import PendingEvent
 
 __all__ = ("CausedEmitter",)
-
-
-class _Emitting(Protocol):
-    """What a CausedEmitter uses of the :class:`Emitter` it wraps (which imports this module)."""
-
-    settings: Settings
-
-    def _prepare(
-        self,
-        event: str | object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        once_key: str | None = None,
-        cause: str | None = None,
-        priority: int | None = None,
-        ordering_key: Any = None,
-    ) -> PendingEvent | None: ...
-
-    def _submit(self, pending: PendingEvent) -> None: ...
-
-    def _in_session(self, pending: PendingEvent, session: Any, outbox: bool) -> None: ...
-
-    def _published_in_session(
-        self,
-        event: str | object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        wait: bool,
-        durability: Level | None,
-        session: Any,
-        outbox: bool,
-        cause: str | None = None,
-        priority: int | None = None,
-        ordering_key: Any = None,
-    ) -> EmitReceipt | None: ...
-
-    async def _publish(
-        self, pending: PendingEvent | None, wait: bool, timeout: float | None, durability: Level | None = None
-    ) -> EmitReceipt | None: ...
-
-    async def _stored(
-        self, pending: PendingEvent, timeout: float, whole: float | None = None
-    ) -> EmitReceipt | None: ...
 
 
 class CausedEmitter:
@@ -70,7 +26,7 @@ class CausedEmitter:
 
     __slots__ = ("cause", "emitter")
 
-    def __init__(self, emitter: _Emitting, cause: str | None) -> None:
+    def __init__(self, emitter: Publishing, cause: str | None) -> None:
         self.emitter = emitter
         self.cause = cause
 
