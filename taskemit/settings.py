@@ -1,17 +1,15 @@
 """taskemit's settings: ``settings.toml`` overridden by ``TASKEMIT_*`` environment variables.
 
 The file is ``settings.toml`` in the working directory unless ``TASKEMIT_SETTINGS`` names
-another one. Emitters and workers read the same model, so both sides agree on the queue,
-the serializer and the Redis URL. The model declares every setting with its type, bounds,
-default and description; what else makes a value valid is checked in ``settings_checks``.
+another one (``settings_file``). Emitters and workers read the same model, so both sides agree
+on the queue, the serializer and the Redis URL. The model declares every setting with its type,
+bounds, default and description; what else makes a value valid is checked in ``settings_checks``.
 """
 
 from __future__ import annotations
 
 import os
-from contextvars import ContextVar
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,37 +21,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import SettingsFileNotFound
 from .policy import Backoff, RetryPolicy
 from .schedule.cron import CronSchedule
 from .settings_checks import check_durability, check_redis_url, comma_list, is_cluster_url, normal_backoff, normal_cron
+from .settings_file import named_file, settings_path
 from .store.keys import DEFAULT_NAMESPACE, KeySpace, check_namespace
 
 __all__ = ("Settings", "load_settings", "settings_path")
-
-SETTINGS_ENV_VAR = "TASKEMIT_SETTINGS"
-DEFAULT_SETTINGS_FILE = "settings.toml"
-
-_explicit_path: ContextVar[Path | None] = ContextVar("taskemit_settings_path", default=None)
-
-
-def settings_path() -> Path | None:
-    """The settings file in force: an explicit path, ``$TASKEMIT_SETTINGS``, or ``./settings.toml``.
-
-    Returns None when no file is named and ``./settings.toml`` does not exist (defaults apply).
-    A file named explicitly or by the environment must exist: a typo there is an error, not
-    a silent fallback to defaults.
-    """
-    named = _explicit_path.get() or os.environ.get(SETTINGS_ENV_VAR)
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise SettingsFileNotFound(
-                f"taskemit settings file {str(path)!r} (from {SETTINGS_ENV_VAR} or load_settings()) does not exist"
-            )
-        return path
-    default = Path(DEFAULT_SETTINGS_FILE)
-    return default if default.is_file() else None
 
 
 class Settings(BaseSettings):
@@ -400,8 +374,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     Keyword overrides win over both. Raises ``pydantic.ValidationError`` naming the field
     when a value is invalid.
     """
-    token = _explicit_path.set(Path(path) if path is not None else None)
-    try:
+    with named_file(path):
         return Settings(**overrides)
-    finally:
-        _explicit_path.reset(token)
