@@ -52,6 +52,7 @@ from ..store.faults import Fault, fault_of
 from .arqpath import hook_client_class
 from .batch import Claim, JobStore
 from .heartbeat import beat, new_worker_id
+from .held import HeldClaims
 from .history import CTX_HISTORY, HistoryRecorder
 from .jobrun import CTX_RUNNING, CTX_WORKER_ID
 from .leases import LeaseKeeper
@@ -153,10 +154,9 @@ class Engine:
             self.worker_id, self.routes, self.runners, self.running_listeners, settings.lease_ttl, self._job_ended
         )
         #: claimed jobs not started until the durability level holds for their claim
-        self._unconfirmed: list[Claim] = []
+        self._held = HeldClaims(self.worker_id, settings)
         #: finishes refused because another worker had taken the job over
         self.fenced = 0
-        self._waiting_for_durability = False
         self._wake = asyncio.Event()
         #: asked to stop, and by when running jobs must be done
         self._stop = Stop(self.worker_id, self.grace, self.jobs, self._wake, self.history, self.link, self._refused)
@@ -232,8 +232,8 @@ class Engine:
             try:
                 await self._loop()
             finally:
-                await self._stop.wind_down(self._helpers, self._unconfirmed, self._store, self.redis)
-                self._helpers, self._unconfirmed = [], []
+                await self._stop.wind_down(self._helpers, self._held.claims, self._store, self.redis)
+                self._helpers, self._held.claims = [], []
                 if self.on_shutdown is not None:
                     await self.on_shutdown(self.ctx)
         finally:
@@ -286,9 +286,9 @@ class Engine:
                     if jobs.running:  # sync listeners: their threads cannot be stopped
                         await self._wait(None)
                     continue
-            if self._unconfirmed and not await self._confirm_claims():
+            if self._held.claims and not await self._start_held():
                 continue
-            busy = len(jobs) + len(self._unconfirmed)
+            busy = len(jobs) + len(self._held.claims)
             free = 0 if self._stop.requested else self.vitals.claim_budget(self.concurrency - busy)
             if free <= 0 and not jobs.finished:
                 await self._wait(self._stop.timeout())
@@ -303,9 +303,8 @@ class Engine:
                 await self._back_off(exc)
                 continue
             self.link.up()
-            if batch.durable and self._waiting_for_durability:
-                self._waiting_for_durability = False
-                logger.warning("worker %s: durability %r holds again", self.worker_id, self.settings.durability)
+            if batch.durable:
+                self._held.durable()
             self._refused(batch.refused)
             self.history.record_all(finished, batch.refused)  # sent again, a finish is refused: counted once
             for claim in batch.expired:
@@ -315,8 +314,8 @@ class Engine:
             if not batch.durable:
                 # the level did not hold for this round trip: its finishes are sent again, its claims wait
                 jobs.finished = finished + jobs.finished
-                self._unconfirmed += batch.claimed
-                await self._not_durable()
+                self._held.hold(batch.claimed)
+                await self._sleep(_DURABILITY_RETRY)
                 continue
             for claim in batch.claimed:
                 self._start(claim, sent)
@@ -350,39 +349,22 @@ class Engine:
         self._wake_task = asyncio.create_task(self._listen_for_work(), name="taskemit-wake")
         self._helpers[self._helpers.index(old)] = self._wake_task
 
-    async def _confirm_claims(self) -> bool:
-        """Start the claimed jobs held back until their claim was durable, once a renewal of
-        their leases is (a lease lost meanwhile, in a failover, is not started); False if not yet."""
+    async def _start_held(self) -> bool:
+        """Start the claimed jobs held back until their claim was durable; False if not yet."""
         assert self._store is not None
-        held = self._unconfirmed
         sent = time.monotonic()
         try:
-            lost, _, durable = await self._store.renew([(c.job_id, c.route, c.token) for c in held])
+            ready = await self._held.release(self._store)
         except REDIS_DOWN as exc:
             await self._back_off(exc)
             return False
-        if not durable:
-            await self._not_durable()
+        if ready is None:
+            await self._sleep(_DURABILITY_RETRY)
             return False
         self.link.up()
-        self._unconfirmed = []
-        gone = set(lost)
-        for claim in held:
-            if claim.job_id not in gone:
-                self._start(claim, sent)
+        for claim in ready:
+            self._start(claim, sent)
         return True
-
-    async def _not_durable(self) -> None:
-        if not self._waiting_for_durability:
-            self._waiting_for_durability = True
-            logger.warning(
-                "worker %s: durability %r does not hold (fewer than %d replicas confirm, or no fsync); claimed jobs "
-                "wait to start and finished ones are sent again until it does",
-                self.worker_id,
-                self.settings.durability,
-                self.settings.min_replicas,
-            )
-        await self._sleep(_DURABILITY_RETRY)
 
     def _refused(self, refused: dict[str, str]) -> None:
         for job_id, reason in refused.items():
