@@ -411,7 +411,7 @@ local function round(only)
     -- in turn, each listener first takes an even share of what is left (so that the jobs one
     -- event gave several listeners go out in one claim, and their outcomes are written together),
     -- then what the others left; a listener whose jobs were read with their records takes all it
-    -- may at once
+    -- may at once (drained: nothing more to take this round)
     local took, drained = {}, {}
     for pass = 1, 2 do
       for n, i in ipairs(order) do
@@ -423,11 +423,12 @@ local function round(only)
         if pass == 1 and not candidates[i] then
           want = math.min(want, math.ceil(left / (#order - n + 1)))
         end
-        if want > 0 and not drained[i] and (pass == 1 or not candidates[i]) then
+        if want > 0 and not drained[i] then
           local ready = keys_of(i)
           local ids
           if candidates[i] then
             ids = ids_of(i, math.min(left, #candidates[i] / 2))
+            drained[i] = true
           else
             ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, want)
             drained[i] = #ids < want
