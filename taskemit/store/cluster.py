@@ -52,22 +52,24 @@ def is_cluster(client: Any) -> bool:
     return hasattr(client, "nodes_manager")
 
 
-async def node_name_of(client: Any, key: str) -> str:
-    """``host:port`` of the primary that holds ``key``'s slot on a cluster."""
+async def _node_of(client: Any, key: str) -> Any:
+    """The primary that holds ``key``'s slot on a cluster (the slots learnt first, if not yet)."""
     if client._initialize:
         await client.initialize()
-    return str(client.nodes_manager.get_node_from_slot(client.keyslot(key)).name)
+    return client.nodes_manager.get_node_from_slot(client.keyslot(key))
+
+
+async def node_name_of(client: Any, key: str) -> str:
+    """``host:port`` of the primary that holds ``key``'s slot on a cluster."""
+    return str((await _node_of(client, key)).name)
 
 
 async def info_of(client: Any, section: str, key: str) -> Any:
-    """``INFO section`` of the server that holds ``key``: on a cluster, the primary of its slot
-    (a namespace's keys all share one); else the one server."""
+    """``INFO section`` of the server that holds ``key``: on a cluster, the primary of its slot;
+    else the one server."""
     if not is_cluster(client):
         return await client.info(section)
-    if client._initialize:
-        await client.initialize()
-    node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
-    return await client.info(section, target_nodes=node)
+    return await client.info(section, target_nodes=await _node_of(client, key))
 
 
 class ClusterClient(RedisCluster):
