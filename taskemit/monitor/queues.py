@@ -61,9 +61,9 @@ async def queue_depths(redis: Any, settings: Settings, now: float | None = None)
     for queue_key in queues:
         name = queue_name_of(space, queue_key)
         reads[queue_key] = [
-            (space.queue(name, k, shards[listener]) if shards.get(listener, 1) > 1 else queue_key, listener)
+            (key, listener)
             for listener in by_queue[queue_key]
-            for k in range(shards.get(listener, 1))
+            for key in space.queue_shards(name, shards.get(listener, 1))
         ]
     async with redis.pipeline(transaction=False) as pipe:
         for queue_key in queues:

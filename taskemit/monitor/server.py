@@ -77,7 +77,7 @@ class ServerHealth:
 
 async def server_health(redis: Any, key: str = "") -> ServerHealth:
     """INFO of the server ``redis`` talks to (one round trip); on a cluster, of the primary that
-    holds ``key`` (a key of the namespace: they all share its slot)."""
+    holds ``key`` (a key of the namespace's control tag; its queues' primaries: ``tag_servers``)."""
     return _health(await info_of(redis, "all", key))
 
 
@@ -104,6 +104,5 @@ async def tag_servers(redis: Any, keys: KeySpace) -> list[tuple[str, list[str], 
         by_node.setdefault(await node_name_of(redis, space.prefix), []).append(space.tag)
     found = []
     for name, tags in by_node.items():
-        info = await info_of(redis, "all", keys.space_of(tags[0]).prefix)
-        found.append((name, tags, _health(info)))
+        found.append((name, tags, await server_health(redis, keys.space_of(tags[0]).prefix)))
     return found

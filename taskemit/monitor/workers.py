@@ -146,9 +146,8 @@ async def listener_views(redis: Any, *, space: KeySpace) -> list[ListenerView]:
     # a sharded listener (a Redis Cluster) has its jobs on each shard's tag of its queue
     queue_keys: dict[str, list[str]] = {}
     for name in names:
-        shards = catalog[name].shards if name in catalog and space.sharded else 1
-        queue = queue_name_of(space, routes[name])
-        queue_keys[name] = [space.queue(queue, k, shards) for k in range(shards)] if shards > 1 else [routes[name]]
+        shards = catalog[name].shards if name in catalog else 1
+        queue_keys[name] = space.queue_shards(queue_name_of(space, routes[name]), shards)
     # a listener's dead letters: on its queues' tags
     spaces = spaces_from(space, [key for keys in queue_keys.values() for key in keys])
     async with redis.pipeline(transaction=False) as pipe:

@@ -164,6 +164,13 @@ class KeySpace(JobIds, ControlKeys):
             return f"{self.control}queue:{name}"
         return f"{self.for_queue(name, shard, shards).prefix}queue:{name}"
 
+    def queue_shards(self, name: str, shards: int = 1) -> list[str]:
+        """The keys of the queue ``name`` that a listener with ``shards`` has jobs on: one per shard on
+        a Redis Cluster, the one queue elsewhere (where a listener's shards are that queue)."""
+        if not self.sharded or shards <= 1:
+            return [self.queue(name)]
+        return [self.queue(name, shard, shards) for shard in range(shards)]
+
     def ready(self, queue_key: str, listener: str) -> str:
         """Sorted set of one listener's jobs on the queue ``queue_key`` that no worker holds, by run time (ms).
 
