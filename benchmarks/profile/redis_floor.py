@@ -23,7 +23,8 @@ floor's ratio cannot be met by trimming bookkeeping: it needs a smaller data lay
 
 ``--instructions`` runs each redis-server under valgrind's callgrind and counts the instructions
 it ran per job instead of its CPU time: slower, but the same from run to run on a noisy machine
-(one round is enough). Needs valgrind (Debian's ``valgrind`` package).
+(one round is enough). Needs valgrind (Debian's ``valgrind`` package). With ``--new`` and
+``--no-floors`` it measures one change: ``--base C~1 --new C``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base", default=redis_cost.BASE, help=f"the commit to compare with (default {redis_cost.BASE})"
     )
+    parser.add_argument("--new", default="HEAD", help="the commit to measure against the base (default HEAD)")
+    parser.add_argument("--no-floors", action="store_true", help="the two commits only (one change's effect)")
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis-server", help="redis-server binary (default: the newest on PATH)")
@@ -153,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     binary = args.redis_server or newest_redis_server()
     unit, scale = ("µs", 1.0) if not args.instructions else ("kIr", 1e-3)
-    head = subprocess.run(
-        ["git", "-C", str(redis_cost.ROOT), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    git = ["git", "-C", str(redis_cost.ROOT), "rev-parse", "--short", args.new]
+    new = subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="taskemit-redis-floor-") as tmp:
         app_dir = Path(tmp, "app")
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             server = str(meter.binary)
         codes = {
             f"base {args.base}": redis_cost.export(args.base, Path(tmp, "base")),
-            f"new {head}": redis_cost.export("HEAD", Path(tmp, "new")),
+            f"new {new}": redis_cost.export(new, Path(tmp, "new")),
         }
         print(f"redis-server: {binary}; {args.events} events x 3 jobs; rounds alternate")
         for round_ in range(args.rounds):
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 emit, drain = redis_cost.run_once(code, app_dir, args.events, server, meter)
                 jobs = args.events * len(LISTENERS)
                 rows.setdefault(label, []).append((scale * emit.cpu_us / jobs, scale * drain.cpu_us / jobs))
-            for label, arq in (("floor, arq layout", True), ("floor, no arq keys", False)):
+            for label, arq in () if args.no_floors else (("floor, arq layout", True), ("floor, no arq keys", False)):
                 emit_cost, drain_cost = run_floor(args.events, arq, server, meter)
                 rows.setdefault(label, []).append((scale * emit_cost, scale * drain_cost))
             line = "  ".join(f"{label} {sum(r[-1]):5.1f}" for label, r in rows.items())
