@@ -24,7 +24,8 @@ floor's ratio cannot be met by trimming bookkeeping: it needs a smaller data lay
 ``--instructions`` runs each redis-server under valgrind's callgrind and counts the instructions
 it ran per job instead of its CPU time: slower, but the same from run to run on a noisy machine
 (one round is enough). Needs valgrind (Debian's ``valgrind`` package). With ``--new`` and
-``--no-floors`` it measures one change: ``--base C~1 --new C``.
+``--no-floors`` it measures one change: ``--base C~1 --new C``; ``--keep DIR`` keeps callgrind's
+dumps (one file per phase boundary and server: ``callgrind_annotate --inclusive=yes`` reads one).
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="count redis-server's instructions (callgrind), not its CPU time"
     )
+    parser.add_argument(
+        "--keep", type=Path, help="with --instructions: keep callgrind's dumps in this directory (callgrind_annotate)"
+    )
     args = parser.parse_args(argv)
     binary = args.redis_server or newest_redis_server()
     unit, scale = ("µs", 1.0) if not args.instructions else ("kIr", 1e-3)
@@ -166,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         meter: redis_cost.Meter = redis_cost._cpu_us
         server = binary
         if args.instructions:
-            meter = Instructions(binary, Path(tmp))
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+            meter = Instructions(binary, args.keep or Path(tmp))
             server = str(meter.binary)
         codes = {
             f"base {args.base}": redis_cost.export(args.base, Path(tmp, "base")),
